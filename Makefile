@@ -1,0 +1,28 @@
+# Every target sets up (or reuses) the virtual environment outside the clone first:
+# tools/install/setup_env.sh prints its python.
+SHELL := /bin/bash
+SETUP := tools/install/setup_env.sh
+
+.PHONY: demo test test-slow bench env setup
+
+setup:
+	@$(SETUP) >/dev/null
+
+# The main job: generate SynthPeople, train the CPU recipe with periodic evaluation, evaluate,
+# run the demo on val images and on the real COCO sample, print a one-line summary.
+demo:
+	@PY=$$($(SETUP)) && $$PY tools/main_job.py
+
+# The default test suite (under 15 minutes on a 2-core CPU).
+test:
+	@PY=$$($(SETUP)) && $$PY -m pytest -m "not slow" tests
+
+# Slower tests (longer training runs), kept out of the default suite.
+test-slow:
+	@PY=$$($(SETUP)) && $$PY -m pytest -m slow tests
+
+bench:
+	@PY=$$($(SETUP)) && for b in benchmarks/bench_*.py; do $$PY $$b || exit 1; done
+
+env:
+	@PY=$$($(SETUP)) && $$PY -m multitask_pose.env

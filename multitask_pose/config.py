@@ -1,0 +1,25 @@
+"""``add_multitask_config(cfg)``: every config key this project adds to detectron2's, one comment each."""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_multitask_config", "get_multitask_cfg"]
+
+
+def add_multitask_config(cfg: CN) -> CN:
+    """Add the multitask R-CNN keys to a detectron2 config (idempotent); returns ``cfg``."""
+    if "COCO_EVAL_BACKEND" in cfg.TEST:
+        return cfg
+    # Per-task loss weights of the multitask ROI heads (MultiTaskROIHeads). The keypoint weight is
+    # detectron2's own MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT; these two complete the set.
+    cfg.MODEL.ROI_BOX_HEAD.LOSS_WEIGHT = 1.0  # scales loss_cls and loss_box_reg
+    cfg.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT = 1.0  # scales loss_mask
+    # Which COCO API computes AP: "faster_coco_eval" (C++, no detectron2 ops needed) or
+    # "pycocotools" (the reference). Both give identical numbers (tests/evaluation).
+    cfg.TEST.COCO_EVAL_BACKEND = "faster_coco_eval"
+    return cfg
+
+
+def get_multitask_cfg() -> CN:
+    """detectron2's default config plus this project's keys."""
+    from detectron2.config import get_cfg
+
+    return add_multitask_config(get_cfg())

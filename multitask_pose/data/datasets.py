@@ -1,0 +1,128 @@
+"""Dataset registration: the real COCO person sample and the generated SynthPeople splits.
+
+Every dataset is registered with detectron2's ``DatasetCatalog`` and carries its keypoint
+metadata (``multitask_pose.data.keypoints``) in ``MetadataCatalog``. Annotations are checked on
+load, so a malformed one fails with the file and annotation id in the message instead of deep
+inside a data loader worker.
+"""
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json
+
+from .keypoints import COCO_PERSON, KeypointSpec
+
+__all__ = [
+    "DatasetFormatError",
+    "register_coco_person",
+    "validate_dataset_dicts",
+    "samples_root",
+    "synth_cache_root",
+    "register_builtin",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetFormatError(ValueError):
+    """An annotation file that does not describe what it claims to."""
+
+
+def samples_root() -> Path:
+    """The real sample data shipped with the repository (``datasets/samples``)."""
+    return Path(os.environ.get("MTP_SAMPLES", Path(__file__).resolve().parents[2] / "datasets" / "samples"))
+
+
+def synth_cache_root() -> Path:
+    """Where generated datasets are cached: ``$MTP_DATASETS_CACHE`` or ~/.cache/multitask_pose/datasets
+    (outside the clone, so a fresh clone reuses what an earlier one generated)."""
+    default = Path.home() / ".cache" / "multitask_pose" / "datasets"
+    return Path(os.environ.get("MTP_DATASETS_CACHE", default))
+
+
+def validate_dataset_dicts(dicts: List[Dict], spec: KeypointSpec, source: str) -> List[Dict]:
+    """Check what detectron2's loaders do not: image files exist, boxes have positive size,
+    keypoint lists have 3*K numbers. Raises :class:`DatasetFormatError` naming ``source``, the
+    image and the annotation id. An image without annotations is valid."""
+    k3 = 3 * spec.num_keypoints
+    for d in dicts:
+        if not os.path.isfile(d["file_name"]):
+            raise DatasetFormatError(f"{source}: image {d.get('image_id')} file not found: {d['file_name']}")
+        for a in d.get("annotations", []):
+            where = f"{source}: annotation id {a.get('id')} (image {d.get('image_id')})"
+            box = a.get("bbox")
+            if box is None or len(box) != 4:
+                raise DatasetFormatError(f"{where}: bbox must have 4 numbers, got {box!r}")
+            if not (box[2] > 0 and box[3] > 0):
+                raise DatasetFormatError(f"{where}: bbox {list(box)} has non-positive width or height")
+            kp = a.get("keypoints")
+            if kp is not None:
+                if len(kp) != k3:
+                    raise DatasetFormatError(
+                        f"{where}: 'keypoints' has {len(kp)} numbers; {spec.name} needs 3 x "
+                        f"{spec.num_keypoints} = {k3}"
+                    )
+                if not np.isfinite(np.asarray(kp, dtype=np.float64)).all():
+                    raise DatasetFormatError(f"{where}: 'keypoints' has non-finite values")
+    return dicts
+
+
+def register_coco_person(name: str, json_file: str, image_root: str, spec: KeypointSpec = COCO_PERSON,
+                         prepare=None, **metadata) -> None:
+    """Register a COCO-format person-keypoints dataset with its keypoint metadata.
+
+    ``prepare``, if given, is called before loading (it may create ``json_file``, as the
+    generated datasets do). Extra ``metadata`` (e.g. ``detections_file``) goes into MetadataCatalog.
+    """
+
+    def load():
+        if prepare is not None:
+            prepare()
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f"dataset {name!r}: annotation file not found: {json_file}")
+        dicts = load_coco_json(json_file, image_root, name, extra_annotation_keys=["id"])
+        return validate_dataset_dicts(dicts, spec, json_file)
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(
+        json_file=str(json_file),
+        image_root=str(image_root),
+        evaluator_type="coco",
+        thing_classes=["person"],
+        **spec.metadata(),
+        **metadata,
+    )
+
+
+def _register_synth_people() -> None:
+    from .synth_people import SPLITS, split_dir
+
+    root = synth_cache_root()
+    for split in SPLITS:
+        out = split_dir(split, str(root))
+
+        def prepare(split=split):
+            from .synth_people import ensure_split
+
+            ensure_split(split, str(root))
+
+        register_coco_person(
+            split, os.path.join(out, "annotations.json"), os.path.join(out, "images"), prepare=prepare
+        )
+
+
+def register_builtin() -> None:
+    """Register the built-in datasets (called on ``import multitask_pose``)."""
+    coco = samples_root() / "coco"
+    register_coco_person(
+        "coco_person_sample",
+        str(coco / "test_coco.json"),
+        str(coco),
+        # Real person detections on the same images (person AP 56.4 detector), a box source.
+        detections_file=str(coco / "test_coco_det_AP_H_56.json"),
+    )
+    _register_synth_people()

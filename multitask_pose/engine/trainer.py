@@ -1,0 +1,94 @@
+"""The trainer shared by ``tools/train_net.py`` and the projects' train scripts."""
+import logging
+import os
+import time
+from unittest import mock
+
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import defaults as d2_defaults
+
+from ..config import get_multitask_cfg
+from ..evaluation import PoseCOCOEvaluator
+from .launch import create_ddp_model
+
+__all__ = ["MultiTaskTrainer", "setup_cfg", "summary_line"]
+
+logger = logging.getLogger(__name__)
+
+
+class MultiTaskTrainer(DefaultTrainer):
+    """detectron2's ``DefaultTrainer`` with the project's COCO evaluator (bbox, segm, keypoints
+    with the dataset's OKS sigmas) and multi-process training on CPU as well as CUDA."""
+
+    def __init__(self, cfg):
+        self._start_time = time.perf_counter()
+        # DefaultTrainer wraps the model with detectron2's create_ddp_model, which gives CPU
+        # modules device ids that DistributedDataParallel rejects; use the CPU-aware one.
+        with mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model):
+            super().__init__(cfg)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return PoseCOCOEvaluator.from_cfg(cfg, dataset_name, output_dir=output_folder)
+
+
+def setup_cfg(args, add_config_fns=(), base_cfg=None):
+    """Build the config from ``--config-file`` and ``opts`` on top of the project's keys, check
+    the device, and run detectron2's ``default_setup`` (logging, output dir, seed)."""
+    cfg = base_cfg if base_cfg is not None else get_multitask_cfg()
+    for fn in add_config_fns:
+        fn(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    check_device(cfg)
+    check_datasets(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def check_device(cfg):
+    """No silent fallback from CUDA to CPU: a CUDA config on a CPU machine is an error."""
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but this machine has no CUDA; "
+            "add `MODEL.DEVICE cpu` to the command line (or use a configs/Synthetic recipe)"
+        )
+
+
+def check_datasets(cfg):
+    """Fail early, naming the key, on an unregistered dataset or a keypoint head whose size does
+    not match the keypoint layout of the data."""
+    known = set(DatasetCatalog.list())
+    for key in ("TRAIN", "TEST"):
+        for name in getattr(cfg.DATASETS, key):
+            if name not in known:
+                raise KeyError(
+                    f"DATASETS.{key} names {name!r}, which is not a registered dataset; "
+                    f"registered: {sorted(known)}"
+                )
+            names = MetadataCatalog.get(name).get("keypoint_names")
+            if cfg.MODEL.KEYPOINT_ON and names and len(names) != cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS:
+                raise ValueError(
+                    f"MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is {cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS} "
+                    f"but dataset {name!r} has {len(names)} keypoints"
+                )
+
+
+def summary_line(results, minutes=None, prefix="summary") -> str:
+    """One line a person can paste into a note: each task's AP (0-1 scale) and the minutes.
+
+    ``results`` is one dataset's results as detectron2's evaluators return them
+    (``{"bbox": {"AP": ...}, "keypoints": {...}}``, AP in percent).
+    """
+    parts = []
+    for task, name in (("bbox", "box AP"), ("segm", "mask AP"), ("keypoints", "keypoint AP")):
+        if task in results:
+            r = results[task]
+            parts.append(f"{name} {r['AP'] / 100:.3f} (AP50 {r['AP50'] / 100:.3f}, AP75 {r['AP75'] / 100:.3f})")
+    if minutes is not None:
+        parts.append(f"{minutes:.1f} min")
+    return f"{prefix}: " + ", ".join(parts)

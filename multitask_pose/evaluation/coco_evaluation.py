@@ -1,0 +1,99 @@
+"""COCO bbox / segm / keypoint AP without detectron2's C++ ops.
+
+detectron2 v0.6's ``COCOEvaluator`` computes AP either with pycocotools (slow) or with its own C++
+COCOeval from ``detectron2._C`` (absent from a pure-Python install). ``faster-coco-eval`` packages
+that same C++ COCOeval; :class:`PoseCOCOEvaluator` routes detectron2's evaluator through it (or
+through pycocotools, by config) and takes the OKS sigmas from the dataset's metadata, so nothing
+else needs to know the keypoint layout.
+"""
+import contextlib
+import io
+import logging
+import os
+from unittest import mock
+
+import faster_coco_eval
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import COCOEvaluator
+from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
+
+__all__ = ["PoseCOCOEvaluator", "COCO_EVAL_BACKENDS"]
+
+logger = logging.getLogger(__name__)
+
+COCO_EVAL_BACKENDS = ("faster_coco_eval", "pycocotools")
+
+
+class PoseCOCOEvaluator(COCOEvaluator):
+    """detectron2's ``COCOEvaluator`` with a choice of COCO API and the dataset's OKS sigmas.
+
+    Args:
+        dataset_name: a registered dataset whose metadata has ``json_file`` and, when it has
+            keypoints, ``keypoint_oks_sigmas``.
+        backend: "faster_coco_eval" (default) or "pycocotools".
+        Other arguments as detectron2's ``COCOEvaluator``.
+    """
+
+    def __init__(self, dataset_name, tasks=None, distributed=True, output_dir=None, *,
+                 backend="faster_coco_eval", max_dets_per_image=None):
+        if backend not in COCO_EVAL_BACKENDS:
+            raise ValueError(f"TEST.COCO_EVAL_BACKEND={backend!r}; expected one of {COCO_EVAL_BACKENDS}")
+        meta = MetadataCatalog.get(dataset_name)
+        json_file = getattr(meta, "json_file", None)
+        if json_file and not os.path.isfile(json_file):
+            # Generated datasets (SynthPeople) write their json on first load.
+            DatasetCatalog.get(dataset_name)
+        self._backend = backend
+        super().__init__(
+            dataset_name,
+            tasks=tasks,
+            distributed=distributed,
+            output_dir=output_dir,
+            use_fast_impl=backend == "faster_coco_eval",
+            kpt_oks_sigmas=tuple(getattr(meta, "keypoint_oks_sigmas", ())),
+            max_dets_per_image=max_dets_per_image,
+        )
+        if backend == "faster_coco_eval":
+            # faster-coco-eval's COCOeval needs its own COCO index; reuse the loaded annotations.
+            gt = faster_coco_eval.COCO()
+            gt.dataset = self._coco_api.dataset
+            with contextlib.redirect_stdout(io.StringIO()):
+                gt.createIndex()
+            self._coco_api = gt
+
+    @classmethod
+    def from_cfg(cls, cfg, dataset_name, output_dir=None, distributed=True):
+        return cls(
+            dataset_name,
+            tasks=_tasks_of(cfg),
+            distributed=distributed,
+            output_dir=output_dir,
+            backend=cfg.TEST.COCO_EVAL_BACKEND,
+            max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+        )
+
+    def _eval_predictions(self, predictions, img_ids=None):
+        if self._backend != "faster_coco_eval":
+            return super()._eval_predictions(predictions, img_ids)
+        # detectron2 picks its C++ COCOeval through this module global when use_fast_impl=True;
+        # point it at faster-coco-eval's identical implementation for this call only.
+        with mock.patch.object(d2_coco_evaluation, "COCOeval_opt", faster_coco_eval.COCOeval_faster):
+            return super()._eval_predictions(predictions, img_ids)
+
+    def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        if coco_eval is None:
+            # detectron2 reports NaN when a model predicts nothing; against a non-empty ground
+            # truth that is zero recall, i.e. AP 0, which is what a training curve should show.
+            logger.warning("No %s predictions: reporting AP 0 for %s", iou_type, iou_type)
+            metrics = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+            return {m: 0.0 for m in (metrics if iou_type != "keypoints" else metrics[:3] + metrics[4:])}
+        return super()._derive_coco_results(coco_eval, iou_type, class_names)
+
+
+def _tasks_of(cfg):
+    tasks = ["bbox"]
+    if cfg.MODEL.MASK_ON:
+        tasks.append("segm")
+    if cfg.MODEL.KEYPOINT_ON:
+        tasks.append("keypoints")
+    return tuple(tasks)

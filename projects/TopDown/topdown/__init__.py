@@ -1,0 +1,1 @@
+"""Top-down second stage (HRNet, SimpleBaseline, hourglass on detector boxes): see ../README.md."""

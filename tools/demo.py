@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""Run a trained model on images: draw masks and skeletons, write COCO-format results.
+
+    python tools/demo.py --config-file configs/Synthetic/multitask_rcnn_R_18_FPN_synth.yaml \
+        --input datasets/samples/coco --output output/demo MODEL.WEIGHTS output/.../model_final.pth
+
+``--input`` takes image files and/or folders. Writes one drawn image per input into ``--output``
+and ``results.json`` there: a COCO results list (boxes xywh, RLE masks, keypoints, scores), each
+entry with the ``file_name`` it came from and, when ``--dataset`` names a registered dataset that
+contains the image, that dataset's ``image_id`` (otherwise the input's position).
+"""
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import tqdm
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import DefaultPredictor
+from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+import multitask_pose  # noqa: F401  (registers models and datasets)
+from multitask_pose.engine import check_datasets, check_device
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def list_images(inputs):
+    files = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"--input {item}: no such file or folder")
+    if not files:
+        raise FileNotFoundError(f"--input {inputs}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_bgr(path):
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read image {path}")
+    return img
+
+
+def setup(args):
+    cfg = multitask_pose.get_multitask_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
+    check_device(cfg)
+    check_datasets(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def image_ids_of(dataset):
+    if not dataset:
+        return {}
+    return {os.path.basename(d["file_name"]): d["image_id"] for d in DatasetCatalog.get(dataset)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders")
+    parser.add_argument("--output", required=True, help="folder for drawn images and results.json")
+    parser.add_argument("--dataset", default="", help="registered dataset whose image ids to use")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    args = parser.parse_args(argv)
+
+    cfg = setup(args)
+    files = list_images(args.input)
+    predictor = DefaultPredictor(cfg)
+    metadata = MetadataCatalog.get(args.dataset or cfg.DATASETS.TEST[0])
+    ids = image_ids_of(args.dataset)
+    os.makedirs(args.output, exist_ok=True)
+
+    results, start = [], time.perf_counter()
+    for i, path in enumerate(tqdm.tqdm(files, desc="demo", unit="img")):
+        img = read_bgr(path)
+        instances = predictor(img)["instances"].to("cpu")
+        vis = Visualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
+        drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
+        cv2.imwrite(os.path.join(args.output, path.stem + "_pred.jpg"), drawn)
+        for r in instances_to_coco_json(instances, ids.get(path.name, i)):
+            r["category_id"] = 1  # the one class, person, in COCO's numbering
+            r["file_name"] = str(path)
+            results.append(r)
+    out_json = os.path.join(args.output, "results.json")
+    with open(out_json, "w") as f:
+        json.dump(results, f)
+    ms = 1000 * (time.perf_counter() - start) / len(files)
+    print(f"demo: {len(files)} images, {len(results)} persons, {ms:.0f} ms/image -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()
