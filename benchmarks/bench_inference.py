@@ -51,7 +51,6 @@ time varied by more than 50% between rounds). The default run takes about 3 minu
 """
 import argparse
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -70,6 +69,7 @@ from detectron2.engine import DefaultPredictor  # noqa: E402
 from detectron2.layers import FrozenBatchNorm2d  # noqa: E402
 
 import multitask_pose  # noqa: E402  (registers MultiTaskROIHeads and coco_person_sample)
+from multitask_pose.env import cpu_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOCK_CONFIG = "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml"
@@ -176,15 +176,6 @@ def check_outputs(name, instances, reference):
         raise AssertionError(f"{name}: boxes differ from stock's on the same image, the workloads are not comparable")
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_rounds(predictors, images, repeats):
@@ -247,8 +238,8 @@ def main(argv=None):
         print(f"{name:<22}{type(predictor.model.roi_heads).__name__:<19}{ms[m]:>7.0f}{ms[m] / ms[0]:>8.2f}x"
               f"{min(per_image):>6.2f}-{max(per_image):.2f}{best[m]:>8.0f}{best[m] / best[0]:>8.2f}x"
               f"{statistics.mean(dets[m]):>10.1f}{statistics.mean(box_px[m]):>8.0f}")
-    print(f"(ms/img: mean over images of the median over rounds; per image: range of the per-image ratio; "
-          f"min ms: same with the fastest round; box px: mean sqrt(box area) in the original image)")
+    print("(ms/img: mean over images of the median over rounds; per image: range of the per-image ratio; "
+          "min ms: same with the fastest round; box px: mean sqrt(box area) in the original image)")
     noisy = jitter > NOISY
     if args.repeats == 1:
         print(f"timed part {timed:.0f} s; 1 round, so no measure of the noise")

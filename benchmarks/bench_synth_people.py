@@ -6,27 +6,15 @@ COCO json) into a temporary folder, single process, and print one summary line.
 import argparse
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
 
 import cv2
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from multitask_pose.data.synth_people import SynthPeople
+from multitask_pose.env import cpu_model
 
-from multitask_pose.data.synth_people import SynthPeople  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -49,7 +37,7 @@ def main() -> None:
     n = len(data["images"])
     persons = len(data["annotations"])
     print(f"synth_people{'_crowd' if args.crowded else ''}: {n} images ({persons} persons) in {dt:.1f} s = "
-          f"{n / dt:.1f} img/s on {cpu_name()}, single process ({os.cpu_count()} CPUs, "
+          f"{n / dt:.1f} img/s on {cpu_model()}, single process ({os.cpu_count()} CPUs, "
           f"cv2 {cv2.getNumThreads()} threads); {size_mb:.1f} MB of JPEG")
 
 

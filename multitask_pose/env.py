@@ -7,7 +7,19 @@ import importlib
 import platform
 import sys
 
-__all__ = ["collect_env", "detectron2_has_cpp_ops"]
+__all__ = ["collect_env", "cpu_model", "detectron2_has_cpp_ops"]
+
+
+def cpu_model() -> str:
+    """The processor's name, for benchmark summaries."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def detectron2_has_cpp_ops() -> bool:
@@ -33,6 +45,7 @@ def collect_env():
 
     rows = [
         ("python", sys.version.split()[0] + f" ({platform.machine()})"),
+        ("CPU", cpu_model()),
         ("torch", _version("torch")),
         ("torchvision", _version("torchvision")),
         ("detectron2", _version("detectron2")),

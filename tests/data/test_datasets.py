@@ -1,6 +1,5 @@
 """Registered datasets carry keypoint metadata; malformed input fails with a message that names
 the file, annotation id or key."""
-import copy
 import json
 import shutil
 

@@ -1,6 +1,5 @@
 """A killed run resumes from its last checkpoint with the weights it saved; two CPU processes
 train through detectron2-style launch."""
-import os
 import signal
 import subprocess
 import sys
