@@ -126,3 +126,9 @@ def register_builtin() -> None:
         detections_file=str(coco / "test_coco_det_AP_H_56.json"),
     )
     _register_synth_people()
+    # detectron2 registers the COCO keypoint splits with names, flip map and skeleton but without
+    # the OKS sigmas; complete them so every keypoint dataset has one metadata source.
+    for name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        if name.startswith("keypoints_coco_") and tuple(meta.get("keypoint_names", ())) == COCO_PERSON.keypoint_names:
+            meta.set(keypoint_oks_sigmas=list(COCO_PERSON.oks_sigmas))

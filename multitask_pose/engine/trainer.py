@@ -1,7 +1,5 @@
 """The trainer shared by ``tools/train_net.py`` and the projects' train scripts."""
-import logging
 import os
-import time
 from unittest import mock
 
 import torch
@@ -16,15 +14,12 @@ from .launch import create_ddp_model
 
 __all__ = ["MultiTaskTrainer", "setup_cfg", "summary_line"]
 
-logger = logging.getLogger(__name__)
-
 
 class MultiTaskTrainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` with the project's COCO evaluator (bbox, segm, keypoints
     with the dataset's OKS sigmas) and multi-process training on CPU as well as CUDA."""
 
     def __init__(self, cfg):
-        self._start_time = time.perf_counter()
         # DefaultTrainer wraps the model with detectron2's create_ddp_model, which gives CPU
         # modules device ids that DistributedDataParallel rejects; use the CPU-aware one.
         with mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model):

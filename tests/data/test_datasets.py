@@ -13,7 +13,8 @@ from multitask_pose.data import COCO_PERSON, DatasetFormatError, KeypointSpec, k
 from multitask_pose.data.datasets import samples_root
 from multitask_pose.engine import check_datasets
 
-BUILTIN = ["coco_person_sample", "synth_people_train", "synth_people_val", "synth_people_crowd_val"]
+BUILTIN = ["coco_person_sample", "synth_people_train", "synth_people_val", "synth_people_crowd_val",
+           "keypoints_coco_2017_val"]
 SAMPLE = samples_root() / "coco"
 
 
