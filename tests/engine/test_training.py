@@ -8,15 +8,10 @@ from multitask_pose import get_multitask_cfg
 from multitask_pose.engine import MultiTaskTrainer
 
 
-def eval_cfg(weights):
+def evaluate(weights, output_dir):
     cfg = get_multitask_cfg()
     cfg.merge_from_file(str(RECIPE))
-    cfg.merge_from_list(TRAIN_OPTS + ["MODEL.WEIGHTS", str(weights)])
-    return cfg
-
-
-def evaluate(weights):
-    cfg = eval_cfg(weights)
+    cfg.merge_from_list(TRAIN_OPTS + ["MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(output_dir)])
     torch.manual_seed(0)
     model = MultiTaskTrainer.build_model(cfg)
     if weights:
@@ -24,7 +19,7 @@ def evaluate(weights):
     return MultiTaskTrainer.test(cfg, model)
 
 
-def test_training_learns(trained_run):
+def test_training_learns(trained_run, tmp_path):
     out_dir, _ = trained_run
     # metrics.json holds 20-iteration medians; the keypoint loss starts near log(56 * 56) = 8.0
     metrics = [m for m in read_metrics(out_dir) if "total_loss" in m]
@@ -32,8 +27,8 @@ def test_training_learns(trained_run):
     assert last["total_loss"] < 0.92 * first["total_loss"], (first, last)
     assert last["loss_keypoint"] < first["loss_keypoint"] - 0.5, (first, last)
 
-    before = evaluate("")
-    after = evaluate(out_dir / "model_final.pth")
+    before = evaluate("", tmp_path / "untrained")
+    after = evaluate(out_dir / "model_final.pth", tmp_path / "trained")
     print("untrained:", {t: round(r["AP"], 2) for t, r in before.items()})
     print("trained:  ", {t: round(r["AP"], 2) for t, r in after.items()})
     # 120 iterations from scratch (about 3 minutes) teach boxes first: measured box AP 6.7
