@@ -99,16 +99,14 @@ def register_coco_person(name: str, json_file: str, image_root: str, spec: Keypo
 
 
 def _register_synth_people() -> None:
-    from .synth_people import SPLITS, split_dir
+    from .synth_people import SPLITS, ensure_split, split_dir
 
-    root = synth_cache_root()
+    root = str(synth_cache_root())
     for split in SPLITS:
-        out = split_dir(split, str(root))
+        out = split_dir(split, root)
 
         def prepare(split=split):
-            from .synth_people import ensure_split
-
-            ensure_split(split, str(root))
+            ensure_split(split, root)
 
         register_coco_person(
             split, os.path.join(out, "annotations.json"), os.path.join(out, "images"), prepare=prepare
