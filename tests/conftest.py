@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth.yaml"
@@ -21,10 +20,6 @@ TRAIN_OPTS = [
     "SOLVER.MAX_ITER", "120", "SOLVER.STEPS", "(100,)", "SOLVER.CHECKPOINT_PERIOD", "1000",
     "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0",
 ]
-
-
-def pytest_configure(config):
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")
