@@ -18,6 +18,23 @@ def add_multitask_config(cfg: CN) -> CN:
     # "SGD" (detectron2's, with SOLVER.MOMENTUM) or "AdamW" (betas 0.9/0.999; converges much faster
     # in the short from-scratch CPU schedules). Both use SOLVER.BASE_LR, WEIGHT_DECAY* and clipping.
     cfg.SOLVER.OPTIMIZER = "SGD"
+
+    # KeypointOffsetHead (MODEL.ROI_KEYPOINT_HEAD.NAME: "KeypointOffsetHead"); ignored by other heads.
+    kp = cfg.MODEL.ROI_KEYPOINT_HEAD
+    kp.OFFSET_ON = True  # predict 2K x/y sub-cell offsets next to the K heatmaps
+    kp.OFFSET_LOSS_WEIGHT = 1.0  # weight of loss_keypoint_offset (smooth L1, in heatmap cells)
+    kp.OFFSET_RADIUS = 2.0  # cells within this many heatmap cells of a keypoint learn its offset
+    # "softmax": detectron2's spatial softmax cross-entropy; "gaussian_mse": Gaussian targets, MSE.
+    kp.HEATMAP_LOSS = "softmax"
+    kp.GAUSSIAN_SIGMA = 2.0  # in heatmap cells, for HEATMAP_LOSS "gaussian_mse"
+    # Heatmap side; 0 means detectron2's 4 x POOLER_RESOLUTION (56). Must be a multiple of
+    # 2 x POOLER_RESOLUTION (the deconvolution's output, upsampled by an integer factor).
+    kp.HEATMAP_SIZE = 0
+    # Weight each keypoint type by the reciprocal of its share of labelled keypoints in the batch
+    # (multitask_pose/modeling/balanced_keypoint_loss.py).
+    kp.BALANCED_LOSS = False
+    # Which of the head's convs (1-based, conv_fcn<i>) are DCNv2 (multitask_pose/modeling/deform_conv.py).
+    kp.DEFORM_CONVS = ()
     return cfg
 
 

@@ -1,0 +1,187 @@
+"""KeypointOffsetHead and its codec against detectron2's keypoint head, and decoding of known
+sub-pixel keypoints."""
+import pytest
+import torch
+from torch.nn import functional as F
+
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.roi_heads.keypoint_head import KRCNNConvDeconvUpsampleHead, keypoint_rcnn_loss
+from detectron2.structures import Boxes, Instances, Keypoints, heatmaps_to_keypoints
+from detectron2.structures.keypoints import _keypoints_to_heatmap
+from detectron2.utils.events import EventStorage
+
+from multitask_pose.modeling import KeypointOffsetHead, RoIHeatmapCodec
+
+K, S = 5, 56
+SHAPE = ShapeSpec(channels=8, height=14, width=14)
+
+
+def random_rois(n, gen):
+    xy = torch.rand(n, 2, generator=gen) * 200
+    wh = 20 + torch.rand(n, 2, generator=gen) * 180
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def random_keypoints(rois, gen, k=K):
+    n = len(rois)
+    # Some keypoints fall outside their RoI, some are unlabelled: both must be invalid.
+    frac = torch.rand(n, k, 2, generator=gen) * 1.2 - 0.1
+    wh = (rois[:, 2:] - rois[:, :2])[:, None]
+    xy = rois[:, None, :2] + frac * wh
+    vis = (torch.rand(n, k, 1, generator=gen) > 0.2).float() * 2
+    return torch.cat([xy, vis], dim=2)
+
+
+def make_head(offset_on, **kw):
+    torch.manual_seed(0)
+    return KeypointOffsetHead(SHAPE, num_keypoints=K, conv_dims=(8, 8), offset_on=offset_on,
+                              loss_weight=1.0, loss_normalizer="visible", **kw)
+
+
+def test_encode_matches_detectron2_labels():
+    gen = torch.Generator().manual_seed(0)
+    rois = random_rois(50, gen)
+    kps = random_keypoints(rois, gen)
+    kps[0, 0, 0] = rois[0, 2]  # on the right border: detectron2 puts it in the last cell
+    ours = RoIHeatmapCodec(S).encode(kps, rois)
+    index, valid = _keypoints_to_heatmap(kps, rois, S)
+    assert torch.equal(ours["valid"], valid.bool())
+    assert torch.equal(ours["index"], index)
+    assert 0 < valid.float().mean() < 1
+
+
+@pytest.mark.parametrize("heatmap_loss", ["softmax", "gaussian_mse"])
+def test_decode_recovers_subpixel_keypoints(heatmap_loss):
+    """Heatmaps and offsets made from known sub-cell locations decode back to them within 0.05
+    heatmap cells; without offsets (detectron2's decoding) within 1 image pixel: half a pixel of
+    its pixel grid plus the bias of PyTorch's bicubic kernel (A = -0.75) on a peaked map."""
+    gen = torch.Generator().manual_seed(1)
+    codec = RoIHeatmapCodec(S, heatmap_loss=heatmap_loss, gaussian_sigma=2.0)
+    rois = random_rois(30, gen)
+    coords = 2 + torch.rand(30 * K, 2, generator=gen) * (S - 4)  # heatmap coordinates
+    gauss = codec.gaussian_targets(coords)
+    maps = (gauss.clamp(min=1e-20).log() if heatmap_loss == "softmax" else gauss).view(30, K, S, S)
+    offsets, _ = codec.offset_targets(coords)
+    offsets = offsets.view(30, K * 2, S, S)
+    wh = (rois[:, 2:] - rois[:, :2])[:, None]
+    expected = rois[:, None, :2] + coords.view(30, K, 2) * wh / S
+    cell = wh / S
+    with_offsets = codec.decode(maps, rois, offsets)
+    err_cells = ((with_offsets[..., :2] - expected) / cell).abs()
+    assert err_cells.max() < 0.05, err_cells.max()
+    err_px = (codec.decode(maps, rois)[..., :2] - expected).abs()
+    assert err_px.max() < 1.0, err_px.max()
+    # A constant half-cell offset moves the decoded point by half a cell.
+    shifted = codec.decode(maps, rois, offsets + 0.5)
+    assert torch.allclose((shifted[..., :2] - expected) / cell, torch.full_like(expected, 0.5), atol=0.05)
+
+
+def test_decode_without_offsets_equals_detectron2():
+    """On smooth, noisy random logits our vectorised decode gives detectron2's per-RoI
+    ``heatmaps_to_keypoints`` locations and scores (same bicubic resampling, evaluated only near
+    each peak; float32 summation order is the only difference)."""
+    gen = torch.Generator().manual_seed(2)
+    rois = random_rois(40, gen)
+    codec = RoIHeatmapCodec(S)
+    centres = 3 + torch.rand(40 * K, 2, generator=gen) * (S - 6)
+    sigma = 1.5 + 2 * torch.rand(40 * K, 1, 1, generator=gen)
+    codec_maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma ** 2)
+    logits = (8 * codec_maps + 0.3 * torch.randn(40 * K, S, S, generator=gen)).view(40, K, S, S)
+    logits = F.avg_pool2d(logits, 3, 1, 1, count_include_pad=False)  # smooth, as a trained head's
+    ours = codec.decode(logits, rois)
+    ref = heatmaps_to_keypoints(logits, rois)
+    assert torch.allclose(ours[..., :2], ref[..., :2], atol=1e-3)
+    assert torch.allclose(ours[..., 2], ref[..., 3], rtol=1e-4)
+
+
+def test_heatmaps_equal_detectron2_head_and_checkpoint_loads():
+    torch.manual_seed(0)
+    stock = KRCNNConvDeconvUpsampleHead(SHAPE, num_keypoints=K, conv_dims=(8, 8), loss_weight=1.0,
+                                        loss_normalizer="visible")
+    for offset_on in (False, True):
+        ours = make_head(offset_on)
+        result = ours.load_state_dict(stock.state_dict(), strict=False)
+        assert result.unexpected_keys == []
+        assert sorted(result.missing_keys) == (["offset_lowres.bias", "offset_lowres.weight"] if offset_on else [])
+        x = torch.randn(6, 8, 14, 14)
+        heatmaps, offsets = ours.layers(x)
+        assert torch.equal(heatmaps, stock.layers(x))
+        assert (offsets is None) == (not offset_on)
+        if offset_on:  # zero-initialised: a fresh offset head decodes like the plain one
+            assert offsets.abs().max() == 0
+
+
+def proposals_with_gt(gen, n=6):
+    rois = random_rois(n, gen)
+    inst = Instances((400, 400))
+    inst.proposal_boxes = Boxes(rois)
+    inst.gt_keypoints = Keypoints(random_keypoints(rois, gen))
+    return inst
+
+
+def test_softmax_loss_equals_detectron2_and_offset_loss():
+    gen = torch.Generator().manual_seed(3)
+    instances = [proposals_with_gt(gen), proposals_with_gt(gen, 0), proposals_with_gt(gen, 4)]
+    head = make_head(True, offset_loss_weight=1.0)
+    heatmaps = torch.randn(10, K, S, S, generator=gen)
+    with EventStorage():
+        reference = keypoint_rcnn_loss(heatmaps, instances, normalizer=None)
+    # Offsets equal to the targets everywhere: zero offset loss.
+    rois = torch.cat([i.proposal_boxes.tensor for i in instances])
+    kps = torch.cat([i.gt_keypoints.tensor for i in instances])
+    enc = head.codec.encode(kps, rois)
+    target, near = head.codec.offset_targets(enc["coords"].view(-1, 2))
+    perfect = target.view(10, K * 2, S, S)
+    losses = head.losses(heatmaps, perfect, instances)
+    assert torch.allclose(losses["loss_keypoint"], reference)
+    assert losses["loss_keypoint_offset"] == 0
+    # Wrong offsets: a positive loss whose gradient reaches only cells near labelled keypoints.
+    wrong = perfect.clone().requires_grad_(True)
+    with torch.no_grad():
+        wrong += 0.3
+    head.losses(heatmaps, wrong, instances)["loss_keypoint_offset"].backward()
+    grad_cells = wrong.grad.view(10, K, 2, S, S).abs().sum(2) > 0
+    allowed = near.view(10, K, S, S) & enc["valid"][..., None, None]
+    assert grad_cells.any() and not (grad_cells & ~allowed).any()
+
+
+def test_gaussian_loss_and_balanced_weights_reach_the_loss():
+    gen = torch.Generator().manual_seed(4)
+    instances = [proposals_with_gt(gen, 8)]
+    heatmaps = torch.zeros(8, K, S, S)
+    plain = make_head(False, heatmap_loss="gaussian_mse").losses(heatmaps, None, instances)
+    enc = RoIHeatmapCodec(S).encode(instances[0].gt_keypoints.tensor, instances[0].proposal_boxes.tensor)
+    valid = enc["valid"]
+    # Zero heatmaps against unit-peak Gaussians: per keypoint the sum of squared targets.
+    sq = (RoIHeatmapCodec(S).gaussian_targets(enc["coords"][valid]) ** 2).sum((1, 2))
+    assert torch.allclose(plain["loss_keypoint"], sq.sum() / valid.sum())
+    balanced = make_head(False, heatmap_loss="gaussian_mse", balanced_loss=True).losses(heatmaps, None, instances)
+    counts = valid.sum(0).float()
+    w = (counts.sum() / counts) / (counts.sum() / counts).mean()
+    k_of = torch.arange(K).expand_as(valid)[valid]
+    assert torch.allclose(balanced["loss_keypoint"], (sq * w[k_of]).sum() / valid.sum())
+
+
+def test_inference_fields_inside_boxes():
+    head = make_head(True).eval()
+    inst = Instances((300, 300))
+    inst.pred_boxes = Boxes(torch.tensor([[10.0, 20.0, 110.0, 220.0], [50.0, 50.0, 90.0, 70.0]]))
+    empty = Instances((300, 300))
+    empty.pred_boxes = Boxes(torch.zeros(0, 4))
+    with torch.no_grad():
+        out = head(torch.randn(2, 8, 14, 14), [inst, empty])
+    kp = out[0].pred_keypoints
+    assert kp.shape == (2, K, 3) and out[1].pred_keypoints.shape == (0, K, 3)
+    boxes = inst.pred_boxes.tensor[:, None]
+    assert ((kp[..., 0] >= boxes[..., 0]) & (kp[..., 0] <= boxes[..., 2])).all()
+    assert ((kp[..., 1] >= boxes[..., 1]) & (kp[..., 1] <= boxes[..., 3])).all()
+    assert ((kp[..., 2] > 0) & (kp[..., 2] <= 1)).all()
+    assert out[0].pred_keypoint_offsets.shape == (2, 2 * K, S, S)
+
+
+def test_bad_config_errors():
+    with pytest.raises(ValueError, match="HEATMAP_SIZE=60.*multiple"):
+        make_head(True, heatmap_size=60)
+    with pytest.raises(ValueError, match="HEATMAP_LOSS"):
+        make_head(True, heatmap_loss="l2")
+    assert make_head(True, heatmap_size=84).codec.size == 84
