@@ -4,6 +4,7 @@ datasets, evaluator and CPU-capable launch).
 
     python tools/train_net.py --config-file configs/Synthetic/multitask_rcnn_R_18_FPN_synth.yaml
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/.../model_final.pth
+    python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS ... TEST.AUG.ENABLED True  # + flip TTA
     python tools/train_net.py --config-file ... --resume          # continue an interrupted run
     python tools/train_net.py --config-file ... --num-gpus 2      # 2 processes (CPU: gloo)
 """
@@ -27,6 +28,8 @@ def main(args):
         model = MultiTaskTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = MultiTaskTrainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:  # flip/multi-scale test-time augmentation, keypoints included
+            results.update(MultiTaskTrainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
             verify_results(cfg, results)
     else:
@@ -43,6 +46,9 @@ def main(args):
             with open(os.path.join(cfg.OUTPUT_DIR, f"results_{name}.json"), "w") as f:
                 json.dump(res, f, indent=1)
             print(summary_line(res, minutes, prefix=f"train_net {name}"))
+            tta = {k[: -len("_TTA")]: v for k, v in res.items() if k.endswith("_TTA")}
+            if tta:
+                print(summary_line(tta, minutes, prefix=f"train_net {name} TTA"))
     return results
 
 

@@ -39,6 +39,16 @@ class KeypointSpec:
         for a, b in self.flip_map:
             if a not in known or b not in known:
                 raise ValueError(f"KeypointSpec {self.name!r}: flip pair ({a}, {b}) names an unknown keypoint")
+        paired = [n for pair in self.flip_map for n in pair]
+        twice = sorted({n for n in paired if paired.count(n) > 1})
+        if twice:
+            raise ValueError(f"KeypointSpec {self.name!r}: keypoints {twice} appear in more than one flip pair")
+        # A sided name that no pair covers would keep its side in a mirror image: flip
+        # augmentation and flip test would then teach and average the wrong joint.
+        uncovered = [n for n in self.keypoint_names
+                     if n not in paired and {"left", "right"} & set(n.lower().replace("-", "_").split("_"))]
+        if uncovered:
+            raise ValueError(f"KeypointSpec {self.name!r}: the flip map does not cover the sided keypoints {uncovered}")
         for a, b, _ in self.connection_rules:
             if a not in known or b not in known:
                 raise ValueError(f"KeypointSpec {self.name!r}: skeleton edge ({a}, {b}) names an unknown keypoint")

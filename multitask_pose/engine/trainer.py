@@ -46,6 +46,19 @@ class MultiTaskTrainer(DefaultTrainer):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return PoseCOCOEvaluator.from_cfg(cfg, dataset_name, output_dir=output_folder)
 
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """Evaluate with test-time augmentation (TEST.AUG.*): boxes, masks and keypoints, results
+        keyed with a "_TTA" suffix as detectron2's examples do."""
+        from collections import OrderedDict
+
+        from ..modeling.test_time_augmentation import MultiTaskRCNNWithTTA
+
+        evaluators = [cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+                      for name in cfg.DATASETS.TEST]
+        results = cls.test(cfg, MultiTaskRCNNWithTTA(cfg, model), evaluators)
+        return OrderedDict((k + "_TTA", v) for k, v in results.items())
+
 
 def setup_cfg(args, add_config_fns=(), base_cfg=None):
     """Build the config from ``--config-file`` and ``opts`` on top of the project's keys, check

@@ -39,6 +39,14 @@ def test_spec_rejects_flip_pair_with_unknown_name():
         KeypointSpec("bad", ("a", "b"), (("a", "left_paw"),), (), (0.1, 0.1))
 
 
+def test_spec_rejects_flip_map_that_does_not_cover_sided_keypoints():
+    names = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+    with pytest.raises(ValueError, match=r"does not cover the sided keypoints \['left_ear', 'right_ear'\]"):
+        KeypointSpec("bad", names, (("left_eye", "right_eye"),), (), (0.1,) * 5)
+    with pytest.raises(ValueError, match="more than one flip pair"):
+        KeypointSpec("bad", names[:3], (("left_eye", "right_eye"), ("right_eye", "nose")), (), (0.1,) * 3)
+
+
 def test_coco_sample_loads_with_its_detections_file():
     dicts = DatasetCatalog.get("coco_person_sample")
     assert len(dicts) == 4 and sum(len(d["annotations"]) for d in dicts) == 14

@@ -1,0 +1,127 @@
+"""Keypoint flip TTA: equal to an independent flip-and-average computation, mirror-equivariant,
+with the plain path's fields, and refusing a flip map that does not cover the keypoints."""
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import DefaultPredictor
+from detectron2.structures import Boxes, Instances
+
+import multitask_pose
+from multitask_pose.modeling.test_time_augmentation import MultiTaskRCNNWithTTA
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tta_cfg(dataset="synth_people_mini_val", short_side=256):
+    cfg = multitask_pose.get_multitask_cfg()
+    cfg.merge_from_file(str(ROOT / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth.yaml"))
+    cfg.merge_from_list([
+        "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "DATASETS.TEST", f"('{dataset}',)",
+        "MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead",
+        # Random weights: keep every box, a few of them, at the image's own size (no resampling).
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "6",
+        "INPUT.MIN_SIZE_TEST", str(short_side), "INPUT.MAX_SIZE_TEST", "1000",
+        "TEST.AUG.MIN_SIZES", f"({short_side},)", "TEST.AUG.MAX_SIZE", "1000", "TEST.AUG.FLIP", "True",
+    ])
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def setup(synth_mini):
+    image = cv2.imread(synth_mini["synth_people_mini_val"][0]["file_name"])
+    cfg = tta_cfg(short_side=min(image.shape[:2]))
+    torch.manual_seed(0)
+    predictor = DefaultPredictor(cfg)
+    with torch.no_grad():  # break the random head's symmetry so flipping is visible in the maps
+        for p in predictor.model.roi_heads.keypoint_head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return cfg, predictor, MultiTaskRCNNWithTTA(cfg, predictor.model), image
+
+
+def run_tta(tta, image):
+    tensor = torch.as_tensor(image.transpose(2, 0, 1).copy())
+    with torch.no_grad():
+        return tta([{"image": tensor, "height": image.shape[0], "width": image.shape[1]}])[0]["instances"]
+
+
+def test_equals_independent_flip_and_average(setup):
+    cfg, predictor, tta, image = setup
+    out = run_tta(tta, image)
+    assert len(out) > 0
+    model, H, W = predictor.model, image.shape[0], image.shape[1]
+    boxes = out.pred_boxes.tensor
+    mirrored = torch.stack([W - boxes[:, 2], boxes[:, 1], W - boxes[:, 0], boxes[:, 3]], dim=1)
+
+    def head_maps(img, b):
+        inst = Instances((H, W), pred_boxes=Boxes(b), pred_classes=out.pred_classes, scores=out.scores)
+        x = {"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "height": H, "width": W}
+        with torch.no_grad():
+            r = model.inference([x], [inst], do_postprocess=False)[0]
+        return r.pred_keypoint_heatmaps, r.pred_keypoint_offsets
+
+    h1, o1 = head_maps(image, boxes)
+    h2, o2 = head_maps(image[:, ::-1], mirrored)
+    # Unflip the mirrored image's maps by keypoint names, written out here independently.
+    meta = MetadataCatalog.get("synth_people_mini_val")
+    partner = {n: n for n in meta.keypoint_names}
+    for a, b in meta.keypoint_flip_map:
+        partner[a], partner[b] = b, a
+    index = {n: i for i, n in enumerate(meta.keypoint_names)}
+    R, K, S, _ = h2.shape
+    o2 = o2.view(R, K, 2, S, S)
+    h2u, o2u = torch.empty_like(h2), torch.empty_like(o2)
+    for name in meta.keypoint_names:
+        src = index[partner[name]]
+        h2u[:, index[name]] = h2[:, src].flip(-1)
+        o2u[:, index[name], 0] = -o2[:, src, 0].flip(-1)
+        o2u[:, index[name], 1] = o2[:, src, 1].flip(-1)
+    heatmaps = (h1 + h2u) / 2
+    offsets = (o1 + o2u.view(R, 2 * K, S, S)) / 2
+    expected = model.roi_heads.keypoint_head.codec.decode(heatmaps, boxes, offsets)
+    assert torch.allclose(out.pred_keypoints, expected, atol=1e-3)
+    # And the average differs from either single view: the test would see a missing flip.
+    plain = model.roi_heads.keypoint_head.codec.decode(h1, boxes, o1)
+    assert (plain[..., :2] - expected[..., :2]).abs().max() > 0.05
+
+
+def test_mirror_equivariance(setup):
+    """The TTA prediction on the mirrored image is the mirror of the prediction on the image, with
+    left and right swapped: what a symmetric input must give."""
+    cfg, predictor, tta, image = setup
+    out, out_m = run_tta(tta, image), run_tta(tta, image[:, ::-1])
+    W = image.shape[1]
+    b, bm = out.pred_boxes.tensor, out_m.pred_boxes.tensor
+    assert len(out) == len(out_m)
+    assert torch.allclose(torch.stack([W - bm[:, 2], bm[:, 1], W - bm[:, 0], bm[:, 3]], 1), b, atol=1e-3)
+    flip = MultiTaskRCNNWithTTA(cfg, predictor.model).flip_indices
+    kp_m = out_m.pred_keypoints[:, flip]
+    assert torch.allclose(W - kp_m[..., 0], out.pred_keypoints[..., 0], atol=1e-2)
+    assert torch.allclose(kp_m[..., 1:], out.pred_keypoints[..., 1:], atol=1e-2)
+
+
+def test_same_fields_as_plain_path(setup):
+    cfg, predictor, tta, image = setup
+    plain, out = predictor(image)["instances"], run_tta(tta, image)
+    assert set(plain.get_fields()) == set(out.get_fields())
+    for name in plain.get_fields():
+        a, b = plain.get(name), out.get(name)
+        a, b = (a.tensor, b.tensor) if isinstance(a, Boxes) else (a, b)
+        assert a.shape[1:] == b.shape[1:], name
+    assert out.pred_masks.shape[1:] == image.shape[:2]
+
+
+def test_flip_map_must_cover_keypoints():
+    name = "tta_test_bad_flip_map"
+    if name not in DatasetCatalog.list():
+        good = MetadataCatalog.get("synth_people_mini_val")
+        DatasetCatalog.register(name, lambda: [])
+        MetadataCatalog.get(name).set(keypoint_names=good.keypoint_names, keypoint_oks_sigmas=good.keypoint_oks_sigmas,
+                                      keypoint_flip_map=[("left_eye", "right_eye")])
+    cfg = tta_cfg(dataset=name)
+    model = DefaultPredictor(cfg).model
+    with pytest.raises(ValueError, match="does not cover the sided keypoints"):
+        MultiTaskRCNNWithTTA(cfg, model)
