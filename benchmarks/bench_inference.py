@@ -176,10 +176,9 @@ def check_outputs(name, instances, reference):
         raise AssertionError(f"{name}: boxes differ from stock's on the same image, the workloads are not comparable")
 
 
-
-
-def run_rounds(predictors, images, repeats):
-    """Time every model on every image, ``repeats`` rounds, models interleaved per image.
+def run_rounds(predictors, images, repeats, check=check_outputs):
+    """Time every model on every image, ``repeats`` rounds, models interleaved per image;
+    ``check(name, instances, first model's instances or None)`` vets each output.
     Returns seconds ``[model][image] -> [per round]``, detections and mean box size per image."""
     n = len(predictors)
     times = [[[] for _ in images] for _ in predictors]
@@ -193,7 +192,7 @@ def run_rounds(predictors, images, repeats):
                 outputs[m] = predictors[m][1](image)["instances"]
                 times[m][i].append(time.perf_counter() - t0)
             for m, instances in enumerate(outputs):
-                check_outputs(predictors[m][0], instances, outputs[0] if m else None)
+                check(predictors[m][0], instances, outputs[0] if m else None)
                 dets[m][i] = len(instances)
                 box_px[m][i] = instances.pred_boxes.area().sqrt().mean().item() if len(instances) else 0.0
     return times, dets, box_px

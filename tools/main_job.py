@@ -29,6 +29,25 @@ def run(cmd):
     subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT)
 
 
+def set_aside_if_recipe_changed(train_dir: Path) -> None:
+    """``--resume`` must not continue (or call finished) a run of an older recipe: if the recipe
+    changed since ``train_dir`` was trained, move that run aside (kept, not deleted) and start over."""
+    import hashlib
+
+    import multitask_pose
+
+    cfg = multitask_pose.get_multitask_cfg()
+    cfg.merge_from_file(str(RECIPE))
+    fingerprint = hashlib.sha256(cfg.dump().encode()).hexdigest()[:16]
+    stamp = train_dir / "recipe_fingerprint.txt"
+    if train_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fingerprint):
+        aside = train_dir.with_name(f"{train_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        train_dir.rename(aside)
+        print(f"the recipe changed since {train_dir} was trained: moved it to {aside}, training anew", flush=True)
+    train_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default=str(ROOT / "output" / "main_job"))
@@ -54,6 +73,7 @@ def main():
         print(f"{split}: {len(dicts)} images, {sum(len(d['annotations']) for d in dicts)} persons", flush=True)
         val = dicts if split == "synth_people_val" else val
 
+    set_aside_if_recipe_changed(train_dir)
     print("== 2/4 train (evaluates on synth_people_val)", flush=True)
     t_train = time.perf_counter()
     run([sys.executable, "tools/train_net.py", "--config-file", RECIPE, "--resume", "OUTPUT_DIR", train_dir])

@@ -82,6 +82,17 @@ def check_device(cfg):
             f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but this machine has no CUDA; "
             "add `MODEL.DEVICE cpu` to the command line (or use a configs/Synthetic recipe)"
         )
+    deform = any(cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE)
+    if deform and cfg.MODEL.BACKBONE.NAME in ("build_resnet_backbone", "build_resnet_fpn_backbone"):
+        from ..env import detectron2_has_cpp_ops
+
+        if not (cfg.MODEL.DEVICE.startswith("cuda") and detectron2_has_cpp_ops()):
+            # detectron2's own deformable blocks run only through its CUDA extension.
+            raise RuntimeError(
+                f"MODEL.RESNETS.DEFORM_ON_PER_STAGE with MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME!r} needs "
+                "detectron2's CUDA ops; use MODEL.BACKBONE.NAME build_multitask_resnet_fpn_backbone (or "
+                "build_multitask_resnet_backbone), whose DCNv2 runs on CPU and CUDA"
+            )
 
 
 def check_datasets(cfg):

@@ -79,9 +79,10 @@ DCN_HEAD = ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead", "MODEL.ROI_KEY
 
 
 def test_default_keys_build_detectron2s_backbone():
+    full_width = ["MODEL.RESNETS.STEM_OUT_CHANNELS", "64", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
     for recipe in (COCO, SYNTH):
-        ours = build_backbone(cfg_for(recipe, *OURS)).state_dict()
-        stock = build_backbone(cfg_for(recipe)).state_dict()
+        ours = build_backbone(cfg_for(recipe, *full_width, *OURS)).state_dict()
+        stock = build_backbone(cfg_for(recipe, *full_width, "MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone")).state_dict()
         assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in stock.items()}
 
 
@@ -142,3 +143,12 @@ def test_bad_deform_keys():
         build_model(cfg_for(SYNTH, "MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead", "MODEL.ROI_KEYPOINT_HEAD.DEFORM_CONVS", "(5,)"))
     with pytest.raises(ValueError, match="not divisible by deform_groups"):
         DeformConv2d(6, 8, deform_groups=4)
+
+
+def test_detectron2_deformable_backbone_on_cpu_is_refused_with_the_fix():
+    from multitask_pose.engine.trainer import check_device
+
+    cfg = cfg_for(COCO, "MODEL.RESNETS.DEFORM_ON_PER_STAGE", "[False, True, True, True]")
+    with pytest.raises(RuntimeError, match="use MODEL.BACKBONE.NAME build_multitask_resnet_fpn_backbone"):
+        check_device(cfg)
+    check_device(cfg_for(COCO, *DCN_RB))  # ours runs here

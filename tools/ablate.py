@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Train a list of configs with one budget and seed and tabulate their COCO AP and cost.
+
+    python tools/ablate.py                                  # every configs/Synthetic/ablation/*.yaml
+    python tools/ablate.py --configs plain offset --max-iter 300 -- DATASETS.TRAIN "('synth_people_mini_train',)"
+
+Each config is trained with tools/train_net.py into ``<output>/<name>`` (same SEED, same
+SOLVER.MAX_ITER/STEPS when --max-iter is given, any further overrides after ``--``), evaluated on
+its DATASETS.TEST at the end, and the table (box/mask/keypoint AP, keypoint AP50/AP75, training
+minutes, inference ms/image from detectron2's inference log) is written to ``<output>/ablation.md``
+and printed, with a last line to paste into a note.
+
+Killed half-way? Run the same command again: finished configs are read back from their results
+files, an interrupted one resumes from its last checkpoint (train_net --resume; its training
+minutes then count the resumed part only). A different budget needs a different --output.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ABLATION_DIR = ROOT / "configs" / "Synthetic" / "ablation"
+# The study's order: the baseline, each method added, then the two design comparisons.
+ORDER = ["plain", "dcn_rb", "dcn_rb_h", "offset", "dcn_rb_h_offset", "kp_only", "single_scale"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", help="names in configs/Synthetic/ablation or yaml paths (default: all)")
+    parser.add_argument("--output", default="output/ablation", help="one sub-folder per config, and ablation.md")
+    parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER for every config (steps scaled to it)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run, after --")
+    args = parser.parse_args(argv)
+    if args.opts and args.opts[0] == "--":
+        args.opts = args.opts[1:]
+    if len(args.opts) % 2:
+        parser.error(f"overrides come in KEY VALUE pairs, got {args.opts}")
+    return args
+
+
+def resolve(name):
+    path = Path(name)
+    if path.suffix == ".yaml":
+        if not path.exists():
+            raise SystemExit(f"ablate: config file {name} does not exist")
+        return path.stem, path
+    path = ABLATION_DIR / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in ABLATION_DIR.glob("*.yaml"))
+        raise SystemExit(f"ablate: no config {name!r} in {ABLATION_DIR}; known: {known}")
+    return name, path
+
+
+def budget_opts(config_path, max_iter):
+    """SOLVER.MAX_ITER and STEPS for a common budget, the steps at the config's own fractions."""
+    if not max_iter:
+        return []
+    import multitask_pose
+
+    cfg = multitask_pose.get_multitask_cfg()
+    cfg.merge_from_file(str(config_path))
+    # Each step strictly inside the schedule, as detectron2's scheduler requires.
+    steps = tuple(sorted({min(max(1, round(s * max_iter / cfg.SOLVER.MAX_ITER)), max_iter - 1) for s in cfg.SOLVER.STEPS}))
+    warmup = min(cfg.SOLVER.WARMUP_ITERS, max_iter // 4)
+    return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", str(steps), "SOLVER.WARMUP_ITERS", str(warmup)]
+
+
+def parse_log(log_text):
+    """Training seconds and inference ms/image from detectron2's log.txt."""
+    train = re.findall(r"Overall training speed: \d+ iterations in (\d+):(\d+):(\d+)", log_text)
+    infer = re.findall(r"Total inference pure compute time: .*?\(([\d.]+) s / iter per device", log_text)
+    seconds = int(train[-1][0]) * 3600 + int(train[-1][1]) * 60 + int(train[-1][2]) if train else float("nan")
+    return seconds, 1000 * float(infer[-1]) if infer else float("nan")
+
+
+def run_one(name, path, args, out_root):
+    out = out_root / name
+    done = out / "ablation_row.json"
+    if done.exists():
+        print(f"ablate: {name}: finished earlier, reading {done}", flush=True)
+        return json.loads(done.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    opts = budget_opts(path, args.max_iter) + ["SEED", str(args.seed), "OUTPUT_DIR", str(out), *args.opts]
+    resume = (out / "last_checkpoint").exists()
+    cmd = [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(path), *(["--resume"] if resume else []), *opts]
+    print(f"ablate: {name}: training{' (resuming)' if resume else ''}; log in {out / 'log.txt'}", flush=True)
+    start = time.perf_counter()
+    with open(out / "ablate_stdout.txt", "a") as log:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"ablate: {name} failed (exit {proc.returncode}); see {out / 'ablate_stdout.txt'}")
+    results = sorted(out.glob("results_*.json"))
+    if not results:
+        raise SystemExit(f"ablate: {name} wrote no results file; is DATASETS.TEST empty or TEST.EVAL_PERIOD off?")
+    res = json.loads(results[0].read_text())
+    train_s, infer_ms = parse_log((out / "log.txt").read_text())
+    row = {"name": name, "config": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+           "dataset": results[0].stem[len("results_"):], "box": res.get("bbox", {}).get("AP"),
+           "mask": res.get("segm", {}).get("AP"), "kp": res["keypoints"]["AP"], "kp50": res["keypoints"]["AP50"],
+           "kp75": res["keypoints"]["AP75"], "train_min": train_s / 60, "infer_ms": infer_ms,
+           "wall_min": (time.perf_counter() - start) / 60}
+    done.write_text(json.dumps(row, indent=1))
+    print(f"ablate: {name}: box AP {fmt(row['box'])}, keypoint AP {fmt(row['kp'])} in {row['train_min']:.1f} min", flush=True)
+    return row
+
+
+def fmt(ap):
+    return "-" if ap is None else f"{ap / 100:.3f}"
+
+
+def table(rows, header_note):
+    lines = [header_note, "",
+             "| config | box AP | mask AP | kp AP | kp AP50 | kp AP75 | train min | infer ms/img |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {fmt(r['box'])} | {fmt(r['mask'])} | {fmt(r['kp'])} | {fmt(r['kp50'])} | "
+                     f"{fmt(r['kp75'])} | {r['train_min']:.1f} | {r['infer_ms']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    names = args.configs or [n for n in ORDER if (ABLATION_DIR / f"{n}.yaml").exists()]
+    configs = [resolve(n) for n in names]
+    out_root = (ROOT / args.output) if not os.path.isabs(args.output) else Path(args.output)
+    rows = [run_one(name, path, args, out_root) for name, path in configs]
+    from multitask_pose.env import cpu_model
+
+    budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each config's own schedule"
+    note = (f"Ablation on {rows[0]['dataset']}: {budget}, SEED {args.seed}"
+            + (f", overrides {' '.join(args.opts)}" if args.opts else "") + f"; {cpu_model()}.")
+    text = table(rows, note)
+    (out_root / "ablation.md").write_text(text)
+    print(text)
+    print("ablate: " + "; ".join(f"{r['name']} kp AP {fmt(r['kp'])} AP75 {fmt(r['kp75'])} box {fmt(r['box'])}"
+                                 for r in rows) + f" ({budget}, seed {args.seed})")
+
+
+if __name__ == "__main__":
+    main()
