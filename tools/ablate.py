@@ -71,11 +71,12 @@ def budget_opts(config_path, max_iter):
     return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", str(steps), "SOLVER.WARMUP_ITERS", str(warmup)]
 
 
-def parse_log(log_text):
-    """Training seconds and inference ms/image from detectron2's log.txt."""
-    train = re.findall(r"Overall training speed: \d+ iterations in (\d+):(\d+):(\d+)", log_text)
+def parse_log(log_text, max_iter):
+    """Training seconds (detectron2's timed seconds per iteration, which leave out the first
+    iterations and the evaluations, times all iterations) and inference ms/image, from log.txt."""
+    train = re.findall(r"Overall training speed: \d+ iterations in [\d:]+ \(([\d.]+) s / it\)", log_text)
     infer = re.findall(r"Total inference pure compute time: .*?\(([\d.]+) s / iter per device", log_text)
-    seconds = int(train[-1][0]) * 3600 + int(train[-1][1]) * 60 + int(train[-1][2]) if train else float("nan")
+    seconds = float(train[-1]) * max_iter if train else float("nan")
     return seconds, 1000 * float(infer[-1]) if infer else float("nan")
 
 
@@ -99,7 +100,8 @@ def run_one(name, path, args, out_root):
     if not results:
         raise SystemExit(f"ablate: {name} wrote no results file; is DATASETS.TEST empty or TEST.EVAL_PERIOD off?")
     res = json.loads(results[0].read_text())
-    train_s, infer_ms = parse_log((out / "log.txt").read_text())
+    max_iter = int(re.search(r"^  MAX_ITER: (\d+)", (out / "config.yaml").read_text(), re.M).group(1))
+    train_s, infer_ms = parse_log((out / "log.txt").read_text(), max_iter)
     row = {"name": name, "config": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
            "dataset": results[0].stem[len("results_"):], "box": res.get("bbox", {}).get("AP"),
            "mask": res.get("segm", {}).get("AP"), "kp": res["keypoints"]["AP"], "kp50": res["keypoints"]["AP50"],

@@ -66,3 +66,22 @@ def test_demo_tool_names_a_missing_input(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "nope.jpg" in proc.stderr and "FileNotFoundError" in proc.stderr
+
+
+def test_eval_only_with_flip_tta(trained_run, tmp_path):
+    """`train_net.py --eval-only TEST.AUG.ENABLED True` evaluates keypoints with flip TTA next to
+    the plain evaluation, as detectron2 users expect, and prints both summary lines."""
+    from conftest import run_train_net
+
+    out_dir, _ = trained_run
+    opts = list(TRAIN_OPTS)
+    opts[opts.index("DATASETS.TEST") + 1] = "('coco_person_sample',)"
+    proc = run_train_net(["--config-file", str(RECIPE), "--eval-only", *opts, "MODEL.WEIGHTS", str(out_dir / "model_final.pth"),
+                          "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(256,)", "TEST.AUG.MAX_SIZE", "256",
+                          "OUTPUT_DIR", str(tmp_path)], cwd=tmp_path)
+    results = json.loads((tmp_path / "results_coco_person_sample.json").read_text())
+    for task in ("bbox", "segm", "keypoints"):
+        assert task in results and f"{task}_TTA" in results
+        assert 0 <= results[f"{task}_TTA"]["AP"] <= 100
+    assert "train_net coco_person_sample TTA: box AP" in proc.stdout
+    assert (tmp_path / "inference_TTA" / "coco_person_sample" / "coco_instances_results.json").exists()
