@@ -268,6 +268,7 @@ class KeypointOffsetHead(KRCNNConvDeconvUpsampleHead):
         return instances
 
     def losses(self, heatmaps, offsets, instances: List[Instances]) -> Dict[str, torch.Tensor]:
+        num_images = len(instances)
         instances = [i for i in instances if len(i)]
         N, K, S, _ = heatmaps.shape
         zero = heatmaps.sum() * 0 + (offsets.sum() * 0 if offsets is not None else 0)
@@ -288,7 +289,7 @@ class KeypointOffsetHead(KRCNNConvDeconvUpsampleHead):
         else:
             per_keypoint = ((heatmaps[valid] - self.codec.gaussian_targets(coords)) ** 2).sum(dim=(1, 2))
         # detectron2's normalisation: by the visible keypoints, or by a constant per image.
-        normalizer = valid.sum() if self.loss_normalizer == "visible" else len(instances) * self.loss_normalizer
+        normalizer = valid.sum() if self.loss_normalizer == "visible" else num_images * self.loss_normalizer
         heatmap_loss = (per_keypoint * weight).sum() / normalizer
 
         offset_loss = zero

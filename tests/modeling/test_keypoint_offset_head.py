@@ -32,10 +32,10 @@ def random_keypoints(rois, gen, k=K):
     return torch.cat([xy, vis], dim=2)
 
 
-def make_head(offset_on, **kw):
+def make_head(offset_on, loss_normalizer="visible", **kw):
     torch.manual_seed(0)
     return KeypointOffsetHead(SHAPE, num_keypoints=K, conv_dims=(8, 8), offset_on=offset_on,
-                              loss_weight=1.0, loss_normalizer="visible", **kw)
+                              loss_weight=1.0, loss_normalizer=loss_normalizer, **kw)
 
 
 def test_encode_matches_detectron2_labels():
@@ -135,6 +135,10 @@ def test_softmax_loss_equals_detectron2_and_offset_loss():
     losses = head.losses(heatmaps, perfect, instances)
     assert torch.allclose(losses["loss_keypoint"], reference)
     assert losses["loss_keypoint_offset"] == 0
+    # detectron2's other normalisation: a constant per image, counting images without RoIs too.
+    with EventStorage():
+        per_image = keypoint_rcnn_loss(heatmaps, instances, normalizer=3 * 4.0)
+    assert torch.allclose(make_head(False, loss_normalizer=4.0).losses(heatmaps, None, instances)["loss_keypoint"], per_image)
     # Wrong offsets: a positive loss whose gradient reaches only cells near labelled keypoints.
     wrong = perfect.clone().requires_grad_(True)
     with torch.no_grad():
