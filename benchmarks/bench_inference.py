@@ -85,23 +85,31 @@ NORM_TYPES = (FrozenBatchNorm2d, torch.nn.BatchNorm2d)
 NOISY = 0.5  # round-to-round variation flagged as disturbed (10-35% is usual on a quiet 2-core VM)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_timing_args(parser):
+    """The arguments every whole-model latency benchmark here takes (see the module docstring)."""
     parser.add_argument("--config", choices=sorted(OURS_CONFIGS), default="r50")
     parser.add_argument("--repeats", type=int)
-    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--images", type=int)
     parser.add_argument("--size", type=int)
     parser.add_argument("--dets", type=int, default=20)
-    parser.add_argument("--threads", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    quick = {"repeats": 1, "images": 2, "size": 320}
-    full = {"repeats": 3, "images": None, "size": None}
+
+
+def fill_defaults(args, quick, full):
+    """Arguments left unset take their --quick or full-run default."""
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_timing_args(parser)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+    fill_defaults(args, quick={"repeats": 1, "images": 2, "size": 320}, full={"repeats": 3, "images": None, "size": None})
     if args.warmup < 1 or args.repeats < 1:
         parser.error("--warmup and --repeats must be at least 1 (the first warm-up run calibrates the norms)")
     return args

@@ -36,7 +36,8 @@ from detectron2.engine import DefaultPredictor  # noqa: E402
 from detectron2.structures import heatmaps_to_keypoints  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_inference import ROOT, OURS_CONFIGS, calibrate_norms, run_rounds  # noqa: E402
+from bench_inference import (ROOT, OURS_CONFIGS, add_model_timing_args, calibrate_norms,  # noqa: E402
+                             fill_defaults, run_rounds)
 
 import multitask_pose  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
@@ -53,20 +54,11 @@ VARIANTS = [("plain", []), ("+ offsets", OFFSETS), ("RB", RB), ("RB+H", RB + HEA
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=sorted(OURS_CONFIGS), default="r50")
-    parser.add_argument("--repeats", type=int)
-    parser.add_argument("--images", type=int)
-    parser.add_argument("--size", type=int)
-    parser.add_argument("--dets", type=int, default=20)
+    add_model_timing_args(parser)
     parser.add_argument("--rois", type=int)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    defaults = {"repeats": 1, "images": 2, "size": 320, "rois": 20} if args.quick else \
-        {"repeats": 3, "images": None, "size": None, "rois": 100}
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, quick={"repeats": 1, "images": 2, "size": 320, "rois": 20},
+                  full={"repeats": 3, "images": None, "size": None, "rois": 100})
     return args
 
 
