@@ -204,8 +204,8 @@ def _bilinear_at(maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor):
 class KeypointOffsetHead(KRCNNConvDeconvUpsampleHead):
     """detectron2's conv-deconv-upsample keypoint head with optional offsets, Gaussian heatmap
     targets and the balanced keypoint loss. With ``offset_on=False`` and the softmax loss its
-    heatmaps equal detectron2's for the same weights; only decoding differs (vectorised, within
-    the tolerance stated in tests/modeling/test_keypoint_offset_head.py).
+    heatmaps equal detectron2's for the same weights and decode to detectron2's keypoints
+    (vectorised; see ``RoIHeatmapCodec.decode`` for the one case where they can differ).
     """
 
     @configurable
