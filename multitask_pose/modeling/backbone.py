@@ -62,11 +62,8 @@ def build_multitask_resnet_backbone(cfg, input_shape: ShapeSpec):
         resnet = _narrow_basic_resnet(plain, input_shape)
     else:
         resnet = build_resnet_backbone(plain, input_shape)
-    for name in deformed:
-        stage = getattr(resnet, name, None)
-        if stage is None:  # not built: detectron2 drops stages after the last output feature
-            continue
-        for block in stage:
+    for name in deformed:  # all built: _check_deform_keys refused stages past the last output
+        for block in getattr(resnet, name):
             block.conv2 = DeformConv2d.from_conv(block.conv2, r.DEFORM_NUM_GROUPS, r.DEFORM_MODULATED)
     return resnet
 
