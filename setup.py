@@ -5,7 +5,8 @@ setup(
     version="0.1.0",
     description="Multi-person pose estimation on detectron2: multitask R-CNN and a top-down stage",
     python_requires=">=3.9",
-    packages=find_packages(include=["multitask_pose", "multitask_pose.*"]) + ["topdown"],
+    packages=find_packages(include=["multitask_pose", "multitask_pose.*"])
+    + ["topdown"] + ["topdown." + p for p in find_packages("projects/TopDown/topdown")],
     package_dir={"topdown": "projects/TopDown/topdown"},
     # detectron2 and torch are installed by tools/install/setup_env.sh (see README.md): detectron2
     # is not on PyPI under its own name, so it cannot be a plain requirement here.

@@ -15,8 +15,9 @@ def add_multitask_config(cfg: CN) -> CN:
     # Which COCO API computes AP: "faster_coco_eval" (C++, no detectron2 ops needed) or
     # "pycocotools" (the reference). Both give identical numbers (tests/evaluation).
     cfg.TEST.COCO_EVAL_BACKEND = "faster_coco_eval"
-    # "SGD" (detectron2's, with SOLVER.MOMENTUM) or "AdamW" (betas 0.9/0.999; converges much faster
-    # in the short from-scratch CPU schedules). Both use SOLVER.BASE_LR, WEIGHT_DECAY* and clipping.
+    # "SGD" (detectron2's, with SOLVER.MOMENTUM), "AdamW" (betas 0.9/0.999; converges much faster
+    # in the short from-scratch CPU schedules; Adam when WEIGHT_DECAY is 0) or "RMSprop" (the
+    # stacked hourglass's). All use SOLVER.BASE_LR, WEIGHT_DECAY* and clipping.
     cfg.SOLVER.OPTIMIZER = "SGD"
 
     # KeypointOffsetHead (MODEL.ROI_KEYPOINT_HEAD.NAME: "KeypointOffsetHead"); ignored by other heads.

@@ -1,36 +1,47 @@
-"""The trainer shared by ``tools/train_net.py`` and the projects' train scripts."""
+"""The trainer and ``main`` shared by ``tools/train_net.py`` and the projects' train scripts."""
+import json
 import os
+import time
 from unittest import mock
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.engine import defaults as d2_defaults
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
 from ..config import get_multitask_cfg
 from ..evaluation import PoseCOCOEvaluator
 from .launch import create_ddp_model
 
-__all__ = ["MultiTaskTrainer", "setup_cfg", "summary_line"]
+__all__ = ["MultiTaskTrainer", "setup_cfg", "summary_line", "train_net_main"]
 
 
 class MultiTaskTrainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` with the project's COCO evaluator (bbox, segm, keypoints
     with the dataset's OKS sigmas) and multi-process training on CPU as well as CUDA."""
 
+    # Loads MODEL.WEIGHTS and saves checkpoints; a project whose released weights need a name
+    # mapping sets its own subclass here.
+    checkpointer_class = DetectionCheckpointer
+
     def __init__(self, cfg):
         # DefaultTrainer wraps the model with detectron2's create_ddp_model, which gives CPU
         # modules device ids that DistributedDataParallel rejects; use the CPU-aware one.
-        with mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model):
+        with mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model), \
+                mock.patch.object(d2_defaults, "DetectionCheckpointer", self.checkpointer_class):
             super().__init__(cfg)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
         if cfg.SOLVER.OPTIMIZER == "SGD":
             return super().build_optimizer(cfg, model)
-        if cfg.SOLVER.OPTIMIZER != "AdamW":
-            raise ValueError(f"SOLVER.OPTIMIZER={cfg.SOLVER.OPTIMIZER!r}; expected 'SGD' or 'AdamW'")
+        optimizers = {"AdamW": torch.optim.AdamW, "RMSprop": torch.optim.RMSprop}
+        if cfg.SOLVER.OPTIMIZER not in optimizers:
+            raise ValueError(f"SOLVER.OPTIMIZER={cfg.SOLVER.OPTIMIZER!r}; expected 'SGD', 'AdamW' or 'RMSprop'")
         params = get_default_optimizer_params(
             model,
             base_lr=cfg.SOLVER.BASE_LR,
@@ -38,8 +49,8 @@ class MultiTaskTrainer(DefaultTrainer):
             bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
             weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
         )
-        adamw = maybe_add_gradient_clipping(cfg, torch.optim.AdamW)
-        return adamw(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        optimizer = maybe_add_gradient_clipping(cfg, optimizers[cfg.SOLVER.OPTIMIZER])
+        return optimizer(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -128,3 +139,38 @@ def summary_line(results, minutes=None, prefix="summary") -> str:
     if minutes is not None:
         parts.append(f"{minutes:.1f} min")
     return f"{prefix}: " + ", ".join(parts)
+
+
+def train_net_main(args, trainer_cls=MultiTaskTrainer, add_config_fns=(), prefix="train_net"):
+    """The body of a train_net script (detectron2's flags): train, or ``--eval-only`` evaluate
+    MODEL.WEIGHTS (plus TEST.AUG test-time augmentation when enabled); then write
+    ``results_<dataset>.json`` next to the checkpoints and print one summary line per dataset."""
+    start = time.perf_counter()
+    cfg = setup_cfg(args, add_config_fns)
+    if args.eval_only:
+        model = trainer_cls.build_model(cfg)
+        trainer_cls.checkpointer_class(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
+                                                                                     resume=args.resume)
+        results = trainer_cls.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:  # flip/multi-scale test-time augmentation, keypoints included
+            results.update(trainer_cls.test_with_TTA(cfg, model))
+        if comm.is_main_process():
+            verify_results(cfg, results)
+    else:
+        trainer = trainer_cls(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        trainer.train()
+        results = getattr(trainer, "_last_eval_results", None) or {}
+    if comm.is_main_process() and results:
+        # detectron2 unwraps the results of a single test dataset.
+        per_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
+        minutes = (time.perf_counter() - start) / 60
+        for name, res in per_dataset.items():
+            # Kept next to the checkpoints so scripts can read the figures without parsing logs.
+            with open(os.path.join(cfg.OUTPUT_DIR, f"results_{name}.json"), "w") as f:
+                json.dump(res, f, indent=1)
+            print(summary_line(res, minutes, prefix=f"{prefix} {name}"))
+            tta = {k[: -len("_TTA")]: v for k, v in res.items() if k.endswith("_TTA")}
+            if tta:
+                print(summary_line(tta, minutes, prefix=f"{prefix} {name} TTA"))
+    return results

@@ -1,1 +1,9 @@
-"""Top-down second stage (HRNet, SimpleBaseline, hourglass on detector boxes): see ../README.md."""
+"""Top-down second stage (HRNet, SimpleBaseline, hourglass on detector boxes): see ../README.md.
+
+``import topdown`` registers the pose networks and the ``TopDownPoseEstimator`` meta-architecture.
+"""
+from . import modeling  # noqa: F401  (registers the pose networks)
+from .codec import GaussianHeatmapCodec
+from .config import add_topdown_config, get_topdown_cfg
+
+__all__ = ["GaussianHeatmapCodec", "add_topdown_config", "get_topdown_cfg"]

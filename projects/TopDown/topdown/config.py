@@ -1,0 +1,92 @@
+"""``add_topdown_config(cfg)``: every key of the top-down stage, one comment each.
+
+Defaults are the official HRNet-W32 256x192 COCO recipe's values; recipes in ``configs/`` change
+what their paper changed.
+"""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_topdown_config", "get_topdown_cfg"]
+
+
+def add_topdown_config(cfg: CN) -> CN:
+    """Add the top-down keys to a detectron2 config (idempotent); returns ``cfg``."""
+    if "TOPDOWN" in cfg.MODEL:
+        return cfg
+    from multitask_pose.config import add_multitask_config
+
+    add_multitask_config(cfg)  # the evaluator backend and optimizer keys are shared
+    cfg.MODEL.META_ARCHITECTURE = "TopDownPoseEstimator"
+    # ImageNet mean/std in RGB order (x255), the official models' normalisation; crops are fed RGB.
+    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+    cfg.INPUT.FORMAT = "RGB"
+
+    td = cfg.MODEL.TOPDOWN = CN()
+    td.POSE_NET = "PoseHighResolutionNet"  # a POSE_NET_REGISTRY name (topdown/modeling)
+    td.NUM_KEYPOINTS = 17  # must equal the dataset's keypoint count (checked at build time)
+    td.INPUT_SIZE = (192, 256)  # crop (width, height), as the official configs' IMAGE_SIZE
+    td.HEATMAP_SIZE = (48, 64)  # heatmap (width, height): INPUT_SIZE / 4 for every model here
+    td.LOSS_WEIGHT = 1.0  # scales loss_heatmap (MSE on target-weighted heatmaps, the official JointsMSELoss)
+    # Weight each keypoint type by the reciprocal of its share of labelled keypoints in the batch
+    # (multitask_pose.modeling.balanced_keypoint_loss, shared with the R-CNN head).
+    td.BALANCED_LOSS = False
+
+    td.CODEC = CN()
+    td.CODEC.SIGMA = 2.0  # Gaussian target sigma in heatmap cells (official: 2 at 64x48, 3 at 96x72)
+    # True: targets centred at the exact keypoint; False: rounded to a cell as the official HRNet.
+    td.CODEC.SUBPIXEL_CENTER = False
+    td.CODEC.DECODE = "quarter"  # "quarter" (official quarter-cell shift) or "dark" (Taylor, DARK)
+    td.CODEC.BLUR_KERNEL = 11  # odd Gaussian blur size before "dark" decoding; 0 disables
+
+    cfg.MODEL.HRNET = CN()
+    cfg.MODEL.HRNET.WIDTH = 32  # W: branch channels W, 2W, 4W, 8W (W32, W48)
+    cfg.MODEL.HRNET.STEM_BLOCKS = 4  # bottlenecks of layer1 (official 4; W18-small-v2 has 2)
+    cfg.MODEL.HRNET.NUM_MODULES = (1, 4, 3)  # high-resolution modules of stages 2, 3, 4
+    cfg.MODEL.HRNET.NUM_BLOCKS = (4, 4, 4)  # basic blocks per branch in stages 2, 3, 4
+    cfg.MODEL.HRNET.FINAL_CONV_KERNEL = 1  # kernel of the heatmap conv (official 1)
+
+    cfg.MODEL.POSE_RESNET = CN()  # SimpleBaseline (Xiao et al. 2018)
+    cfg.MODEL.POSE_RESNET.DEPTH = 50  # 50, 101 or 152
+    cfg.MODEL.POSE_RESNET.NUM_DECONV_LAYERS = 3  # each doubles the resolution (stride 32 -> 4)
+    cfg.MODEL.POSE_RESNET.NUM_DECONV_FILTERS = 256
+    cfg.MODEL.POSE_RESNET.DECONV_KERNEL = 4  # 2, 3 or 4 (official 4)
+    cfg.MODEL.POSE_RESNET.FINAL_CONV_KERNEL = 1
+
+    cfg.MODEL.HOURGLASS = CN()  # stacked hourglass (Newell et al. 2016)
+    cfg.MODEL.HOURGLASS.NUM_STACKS = 8  # 8 in the published model, 2 for CPU recipes
+    cfg.MODEL.HOURGLASS.NUM_FEATURES = 256  # channels through the hourglasses
+    cfg.MODEL.HOURGLASS.DEPTH = 4  # downsamplings per hourglass (64x64 -> 4x4)
+
+    tin = cfg.INPUT.TOPDOWN = CN()  # training crops (topdown/data/mapper.py)
+    tin.PADDING = 1.25  # box enlargement around the person before cropping
+    tin.SCALE_FACTOR = 0.35  # crop scale ~ clip(1 + N(0, f), 1 - f, 1 + f)
+    tin.ROTATION_FACTOR = 45.0  # rotation ~ clip(N(0, r), -2r, 2r) degrees ...
+    tin.ROTATION_PROB = 0.6  # ... applied with this probability
+    tin.FLIP_PROB = 0.5  # horizontal flip through the dataset's flip map
+    tin.HALF_BODY_PROB = 0.3  # crop to the upper or lower body with this probability ...
+    tin.HALF_BODY_MIN_KEYPOINTS = 8  # ... when the person has more than this many labelled keypoints
+    tin.MIN_KEYPOINTS = 1  # training persons need at least this many labelled keypoints
+
+    tt = cfg.TEST.TOPDOWN = CN()  # inference (topdown/postprocess.py, topdown/data/boxes.py)
+    tt.BOX_SOURCE = "gt"  # "gt" (dataset boxes), "file" (DET_FILE) or "detector" (DETECTOR_CONFIG)
+    tt.DET_FILE = ""  # a COCO detection-results json (image_id, category_id, bbox xywh, score)
+    tt.DET_SCORE_THRESH = 0.0  # drop detections below this score
+    tt.DET_TOPK = 100  # keep at most this many detections per image (best first)
+    tt.DET_MIN_SIZE = 0.0  # drop boxes whose shorter side is below this many pixels
+    tt.DETECTOR_CONFIG = ""  # a detectron2 config for BOX_SOURCE "detector"
+    tt.DETECTOR_WEIGHTS = ""  # its weights
+    tt.FLIP_TEST = True  # average the heatmaps of the crop and of its mirror image
+    tt.SHIFT_HEATMAP = True  # move the mirrored heatmaps one column right (official HRNet)
+    # Instance score = box score x mean score of the keypoints above RESCORE_THRESH (official).
+    tt.RESCORE = True
+    tt.RESCORE_THRESH = 0.2
+    tt.IOU_NMS_THRESH = 1.0  # box IoU-NMS before OKS-NMS; 1.0 disables (the OKS team used 0.6)
+    tt.OKS_NMS_THRESH = 0.9  # OKS-NMS threshold (official HRNet 0.9; the OKS team 0.5); 1.0 disables
+    return cfg
+
+
+def get_topdown_cfg() -> CN:
+    """detectron2's default config plus this project's and the top-down keys."""
+    from detectron2.config import get_cfg
+
+    return add_topdown_config(get_cfg())

@@ -1,0 +1,54 @@
+"""``TopDownPredictor``: image (BGR, as ``DefaultPredictor``) to poses, for notebooks and the demo."""
+
+import numpy as np
+import torch
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+
+from .engine import TopDownCheckpointer
+
+__all__ = ["TopDownPredictor"]
+
+
+class TopDownPredictor:
+    """Used like detectron2's ``DefaultPredictor``: ``predictor(bgr_image)`` returns
+    ``{"instances": Instances}`` with ``pred_boxes, scores, pred_classes, pred_keypoints`` in image
+    coordinates.
+
+    Person boxes come from the detector of ``TEST.TOPDOWN.BOX_SOURCE "detector"`` (config and
+    weights in ``TEST.TOPDOWN.DETECTOR_CONFIG`` / ``DETECTOR_WEIGHTS``), or are passed in:
+    ``predictor(image, boxes=xyxy, scores=...)`` (scores default to 1).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        TopDownCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"TopDownPredictor supports INPUT.FORMAT RGB or BGR, got {self.input_format!r}")
+
+    def __call__(self, original_image: np.ndarray, boxes=None, scores=None) -> dict:
+        """
+        Args:
+            original_image: (H, W, 3) uint8 BGR image, as cv2.imread returns it.
+            boxes: optional (N, 4) XYXY person boxes in that image; without them the configured
+                detector finds the people.
+            scores: optional (N,) box scores.
+        """
+        if original_image.ndim != 3 or original_image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) BGR image, got shape {original_image.shape}")
+        image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
+        h, w = image.shape[:2]
+        inputs = {"image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))), "height": h, "width": w}
+        if boxes is not None:
+            boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
+            inst = Instances((h, w))
+            inst.pred_boxes = Boxes(boxes)
+            inst.scores = torch.ones(len(boxes)) if scores is None else torch.as_tensor(np.asarray(scores, np.float32))
+            if len(inst.scores) != len(boxes):
+                raise ValueError(f"{len(boxes)} boxes but {len(inst.scores)} scores")
+            inputs["instances"] = inst
+        with torch.no_grad():
+            return self.model([inputs])[0]
