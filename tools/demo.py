@@ -3,6 +3,13 @@
 
     python tools/demo.py --config-file configs/Synthetic/multitask_rcnn_R_18_FPN_synth.yaml \
         --input datasets/samples/coco --output output/demo MODEL.WEIGHTS output/.../model_final.pth
+    python tools/demo.py --topdown --config-file projects/TopDown/configs/Synthetic/hrnet_w18_small_synth_rcnn_boxes.yaml \
+        --input ... --output ... MODEL.WEIGHTS output/.../hrnet/model_final.pth
+
+``--topdown`` runs a top-down config (projects/TopDown) through ``TopDownPredictor``: person boxes
+from its detector (TEST.TOPDOWN.BOX_SOURCE "detector"), or with ``--dataset`` from that dataset's
+annotations ("gt") or detection file ("file"); ``--confidence-threshold`` is then the box score
+threshold (TEST.TOPDOWN.DET_SCORE_THRESH).
 
 ``--input`` takes image files and/or folders. Writes one drawn image per input into ``--output``
 and ``results.json`` there: a COCO results list (boxes xywh, RLE masks, keypoints, scores), each
@@ -52,13 +59,47 @@ def read_bgr(path):
 
 def setup(args):
     cfg = multitask_pose.get_multitask_cfg()
+    if args.topdown:
+        from topdown import add_topdown_config
+
+        add_topdown_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
+    if args.topdown:
+        cfg.TEST.TOPDOWN.DET_SCORE_THRESH = args.confidence_threshold
     check_device(cfg)
     check_datasets(cfg)
     cfg.freeze()
     return cfg
+
+
+def topdown_predictor(cfg, dataset):
+    """TopDownPredictor and a function giving each image's person boxes (None: the detector's)."""
+    from topdown.data import TopDownTestMapper
+    from topdown.predictor import TopDownPredictor
+
+    predictor = TopDownPredictor(cfg)
+    source = cfg.TEST.TOPDOWN.BOX_SOURCE
+    if source == "detector":
+        return predictor, lambda path: None
+    if not dataset:
+        raise ValueError(f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset: the boxes come from"
+                         " that dataset's annotations or detection file (or use BOX_SOURCE detector)")
+    dicts = {os.path.basename(d["file_name"]): d for d in DatasetCatalog.get(dataset)}
+    mapper = TopDownTestMapper(cfg, dataset, dataset_dicts=list(dicts.values()))
+
+    def boxes_of(path):
+        if path.name not in dicts:
+            raise KeyError(f"{path} is not an image of --dataset {dataset}: no {source} boxes for it")
+        d = dicts[path.name]
+        if source == "gt":
+            from topdown.data import gt_person_boxes
+
+            return gt_person_boxes(d)
+        return mapper.detections[d["image_id"]]
+
+    return predictor, boxes_of
 
 
 def image_ids_of(dataset):
@@ -74,12 +115,16 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="folder for drawn images and results.json")
     parser.add_argument("--dataset", default="", help="registered dataset whose image ids to use")
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument("--topdown", action="store_true", help="a projects/TopDown config (see above)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
 
     cfg = setup(args)
     files = list_images(args.input)
-    predictor = DefaultPredictor(cfg)
+    if args.topdown:
+        predictor, boxes_of = topdown_predictor(cfg, args.dataset)
+    else:
+        predictor, boxes_of = DefaultPredictor(cfg), None
     metadata = MetadataCatalog.get(args.dataset or cfg.DATASETS.TEST[0])
     ids = image_ids_of(args.dataset)
     os.makedirs(args.output, exist_ok=True)
@@ -87,7 +132,11 @@ def main(argv=None):
     results, start = [], time.perf_counter()
     for i, path in enumerate(tqdm.tqdm(files, desc="demo", unit="img")):
         img = read_bgr(path)
-        instances = predictor(img)["instances"].to("cpu")
+        if boxes_of is None:
+            instances = predictor(img)["instances"].to("cpu")
+        else:
+            boxes = boxes_of(path)
+            instances = predictor(img, *(boxes or ()))["instances"].to("cpu")
         vis = Visualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
         drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
         cv2.imwrite(os.path.join(args.output, path.stem + "_pred.jpg"), drawn)

@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Top-down stage speed: HRNet-W32 crops per second, OKS-NMS against a per-pair loop, and the
+whole two-stage pipeline per image with and without flip test.
+
+    python benchmarks/bench_topdown.py [--batches 1 8 32] [--candidates 100 1000] [--repeats N]
+                                       [--threads N] [--quick]
+
+1. HRNet-W32 at 256x192 (random weights; speed does not depend on them), forward only, at each
+   batch size: crops per second (median of --repeats runs after one warm-up).
+2. OKS-NMS (multitask_pose.evaluation.oks.oks_nms, threshold 0.5, COCO sigmas) on N candidate
+   poses (clusters of jittered copies of random poses, as detections of one image look) against a
+   straightforward implementation that computes each pair's OKS in a Python loop over candidates
+   (the official HRNet oks_nms shape, one numpy call per pair); both must keep the same poses.
+3. Two-stage pipeline on the real COCO sample (4 images): detectron2's Faster R-CNN R-50-FPN at
+   800 px (random weights: the first stage's cost) then HRNet-W32 256x192 on the sample's real
+   person detections (test_coco_det_AP_H_56.json, all 118 boxes, as the official test uses every
+   box), through TopDownPredictor, with and without flip test: ms per image.
+
+Prints a table and a last line to paste into a note. About 4 minutes on a quiet 2-core CPU;
+--quick (batches 1 and 8, 100 and 300 candidates, 1 repeat) about 1 minute.
+"""
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import multitask_pose  # noqa: E402,F401  (registers the datasets)
+from multitask_pose.data.keypoints import COCO_PERSON  # noqa: E402
+from multitask_pose.env import cpu_model  # noqa: E402
+from multitask_pose.evaluation.oks import oks_nms  # noqa: E402
+
+SIGMAS = np.array(COCO_PERSON.oks_sigmas)
+
+
+def median_time(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_hrnet(batches, repeats):
+    from topdown.modeling import PoseHighResolutionNet
+
+    model = PoseHighResolutionNet(width=32).eval()
+    rows = {}
+    for b in batches:
+        x = torch.randn(b, 3, 256, 192)
+        with torch.no_grad():
+            t = median_time(lambda: model(x), repeats)
+        rows[b] = b / t
+        print(f"HRNet-W32 256x192 batch {b:3d}: {rows[b]:7.1f} crops/s ({1000 * t / b:.1f} ms/crop)", flush=True)
+    return rows
+
+
+def oks_nms_loop(kpts, scores, areas, thresh):
+    """The straightforward reference: greedy NMS, one OKS computation per pair in Python."""
+    var = (SIGMAS * 2) ** 2
+    order = list(np.argsort(-scores, kind="stable"))
+    keep = []
+    while order:
+        i = order[0]
+        keep.append(i)
+        rest = []
+        for j in order[1:]:
+            d2 = ((kpts[j, :, :2] - kpts[i, :, :2]) ** 2).sum(-1)
+            oks = np.exp(-d2 / var / ((areas[i] + areas[j]) / 2 + np.spacing(1)) / 2).mean()
+            if oks <= thresh:
+                rest.append(j)
+        order = rest
+    return keep
+
+
+def bench_oks_nms(counts, repeats):
+    rng = np.random.default_rng(0)
+    rows = {}
+    for n in counts:
+        people = max(1, n // 10)
+        base = rng.uniform(0, 600, (people, 1, 17, 2))
+        kpts = (base + rng.normal(0, 6, (people, n // people + 1, 17, 2))).reshape(-1, 17, 2)[:n]
+        kpts = np.concatenate([kpts, rng.uniform(0, 1, (n, 17, 1))], -1)
+        areas = rng.uniform(2000, 40000, n)
+        scores = rng.uniform(0, 1, n)
+        t_kpts, t_scores, t_areas = map(torch.from_numpy, (kpts, scores, areas))
+        ours = oks_nms(t_kpts, t_scores, t_areas, SIGMAS, 0.5).tolist()
+        ref = oks_nms_loop(kpts, scores, areas, 0.5)
+        if ours != [int(i) for i in ref]:
+            raise AssertionError(f"oks_nms and the loop keep different poses for {n} candidates")
+        t_ours = median_time(lambda: oks_nms(t_kpts, t_scores, t_areas, SIGMAS, 0.5), repeats)
+        t_loop = median_time(lambda: oks_nms_loop(kpts, scores, areas, 0.5), max(1, repeats // 2))
+        rows[n] = (t_ours, t_loop, len(ours))
+        print(f"OKS-NMS {n:5d} candidates ({len(ours)} kept): {1000 * t_ours:8.2f} ms vs loop {1000 * t_loop:9.1f} ms"
+              f" ({t_loop / t_ours:.0f}x faster)", flush=True)
+    return rows
+
+
+def bench_pipeline(repeats):
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.engine import DefaultPredictor
+
+    from topdown import get_topdown_cfg
+    from topdown.data import load_detection_file
+    from topdown.predictor import TopDownPredictor
+
+    dicts = DatasetCatalog.get("coco_person_sample")
+    dets = load_detection_file(MetadataCatalog.get("coco_person_sample").detections_file, [d["image_id"] for d in dicts])
+    images = [cv2.imread(d["file_name"]) for d in dicts]
+    det_cfg = get_cfg()
+    det_cfg.merge_from_file(model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"))
+    det_cfg.MODEL.DEVICE, det_cfg.MODEL.WEIGHTS = "cpu", ""
+    torch.manual_seed(0)
+    detector = DefaultPredictor(det_cfg)
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown", "configs", "COCO",
+                                     "hrnet_w32_256x192.yaml"))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "DATASETS.TRAIN", "('coco_person_sample',)",
+                         "DATASETS.TEST", "('coco_person_sample',)"])
+    pose = TopDownPredictor(cfg)
+    boxes = [dets[d["image_id"]] for d in dicts]
+    n_boxes = sum(len(b) for b, _ in boxes)
+
+    def run_detector():
+        for im in images:
+            detector(im)
+
+    def run_pose(flip):
+        pose.model.flip_test = flip
+        for im, (b, s) in zip(images, boxes):
+            pose(im, boxes=b, scores=s)
+
+    t_det = median_time(run_detector, repeats) / len(images)
+    t_pose = {flip: median_time(lambda: run_pose(flip), repeats) / len(images) for flip in (False, True)}
+    for flip in (False, True):
+        print(f"two-stage, flip test {'on ' if flip else 'off'}: detector {1000 * t_det:.0f} + poses"
+              f" {1000 * t_pose[flip]:.0f} = {1000 * (t_det + t_pose[flip]):.0f} ms/img"
+              f" ({n_boxes / len(images):.1f} persons/img)", flush=True)
+    return t_det, t_pose, n_boxes / len(images)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--candidates", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="batches 1 8, candidates 100 300, 1 repeat")
+    args = ap.parse_args()
+    if args.quick:
+        args.batches, args.candidates, args.repeats = [1, 8], [100, 300], 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hr = bench_hrnet(args.batches, args.repeats)
+    nms_rows = bench_oks_nms(args.candidates, args.repeats)
+    t_det, t_pose, per_img = bench_pipeline(args.repeats)
+    crops = ", ".join(f"batch {b} {v:.1f}" for b, v in hr.items())
+    nms_txt = ", ".join(f"{n}: {1000 * a:.2f} ms vs {1000 * b:.0f} ms ({b / a:.0f}x)" for n, (a, b, _) in nms_rows.items())
+    print(f"bench_topdown: HRNet-W32 256x192 crops/s {crops}; OKS-NMS {nms_txt}; two-stage (R-50 Faster R-CNN 800px"
+          f" + HRNet-W32, {per_img:.1f} persons/img) {1000 * (t_det + t_pose[False]):.0f} ms/img, flip test"
+          f" {1000 * (t_det + t_pose[True]):.0f} ms/img ({(t_det + t_pose[True]) / (t_det + t_pose[False]):.2f}x);"
+          f" {cpu_model()}, {torch.get_num_threads()} threads")
+
+
+if __name__ == "__main__":
+    main()
