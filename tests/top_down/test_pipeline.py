@@ -79,6 +79,11 @@ def test_ground_truth_through_the_inference_path_scores_ap_1():
         assert not model.pose_net.queue  # both calls happened
         inst = out[0]["instances"]
         assert set(inst.get_fields()) == {"pred_boxes", "scores", "pred_classes", "pred_keypoints"}
+        # Rescoring: box score (1 for GT boxes) x mean score of the keypoints above 0.2.
+        kp_s = inst.pred_keypoints[..., 2]
+        above = kp_s > 0.2
+        expected = torch.where(above.any(1), (kp_s * above).sum(1) / above.sum(1).clamp_min(1), torch.zeros(len(kp_s)))
+        torch.testing.assert_close(inst.scores, expected)
         evaluator.process([x], out)
     results = evaluator.evaluate()
     assert results["keypoints"]["AP"] == pytest.approx(100.0)
@@ -338,3 +343,109 @@ def test_demo_topdown_mode(tmp_path):
     with pytest.raises(ValueError, match="needs --dataset"):
         demo.main(["--topdown", "--config-file", config, "--input", str(root / "datasets" / "samples" / "coco"),
                    "--output", str(out), *opts])
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_training_loss_is_the_official_joints_mse_over_every_stack(balanced):
+    """loss_heatmap = sum over the supervised outputs (hourglass stacks) of 0.5 * mean((w * (pred -
+    target))^2), the official JointsMSELoss; with BALANCED_LOSS each type's w is scaled by the
+    balanced weights."""
+    from multitask_pose.modeling.balanced_keypoint_loss import keypoint_type_weights
+
+    cfg = sample_cfg("MODEL.TOPDOWN.POSE_NET", "StackedHourglass", "MODEL.HOURGLASS.NUM_STACKS", "2",
+                     "MODEL.HOURGLASS.NUM_FEATURES", "32", "MODEL.HOURGLASS.DEPTH", "2",
+                     "MODEL.TOPDOWN.INPUT_SIZE", "(64, 64)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 16)",
+                     "MODEL.TOPDOWN.BALANCED_LOSS", str(balanced))
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    batch = [{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8), "heatmaps": torch.rand(17, 16, 16),
+              "target_weight": (torch.rand(17) > 0.3).float()} for _ in range(3)]
+    loss = model(batch)["loss_heatmap"]
+    with torch.no_grad():
+        crops = (torch.stack([b["image"] for b in batch]).float() - model.pixel_mean) / model.pixel_std
+    outs = model.pose_net(crops)  # train mode: BatchNorm uses this batch's statistics, as in the model
+    assert len(outs) == 2
+    target = torch.stack([b["heatmaps"] for b in batch])
+    w = torch.stack([b["target_weight"] for b in batch])
+    if balanced:
+        w = w * keypoint_type_weights(w > 0)
+    expected = 0
+    for out in outs:  # the official loop: per joint, MSE of weighted maps, averaged over joints
+        per_joint = [0.5 * torch.mean((out[:, j] * w[:, j, None, None] ** 0.5 - target[:, j] * w[:, j, None, None] ** 0.5) ** 2)
+                     for j in range(17)]
+        expected = expected + sum(per_joint) / 17
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-8)
+
+
+def test_crop_and_heatmap_sizes_are_checked_at_build_time():
+    with pytest.raises(ValueError, match="divisible by 32"):
+        build_model(sample_cfg("MODEL.TOPDOWN.INPUT_SIZE", "(48, 64)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(12, 16)"))
+    with pytest.raises(ValueError, match="stride 4"):
+        build_model(sample_cfg("MODEL.TOPDOWN.HEATMAP_SIZE", "(96, 128)"))
+
+
+def test_iou_nms_drops_duplicate_boxes():
+    cfg = sample_cfg("TEST.TOPDOWN.IOU_NMS_THRESH", "0.6", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0",
+                     "TEST.TOPDOWN.RESCORE", "False")
+    model = build_model(cfg).eval()
+    x = TopDownTestMapper(cfg, SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
+    inst = Instances(x["instances"].image_size)
+    inst.pred_boxes = Boxes(torch.tensor([[100.0, 50, 260, 400], [102, 52, 262, 398], [300, 80, 420, 300]]))
+    inst.scores = torch.tensor([0.5, 0.9, 0.7])
+    with torch.no_grad():
+        out = model([dict(x, instances=inst)])[0]["instances"]
+    assert out.scores.tolist() == pytest.approx([0.9, 0.7])
+
+
+def test_detector_box_source(tmp_path):
+    """BOX_SOURCE "detector": a detectron2 model (here the foundation's R-CNN recipe with random
+    weights, scores thresholded at 0) finds the boxes inside the top-down model."""
+    from multitask_pose.config import get_multitask_cfg
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    det_config = root / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth.yaml"
+    det_cfg = get_multitask_cfg()
+    det_cfg.merge_from_file(str(det_config))
+    det_cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    det_cfg.MODEL.KEYPOINT_ON = det_cfg.MODEL.MASK_ON = False
+    det_yaml = tmp_path / "detector.yaml"
+    det_yaml.write_text(det_cfg.dump())
+    torch.manual_seed(0)
+    det_weights = tmp_path / "detector.pth"
+    torch.save({"model": build_model(det_cfg).state_dict()}, det_weights)
+    cfg = sample_cfg("TEST.TOPDOWN.BOX_SOURCE", "detector", "TEST.TOPDOWN.DETECTOR_CONFIG", str(det_yaml),
+                     "TEST.TOPDOWN.DETECTOR_WEIGHTS", str(det_weights), "TEST.TOPDOWN.DET_TOPK", "7",
+                     "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")
+    model = build_model(cfg).eval()
+    mapper = TopDownTestMapper(cfg, SAMPLE)
+    x = mapper(DatasetCatalog.get(SAMPLE)[0])
+    assert "instances" not in x
+    with torch.no_grad():
+        out = model([x])[0]["instances"]
+    assert len(out) == 7 and out.pred_keypoints.shape == (7, 17, 3)
+    boxes, scores = model.detector(x["image"].permute(1, 2, 0).numpy())
+    top = torch.argsort(scores, descending=True)[:7]
+    torch.testing.assert_close(out.pred_boxes.tensor, filter_person_boxes(boxes[top], scores[top], (x["height"], x["width"]))[0])
+    with pytest.raises(FileNotFoundError, match="DETECTOR_CONFIG"):
+        build_model(sample_cfg("TEST.TOPDOWN.BOX_SOURCE", "detector"))
+
+
+def test_half_body_crops_the_upper_or_the_lower_body():
+    cfg = sample_cfg("INPUT.TOPDOWN.HALF_BODY_PROB", "1.0")
+    mapper = TopDownTrainMapper(cfg, is_train=True)
+    names = MetadataCatalog.get(SAMPLE).keypoint_names
+    assert [names[i] for i in mapper.lower] == [n for n in names if n.split("_")[-1] in ("hip", "knee", "ankle")]
+    p = max(person_dicts(DatasetCatalog.get(SAMPLE)), key=lambda q: (q["keypoints"][:, 2] > 0).sum())
+    kp = p["keypoints"]
+    _, full = box_to_center_size(p["bbox"][None], 0.75)
+    seen = set()
+    np.random.seed(0)
+    for _ in range(20):
+        center, size = mapper._half_body(kp)
+        part = mapper.upper if center[1] < kp[kp[:, 2] > 0, 1].mean() else mapper.lower
+        pts = kp[part][kp[part, 2] > 0, :2]
+        seen.add(part is mapper.upper)
+        assert size[1] < full[0, 1]  # a smaller crop than the whole person's
+        np.testing.assert_allclose(center, (pts.min(0) + pts.max(0)) / 2, atol=1e-6)  # centred on the part
+    assert seen == {True, False}  # both halves get picked

@@ -44,6 +44,9 @@ def add_topdown_config(cfg: CN) -> CN:
     cfg.MODEL.HRNET.NUM_MODULES = (1, 4, 3)  # high-resolution modules of stages 2, 3, 4
     cfg.MODEL.HRNET.NUM_BLOCKS = (4, 4, 4)  # basic blocks per branch in stages 2, 3, 4
     cfg.MODEL.HRNET.FINAL_CONV_KERNEL = 1  # kernel of the heatmap conv (official 1)
+    # Conv init: "normal" (official N(0, 0.001), for ImageNet-initialised training) or "kaiming"
+    # (He init; trains from scratch far faster, see PoseHighResolutionNet.init_weights).
+    cfg.MODEL.HRNET.INIT = "normal"
 
     cfg.MODEL.POSE_RESNET = CN()  # SimpleBaseline (Xiao et al. 2018)
     cfg.MODEL.POSE_RESNET.DEPTH = 50  # 50, 101 or 152

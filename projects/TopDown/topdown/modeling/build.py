@@ -6,7 +6,8 @@ POSE_NET_REGISTRY.__doc__ = """
 Top-down pose networks, selected by ``MODEL.TOPDOWN.POSE_NET``. Each is built as
 ``POSE_NET_REGISTRY.get(name)(cfg)`` and maps (N, 3, H, W) normalised crops to a list of
 (N, K, H / stride, W / stride) heatmaps: one per supervised output (the stacks of an hourglass), the
-last one being the prediction.
+last one being the prediction. A pose net states ``size_divisibility`` (crop sides must divide by
+it) and ``heatmap_stride``; the meta-architecture checks the config against both.
 """
 
 

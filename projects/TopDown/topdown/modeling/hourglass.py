@@ -48,11 +48,15 @@ class Hourglass(nn.Module):
 
 @POSE_NET_REGISTRY.register()
 class StackedHourglass(nn.Module):
+    heatmap_stride = 4
+
     @configurable
     def __init__(self, num_keypoints: int = 17, num_stacks: int = 8, num_features: int = 256, depth: int = 4):
         super().__init__()
         if num_stacks < 1 or depth < 1:
             raise ValueError(f"NUM_STACKS and DEPTH must be >= 1, got {num_stacks} and {depth}")
+        # stride 4 stem, then `depth` halvings and nearest upsamplings back in each hourglass
+        self.size_divisibility = 4 * 2 ** depth
         f = num_features
         self.stem = nn.Sequential(
             nn.Conv2d(3, 64, 7, 2, 3), nn.BatchNorm2d(64), nn.ReLU(inplace=True),

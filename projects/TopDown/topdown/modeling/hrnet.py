@@ -95,8 +95,10 @@ class PoseHighResolutionNet(nn.Module):
     @configurable
     def __init__(self, num_keypoints: int = 17, width: int = 32, stem_blocks: int = 4,
                  num_modules: Sequence[int] = (1, 4, 3), num_blocks: Sequence[int] = (4, 4, 4),
-                 final_conv_kernel: int = 1):
+                 final_conv_kernel: int = 1, init: str = "normal"):
         super().__init__()
+        if init not in ("normal", "kaiming"):
+            raise ValueError(f"MODEL.HRNET.INIT must be 'normal' (official) or 'kaiming', got {init!r}")
         if len(num_modules) != 3 or len(num_blocks) != 3:
             raise ValueError(f"HRNet has stages 2-4: NUM_MODULES {tuple(num_modules)} and NUM_BLOCKS"
                              f" {tuple(num_blocks)} need three entries each")
@@ -118,7 +120,11 @@ class PoseHighResolutionNet(nn.Module):
             setattr(self, f"stage{s + 2}", nn.Sequential(*modules))
             pre = ch
         self.final_layer = nn.Conv2d(width, num_keypoints, final_conv_kernel, 1, final_conv_kernel // 2)
-        self.init_weights()
+        self.init_weights(init)
+
+    # Four halvings after the stride-4 stem: crops must divide by 32 for the branches to fuse.
+    size_divisibility = 32
+    heatmap_stride = 4
 
     @staticmethod
     def _make_transition(pre: List[int], cur: List[int]) -> nn.ModuleList:
@@ -133,11 +139,17 @@ class PoseHighResolutionNet(nn.Module):
                                               for k in range(n)]))
         return nn.ModuleList(layers)
 
-    def init_weights(self):
-        """The official initialisation: convs N(0, 0.001), zero biases, BN weight 1 and bias 0."""
+    def init_weights(self, init: str = "normal"):
+        """``"normal"``, the official initialisation: convs N(0, 0.001), zero biases, BN weight 1 and
+        bias 0 (the backbone is then overwritten by ImageNet weights). ``"kaiming"``: He-normal convs
+        except the heatmap conv, for training from scratch: behind BatchNorm a conv is scale
+        invariant, so N(0, 0.001) weights turn Adam's steps into relative changes of order 1."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, std=0.001)
+                if init == "kaiming" and m is not self.final_layer:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                else:
+                    nn.init.normal_(m.weight, std=0.001)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
@@ -149,7 +161,7 @@ class PoseHighResolutionNet(nn.Module):
         h = cfg.MODEL.HRNET
         return dict(num_keypoints=cfg.MODEL.TOPDOWN.NUM_KEYPOINTS, width=h.WIDTH, stem_blocks=h.STEM_BLOCKS,
                     num_modules=tuple(h.NUM_MODULES), num_blocks=tuple(h.NUM_BLOCKS),
-                    final_conv_kernel=h.FINAL_CONV_KERNEL)
+                    final_conv_kernel=h.FINAL_CONV_KERNEL, init=h.INIT)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))

@@ -64,6 +64,14 @@ class TopDownPoseEstimator(nn.Module):
                  oks_nms_thresh: float = 0.9, det_score_thresh: float = 0.0, det_topk: int = 100,
                  det_min_size: float = 0.0, detector: Optional[PersonDetector] = None):
         super().__init__()
+        div = getattr(pose_net, "size_divisibility", 1)
+        if any(s % div for s in codec.input_size):
+            raise ValueError(f"MODEL.TOPDOWN.INPUT_SIZE {codec.input_size} must be divisible by {div} for"
+                             f" {type(pose_net).__name__}")
+        stride = getattr(pose_net, "heatmap_stride", 4)
+        if codec.stride != stride:
+            raise ValueError(f"{type(pose_net).__name__} makes heatmaps at stride {stride}: MODEL.TOPDOWN.HEATMAP_SIZE"
+                             f" {codec.heatmap_size} should be INPUT_SIZE {codec.input_size} / {stride}")
         self.pose_net = pose_net
         self.codec = codec
         self.register_buffer("flip_indices", torch.as_tensor(np.asarray(flip_indices), dtype=torch.long), False)

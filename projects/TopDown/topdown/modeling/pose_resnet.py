@@ -23,6 +23,9 @@ _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}  # kernel -> (padding, outpu
 
 @POSE_NET_REGISTRY.register()
 class PoseResNet(ResNet):
+    size_divisibility = 32  # the deconvolutions restore stride 4 exactly from stride 32
+    heatmap_stride = 4
+
     @configurable
     def __init__(self, num_keypoints: int = 17, depth: int = 50, num_deconv_layers: int = 3,
                  num_deconv_filters: int = 256, deconv_kernel: int = 4, final_conv_kernel: int = 1):
