@@ -58,8 +58,9 @@ def _oracle_model(cfg, flip_test):
 
 def test_ground_truth_through_the_inference_path_scores_ap_1():
     """GT keypoints encoded as heatmaps in each GT-box crop, decoded and mapped back by the model,
-    with flip test, evaluate to keypoint AP 1.0 on the real COCO sample."""
-    cfg = sample_cfg()
+    with flip test, evaluate to keypoint AP 1.0 on the real COCO sample (NMS off: overlapping
+    people are all kept)."""
+    cfg = sample_cfg("TEST.TOPDOWN.IOU_NMS_THRESH", "1.0", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")
     model = _oracle_model(cfg, flip_test=True)
     codec = model.codec
     mapper = TopDownTestMapper(cfg, SAMPLE)
@@ -95,7 +96,7 @@ def test_predictor_on_the_real_detection_file(tmp_path):
     # DET_FILE empty: the dataset's detections_file. Rescoring and OKS-NMS off, so the boxes and
     # scores come through as the file has them.
     cfg = sample_cfg("TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.RESCORE", "False",
-                     "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")
+                     "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")
     model = build_model(cfg).eval()
     mapper = TopDownTestMapper(cfg, SAMPLE)
     dets = json.load(open(MetadataCatalog.get(SAMPLE).detections_file))
@@ -141,7 +142,8 @@ def test_flip_test_on_a_mirrored_image_gives_the_mirrored_poses():
     are the mirrored poses for any network, up to the official convention's known offset: heatmap
     cell j sits at crop pixel stride * j, whose mirror is W - stride - u rather than W - 1 - u, so
     poses come back (stride - 1) crop pixels to the left (SHIFT_HEATMAP off here)."""
-    cfg = sample_cfg("TEST.TOPDOWN.SHIFT_HEATMAP", "False", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")
+    cfg = sample_cfg("TEST.TOPDOWN.SHIFT_HEATMAP", "False", "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0",
+                     "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     for m in model.modules():  # far from the official near-zero init: no ties among heatmap values
@@ -329,6 +331,7 @@ def test_demo_topdown_mode(tmp_path):
     torch.save({"model": build_model(cfg).state_dict()}, weights)
     opts = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(weights), "DATASETS.TRAIN", f"('{SAMPLE}',)",
             "DATASETS.TEST", f"('{SAMPLE}',)", "TEST.TOPDOWN.DET_FILE", "", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0",
+            "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0",
             "MODEL.HRNET.WIDTH", "18", "MODEL.HRNET.STEM_BLOCKS", "1", "MODEL.HRNET.NUM_MODULES", "(1, 1, 1)",
             "MODEL.HRNET.NUM_BLOCKS", "(1, 1, 1)"]
     config = str(root / "projects" / "TopDown" / "configs" / "COCO" / "hrnet_w32_256x192.yaml")
@@ -385,8 +388,8 @@ def test_crop_and_heatmap_sizes_are_checked_at_build_time():
 
 
 def test_iou_nms_drops_duplicate_boxes():
-    cfg = sample_cfg("TEST.TOPDOWN.IOU_NMS_THRESH", "0.6", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0",
-                     "TEST.TOPDOWN.RESCORE", "False")
+    cfg = sample_cfg("TEST.TOPDOWN.OKS_NMS_THRESH", "1.0", "TEST.TOPDOWN.RESCORE", "False")
+    assert cfg.TEST.TOPDOWN.IOU_NMS_THRESH == 0.6  # the default, the OKS team's
     model = build_model(cfg).eval()
     x = TopDownTestMapper(cfg, SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
     inst = Instances(x["instances"].image_size)
@@ -416,7 +419,7 @@ def test_detector_box_source(tmp_path):
     torch.save({"model": build_model(det_cfg).state_dict()}, det_weights)
     cfg = sample_cfg("TEST.TOPDOWN.BOX_SOURCE", "detector", "TEST.TOPDOWN.DETECTOR_CONFIG", str(det_yaml),
                      "TEST.TOPDOWN.DETECTOR_WEIGHTS", str(det_weights), "TEST.TOPDOWN.DET_TOPK", "7",
-                     "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")
+                     "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")
     model = build_model(cfg).eval()
     mapper = TopDownTestMapper(cfg, SAMPLE)
     x = mapper(DatasetCatalog.get(SAMPLE)[0])

@@ -60,8 +60,8 @@ class TopDownPoseEstimator(nn.Module):
     def __init__(self, *, pose_net: nn.Module, codec: GaussianHeatmapCodec, flip_indices, oks_sigmas,
                  pixel_mean, pixel_std, input_format: str = "RGB", padding: float = 1.25, loss_weight: float = 1.0,
                  balanced_loss: bool = False, flip_test: bool = True, shift_heatmap: bool = True,
-                 rescore: bool = True, rescore_thresh: float = 0.2, iou_nms_thresh: float = 1.0,
-                 oks_nms_thresh: float = 0.9, det_score_thresh: float = 0.0, det_topk: int = 100,
+                 rescore: bool = True, rescore_thresh: float = 0.2, iou_nms_thresh: float = 0.6,
+                 oks_nms_thresh: float = 0.5, det_score_thresh: float = 0.0, det_topk: int = 100,
                  det_min_size: float = 0.0, detector: Optional[PersonDetector] = None):
         super().__init__()
         div = getattr(pose_net, "size_divisibility", 1)
