@@ -53,21 +53,24 @@ def oks_nms(keypoints: torch.Tensor, scores: torch.Tensor, areas: torch.Tensor, 
     """Greedy NMS by OKS: keep the best-scored pose, drop every remaining one whose OKS with it
     exceeds ``thresh``, repeat. Returns the kept indices (into the inputs), best first.
 
-    The similarity matrix is computed once for all pairs; the greedy pass then costs one vector
-    operation per kept pose.
+    Each step computes the kept pose's OKS with all remaining candidates in one vector operation
+    (as many steps as kept poses); a full pairwise matrix would do far more work when most
+    candidates are duplicates.
     """
     scores = torch.as_tensor(scores)
     if len(scores) == 0:
         return torch.zeros(0, dtype=torch.long, device=scores.device)
     order = torch.argsort(scores, descending=True, stable=True)
-    kp = torch.as_tensor(keypoints)[order]
-    ar = torch.as_tensor(areas)[order]
-    suppress = keypoint_oks(kp, kp, ar, ar, sigmas, vis_thresh) > thresh
+    kp = torch.as_tensor(keypoints, dtype=torch.float64)[order]
+    ar = torch.as_tensor(areas, dtype=torch.float64)[order]
     keep = []
-    remaining = torch.arange(len(order), device=suppress.device)
+    remaining = torch.arange(len(order), device=kp.device)
     while remaining.numel():
         i = remaining[0]
         keep.append(i)
         rest = remaining[1:]
-        remaining = rest[~suppress[i, rest]]
+        if rest.numel():
+            oks = keypoint_oks(kp[i:i + 1], kp[rest], ar[i:i + 1], ar[rest], sigmas, vis_thresh)[0]
+            rest = rest[oks <= thresh]
+        remaining = rest
     return order[torch.stack(keep).to(order.device)]
