@@ -11,6 +11,7 @@ from torchvision.ops import deform_conv2d
 
 import multitask_pose
 from multitask_pose.modeling import DeformConv2d
+from multitask_pose.modeling.deform_conv import sampled_deform_conv2d
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +63,62 @@ def test_finite_difference_gradients():
 
     assert torch.allclose(through_layer(*params), layer(x))
     assert torch.autograd.gradcheck(through_layer, params, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [
+    dict(n=2, c=4, o=5, h=9, w=7, k=3, stride=1, pad=1, dil=1, groups=1, modulated=True),
+    dict(n=1, c=6, o=3, h=10, w=11, k=3, stride=2, pad=2, dil=2, groups=2, modulated=True),
+    dict(n=2, c=4, o=2, h=6, w=8, k=3, stride=1, pad=0, dil=1, groups=4, modulated=False),
+    dict(n=1, c=2, o=2, h=1, w=5, k=1, stride=1, pad=0, dil=1, groups=1, modulated=True),  # one-pixel-high input
+])
+def test_sampled_form_equals_torchvision(shape):
+    """The CPU form (grid_sample + matmul) against torchvision's kernel: outputs and every gradient,
+    with offsets of several pixels (many taps partly or wholly outside the image)."""
+    s = shape
+    gen = torch.Generator().manual_seed(3)
+    ho = (s["h"] + 2 * s["pad"] - s["dil"] * (s["k"] - 1) - 1) // s["stride"] + 1
+    wo = (s["w"] + 2 * s["pad"] - s["dil"] * (s["k"] - 1) - 1) // s["stride"] + 1
+    taps = s["groups"] * s["k"] ** 2
+    inputs = [torch.randn(s["n"], s["c"], s["h"], s["w"], generator=gen, dtype=torch.float64),
+              3 * torch.randn(s["n"], 2 * taps, ho, wo, generator=gen, dtype=torch.float64),
+              torch.randn(s["o"], s["c"], s["k"], s["k"], generator=gen, dtype=torch.float64),
+              torch.randn(s["o"], generator=gen, dtype=torch.float64),
+              torch.rand(s["n"], taps, ho, wo, generator=gen, dtype=torch.float64) if s["modulated"] else None]
+    kw = dict(stride=(s["stride"],) * 2, padding=(s["pad"],) * 2, dilation=(s["dil"],) * 2)
+    results = []
+    for op in (deform_conv2d, sampled_deform_conv2d):
+        leaves = [t.clone().requires_grad_(True) if t is not None else None for t in inputs]
+        x, offset, weight, bias, mask = leaves
+        out = op(x, offset, weight, bias, mask=mask, **kw)
+        out.backward(torch.cos(torch.arange(out.numel(), dtype=torch.float64)).view_as(out))
+        results.append((out, [t.grad for t in leaves if t is not None]))
+    (ref, ref_grads), (out, grads) = results
+    assert out.shape == ref.shape == (s["n"], s["o"], ho, wo)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-9)
+
+
+def test_sampled_form_finite_difference_gradients():
+    gen = torch.Generator().manual_seed(4)
+    args = (torch.randn(1, 2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True),
+            (0.3 + 0.4 * torch.rand(1, 18, 5, 6, generator=gen, dtype=torch.float64)).requires_grad_(True),
+            torch.randn(3, 2, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True),
+            torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True),
+            torch.rand(1, 9, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True))
+    assert torch.autograd.gradcheck(lambda x, o, w, b, m: sampled_deform_conv2d(x, o, w, b, padding=(1, 1), mask=m),
+                                    args, eps=1e-6, atol=1e-5)
+
+
+def test_layer_implementations_agree_and_bad_impl_is_refused():
+    torch.manual_seed(5)
+    layers = {impl: DeformConv2d(4, 6, 3, padding=1, deform_groups=2, impl=impl) for impl in ("torchvision", "sampled")}
+    torch.nn.init.normal_(layers["torchvision"].offset.weight, std=0.3)  # offsets of about a pixel
+    layers["sampled"].load_state_dict(layers["torchvision"].state_dict())
+    x = torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(layers["sampled"](x), layers["torchvision"](x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="impl must be one of"):
+        DeformConv2d(4, 6, impl="cuda")
 
 
 def cfg_for(recipe, *opts):
