@@ -14,6 +14,10 @@
    in bench_inference.py, whose timing loop this reuses), keypoints only:
    plain (detectron2's head), + offsets (KeypointOffsetHead), deformable res3-res5 (RB),
    RB + deformable head convs 3-4 (RB+H), RB+H + offsets. Ratios are against plain.
+3. One DCNv2 layer, forward + backward (training), torchvision's ``deform_conv2d`` against the
+   sampled form that ``DeformConv2d`` runs on the CPU (grid_sample + matmul), with offsets of
+   about a pixel, at the CPU recipe's shapes: R-18 res3/res4/res5 3x3 convs on a batch of 4
+   images of 288 px, and a keypoint-head conv on 64 RoIs of 14x14x128. Median of 5 calls.
 
 Prints tables and a one-line summary to paste into a note. ``--quick``: 1 round, 2 images at
 320 px, 20 RoIs.
@@ -42,6 +46,8 @@ from bench_inference import (ROOT, OURS_CONFIGS, add_model_timing_args, calibrat
 import multitask_pose  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
 from multitask_pose.modeling import RoIHeatmapCodec  # noqa: E402
+from multitask_pose.modeling.deform_conv import sampled_deform_conv2d  # noqa: E402
+from torchvision.ops import deform_conv2d  # noqa: E402
 
 OFFSETS = ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead"]
 RB = ["MODEL.BACKBONE.NAME", "build_multitask_resnet_fpn_backbone",
@@ -92,6 +98,29 @@ def bench_decode(n_rois, seed):
             median_ms(lambda: codec.decode(maps, rois, offsets)), same)
 
 
+# (name, batch, channels, side): the CPU recipe's deformable layers (see the module doc, item 3).
+DCN_SHAPES = [("res3 4x128x36x36", 4, 128, 36), ("res4 4x256x18x18", 4, 256, 18), ("res5 4x512x9x9", 4, 512, 9),
+              ("head 64x128x14x14", 64, 128, 14)]
+
+
+def bench_dcn_layers(seed, calls=5):
+    """[(shape name, torchvision ms, sampled ms)] for forward + backward of one 3x3 DCNv2 layer."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for name, n, c, side in DCN_SHAPES:
+        x = torch.randn(n, c, side, side, generator=gen).requires_grad_(True)
+        weight = (0.05 * torch.randn(c, c, 3, 3, generator=gen)).requires_grad_(True)
+        bias = torch.zeros(c, requires_grad=True)
+        offset = torch.randn(n, 18, side, side, generator=gen).requires_grad_(True)
+        mask = torch.rand(n, 9, side, side, generator=gen).requires_grad_(True)
+
+        def step(op):
+            op(x, offset, weight, bias, padding=(1, 1), mask=mask).sum().backward()
+
+        rows.append((name, median_ms(lambda: step(deform_conv2d), calls), median_ms(lambda: step(sampled_deform_conv2d), calls)))
+    return rows
+
+
 def check_close(name, instances, reference):
     """Finite outputs and as many detections as plain (the heads' workload). Deformable layers
     start equal to plain ones, but float differences reorder near-tied random-weight boxes, so
@@ -110,6 +139,13 @@ def main(argv=None):
     print(f"decode {args.rois} RoIs x 17 keypoints, 56x56 maps (median of 20 calls, {machine}):")
     print(f"  detectron2 heatmaps_to_keypoints {d2_ms:8.1f} ms\n  ours                             {ours_ms:8.1f} ms"
           f"  = {d2_ms / ours_ms:.1f}x faster; same location for {100 * same:.1f}% of keypoints\n  ours with offsets                {ours_off_ms:8.1f} ms")
+
+    dcn = bench_dcn_layers(args.seed)
+    print(f"\nDCNv2 layer forward + backward, 3x3, median of 5 calls ({machine}):")
+    print(f"{'shape':<20}{'torchvision ms':>15}{'sampled ms':>12}{'speed-up':>10}")
+    for name, tv_ms, sampled_ms in dcn:
+        print(f"{name:<20}{tv_ms:>15.1f}{sampled_ms:>12.1f}{tv_ms / sampled_ms:>9.1f}x")
+    dcn_summary = ", ".join(f"{name.split()[0]} {tv / sm:.1f}x" for name, tv, sm in dcn)
 
     files = [d["file_name"] for d in DatasetCatalog.get("coco_person_sample")][: args.images]
     images = [np.ascontiguousarray(read_image(f, format="BGR")) for f in files]
@@ -136,7 +172,8 @@ def main(argv=None):
         print(f"{name:<18}{m:>8.0f}{m / ms[0]:>8.2f}x")
     ratios = ", ".join(f"{name} {m / ms[0]:.2f}x" for (name, _), m in zip(predictors[1:], ms[1:]))
     print(f"bench_keypoint_variants: decode {args.rois} RoIs {ours_ms:.1f} ms vs detectron2 {d2_ms:.1f} ms "
-          f"({d2_ms / ours_ms:.1f}x faster, {100 * same:.1f}% identical); R{depth}-FPN @{size}px plain {ms[0]:.0f} ms/img, {ratios}; {machine}")
+          f"({d2_ms / ours_ms:.1f}x faster, {100 * same:.1f}% identical); DCN layer training step, sampled vs torchvision: "
+          f"{dcn_summary}; R{depth}-FPN @{size}px plain {ms[0]:.0f} ms/img, {ratios}; {machine}")
 
 
 if __name__ == "__main__":

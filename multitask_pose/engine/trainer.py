@@ -15,9 +15,10 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 
 from ..config import get_multitask_cfg
 from ..evaluation import PoseCOCOEvaluator
+from ..modeling.deform_conv import deform_offset_parameters
 from .launch import create_ddp_model
 
-__all__ = ["MultiTaskTrainer", "setup_cfg", "summary_line", "train_net_main"]
+__all__ = ["MultiTaskTrainer", "scale_lr", "setup_cfg", "summary_line", "train_net_main"]
 
 
 class MultiTaskTrainer(DefaultTrainer):
@@ -37,9 +38,10 @@ class MultiTaskTrainer(DefaultTrainer):
 
     @classmethod
     def build_optimizer(cls, cfg, model):
-        if cfg.SOLVER.OPTIMIZER == "SGD":
-            return super().build_optimizer(cfg, model)
-        optimizers = {"AdamW": torch.optim.AdamW, "RMSprop": torch.optim.RMSprop}
+        """detectron2's parameter groups and gradient clipping with SOLVER.OPTIMIZER, and the
+        DCNv2 offset/modulation predictors at SOLVER.DEFORM_OFFSET_LR_FACTOR x their lr."""
+        optimizers = {"SGD": (torch.optim.SGD, dict(momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV)),
+                      "AdamW": (torch.optim.AdamW, {}), "RMSprop": (torch.optim.RMSprop, {})}
         if cfg.SOLVER.OPTIMIZER not in optimizers:
             raise ValueError(f"SOLVER.OPTIMIZER={cfg.SOLVER.OPTIMIZER!r}; expected 'SGD', 'AdamW' or 'RMSprop'")
         params = get_default_optimizer_params(
@@ -49,8 +51,10 @@ class MultiTaskTrainer(DefaultTrainer):
             bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
             weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
         )
-        optimizer = maybe_add_gradient_clipping(cfg, optimizers[cfg.SOLVER.OPTIMIZER])
-        return optimizer(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+        params = scale_lr(params, set(deform_offset_parameters(model)), cfg.SOLVER.DEFORM_OFFSET_LR_FACTOR)
+        optimizer, kwargs = optimizers[cfg.SOLVER.OPTIMIZER]
+        return maybe_add_gradient_clipping(cfg, optimizer)(params, lr=cfg.SOLVER.BASE_LR,
+                                                           weight_decay=cfg.SOLVER.WEIGHT_DECAY, **kwargs)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -69,6 +73,17 @@ class MultiTaskTrainer(DefaultTrainer):
                       for name in cfg.DATASETS.TEST]
         results = cls.test(cfg, MultiTaskRCNNWithTTA(cfg, model), evaluators)
         return OrderedDict((k + "_TTA", v) for k, v in results.items())
+
+
+def scale_lr(param_groups, chosen, factor):
+    """Optimizer parameter groups with the lr of the ``chosen`` parameters (a set) times ``factor``."""
+    out = []
+    for group in param_groups:
+        for inside in (False, True):
+            members = [p for p in group["params"] if (p in chosen) == inside]
+            if members:
+                out.append({**group, "params": members, **({"lr": group["lr"] * factor} if inside else {})})
+    return out
 
 
 def setup_cfg(args, add_config_fns=(), base_cfg=None):

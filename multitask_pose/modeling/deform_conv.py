@@ -6,9 +6,11 @@ operation written as ``grid_sample`` + one matrix product. Why not torchvision's
 CPU kernel is a single-threaded loop, and training through it (forward + backward) measured 4-7x
 slower than the sampled form on this project's 2-core CPU (R-18 res3-res5 and keypoint-head
 shapes; ``benchmarks/bench_keypoint_variants.py``), while the two agree to float rounding in
-outputs and in all gradients (``tests/modeling/test_deform_conv.py``). ``impl`` picks one by hand. ``DeformConv2d`` carries its own offset/mask predictor (``<name>.offset``), keeps the
-plain convolution's parameter names (``weight``, ``bias``, ``norm.*``), and starts equal to the
-plain convolution: the predictor is zero-initialised, so offsets are 0 and the modulation is
+outputs and in all gradients (``tests/modeling/test_deform_conv.py``). ``impl`` picks one by hand.
+
+``DeformConv2d`` carries its own offset/mask predictor (``<name>.offset``), keeps the plain
+convolution's parameter names (``weight``, ``bias``, ``norm.*``), and starts equal to the plain
+convolution: the predictor is zero-initialised, so offsets are 0 and the modulation is
 ``2 * sigmoid(0) = 1``. (DCNv2's paper and detectron2 use ``sigmoid``, which starts at 0.5 and
 would halve every response of a pretrained convolution swapped for a deformable one.) So a plain
 checkpoint loads into a deformable model with only ``*.offset.*`` missing and gives the same
@@ -21,7 +23,7 @@ from torchvision.ops import deform_conv2d
 
 from detectron2.layers import Conv2d
 
-__all__ = ["DeformConv2d", "sampled_deform_conv2d"]
+__all__ = ["DeformConv2d", "deform_offset_parameters", "sampled_deform_conv2d"]
 
 IMPLS = ("auto", "torchvision", "sampled")
 
@@ -130,3 +132,11 @@ class DeformConv2d(nn.Module):
         o, i, k, _ = self.weight.shape
         return (f"{i}, {o}, kernel_size={k}, stride={self.stride[0]}, padding={self.padding[0]}, "
                 f"deform_groups={self.deform_groups}, modulated={self.modulated}, impl={self.impl}")
+
+
+def deform_offset_parameters(model: nn.Module):
+    """The parameters of every ``DeformConv2d``'s offset/modulation predictor in ``model`` (which
+    the trainer gives SOLVER.DEFORM_OFFSET_LR_FACTOR x the learning rate)."""
+    for module in model.modules():
+        if isinstance(module, DeformConv2d):
+            yield from module.offset.parameters()

@@ -189,6 +189,25 @@ def test_deformable_model_trains_on_cpu(synth_mini):
     assert all((w - b).abs().max() > 0 for w, b in zip(offsets, before))
 
 
+def test_offset_predictors_learn_at_the_lr_factor():
+    """The trainer gives the DCNv2 offset/modulation predictors SOLVER.DEFORM_OFFSET_LR_FACTOR x
+    the lr each would have (bias factor included); every other parameter keeps detectron2's."""
+    from multitask_pose.engine import MultiTaskTrainer
+
+    for optimizer in ("AdamW", "SGD"):
+        cfg = cfg_for(SYNTH, *DCN_RB, *DCN_HEAD, "SOLVER.OPTIMIZER", optimizer, "SOLVER.BASE_LR", "0.004",
+                      "SOLVER.BIAS_LR_FACTOR", "2.0", "SOLVER.DEFORM_OFFSET_LR_FACTOR", "0.1")
+        model = build_model(cfg)
+        groups = MultiTaskTrainer.build_optimizer(cfg, model).param_groups
+        lr_of = {p: g["lr"] for g in groups for p in g["params"]}
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        assert sum(len(g["params"]) for g in groups) == len(named) == len(lr_of)
+        assert sum(".offset." in n for n, _ in named) == 2 * 8  # weight and bias of 8 predictors
+        for name, param in named:
+            expected = 0.004 * (2.0 if name.endswith(".bias") else 1.0) * (0.1 if ".offset." in name else 1.0)
+            assert lr_of[param] == pytest.approx(expected), name
+
+
 def test_bad_deform_keys():
     with pytest.raises(ValueError, match=r"DEFORM_ON_PER_STAGE turns on \['res5'\].*res4"):
         build_backbone(cfg_for(COCO, *OURS, "MODEL.RESNETS.OUT_FEATURES", "['res2', 'res3', 'res4']",
