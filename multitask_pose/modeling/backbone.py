@@ -1,7 +1,7 @@
 """ResNet(-FPN) backbones built by detectron2's own code, with two gaps filled:
 
 - deformable stages on any device: the 3x3 conv of every block in the stages that
-  ``MODEL.RESNETS.DEFORM_ON_PER_STAGE`` selects becomes a ``DeformConv2d`` (DCNv2 on torchvision, CPU and CUDA)
+  ``MODEL.RESNETS.DEFORM_ON_PER_STAGE`` selects becomes a ``DeformConv2d`` (DCNv2, CPU and CUDA)
   (``DEFORM_MODULATED``, ``DEFORM_NUM_GROUPS`` as in detectron2), where detectron2's own deformable
   blocks need its CUDA extension and refuse ResNet-18/34;
 - narrow ResNet-18/34 for CPU recipes: ``MODEL.RESNETS.RES2_OUT_CHANNELS`` and
