@@ -32,7 +32,7 @@ def test_training_learns(trained_run, tmp_path):
     print("untrained:", {t: round(r["AP"], 2) for t, r in before.items()})
     print("trained:  ", {t: round(r["AP"], 2) for t, r in after.items()})
     # 120 iterations from scratch (about 3 minutes) teach boxes first: measured box AP 6.7
-    # (AP50 25.7) on a 2-core Xeon and 2.65 on a 2-core AMD EPYC (same seed and optimizer; float
+    # (AP50 25.7) on a 2-core Xeon and 2.65 (AP50 11.5) on a 2-core AMD EPYC (same seed and optimizer; float
     # differences between CPUs change so short a from-scratch run), against 0 untrained; masks
     # and keypoints need the longer runs of `make demo`.
     assert after["bbox"]["AP"] > before["bbox"]["AP"] + 1.5  # AP in percent
