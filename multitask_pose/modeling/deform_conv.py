@@ -3,7 +3,7 @@
 detectron2's ``ModulatedDeformConv`` needs its CUDA extension. On CUDA this layer runs
 ``torchvision.ops.deform_conv2d``; on the CPU it runs :func:`sampled_deform_conv2d`, the same
 operation written as ``grid_sample`` + one matrix product. Why not torchvision's op everywhere:
-training through its CPU kernel (forward + backward) measured 3.9-6.6x
+training through its CPU kernel (forward + backward) measured 3.8-8.1x
 slower than the sampled form on this project's 2-core CPU (R-18 res3-res5 and keypoint-head
 shapes; ``benchmarks/bench_keypoint_variants.py``), while the two agree to float rounding in
 outputs and in all gradients (``tests/modeling/test_deform_conv.py``). ``impl`` picks one by hand.
