@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 SETUP := tools/install/setup_env.sh
 
-.PHONY: demo test test-slow bench env setup
+.PHONY: demo test test-slow bench env setup lint
 
 setup:
 	@$(SETUP) >/dev/null
@@ -15,11 +15,16 @@ demo:
 
 # The default test suite (under 15 minutes on a 2-core CPU).
 test:
-	@PY=$$($(SETUP)) && $$PY -m pytest -m "not slow" tests
+	@PY=$$($(SETUP)) && $$PY -m pytest -m "not slow" tests projects/TopDown/tests
 
 # Slower tests (longer training runs), kept out of the default suite.
 test-slow:
-	@PY=$$($(SETUP)) && $$PY -m pytest -m slow tests
+	@PY=$$($(SETUP)) && $$PY -m pytest -m slow tests projects/TopDown/tests
+
+# ruff (ruff.toml) on the .py files changed since .ci/lint_base (or LINT_BASE=<commit>), uncommitted
+# ones included, in its own small venv, not the torch one (see tools/lint.sh).
+lint:
+	@tools/lint.sh
 
 bench:
 	@PY=$$($(SETUP)) && for b in benchmarks/bench_*.py; do $$PY $$b || exit 1; done

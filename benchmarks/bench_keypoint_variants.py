@@ -7,8 +7,8 @@
 1. Decoding: detectron2's per-RoI ``heatmaps_to_keypoints`` (bicubic upsampling of each RoI's
    maps to its box size, then argmax) against ``RoIHeatmapCodec.decode`` (the same result,
    vectorised over all RoIs, evaluating the bicubic map only near each peak), and with offsets,
-   on ``--rois`` RoIs of 17 keypoints with peaked, noisy 56x56 logits and boxes of 60-400 px (the sizes of COCO
-   persons at 800 px), median of 20 calls.
+   on ``--rois`` RoIs of 17 keypoints with peaked, noisy 56x56 logits and boxes of 60-400 px
+   (the sizes of COCO persons at 800 px), median of 20 calls.
 2. Whole-model latency with ``DefaultPredictor`` on the real COCO sample images, every variant
    built in the same run from the same random weights (norms calibrated on the first image, as
    in bench_inference.py, whose timing loop this reuses), keypoints only:
@@ -22,6 +22,7 @@
 Prints tables and a one-line summary to paste into a note. ``--quick``: 1 round, 2 images at
 320 px, 20 RoIs.
 """
+
 import argparse
 import os
 import statistics
@@ -29,7 +30,9 @@ import sys
 import time
 import warnings
 
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning
+)
 warnings.filterwarnings("ignore", message=r"torch\.meshgrid", category=UserWarning)
 
 import numpy as np  # noqa: E402
@@ -40,31 +43,57 @@ from detectron2.engine import DefaultPredictor  # noqa: E402
 from detectron2.structures import heatmaps_to_keypoints  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_inference import (ROOT, OURS_CONFIGS, add_model_timing_args, calibrate_norms,  # noqa: E402
-                             fill_defaults, run_rounds)
-
-import multitask_pose  # noqa: E402
-from multitask_pose.env import cpu_model  # noqa: E402
-from multitask_pose.modeling import RoIHeatmapCodec  # noqa: E402
-from multitask_pose.modeling.deform_conv import sampled_deform_conv2d  # noqa: E402
 from torchvision.ops import deform_conv2d  # noqa: E402
 
+import multitask_pose  # noqa: E402
+from bench_inference import (  # noqa: E402
+    OURS_CONFIGS,
+    ROOT,
+    add_model_timing_args,
+    calibrate_norms,
+    fill_defaults,
+    run_rounds,
+)
+from multitask_pose.codecs import RoIHeatmapCodec  # noqa: E402
+from multitask_pose.env import cpu_model  # noqa: E402
+from multitask_pose.layers.deform_conv import sampled_deform_conv2d  # noqa: E402
+
 OFFSETS = ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead"]
-RB = ["MODEL.BACKBONE.NAME", "build_multitask_resnet_fpn_backbone",
-      "MODEL.RESNETS.DEFORM_ON_PER_STAGE", "[False, True, True, True]"]
-HEAD = ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead", "MODEL.ROI_KEYPOINT_HEAD.OFFSET_ON", "False",
-        "MODEL.ROI_KEYPOINT_HEAD.DEFORM_CONVS", "(3, 4)"]
-VARIANTS = [("plain", []), ("+ offsets", OFFSETS), ("RB", RB), ("RB+H", RB + HEAD),
-            ("RB+H + offsets", RB + HEAD + ["MODEL.ROI_KEYPOINT_HEAD.OFFSET_ON", "True"])]
+RB = [
+    "MODEL.BACKBONE.NAME",
+    "build_multitask_resnet_fpn_backbone",
+    "MODEL.RESNETS.DEFORM_ON_PER_STAGE",
+    "[False, True, True, True]",
+]
+HEAD = [
+    "MODEL.ROI_KEYPOINT_HEAD.NAME",
+    "KeypointOffsetHead",
+    "MODEL.ROI_KEYPOINT_HEAD.OFFSET_ON",
+    "False",
+    "MODEL.ROI_KEYPOINT_HEAD.DEFORM_CONVS",
+    "(3, 4)",
+]
+VARIANTS = [
+    ("plain", []),
+    ("+ offsets", OFFSETS),
+    ("RB", RB),
+    ("RB+H", RB + HEAD),
+    ("RB+H + offsets", RB + HEAD + ["MODEL.ROI_KEYPOINT_HEAD.OFFSET_ON", "True"]),
+]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_model_timing_args(parser)
     parser.add_argument("--rois", type=int)
     args = parser.parse_args(argv)
-    fill_defaults(args, quick={"repeats": 1, "images": 2, "size": 320, "rois": 20},
-                  full={"repeats": 3, "images": None, "size": None, "rois": 100})
+    fill_defaults(
+        args,
+        quick={"repeats": 1, "images": 2, "size": 320, "rois": 20},
+        full={"repeats": 3, "images": None, "size": None, "rois": 100},
+    )
     return args
 
 
@@ -90,17 +119,25 @@ def bench_decode(n_rois, seed):
     bump = codec.gaussian_targets(centres).clamp(min=1e-4).log()
     maps = (bump + 0.3 * torch.randn(n_rois * K, S, S, generator=gen)).view(n_rois, K, S, S)
     offsets = 0.5 * torch.randn(n_rois, 2 * K, S, S, generator=gen)
-    ours, ref = codec.decode(maps, rois), heatmaps_to_keypoints(maps, rois)
+    (ours, _), ref = codec.decode(maps, rois), heatmaps_to_keypoints(maps, rois)
     # Ours looks for the bicubic maximum within 1.5 cells of the coarse argmax; on noisy flat
     # tops a separate, slightly higher bicubic bump can lie further away. Count those.
-    same = ((ours[..., :2] - ref[..., :2]).abs().amax(dim=-1) < 1e-3).float().mean().item()
-    return (median_ms(lambda: heatmaps_to_keypoints(maps, rois)), median_ms(lambda: codec.decode(maps, rois)),
-            median_ms(lambda: codec.decode(maps, rois, offsets)), same)
+    same = ((ours - ref[..., :2]).abs().amax(dim=-1) < 1e-3).float().mean().item()
+    return (
+        median_ms(lambda: heatmaps_to_keypoints(maps, rois)),
+        median_ms(lambda: codec.decode(maps, rois)),
+        median_ms(lambda: codec.decode(maps, rois, offsets)),
+        same,
+    )
 
 
 # (name, batch, channels, side): the CPU recipe's deformable layers (see the module doc, item 3).
-DCN_SHAPES = [("res3 4x128x36x36", 4, 128, 36), ("res4 4x256x18x18", 4, 256, 18), ("res5 4x512x9x9", 4, 512, 9),
-              ("head 64x128x14x14", 64, 128, 14)]
+DCN_SHAPES = [
+    ("res3 4x128x36x36", 4, 128, 36),
+    ("res4 4x256x18x18", 4, 256, 18),
+    ("res5 4x512x9x9", 4, 512, 9),
+    ("head 64x128x14x14", 64, 128, 14),
+]
 
 
 def bench_dcn_layers(seed, calls=5):
@@ -117,7 +154,13 @@ def bench_dcn_layers(seed, calls=5):
         def step(op):
             op(x, offset, weight, bias, padding=(1, 1), mask=mask).sum().backward()
 
-        rows.append((name, median_ms(lambda: step(deform_conv2d), calls), median_ms(lambda: step(sampled_deform_conv2d), calls)))
+        rows.append(
+            (
+                name,
+                median_ms(lambda: step(deform_conv2d), calls),
+                median_ms(lambda: step(sampled_deform_conv2d), calls),
+            )
+        )
     return rows
 
 
@@ -128,8 +171,10 @@ def check_close(name, instances, reference):
     if not torch.isfinite(instances.pred_keypoints).all():
         raise FloatingPointError(f"{name}: non-finite keypoints")
     if reference is not None and len(instances) != len(reference):
-        raise AssertionError(f"{name}: {len(instances)} detections against plain's {len(reference)}, "
-                             "the workloads are not comparable")
+        raise AssertionError(
+            f"{name}: {len(instances)} detections against plain's {len(reference)}, "
+            "the workloads are not comparable"
+        )
 
 
 def main(argv=None):
@@ -137,8 +182,12 @@ def main(argv=None):
     d2_ms, ours_ms, ours_off_ms, same = bench_decode(args.rois, args.seed)
     machine = f"{cpu_model()}, {torch.get_num_threads()} threads"
     print(f"decode {args.rois} RoIs x 17 keypoints, 56x56 maps (median of 20 calls, {machine}):")
-    print(f"  detectron2 heatmaps_to_keypoints {d2_ms:8.1f} ms\n  ours                             {ours_ms:8.1f} ms"
-          f"  = {d2_ms / ours_ms:.1f}x faster; same location for {100 * same:.1f}% of keypoints\n  ours with offsets                {ours_off_ms:8.1f} ms")
+    print(
+        f"  detectron2 heatmaps_to_keypoints {d2_ms:8.1f} ms\n"
+        f"  ours                             {ours_ms:8.1f} ms"
+        f"  = {d2_ms / ours_ms:.1f}x faster; same location for {100 * same:.1f}% of keypoints\n"
+        f"  ours with offsets                {ours_off_ms:8.1f} ms"
+    )
 
     dcn = bench_dcn_layers(args.seed)
     print(f"\nDCNv2 layer forward + backward, 3x3, median of 5 calls ({machine}):")
@@ -153,9 +202,22 @@ def main(argv=None):
     for name, opts in VARIANTS:
         cfg = multitask_pose.get_multitask_cfg()
         cfg.merge_from_file(os.path.join(ROOT, OURS_CONFIGS[args.config][0]))
-        cfg.merge_from_list(["MODEL.MASK_ON", "False", "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
-                             "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", str(args.dets),
-                             *(["INPUT.MIN_SIZE_TEST", str(args.size)] if args.size else []), *opts])
+        cfg.merge_from_list(
+            [
+                "MODEL.MASK_ON",
+                "False",
+                "MODEL.DEVICE",
+                "cpu",
+                "MODEL.WEIGHTS",
+                "",
+                "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+                "0.0",
+                "TEST.DETECTIONS_PER_IMAGE",
+                str(args.dets),
+                *(["INPUT.MIN_SIZE_TEST", str(args.size)] if args.size else []),
+                *opts,
+            ]
+        )
         torch.manual_seed(args.seed)
         predictor = DefaultPredictor(cfg)
         calibrate_norms(predictor, images[0])
@@ -165,15 +227,20 @@ def main(argv=None):
     ms = [1000 * statistics.mean(statistics.median(t) for t in per_image) for per_image in times]
     size = predictors[0][1].cfg.INPUT.MIN_SIZE_TEST
     depth = predictors[0][1].cfg.MODEL.RESNETS.DEPTH
-    print(f"\nR{depth}-FPN keypoint R-CNN variants, DefaultPredictor on {len(images)} COCO images @{size}px, "
-          f"{args.dets} dets/img, {args.repeats} rounds:")
+    print(
+        f"\nR{depth}-FPN keypoint R-CNN variants, DefaultPredictor on {len(images)} COCO images "
+        f"@{size}px, {args.dets} dets/img, {args.repeats} rounds:"
+    )
     print(f"{'variant':<18}{'ms/img':>8}{'x plain':>9}")
     for (name, _), m in zip(predictors, ms):
         print(f"{name:<18}{m:>8.0f}{m / ms[0]:>8.2f}x")
     ratios = ", ".join(f"{name} {m / ms[0]:.2f}x" for (name, _), m in zip(predictors[1:], ms[1:]))
-    print(f"bench_keypoint_variants: decode {args.rois} RoIs {ours_ms:.1f} ms vs detectron2 {d2_ms:.1f} ms "
-          f"({d2_ms / ours_ms:.1f}x faster, {100 * same:.1f}% identical); DCN layer training step, sampled vs torchvision: "
-          f"{dcn_summary}; R{depth}-FPN @{size}px plain {ms[0]:.0f} ms/img, {ratios}; {machine}")
+    print(
+        f"bench_keypoint_variants: decode {args.rois} RoIs {ours_ms:.1f} ms vs detectron2 "
+        f"{d2_ms:.1f} ms ({d2_ms / ours_ms:.1f}x faster, {100 * same:.1f}% identical); "
+        f"DCN layer training step, sampled vs torchvision: {dcn_summary}; "
+        f"R{depth}-FPN @{size}px plain {ms[0]:.0f} ms/img, {ratios}; {machine}"
+    )
 
 
 if __name__ == "__main__":

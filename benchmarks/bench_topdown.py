@@ -19,13 +19,16 @@ whole two-stage pipeline per image with and without flip test.
 Prints a table and a last line to paste into a note. About 4 minutes on a quiet 2-core CPU;
 --quick (batches 1 and 8, 100 and 300 candidates, 1 repeat) about 1 minute.
 """
+
 import argparse
 import os
 import statistics
 import time
 import warnings
 
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning
+)
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -34,7 +37,7 @@ import torch  # noqa: E402
 import multitask_pose  # noqa: E402,F401  (registers the datasets)
 from multitask_pose.data.keypoints import COCO_PERSON  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
-from multitask_pose.evaluation.oks import oks_nms  # noqa: E402
+from multitask_pose.shared import oks_nms  # noqa: E402
 
 SIGMAS = np.array(COCO_PERSON.oks_sigmas)
 
@@ -59,7 +62,10 @@ def bench_hrnet(batches, repeats):
         with torch.no_grad():
             t = median_time(lambda: model(x), repeats)
         rows[b] = b / t
-        print(f"HRNet-W32 256x192 batch {b:3d}: {rows[b]:7.1f} crops/s ({1000 * t / b:.1f} ms/crop)", flush=True)
+        print(
+            f"HRNet-W32 256x192 batch {b:3d}: {rows[b]:7.1f} crops/s ({1000 * t / b:.1f} ms/crop)",
+            flush=True,
+        )
     return rows
 
 
@@ -99,8 +105,11 @@ def bench_oks_nms(counts, repeats):
         t_ours = median_time(lambda: oks_nms(t_kpts, t_scores, t_areas, SIGMAS, 0.5), repeats)
         t_loop = median_time(lambda: oks_nms_loop(kpts, scores, areas, 0.5), max(1, repeats // 2))
         rows[n] = (t_ours, t_loop, len(ours))
-        print(f"OKS-NMS {n:5d} candidates ({len(ours)} kept): {1000 * t_ours:8.2f} ms vs loop {1000 * t_loop:9.1f} ms"
-              f" ({t_loop / t_ours:.0f}x faster)", flush=True)
+        print(
+            f"OKS-NMS {n:5d} candidates ({len(ours)} kept): {1000 * t_ours:8.2f} ms"
+            f" vs loop {1000 * t_loop:9.1f} ms ({t_loop / t_ours:.0f}x faster)",
+            flush=True,
+        )
     return rows
 
 
@@ -115,18 +124,41 @@ def bench_pipeline(repeats):
     from topdown.predictor import TopDownPredictor
 
     dicts = DatasetCatalog.get("coco_person_sample")
-    dets = load_detection_file(MetadataCatalog.get("coco_person_sample").detections_file, [d["image_id"] for d in dicts])
+    dets = load_detection_file(
+        MetadataCatalog.get("coco_person_sample").detections_file, [d["image_id"] for d in dicts]
+    )
     images = [cv2.imread(d["file_name"]) for d in dicts]
     det_cfg = get_cfg()
-    det_cfg.merge_from_file(model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml"))
+    det_cfg.merge_from_file(
+        model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml")
+    )
     det_cfg.MODEL.DEVICE, det_cfg.MODEL.WEIGHTS = "cpu", ""
     torch.manual_seed(0)
     detector = DefaultPredictor(det_cfg)
     cfg = get_topdown_cfg()
-    cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown", "configs", "COCO",
-                                     "hrnet_w32_256x192.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "DATASETS.TRAIN", "('coco_person_sample',)",
-                         "DATASETS.TEST", "('coco_person_sample',)"])
+    cfg.merge_from_file(
+        os.path.join(
+            os.path.dirname(__file__),
+            "..",
+            "projects",
+            "TopDown",
+            "configs",
+            "COCO",
+            "hrnet_w32_256x192.yaml",
+        )
+    )
+    cfg.merge_from_list(
+        [
+            "MODEL.DEVICE",
+            "cpu",
+            "MODEL.WEIGHTS",
+            "",
+            "DATASETS.TRAIN",
+            "('coco_person_sample',)",
+            "DATASETS.TEST",
+            "('coco_person_sample',)",
+        ]
+    )
     pose = TopDownPredictor(cfg)
     boxes = [dets[d["image_id"]] for d in dicts]
     n_boxes = sum(len(b) for b, _ in boxes)
@@ -141,11 +173,16 @@ def bench_pipeline(repeats):
             pose(im, boxes=b, scores=s)
 
     t_det = median_time(run_detector, repeats) / len(images)
-    t_pose = {flip: median_time(lambda: run_pose(flip), repeats) / len(images) for flip in (False, True)}
+    t_pose = {
+        flip: median_time(lambda: run_pose(flip), repeats) / len(images) for flip in (False, True)
+    }
     for flip in (False, True):
-        print(f"two-stage, flip test {'on ' if flip else 'off'}: detector {1000 * t_det:.0f} + poses"
-              f" {1000 * t_pose[flip]:.0f} = {1000 * (t_det + t_pose[flip]):.0f} ms/img"
-              f" ({n_boxes / len(images):.1f} persons/img)", flush=True)
+        print(
+            f"two-stage, flip test {'on ' if flip else 'off'}: detector {1000 * t_det:.0f} + poses"
+            f" {1000 * t_pose[flip]:.0f} = {1000 * (t_det + t_pose[flip]):.0f} ms/img"
+            f" ({n_boxes / len(images):.1f} persons/img)",
+            flush=True,
+        )
     return t_det, t_pose, n_boxes / len(images)
 
 
@@ -155,7 +192,9 @@ def main():
     ap.add_argument("--candidates", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="batches 1 8, candidates 100 300, 1 repeat")
+    ap.add_argument(
+        "--quick", action="store_true", help="batches 1 8, candidates 100 300, 1 repeat"
+    )
     args = ap.parse_args()
     if args.quick:
         args.batches, args.candidates, args.repeats = [1, 8], [100, 300], 1
@@ -165,11 +204,18 @@ def main():
     nms_rows = bench_oks_nms(args.candidates, args.repeats)
     t_det, t_pose, per_img = bench_pipeline(args.repeats)
     crops = ", ".join(f"batch {b} {v:.1f}" for b, v in hr.items())
-    nms_txt = ", ".join(f"{n}: {1000 * a:.2f} ms vs {1000 * b:.0f} ms ({b / a:.0f}x)" for n, (a, b, _) in nms_rows.items())
-    print(f"bench_topdown: HRNet-W32 256x192 crops/s {crops}; OKS-NMS {nms_txt}; two-stage (R-50 Faster R-CNN 800px"
-          f" + HRNet-W32, {per_img:.1f} persons/img) {1000 * (t_det + t_pose[False]):.0f} ms/img, flip test"
-          f" {1000 * (t_det + t_pose[True]):.0f} ms/img ({(t_det + t_pose[True]) / (t_det + t_pose[False]):.2f}x);"
-          f" {cpu_model()}, {torch.get_num_threads()} threads")
+    nms_txt = ", ".join(
+        f"{n}: {1000 * a:.2f} ms vs {1000 * b:.0f} ms ({b / a:.0f}x)"
+        for n, (a, b, _) in nms_rows.items()
+    )
+    print(
+        f"bench_topdown: HRNet-W32 256x192 crops/s {crops}; OKS-NMS {nms_txt};"
+        f" two-stage (R-50 Faster R-CNN 800px + HRNet-W32, {per_img:.1f} persons/img)"
+        f" {1000 * (t_det + t_pose[False]):.0f} ms/img,"
+        f" flip test {1000 * (t_det + t_pose[True]):.0f} ms/img"
+        f" ({(t_det + t_pose[True]) / (t_det + t_pose[False]):.2f}x);"
+        f" {cpu_model()}, {torch.get_num_threads()} threads"
+    )
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ datasets (``coco_person_sample``, ``synth_people_train``, ``synth_people_val``,
 ``synth_people_crowd_val``), so detectron2's ``DefaultPredictor`` and ``tools/train_net.py`` can
 use them.
 """
-from . import modeling  # noqa: F401  (registers the models)
-from .config import add_multitask_config, get_multitask_cfg
+from . import codecs, modeling  # noqa: F401  (registers the codecs and models)
+from .config import add_multitask_config, add_pose_config, get_multitask_cfg, get_pose_cfg
 from .data.datasets import register_builtin
 
 register_builtin()
 
 __version__ = "0.1.0"
-__all__ = ["add_multitask_config", "get_multitask_cfg"]
+__all__ = ["add_multitask_config", "add_pose_config", "get_multitask_cfg", "get_pose_cfg"]

@@ -1,17 +1,16 @@
-"""``add_multitask_config(cfg)``: every config key this project adds to detectron2's, one comment each."""
+"""Every config key this project adds to detectron2's, one comment each: ``add_pose_config`` the
+keys both stages use (evaluation, optimizer), ``add_multitask_config`` those and the multitask
+R-CNN's (the top-down stage's are in ``topdown/config.py``)."""
+
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_multitask_config", "get_multitask_cfg"]
+__all__ = ["add_multitask_config", "add_pose_config", "get_multitask_cfg", "get_pose_cfg"]
 
 
-def add_multitask_config(cfg: CN) -> CN:
-    """Add the multitask R-CNN keys to a detectron2 config (idempotent); returns ``cfg``."""
+def add_pose_config(cfg: CN) -> CN:
+    """Add the keys both stages use to a detectron2 config (idempotent); returns ``cfg``."""
     if "COCO_EVAL_BACKEND" in cfg.TEST:
         return cfg
-    # Per-task loss weights of the multitask ROI heads (MultiTaskROIHeads). The keypoint weight is
-    # detectron2's own MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT; these two complete the set.
-    cfg.MODEL.ROI_BOX_HEAD.LOSS_WEIGHT = 1.0  # scales loss_cls and loss_box_reg
-    cfg.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT = 1.0  # scales loss_mask
     # Which COCO API computes AP: "faster_coco_eval" (C++, no detectron2 ops needed) or
     # "pycocotools" (the reference). Both give identical numbers (tests/evaluation).
     cfg.TEST.COCO_EVAL_BACKEND = "faster_coco_eval"
@@ -20,10 +19,26 @@ def add_multitask_config(cfg: CN) -> CN:
     # stacked hourglass's). All use SOLVER.BASE_LR, WEIGHT_DECAY* and clipping.
     cfg.SOLVER.OPTIMIZER = "SGD"
     # Learning-rate factor of the DCNv2 offset/modulation predictors (DeformConv2d.offset), 0.1 as
-    # in the DCNv2 paper; at 1.0 from-scratch CPU runs grew offsets of 4-7 feature pixels in res4-res5.
+    # in the DCNv2 paper; at 1.0 from-scratch CPU runs grew offsets of 4-7 feature pixels in
+    # res4-res5.
     cfg.SOLVER.DEFORM_OFFSET_LR_FACTOR = 0.1
+    return cfg
 
-    # KeypointOffsetHead (MODEL.ROI_KEYPOINT_HEAD.NAME: "KeypointOffsetHead"); ignored by other heads.
+
+def add_multitask_config(cfg: CN) -> CN:
+    """Add the shared keys and the multitask R-CNN's to a detectron2 config (idempotent); returns
+    ``cfg``."""
+    add_pose_config(cfg)
+    if "OFFSET_ON" in cfg.MODEL.ROI_KEYPOINT_HEAD:
+        return cfg
+    # Per-task loss weights of the ROI heads (TaskLossWeights: MultiTaskROIHeads,
+    # MultiTaskCascadeROIHeads). The keypoint weight is detectron2's own
+    # MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT; these two complete the set.
+    cfg.MODEL.ROI_BOX_HEAD.LOSS_WEIGHT = 1.0  # scales loss_cls and loss_box_reg
+    cfg.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT = 1.0  # scales loss_mask
+
+    # KeypointOffsetHead (MODEL.ROI_KEYPOINT_HEAD.NAME: "KeypointOffsetHead"); ignored by other
+    # heads.
     kp = cfg.MODEL.ROI_KEYPOINT_HEAD
     kp.OFFSET_ON = True  # predict 2K x/y sub-cell offsets next to the K heatmaps
     kp.OFFSET_LOSS_WEIGHT = 1.0  # weight of loss_keypoint_offset (smooth L1, in heatmap cells)
@@ -35,15 +50,23 @@ def add_multitask_config(cfg: CN) -> CN:
     # 2 x POOLER_RESOLUTION (the deconvolution's output, upsampled by an integer factor).
     kp.HEATMAP_SIZE = 0
     # Weight each keypoint type by the reciprocal of its share of labelled keypoints in the batch
-    # (multitask_pose/modeling/balanced_keypoint_loss.py).
+    # (multitask_pose/shared/balanced_loss.py).
     kp.BALANCED_LOSS = False
-    # Which of the head's convs (1-based, conv_fcn<i>) are DCNv2 (multitask_pose/modeling/deform_conv.py).
+    # Which of the head's convs (1-based, conv_fcn<i>) are DCNv2
+    # (multitask_pose/layers/deform_conv.py).
     kp.DEFORM_CONVS = ()
     return cfg
 
 
+def get_pose_cfg() -> CN:
+    """detectron2's default config plus the keys both stages use."""
+    from detectron2.config import get_cfg
+
+    return add_pose_config(get_cfg())
+
+
 def get_multitask_cfg() -> CN:
-    """detectron2's default config plus this project's keys."""
+    """detectron2's default config plus the multitask R-CNN's keys."""
     from detectron2.config import get_cfg
 
     return add_multitask_config(get_cfg())

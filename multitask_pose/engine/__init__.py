@@ -1,6 +1,25 @@
-"""Trainer pieces shared by the train scripts: trainer, CPU-capable launch, config set-up."""
-from .launch import create_ddp_model, launch
-from .trainer import MultiTaskTrainer, check_datasets, check_device, setup_cfg, summary_line, train_net_main
+"""Trainer pieces shared by both stages' train scripts: trainer base, CPU-capable launch, config
+set-up."""
 
-__all__ = ["MultiTaskTrainer", "check_datasets", "check_device", "create_ddp_model", "launch", "setup_cfg", "summary_line",
-           "train_net_main"]
+from .launch import create_ddp_model, launch
+from .trainer import (
+    MultiTaskTrainer,
+    PoseTrainer,
+    check_datasets,
+    check_device,
+    setup_cfg,
+    summary_line,
+    train_net_main,
+)
+
+__all__ = [
+    "MultiTaskTrainer",
+    "PoseTrainer",
+    "check_datasets",
+    "check_device",
+    "create_ddp_model",
+    "launch",
+    "setup_cfg",
+    "summary_line",
+    "train_net_main",
+]

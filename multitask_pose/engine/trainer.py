@@ -1,4 +1,5 @@
 """The trainer and ``main`` shared by ``tools/train_net.py`` and the projects' train scripts."""
+
 import json
 import os
 import time
@@ -10,40 +11,60 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import verify_results
-from detectron2.utils import comm
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
 
-from ..config import get_multitask_cfg
+from ..config import add_multitask_config, add_pose_config, get_pose_cfg
 from ..evaluation import PoseCOCOEvaluator
-from ..modeling.deform_conv import deform_offset_parameters
+from ..layers import deform_offset_parameters
 from .launch import create_ddp_model
 
-__all__ = ["MultiTaskTrainer", "scale_lr", "setup_cfg", "summary_line", "train_net_main"]
+__all__ = [
+    "MultiTaskTrainer",
+    "PoseTrainer",
+    "scale_lr",
+    "setup_cfg",
+    "summary_line",
+    "train_net_main",
+]
 
 
-class MultiTaskTrainer(DefaultTrainer):
-    """detectron2's ``DefaultTrainer`` with the project's COCO evaluator (bbox, segm, keypoints
-    with the dataset's OKS sigmas) and multi-process training on CPU as well as CUDA."""
+class PoseTrainer(DefaultTrainer):
+    """The trainer base of both stages: detectron2's ``DefaultTrainer`` with the project's COCO
+    evaluator (bbox, segm, keypoints with the dataset's OKS sigmas), SOLVER.OPTIMIZER, and
+    multi-process training on CPU as well as CUDA."""
 
     # Loads MODEL.WEIGHTS and saves checkpoints; a project whose released weights need a name
     # mapping sets its own subclass here.
     checkpointer_class = DetectionCheckpointer
+    # Adds the config keys of the trainer's models to detectron2's (train_net_main calls it).
+    add_config = staticmethod(add_pose_config)
 
     def __init__(self, cfg):
         # DefaultTrainer wraps the model with detectron2's create_ddp_model, which gives CPU
         # modules device ids that DistributedDataParallel rejects; use the CPU-aware one.
-        with mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model), \
-                mock.patch.object(d2_defaults, "DetectionCheckpointer", self.checkpointer_class):
+        with (
+            mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model),
+            mock.patch.object(d2_defaults, "DetectionCheckpointer", self.checkpointer_class),
+        ):
             super().__init__(cfg)
 
     @classmethod
     def build_optimizer(cls, cfg, model):
         """detectron2's parameter groups and gradient clipping with SOLVER.OPTIMIZER, and the
         DCNv2 offset/modulation predictors at SOLVER.DEFORM_OFFSET_LR_FACTOR x their lr."""
-        optimizers = {"SGD": (torch.optim.SGD, dict(momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV)),
-                      "AdamW": (torch.optim.AdamW, {}), "RMSprop": (torch.optim.RMSprop, {})}
+        optimizers = {
+            "SGD": (
+                torch.optim.SGD,
+                dict(momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV),
+            ),
+            "AdamW": (torch.optim.AdamW, {}),
+            "RMSprop": (torch.optim.RMSprop, {}),
+        }
         if cfg.SOLVER.OPTIMIZER not in optimizers:
-            raise ValueError(f"SOLVER.OPTIMIZER={cfg.SOLVER.OPTIMIZER!r}; expected 'SGD', 'AdamW' or 'RMSprop'")
+            raise ValueError(
+                f"SOLVER.OPTIMIZER={cfg.SOLVER.OPTIMIZER!r}; expected 'SGD', 'AdamW' or 'RMSprop'"
+            )
         params = get_default_optimizer_params(
             model,
             base_lr=cfg.SOLVER.BASE_LR,
@@ -51,15 +72,28 @@ class MultiTaskTrainer(DefaultTrainer):
             bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
             weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
         )
-        params = scale_lr(params, set(deform_offset_parameters(model)), cfg.SOLVER.DEFORM_OFFSET_LR_FACTOR)
+        params = scale_lr(
+            params, set(deform_offset_parameters(model)), cfg.SOLVER.DEFORM_OFFSET_LR_FACTOR
+        )
         optimizer, kwargs = optimizers[cfg.SOLVER.OPTIMIZER]
-        return maybe_add_gradient_clipping(cfg, optimizer)(params, lr=cfg.SOLVER.BASE_LR,
-                                                           weight_decay=cfg.SOLVER.WEIGHT_DECAY, **kwargs)
+        return maybe_add_gradient_clipping(cfg, optimizer)(
+            params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY, **kwargs
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return PoseCOCOEvaluator.from_cfg(cfg, dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        raise ValueError(f"TEST.AUG.ENABLED: {cls.__name__} has no test-time augmentation")
+
+
+class MultiTaskTrainer(PoseTrainer):
+    """The multitask R-CNN's trainer: its config keys and keypoint test-time augmentation."""
+
+    add_config = staticmethod(add_multitask_config)
 
     @classmethod
     def test_with_TTA(cls, cfg, model):
@@ -69,27 +103,34 @@ class MultiTaskTrainer(DefaultTrainer):
 
         from ..modeling.test_time_augmentation import MultiTaskRCNNWithTTA
 
-        evaluators = [cls.build_evaluator(cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
-                      for name in cfg.DATASETS.TEST]
+        evaluators = [
+            cls.build_evaluator(
+                cfg, name, output_folder=os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name)
+            )
+            for name in cfg.DATASETS.TEST
+        ]
         results = cls.test(cfg, MultiTaskRCNNWithTTA(cfg, model), evaluators)
         return OrderedDict((k + "_TTA", v) for k, v in results.items())
 
 
 def scale_lr(param_groups, chosen, factor):
-    """Optimizer parameter groups with the lr of the ``chosen`` parameters (a set) times ``factor``."""
+    """Optimizer parameter groups with the lr of the ``chosen`` parameters (a set) times
+    ``factor``."""
     out = []
     for group in param_groups:
         for inside in (False, True):
             members = [p for p in group["params"] if (p in chosen) == inside]
             if members:
-                out.append({**group, "params": members, **({"lr": group["lr"] * factor} if inside else {})})
+                out.append(
+                    {**group, "params": members, **({"lr": group["lr"] * factor} if inside else {})}
+                )
     return out
 
 
 def setup_cfg(args, add_config_fns=(), base_cfg=None):
     """Build the config from ``--config-file`` and ``opts`` on top of the project's keys, check
     the device, and run detectron2's ``default_setup`` (logging, output dir, seed)."""
-    cfg = base_cfg if base_cfg is not None else get_multitask_cfg()
+    cfg = base_cfg if base_cfg is not None else get_pose_cfg()
     for fn in add_config_fns:
         fn(cfg)
     cfg.merge_from_file(args.config_file)
@@ -115,8 +156,9 @@ def check_device(cfg):
         if not (cfg.MODEL.DEVICE.startswith("cuda") and detectron2_has_cpp_ops()):
             # detectron2's own deformable blocks run only through its CUDA extension.
             raise RuntimeError(
-                f"MODEL.RESNETS.DEFORM_ON_PER_STAGE with MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME!r} needs "
-                "detectron2's CUDA ops; use MODEL.BACKBONE.NAME build_multitask_resnet_fpn_backbone (or "
+                "MODEL.RESNETS.DEFORM_ON_PER_STAGE with MODEL.BACKBONE.NAME "
+                f"{cfg.MODEL.BACKBONE.NAME!r} needs detectron2's CUDA ops; use "
+                "MODEL.BACKBONE.NAME build_multitask_resnet_fpn_backbone (or "
                 "build_multitask_resnet_backbone), whose DCNv2 runs on CPU and CUDA"
             )
 
@@ -133,9 +175,14 @@ def check_datasets(cfg):
                     f"registered: {sorted(known)}"
                 )
             names = MetadataCatalog.get(name).get("keypoint_names")
-            if cfg.MODEL.KEYPOINT_ON and names and len(names) != cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS:
+            if (
+                cfg.MODEL.KEYPOINT_ON
+                and names
+                and len(names) != cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
+            ):
                 raise ValueError(
-                    f"MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is {cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS} "
+                    "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is "
+                    f"{cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS} "
                     f"but dataset {name!r} has {len(names)} keypoints"
                 )
 
@@ -150,7 +197,10 @@ def summary_line(results, minutes=None, prefix="summary") -> str:
     for task, name in (("bbox", "box AP"), ("segm", "mask AP"), ("keypoints", "keypoint AP")):
         if task in results:
             r = results[task]
-            parts.append(f"{name} {r['AP'] / 100:.3f} (AP50 {r['AP50'] / 100:.3f}, AP75 {r['AP75'] / 100:.3f})")
+            parts.append(
+                f"{name} {r['AP'] / 100:.3f} (AP50 {r['AP50'] / 100:.3f}, "
+                f"AP75 {r['AP75'] / 100:.3f})"
+            )
     if minutes is not None:
         parts.append(f"{minutes:.1f} min")
     return f"{prefix}: " + ", ".join(parts)
@@ -159,13 +209,15 @@ def summary_line(results, minutes=None, prefix="summary") -> str:
 def train_net_main(args, trainer_cls=MultiTaskTrainer, add_config_fns=(), prefix="train_net"):
     """The body of a train_net script (detectron2's flags): train, or ``--eval-only`` evaluate
     MODEL.WEIGHTS (plus TEST.AUG test-time augmentation when enabled); then write
-    ``results_<dataset>.json`` next to the checkpoints and print one summary line per dataset."""
+    ``results_<dataset>.json`` next to the checkpoints and print one summary line per dataset.
+    The config has ``trainer_cls.add_config``'s keys and those of ``add_config_fns``."""
     start = time.perf_counter()
-    cfg = setup_cfg(args, add_config_fns)
+    cfg = setup_cfg(args, (trainer_cls.add_config, *add_config_fns))
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
-        trainer_cls.checkpointer_class(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS,
-                                                                                     resume=args.resume)
+        trainer_cls.checkpointer_class(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         results = trainer_cls.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:  # flip/multi-scale test-time augmentation, keypoints included
             results.update(trainer_cls.test_with_TTA(cfg, model))

@@ -1,41 +1,59 @@
-"""Box, mask and keypoint heads on shared ROI features, with a loss weight per task."""
-from typing import Dict
+"""Box, mask and keypoint heads on shared ROI features, with a loss weight per task.
 
-from detectron2.config import configurable
+The weights live on the heads, as detectron2 keeps them (``FastRCNNOutputLayers.loss_weight``,
+``BaseMaskRCNNHead.loss_weight``, ``BaseKeypointRCNNHead.loss_weight``): ``TaskLossWeights`` sets
+them on whatever heads an ROI-heads class builds, so it combines with any of them (standard,
+cascade, HTC) without overriding their private forward methods.
+"""
+
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
 
-__all__ = ["MultiTaskROIHeads"]
+__all__ = ["MultiTaskCascadeROIHeads", "MultiTaskROIHeads", "TaskLossWeights"]
 
 
-@ROI_HEADS_REGISTRY.register()
-class MultiTaskROIHeads(StandardROIHeads):
-    """detectron2's ``StandardROIHeads`` (box, mask and keypoint heads on the same FPN ROI
-    features) with a weight on each task's losses, so the tasks can be balanced from config:
-    ``MODEL.ROI_BOX_HEAD.LOSS_WEIGHT``, ``MODEL.ROI_MASK_HEAD.LOSS_WEIGHT`` and detectron2's own
-    ``MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT`` (applied inside detectron2's keypoint head).
-    """
-
-    @configurable
-    def __init__(self, *, box_loss_weight: float = 1.0, mask_loss_weight: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.box_loss_weight = box_loss_weight
-        self.mask_loss_weight = mask_loss_weight
+class TaskLossWeights:
+    """Mixin for a detectron2 ROI-heads class: scales the box predictors' ``loss_cls`` and
+    ``loss_box_reg`` by ``MODEL.ROI_BOX_HEAD.LOSS_WEIGHT`` and the mask head's ``loss_mask`` by
+    ``MODEL.ROI_MASK_HEAD.LOSS_WEIGHT``; the keypoint weight is detectron2's own
+    ``MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT``, which its keypoint heads already apply. Put it first
+    in the bases: ``class MyHeads(TaskLossWeights, CascadeROIHeads)``."""
 
     @classmethod
     def from_config(cls, cfg, input_shape):
+        """detectron2's ``from_config`` of the ROI heads, with the task weights set on the built
+        box predictor(s) (``box_predictor``, or a cascade's ``box_predictors``) and mask head.
+
+        Args:
+            cfg: the config (``MODEL.ROI_BOX_HEAD.LOSS_WEIGHT``,
+                ``MODEL.ROI_MASK_HEAD.LOSS_WEIGHT``).
+            input_shape: feature shapes, as for the base class.
+
+        Returns:
+            the base class's constructor arguments.
+        """
         ret = super().from_config(cfg, input_shape)
-        ret["box_loss_weight"] = cfg.MODEL.ROI_BOX_HEAD.LOSS_WEIGHT
-        ret["mask_loss_weight"] = cfg.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT
+        box_weight = cfg.MODEL.ROI_BOX_HEAD.LOSS_WEIGHT
+        predictors = ret.get("box_predictors", [ret.get("box_predictor")])
+        for predictor in predictors:
+            if predictor is not None:
+                # Multiplies detectron2's per-loss weights (BBOX_REG_LOSS_WEIGHT stays in effect).
+                predictor.loss_weight = {
+                    k: box_weight * predictor.loss_weight.get(k, 1.0)
+                    for k in ("loss_cls", "loss_box_reg")
+                }
+        if ret.get("mask_head") is not None:
+            ret["mask_head"].loss_weight = cfg.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT
         return ret
 
-    @staticmethod
-    def _scaled(losses: Dict, weight: float) -> Dict:
-        return {k: v * weight for k, v in losses.items()}
 
-    def _forward_box(self, features, proposals):
-        out = super()._forward_box(features, proposals)
-        return self._scaled(out, self.box_loss_weight) if self.training else out
+@ROI_HEADS_REGISTRY.register()
+class MultiTaskROIHeads(TaskLossWeights, StandardROIHeads):
+    """detectron2's ``StandardROIHeads`` (box, mask and keypoint heads on the same FPN ROI
+    features) with a weight on each task's losses (``TaskLossWeights``)."""
 
-    def _forward_mask(self, features, instances):
-        out = super()._forward_mask(features, instances)
-        return self._scaled(out, self.mask_loss_weight) if self.training else out
+
+@ROI_HEADS_REGISTRY.register()
+class MultiTaskCascadeROIHeads(TaskLossWeights, CascadeROIHeads):
+    """detectron2's ``CascadeROIHeads`` with a weight on each task's losses: every stage's box
+    predictor carries the box weight."""

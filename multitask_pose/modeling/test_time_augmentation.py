@@ -9,29 +9,17 @@ scale-invariant, so resized versions average directly.
 Enabled by detectron2's ``TEST.AUG.ENABLED`` (``TEST.AUG.MIN_SIZES``, ``MAX_SIZE``, ``FLIP``) in
 ``tools/train_net.py --eval-only`` through ``MultiTaskTrainer.test_with_TTA``.
 """
-import torch
 
+import torch
 from detectron2.data.transforms import HFlipTransform
 from detectron2.modeling import GeneralizedRCNNWithTTA
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import heatmaps_to_keypoints
 
 from ..data.keypoints import keypoint_spec_of
+from ..shared import flip_heatmaps, flip_offsets
 
-__all__ = ["MultiTaskRCNNWithTTA", "mirror_keypoint_maps"]
-
-
-def mirror_keypoint_maps(heatmaps: torch.Tensor, flip_indices, offsets: torch.Tensor = None):
-    """RoI maps of a mirrored image -> maps in the original frame: flip horizontally, give each
-    channel to its mirror keypoint, and negate the x offsets. heatmaps (R, K, S, S); offsets
-    (R, 2K, S, S) with x, y per keypoint, or None."""
-    idx = torch.as_tensor(flip_indices, device=heatmaps.device, dtype=torch.long)
-    heatmaps = heatmaps.flip(3)[:, idx]
-    if offsets is not None:
-        R, _, S, _ = offsets.shape
-        offsets = offsets.view(R, -1, 2, S, S).flip(4)[:, idx]
-        offsets = torch.stack([-offsets[:, :, 0], offsets[:, :, 1]], dim=2).view(R, -1, S, S)
-    return heatmaps, offsets
+__all__ = ["MultiTaskRCNNWithTTA"]
 
 
 class MultiTaskRCNNWithTTA(GeneralizedRCNNWithTTA):
@@ -44,11 +32,19 @@ class MultiTaskRCNNWithTTA(GeneralizedRCNNWithTTA):
         self.flip_indices = None
         if cfg.MODEL.KEYPOINT_ON:
             if not cfg.DATASETS.TEST:
-                raise ValueError("keypoint TTA reads the flip map of DATASETS.TEST[0], and DATASETS.TEST is empty")
-            spec = keypoint_spec_of(cfg.DATASETS.TEST[0])  # validates that the flip map covers the names
+                raise ValueError(
+                    "keypoint TTA reads the flip map of DATASETS.TEST[0], "
+                    "and DATASETS.TEST is empty"
+                )
+            spec = keypoint_spec_of(
+                cfg.DATASETS.TEST[0]
+            )  # validates that the flip map covers the names
             if spec.num_keypoints != cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS:
-                raise ValueError(f"{cfg.DATASETS.TEST[0]} has {spec.num_keypoints} keypoints, "
-                                 f"MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is {cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS}")
+                raise ValueError(
+                    f"{cfg.DATASETS.TEST[0]} has {spec.num_keypoints} keypoints, "
+                    "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is "
+                    f"{cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS}"
+                )
             self.flip_indices = spec.flip_indices
 
     def _inference_one_image(self, input):
@@ -73,7 +69,8 @@ class MultiTaskRCNNWithTTA(GeneralizedRCNNWithTTA):
             hm = output.pred_keypoint_heatmaps
             off = output.pred_keypoint_offsets if output.has("pred_keypoint_offsets") else None
             if any(isinstance(t, HFlipTransform) for t in tfm.transforms):
-                hm, off = mirror_keypoint_maps(hm, self.flip_indices, off)
+                hm = flip_heatmaps(hm, self.flip_indices)
+                off = flip_offsets(off, self.flip_indices) if off is not None else None
             heatmaps.append(hm)
             offsets.append(off)
         heatmaps = torch.stack(heatmaps).mean(dim=0)
@@ -81,7 +78,8 @@ class MultiTaskRCNNWithTTA(GeneralizedRCNNWithTTA):
         boxes = merged.pred_boxes.tensor
         codec = getattr(self.model.roi_heads.keypoint_head, "codec", None)
         if codec is not None:
-            merged.pred_keypoints = codec.decode(heatmaps, boxes, offsets)
+            xy, scores = codec.decode(heatmaps, boxes, offsets)
+            merged.pred_keypoints = torch.cat([xy, scores[..., None]], dim=2)
         else:  # detectron2's own keypoint head: its decoding, (x, y, score) as it reports them
             merged.pred_keypoints = heatmaps_to_keypoints(heatmaps, boxes)[:, :, [0, 1, 3]]
         merged.pred_keypoint_heatmaps = heatmaps

@@ -1,25 +1,34 @@
 #!/usr/bin/env python
-"""Train or evaluate a top-down config: the same flags, hooks and summary line as tools/train_net.py.
+"""Train or evaluate a top-down config: the same flags, hooks and summary line as
+tools/train_net.py.
 
-    python projects/TopDown/train_net.py --config-file projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml
-    python projects/TopDown/train_net.py --config-file ... --eval-only MODEL.WEIGHTS pose_hrnet_w32_256x192.pth
-    python projects/TopDown/train_net.py --config-file ... --eval-only ... TEST.TOPDOWN.BOX_SOURCE file
-    python projects/TopDown/train_net.py --config-file ... --resume
+python projects/TopDown/train_net.py \
+    --config-file projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml
+python projects/TopDown/train_net.py --config-file ... --eval-only \
+    MODEL.WEIGHTS pose_hrnet_w32_256x192.pth
+python projects/TopDown/train_net.py --config-file ... --eval-only ... TEST.TOPDOWN.BOX_SOURCE file
+python projects/TopDown/train_net.py --config-file ... --resume
 """
+
 from detectron2.engine import default_argument_parser
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 import topdown  # noqa: F401  (registers the top-down models)
 from multitask_pose.engine import launch, train_net_main
-from topdown import add_topdown_config
 from topdown.engine import TopDownTrainer
 
 
 def main(args):
-    return train_net_main(args, TopDownTrainer, add_config_fns=(add_topdown_config,), prefix="topdown train_net")
+    return train_net_main(args, TopDownTrainer, prefix="topdown train_net")
 
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

@@ -1,7 +1,9 @@
 """Tests of the SynthPeople generator: COCO format, label/drawing agreement, honest visibility,
-determinism, size range, mask fullness, cached splits and crash safety."""
+determinism, pinned output (hashes), size range, mask fullness, cached splits and crash safety."""
+import hashlib
 import json
 import os
+import platform
 
 import cv2
 import numpy as np
@@ -95,7 +97,8 @@ def test_boxes_masks_keypoints_agree(rendered):
             lab = k[:, 2] > 0
             assert np.all(k[~lab, :2] == 0), "unlabelled keypoints must be (0, 0)"
             kx, ky = k[lab, 0], k[lab, 1]
-            assert np.all((kx >= x - 1e-6) & (kx <= x1 + 1e-6) & (ky >= y - 1e-6) & (ky <= y1 + 1e-6))
+            assert np.all((kx >= x - 1e-6) & (kx <= x1 + 1e-6)
+                          & (ky >= y - 1e-6) & (ky <= y1 + 1e-6))
             assert np.all((kx >= 0) & (kx <= w - 1) & (ky >= 0) & (ky <= h - 1))
             # tight: every edge touches a mask pixel or a labelled keypoint
             tol = 0.011
@@ -172,6 +175,47 @@ def test_deterministic(tmp_path):
     gen.render(2)
     img5b, anns5b = sp.SynthPeople(3).render(5)
     assert np.array_equal(img5, img5b) and anns5 == anns5b
+
+
+# The exact output of SynthPeople(seed=5) for its first 12 images. Any change to an RNG draw (its
+# order, count or arguments) changes these, so a refactoring that moves code must leave them as
+# they are; a deliberate change to the output must bump GENERATOR_VERSION and update them.
+PINNED_SEED, PINNED_IMAGES = 5, 12
+# sha256 of the annotations.json that write() produces (its bytes). It does not depend on the JPEG
+# encoder (the json holds file names and sizes only) nor, as measured, on numpy's or OpenCV's SIMD
+# level: it comes from the RNG and float64/IEEE geometry, so it is asserted everywhere.
+PINNED_JSON_SHA256 = "8565726c8d8b255ecdf0ad4101e380a92260021eecfb1380774990a045d5e08f"
+# sha256 of the rendered uint8 arrays, before JPEG encoding: JPEG bytes depend on the
+# OpenCV/libjpeg build, so files (or their decoded pixels) are not hashed. The arrays are rendered
+# with cv2.setUseOptimized(False): OpenCV's AVX2 kernels of GaussianBlur/resize on float32 differ
+# from its baseline ones in the last bits (which the uint8 cast can turn into a pixel value), so the
+# baseline path keeps the hash independent of the CPU. It still depends on OpenCV's version (only
+# lower-bounded in requirements.txt) and the architecture, hence pinned for the ones measured.
+PINNED_PIXELS_SHA256 = "ab945f665c8af29dde67e72247b6e2119788d11a7ff25a06280c8e6470b35ffd"
+PINNED_PIXELS_ENV = ("5.0.0", "x86_64")  # cv2.__version__, platform.machine()
+
+
+def test_output_is_pinned(tmp_path):
+    json_path = sp.SynthPeople(seed=PINNED_SEED).write(str(tmp_path / "ds"), PINNED_IMAGES,
+                                                       progress=False)
+    with open(json_path, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == PINNED_JSON_SHA256
+
+    env = (cv2.__version__, platform.machine())
+    if env != PINNED_PIXELS_ENV:
+        pytest.skip(f"image hash pinned for OpenCV/arch {PINNED_PIXELS_ENV}, this is {env} "
+                    "(the annotation hash above passed)")
+    optimized = cv2.useOptimized()
+    cv2.setUseOptimized(False)
+    try:
+        gen, h = sp.SynthPeople(seed=PINNED_SEED), hashlib.sha256()
+        for i in range(PINNED_IMAGES):
+            img, _ = gen.render(i)
+            h.update(f"{i}:{img.shape}:{img.dtype};".encode())
+            h.update(img.tobytes())
+    finally:
+        cv2.setUseOptimized(optimized)
+    assert h.hexdigest() == PINNED_PIXELS_SHA256
 
 
 def test_sizes_crowds_and_empty_images(rendered):

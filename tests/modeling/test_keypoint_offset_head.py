@@ -1,16 +1,27 @@
 """KeypointOffsetHead and its codec against detectron2's keypoint head, and decoding of known
 sub-pixel keypoints."""
+
 import pytest
 import torch
-from torch.nn import functional as F
-
 from detectron2.layers import ShapeSpec
-from detectron2.modeling.roi_heads.keypoint_head import KRCNNConvDeconvUpsampleHead, keypoint_rcnn_loss
+from detectron2.modeling.roi_heads.keypoint_head import (
+    KRCNNConvDeconvUpsampleHead,
+    keypoint_rcnn_loss,
+)
 from detectron2.structures import Boxes, Instances, Keypoints, heatmaps_to_keypoints
 from detectron2.structures.keypoints import _keypoints_to_heatmap
 from detectron2.utils.events import EventStorage
+from torch.nn import functional as F
 
-from multitask_pose.modeling import KeypointOffsetHead, RoIHeatmapCodec
+from multitask_pose.codecs import RoIHeatmapCodec
+from multitask_pose.modeling import KeypointOffsetHead
+
+
+def decoded(codec, *args):
+    """The codec's (coordinates, scores) as detectron2's (R, K, 3) x, y, score."""
+    xy, scores = codec.decode(*args)
+    return torch.cat([xy, scores[..., None]], dim=-1)
+
 
 K, S = 5, 56
 SHAPE = ShapeSpec(channels=8, height=14, width=14)
@@ -34,8 +45,15 @@ def random_keypoints(rois, gen, k=K):
 
 def make_head(offset_on, loss_normalizer="visible", **kw):
     torch.manual_seed(0)
-    return KeypointOffsetHead(SHAPE, num_keypoints=K, conv_dims=(8, 8), offset_on=offset_on,
-                              loss_weight=1.0, loss_normalizer=loss_normalizer, **kw)
+    return KeypointOffsetHead(
+        SHAPE,
+        num_keypoints=K,
+        conv_dims=(8, 8),
+        offset_on=offset_on,
+        loss_weight=1.0,
+        loss_normalizer=loss_normalizer,
+        **kw,
+    )
 
 
 def test_encode_matches_detectron2_labels():
@@ -66,14 +84,16 @@ def test_decode_recovers_subpixel_keypoints(heatmap_loss):
     wh = (rois[:, 2:] - rois[:, :2])[:, None]
     expected = rois[:, None, :2] + coords.view(30, K, 2) * wh / S
     cell = wh / S
-    with_offsets = codec.decode(maps, rois, offsets)
+    with_offsets = decoded(codec, maps, rois, offsets)
     err_cells = ((with_offsets[..., :2] - expected) / cell).abs()
     assert err_cells.max() < 0.05, err_cells.max()
-    err_px = (codec.decode(maps, rois)[..., :2] - expected).abs()
+    err_px = (decoded(codec, maps, rois)[..., :2] - expected).abs()
     assert err_px.max() < 1.0, err_px.max()
     # A constant half-cell offset moves the decoded point by half a cell.
-    shifted = codec.decode(maps, rois, offsets + 0.5)
-    assert torch.allclose((shifted[..., :2] - expected) / cell, torch.full_like(expected, 0.5), atol=0.05)
+    shifted = decoded(codec, maps, rois, offsets + 0.5)
+    assert torch.allclose(
+        (shifted[..., :2] - expected) / cell, torch.full_like(expected, 0.5), atol=0.05
+    )
 
 
 def test_decode_without_offsets_equals_detectron2():
@@ -85,10 +105,10 @@ def test_decode_without_offsets_equals_detectron2():
     codec = RoIHeatmapCodec(S)
     centres = 3 + torch.rand(40 * K, 2, generator=gen) * (S - 6)
     sigma = 1.5 + 2 * torch.rand(40 * K, 1, 1, generator=gen)
-    codec_maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma ** 2)
+    codec_maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma**2)
     logits = (8 * codec_maps + 0.3 * torch.randn(40 * K, S, S, generator=gen)).view(40, K, S, S)
     logits = F.avg_pool2d(logits, 3, 1, 1, count_include_pad=False)  # smooth, as a trained head's
-    ours = codec.decode(logits, rois)
+    ours = decoded(codec, logits, rois)
     ref = heatmaps_to_keypoints(logits, rois)
     assert torch.allclose(ours[..., :2], ref[..., :2], atol=1e-3)
     assert torch.allclose(ours[..., 2], ref[..., 3], rtol=1e-4)
@@ -96,13 +116,16 @@ def test_decode_without_offsets_equals_detectron2():
 
 def test_heatmaps_equal_detectron2_head_and_checkpoint_loads():
     torch.manual_seed(0)
-    stock = KRCNNConvDeconvUpsampleHead(SHAPE, num_keypoints=K, conv_dims=(8, 8), loss_weight=1.0,
-                                        loss_normalizer="visible")
+    stock = KRCNNConvDeconvUpsampleHead(
+        SHAPE, num_keypoints=K, conv_dims=(8, 8), loss_weight=1.0, loss_normalizer="visible"
+    )
     for offset_on in (False, True):
         ours = make_head(offset_on)
         result = ours.load_state_dict(stock.state_dict(), strict=False)
         assert result.unexpected_keys == []
-        assert sorted(result.missing_keys) == (["offset_lowres.bias", "offset_lowres.weight"] if offset_on else [])
+        assert sorted(result.missing_keys) == (
+            ["offset_lowres.bias", "offset_lowres.weight"] if offset_on else []
+        )
         x = torch.randn(6, 8, 14, 14)
         heatmaps, offsets = ours.layers(x)
         assert torch.equal(heatmaps, stock.layers(x))
@@ -138,7 +161,10 @@ def test_softmax_loss_equals_detectron2_and_offset_loss():
     # detectron2's other normalisation: a constant per image, counting images without RoIs too.
     with EventStorage():
         per_image = keypoint_rcnn_loss(heatmaps, instances, normalizer=3 * 4.0)
-    assert torch.allclose(make_head(False, loss_normalizer=4.0).losses(heatmaps, None, instances)["loss_keypoint"], per_image)
+    assert torch.allclose(
+        make_head(False, loss_normalizer=4.0).losses(heatmaps, None, instances)["loss_keypoint"],
+        per_image,
+    )
     # Wrong offsets: a positive loss whose gradient reaches only cells near labelled keypoints.
     wrong = perfect.clone().requires_grad_(True)
     with torch.no_grad():
@@ -154,12 +180,16 @@ def test_gaussian_loss_and_balanced_weights_reach_the_loss():
     instances = [proposals_with_gt(gen, 8)]
     heatmaps = torch.zeros(8, K, S, S)
     plain = make_head(False, heatmap_loss="gaussian_mse").losses(heatmaps, None, instances)
-    enc = RoIHeatmapCodec(S).encode(instances[0].gt_keypoints.tensor, instances[0].proposal_boxes.tensor)
+    enc = RoIHeatmapCodec(S).encode(
+        instances[0].gt_keypoints.tensor, instances[0].proposal_boxes.tensor
+    )
     valid = enc["valid"]
     # Zero heatmaps against unit-peak Gaussians: per keypoint the sum of squared targets.
     sq = (RoIHeatmapCodec(S).gaussian_targets(enc["coords"][valid]) ** 2).sum((1, 2))
     assert torch.allclose(plain["loss_keypoint"], sq.sum() / valid.sum())
-    balanced = make_head(False, heatmap_loss="gaussian_mse", balanced_loss=True).losses(heatmaps, None, instances)
+    balanced = make_head(False, heatmap_loss="gaussian_mse", balanced_loss=True).losses(
+        heatmaps, None, instances
+    )
     counts = valid.sum(0).float()
     w = (counts.sum() / counts) / (counts.sum() / counts).mean()
     k_of = torch.arange(K).expand_as(valid)[valid]

@@ -1,11 +1,11 @@
 """Keypoint flip TTA: equal to an independent flip-and-average computation, mirror-equivariant,
 with the plain path's fields, and refusing a flip map that does not cover the keypoints."""
+
 from pathlib import Path
 
 import cv2
 import pytest
 import torch
-
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.structures import Boxes, Instances
@@ -13,20 +13,47 @@ from detectron2.structures import Boxes, Instances
 import multitask_pose
 from multitask_pose.modeling.test_time_augmentation import MultiTaskRCNNWithTTA
 
+
+def decoded(codec, *args):
+    """The codec's (coordinates, scores) as detectron2's (R, K, 3) x, y, score."""
+    xy, scores = codec.decode(*args)
+    return torch.cat([xy, scores[..., None]], dim=-1)
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def tta_cfg(dataset="synth_people_mini_val", short_side=256):
     cfg = multitask_pose.get_multitask_cfg()
     cfg.merge_from_file(str(ROOT / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth.yaml"))
-    cfg.merge_from_list([
-        "MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "DATASETS.TEST", f"('{dataset}',)",
-        "MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead",
-        # Random weights: keep every box, a few of them, at the image's own size (no resampling).
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "6",
-        "INPUT.MIN_SIZE_TEST", str(short_side), "INPUT.MAX_SIZE_TEST", "1000",
-        "TEST.AUG.MIN_SIZES", f"({short_side},)", "TEST.AUG.MAX_SIZE", "1000", "TEST.AUG.FLIP", "True",
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.WEIGHTS",
+            "",
+            "MODEL.DEVICE",
+            "cpu",
+            "DATASETS.TEST",
+            f"('{dataset}',)",
+            "MODEL.ROI_KEYPOINT_HEAD.NAME",
+            "KeypointOffsetHead",
+            # Random weights: keep every box, a few of them, at the image's own size (no
+            # resampling).
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+            "TEST.DETECTIONS_PER_IMAGE",
+            "6",
+            "INPUT.MIN_SIZE_TEST",
+            str(short_side),
+            "INPUT.MAX_SIZE_TEST",
+            "1000",
+            "TEST.AUG.MIN_SIZES",
+            f"({short_side},)",
+            "TEST.AUG.MAX_SIZE",
+            "1000",
+            "TEST.AUG.FLIP",
+            "True",
+        ]
+    )
     return cfg
 
 
@@ -45,7 +72,9 @@ def setup(synth_mini):
 def run_tta(tta, image):
     tensor = torch.as_tensor(image.transpose(2, 0, 1).copy())
     with torch.no_grad():
-        return tta([{"image": tensor, "height": image.shape[0], "width": image.shape[1]}])[0]["instances"]
+        return tta([{"image": tensor, "height": image.shape[0], "width": image.shape[1]}])[0][
+            "instances"
+        ]
 
 
 def test_equals_independent_flip_and_average(setup):
@@ -57,7 +86,9 @@ def test_equals_independent_flip_and_average(setup):
     mirrored = torch.stack([W - boxes[:, 2], boxes[:, 1], W - boxes[:, 0], boxes[:, 3]], dim=1)
 
     def head_maps(img, b):
-        inst = Instances((H, W), pred_boxes=Boxes(b), pred_classes=out.pred_classes, scores=out.scores)
+        inst = Instances(
+            (H, W), pred_boxes=Boxes(b), pred_classes=out.pred_classes, scores=out.scores
+        )
         x = {"image": torch.as_tensor(img.transpose(2, 0, 1).copy()), "height": H, "width": W}
         with torch.no_grad():
             r = model.inference([x], [inst], do_postprocess=False)[0]
@@ -81,10 +112,10 @@ def test_equals_independent_flip_and_average(setup):
         o2u[:, index[name], 1] = o2[:, src, 1].flip(-1)
     heatmaps = (h1 + h2u) / 2
     offsets = (o1 + o2u.view(R, 2 * K, S, S)) / 2
-    expected = model.roi_heads.keypoint_head.codec.decode(heatmaps, boxes, offsets)
+    expected = decoded(model.roi_heads.keypoint_head.codec, heatmaps, boxes, offsets)
     assert torch.allclose(out.pred_keypoints, expected, atol=1e-3)
     # And the average differs from either single view: the test would see a missing flip.
-    plain = model.roi_heads.keypoint_head.codec.decode(h1, boxes, o1)
+    plain = decoded(model.roi_heads.keypoint_head.codec, h1, boxes, o1)
     assert (plain[..., :2] - expected[..., :2]).abs().max() > 0.05
 
 
@@ -96,7 +127,9 @@ def test_mirror_equivariance(setup):
     W = image.shape[1]
     b, bm = out.pred_boxes.tensor, out_m.pred_boxes.tensor
     assert len(out) == len(out_m)
-    assert torch.allclose(torch.stack([W - bm[:, 2], bm[:, 1], W - bm[:, 0], bm[:, 3]], 1), b, atol=1e-3)
+    assert torch.allclose(
+        torch.stack([W - bm[:, 2], bm[:, 1], W - bm[:, 0], bm[:, 3]], 1), b, atol=1e-3
+    )
     flip = MultiTaskRCNNWithTTA(cfg, predictor.model).flip_indices
     kp_m = out_m.pred_keypoints[:, flip]
     assert torch.allclose(W - kp_m[..., 0], out.pred_keypoints[..., 0], atol=1e-2)
@@ -119,8 +152,11 @@ def test_flip_map_must_cover_keypoints():
     if name not in DatasetCatalog.list():
         good = MetadataCatalog.get("synth_people_mini_val")
         DatasetCatalog.register(name, lambda: [])
-        MetadataCatalog.get(name).set(keypoint_names=good.keypoint_names, keypoint_oks_sigmas=good.keypoint_oks_sigmas,
-                                      keypoint_flip_map=[("left_eye", "right_eye")])
+        MetadataCatalog.get(name).set(
+            keypoint_names=good.keypoint_names,
+            keypoint_oks_sigmas=good.keypoint_oks_sigmas,
+            keypoint_flip_map=[("left_eye", "right_eye")],
+        )
     cfg = tta_cfg(dataset=name)
     model = DefaultPredictor(cfg).model
     with pytest.raises(ValueError, match="does not cover the sided keypoints"):

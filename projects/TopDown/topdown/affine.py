@@ -10,19 +10,26 @@ by the stride, exactly, because both affines fix the centre to the output's cent
 
 Everything is vectorised over a batch of boxes: arrays carry a leading ``N``.
 """
+
 from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
 
 __all__ = [
-    "box_to_center_size", "crop_affine", "invert_affine", "apply_affine", "warp_crops",
-    "flip_keypoints", "flip_heatmaps",
+    "box_to_center_size",
+    "crop_affine",
+    "invert_affine",
+    "apply_affine",
+    "warp_crops",
 ]
 
 
-def box_to_center_size(boxes_xyxy: np.ndarray, aspect_ratio: float, padding: float = 1.25) -> Tuple[np.ndarray, np.ndarray]:
-    """(N, 4) XYXY boxes -> centres (N, 2) and sizes (N, 2) in pixels with ``w / h == aspect_ratio``.
+def box_to_center_size(
+    boxes_xyxy: np.ndarray, aspect_ratio: float, padding: float = 1.25
+) -> Tuple[np.ndarray, np.ndarray]:
+    """(N, 4) XYXY boxes -> centres (N, 2) and sizes (N, 2) in pixels with
+    ``w / h == aspect_ratio``.
 
     The shorter side is grown to the aspect ratio (never cropped), then both sides are multiplied by
     ``padding``. Raises on non-finite or non-positive-area boxes: they have no crop.
@@ -32,15 +39,19 @@ def box_to_center_size(boxes_xyxy: np.ndarray, aspect_ratio: float, padding: flo
     h = boxes[:, 3] - boxes[:, 1]
     bad = ~np.isfinite(boxes).all(axis=1) | (w <= 0) | (h <= 0)
     if bad.any():
-        raise ValueError(f"boxes without area or with non-finite corners have no crop: {boxes[bad][:3].tolist()}"
-                         f" ({int(bad.sum())} of {len(boxes)})")
+        raise ValueError(
+            f"boxes without area or with non-finite corners have no crop: {boxes[bad][:3].tolist()}"
+            f" ({int(bad.sum())} of {len(boxes)})"
+        )
     center = np.stack([boxes[:, 0] + 0.5 * w, boxes[:, 1] + 0.5 * h], axis=1)
     h = np.maximum(h, w / aspect_ratio)
     w = h * aspect_ratio
     return center, np.stack([w, h], axis=1) * padding
 
 
-def crop_affine(center: np.ndarray, size: np.ndarray, rot_deg, output_size: Sequence[int]) -> np.ndarray:
+def crop_affine(
+    center: np.ndarray, size: np.ndarray, rot_deg, output_size: Sequence[int]
+) -> np.ndarray:
     """(N, 2, 3) matrices mapping image pixels to crop pixels.
 
     Args:
@@ -82,37 +93,11 @@ def apply_affine(points: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 
 def warp_crops(image: np.ndarray, m: np.ndarray, output_size: Sequence[int]) -> np.ndarray:
-    """(N, H, W, C) crops of one HWC image, bilinear, zero outside the image (as the official code)."""
+    """(N, H, W, C) crops of one HWC image, bilinear, zero outside the image (as the official
+    code)."""
     w, h = int(output_size[0]), int(output_size[1])
     out = np.zeros((len(m), h, w) + image.shape[2:], dtype=image.dtype)
     # cv2.warpAffine has no batched form; one call per crop is the cost of the warp itself.
     for i, mi in enumerate(m):
         out[i] = cv2.warpAffine(image, mi.astype(np.float64), (w, h), flags=cv2.INTER_LINEAR)
-    return out
-
-
-def flip_keypoints(keypoints: np.ndarray, width: float, flip_indices: np.ndarray) -> np.ndarray:
-    """Mirror (..., K, 2+) keypoints in an image of ``width`` pixels: ``x -> width - 1 - x`` (the
-    official pixel-index convention) and left/right types swapped by ``flip_indices``."""
-    out = np.asarray(keypoints)[..., flip_indices, :].copy()
-    out[..., 0] = width - 1 - out[..., 0]
-    return out
-
-
-def flip_heatmaps(heatmaps, flip_indices, shift: bool = False):
-    """Mirror (N, K, h, w) heatmaps (numpy or torch) back to the unflipped frame: reverse the
-    columns and swap left/right channels. ``shift`` moves the result one column right, as HRNet's
-    flip test does (SHIFT_HEATMAP) to undo the half-pixel bias of its coordinate convention."""
-    import torch
-
-    if isinstance(heatmaps, torch.Tensor):
-        idx = torch.as_tensor(np.asarray(flip_indices), device=heatmaps.device)
-        out = heatmaps.index_select(1, idx).flip(-1)
-        if shift:
-            out = out.clone()
-            out[..., 1:] = out[..., :-1].clone()
-        return out
-    out = np.asarray(heatmaps)[:, flip_indices, :, ::-1].copy()
-    if shift:
-        out[..., 1:] = out[..., :-1].copy()
     return out

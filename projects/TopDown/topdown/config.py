@@ -1,8 +1,10 @@
 """``add_topdown_config(cfg)``: every key of the top-down stage, one comment each.
 
-Defaults are the official HRNet-W32 256x192 COCO recipe's values; recipes in ``configs/`` change
-what their paper changed.
+It only adds keys. Defaults are the official HRNet-W32 256x192 COCO recipe's values; the values
+of detectron2's own keys that the stage needs (meta-architecture, normalisation, input format)
+are set in ``configs/Base-TopDown.yaml``, and recipes change what their paper changed.
 """
+
 from detectron2.config import CfgNode as CN
 
 __all__ = ["add_topdown_config", "get_topdown_cfg"]
@@ -12,27 +14,32 @@ def add_topdown_config(cfg: CN) -> CN:
     """Add the top-down keys to a detectron2 config (idempotent); returns ``cfg``."""
     if "TOPDOWN" in cfg.MODEL:
         return cfg
-    from multitask_pose.config import add_multitask_config
+    from multitask_pose.config import add_pose_config
 
-    add_multitask_config(cfg)  # the evaluator backend and optimizer keys are shared
-    cfg.MODEL.META_ARCHITECTURE = "TopDownPoseEstimator"
-    # ImageNet mean/std in RGB order (x255), the official models' normalisation; crops are fed RGB.
-    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
-    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
-    cfg.INPUT.FORMAT = "RGB"
+    add_pose_config(cfg)  # the evaluator backend and optimizer keys are shared
 
     td = cfg.MODEL.TOPDOWN = CN()
     td.POSE_NET = "PoseHighResolutionNet"  # a POSE_NET_REGISTRY name (topdown/modeling)
+    # Instance cue appended to the crop (a CUE_REGISTRY name, topdown/data/cues.py; "" for none);
+    # the pose net's cue_channels must match it.
+    td.CUE = ""
     td.NUM_KEYPOINTS = 17  # must equal the dataset's keypoint count (checked at build time)
     td.INPUT_SIZE = (192, 256)  # crop (width, height), as the official configs' IMAGE_SIZE
     td.HEATMAP_SIZE = (48, 64)  # heatmap (width, height): INPUT_SIZE / 4 for every model here
-    td.LOSS_WEIGHT = 1.0  # scales loss_heatmap (MSE on target-weighted heatmaps, the official JointsMSELoss)
+    # The loss applied to each supervised output (a TOPDOWN_LOSS_REGISTRY name,
+    # topdown/modeling/losses.py; JointsMSELoss is the official target-weighted heatmap MSE).
+    td.LOSS_NAME = "JointsMSELoss"
+    td.LOSS_WEIGHT = 1.0  # scales every loss_<output>
     # Weight each keypoint type by the reciprocal of its share of labelled keypoints in the batch
-    # (multitask_pose.modeling.balanced_keypoint_loss, shared with the R-CNN head).
+    # (multitask_pose/shared/balanced_loss.py, shared with the R-CNN head).
     td.BALANCED_LOSS = False
 
     td.CODEC = CN()
-    td.CODEC.SIGMA = 2.0  # Gaussian target sigma in heatmap cells (official: 2 at 64x48, 3 at 96x72)
+    # A CODEC_REGISTRY name (multitask_pose/codecs): makes the mapper's targets, decodes outputs.
+    td.CODEC.NAME = "GaussianHeatmapCodec"
+    td.CODEC.SIGMA = (
+        2.0  # Gaussian target sigma in heatmap cells (official: 2 at 64x48, 3 at 96x72)
+    )
     # True: targets centred at the exact keypoint; False: rounded to a cell as the official HRNet.
     td.CODEC.SUBPIXEL_CENTER = False
     td.CODEC.DECODE = "quarter"  # "quarter" (official quarter-cell shift) or "dark" (Taylor, DARK)
@@ -67,10 +74,12 @@ def add_topdown_config(cfg: CN) -> CN:
     tin.ROTATION_PROB = 0.6  # ... applied with this probability
     tin.FLIP_PROB = 0.5  # horizontal flip through the dataset's flip map
     tin.HALF_BODY_PROB = 0.3  # crop to the upper or lower body with this probability ...
-    tin.HALF_BODY_MIN_KEYPOINTS = 8  # ... when the person has more than this many labelled keypoints
+    tin.HALF_BODY_MIN_KEYPOINTS = (
+        8  # ... when the person has more than this many labelled keypoints
+    )
     tin.MIN_KEYPOINTS = 1  # training persons need at least this many labelled keypoints
 
-    tt = cfg.TEST.TOPDOWN = CN()  # inference (topdown/postprocess.py, topdown/data/boxes.py)
+    tt = cfg.TEST.TOPDOWN = CN()  # inference (topdown/modeling/meta_arch.py, topdown/data/boxes.py)
     tt.BOX_SOURCE = "gt"  # "gt" (dataset boxes), "file" (DET_FILE) or "detector" (DETECTOR_CONFIG)
     tt.DET_FILE = ""  # a COCO detection-results json (image_id, category_id, bbox xywh, score)
     tt.DET_SCORE_THRESH = 0.0  # drop detections below this score
@@ -91,7 +100,8 @@ def add_topdown_config(cfg: CN) -> CN:
 
 
 def get_topdown_cfg() -> CN:
-    """detectron2's default config plus this project's and the top-down keys."""
+    """detectron2's default config plus the shared and the top-down keys (the values of
+    ``configs/Base-TopDown.yaml`` are not in it: merge that file or a recipe)."""
     from detectron2.config import get_cfg
 
     return add_topdown_config(get_cfg())

@@ -1,13 +1,19 @@
 """Trainer and checkpointer of the top-down stage (used by projects/TopDown/train_net.py)."""
+
 import logging
 import os
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import (
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
 
-from multitask_pose.engine import MultiTaskTrainer
+from multitask_pose.engine import PoseTrainer
 from multitask_pose.evaluation import PoseCOCOEvaluator
 
+from .config import add_topdown_config
 from .data.mapper import TopDownTestMapper, TopDownTrainMapper, person_dicts
 
 __all__ = ["TopDownCheckpointer", "TopDownTrainer"]
@@ -27,39 +33,61 @@ class TopDownCheckpointer(DetectionCheckpointer):
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         if not any(k.startswith("pose_net.") for k in state):
-            state = {"pose_net." + (k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-            logger.info("%s: official checkpoint names, mapped under pose_net.", os.path.basename(filename))
+            state = {
+                "pose_net." + (k[len("module.") :] if k.startswith("module.") else k): v
+                for k, v in state.items()
+            }
+            logger.info(
+                "%s: official checkpoint names, mapped under pose_net.", os.path.basename(filename)
+            )
         loaded["model"] = state
         return loaded
 
 
-class TopDownTrainer(MultiTaskTrainer):
+class TopDownTrainer(PoseTrainer):
     """Trains on person crops of DATASETS.TRAIN and evaluates images of DATASETS.TEST with the
     configured box source, with the same COCO evaluator (boxes and keypoints) as the R-CNN."""
 
     checkpointer_class = TopDownCheckpointer
+    add_config = staticmethod(add_topdown_config)
 
     @classmethod
     def build_train_loader(cls, cfg):
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
         persons = person_dicts(dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS)
         if not persons:
-            raise ValueError(f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)} has no person with at least"
-                             f" {cfg.INPUT.TOPDOWN.MIN_KEYPOINTS} labelled keypoints (INPUT.TOPDOWN.MIN_KEYPOINTS)")
+            raise ValueError(
+                f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)} has no person with at least"
+                f" {cfg.INPUT.TOPDOWN.MIN_KEYPOINTS} labelled keypoints"
+                " (INPUT.TOPDOWN.MIN_KEYPOINTS)"
+            )
         logger.info("Top-down training on %d persons from %d images", len(persons), len(dicts))
-        return build_detection_train_loader(cfg, mapper=TopDownTrainMapper(cfg, is_train=True), dataset=persons,
-                                            aspect_ratio_grouping=False)
+        return build_detection_train_loader(
+            cfg,
+            mapper=TopDownTrainMapper(cfg, is_train=True),
+            dataset=persons,
+            aspect_ratio_grouping=False,
+        )
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=TopDownTestMapper(cfg, dataset_name))
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=TopDownTestMapper(cfg, dataset_name)
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return PoseCOCOEvaluator(dataset_name, tasks=("bbox", "keypoints"), output_dir=output_folder,
-                                 backend=cfg.TEST.COCO_EVAL_BACKEND, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
+        return PoseCOCOEvaluator(
+            dataset_name,
+            tasks=("bbox", "keypoints"),
+            output_dir=output_folder,
+            backend=cfg.TEST.COCO_EVAL_BACKEND,
+            max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+        )
 
     @classmethod
     def test_with_TTA(cls, cfg, model):
-        raise ValueError("TEST.AUG does not apply to the top-down stage: its flip test is TEST.TOPDOWN.FLIP_TEST")
+        raise ValueError(
+            "TEST.AUG does not apply to the top-down stage: its flip test is TEST.TOPDOWN.FLIP_TEST"
+        )

@@ -10,6 +10,7 @@ Coordinates: detectron2 stores keypoints as COCO values + 0.5 (pixel centres); t
 conventions (crop affine, flip ``x -> w - 1 - x``) use the COCO values, so the mapper subtracts 0.5
 on the way in and the model adds it back on the way out.
 """
+
 import copy
 import logging
 from typing import Dict, List, Optional
@@ -19,13 +20,16 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
-from detectron2.structures import BoxMode, Boxes, Instances
+from detectron2.structures import Boxes, BoxMode, Instances
 
+from multitask_pose.codecs import KeypointCodec
 from multitask_pose.data.keypoints import keypoint_spec_of
+from multitask_pose.shared import flip_keypoints
 
-from ..affine import apply_affine, box_to_center_size, crop_affine, flip_keypoints, warp_crops
-from ..codec import GaussianHeatmapCodec
+from ..affine import apply_affine, box_to_center_size, crop_affine, warp_crops
+from ..codec import build_topdown_codec
 from .boxes import gt_person_boxes, load_detection_file
+from .cues import build_cue
 
 __all__ = ["person_dicts", "TopDownTrainMapper", "TopDownTestMapper", "lower_body_indices"]
 
@@ -37,7 +41,10 @@ LOWER_BODY_WORDS = ("hip", "knee", "ankle", "foot", "heel", "toe")
 def lower_body_indices(keypoint_names) -> np.ndarray:
     """Indices of the lower-body keypoints (hips down), from the names: half-body augmentation
     needs the split without hard-coding a layout."""
-    return np.array([i for i, n in enumerate(keypoint_names) if any(w in n.lower() for w in LOWER_BODY_WORDS)], dtype=int)
+    return np.array(
+        [i for i, n in enumerate(keypoint_names) if any(w in n.lower() for w in LOWER_BODY_WORDS)],
+        dtype=int,
+    )
 
 
 def person_dicts(dataset_dicts: List[Dict], min_keypoints: int = 1) -> List[Dict]:
@@ -58,21 +65,46 @@ def person_dicts(dataset_dicts: List[Dict], min_keypoints: int = 1) -> List[Dict
             x1, y1 = min(float(w), x1), min(float(h), y1)
             if x1 <= x0 or y1 <= y0:
                 continue
-            out.append({"file_name": d["file_name"], "image_id": d["image_id"], "height": h, "width": w,
-                        "bbox": np.array([x0, y0, x1, y1]), "keypoints": kp})
+            out.append(
+                {
+                    "file_name": d["file_name"],
+                    "image_id": d["image_id"],
+                    "height": h,
+                    "width": w,
+                    "bbox": np.array([x0, y0, x1, y1]),
+                    "keypoints": kp,
+                }
+            )
     return out
 
 
 class TopDownTrainMapper:
-    """Person dict -> {"image": (3, H, W) uint8 crop in cfg.INPUT.FORMAT, "heatmaps": (K, h, w),
-    "target_weight": (K,)} with the official augmentation: half body, random scale and rotation,
-    horizontal flip through the dataset's flip map."""
+    """Person dict -> {"image": (3, H, W) uint8 crop in cfg.INPUT.FORMAT, "targets": the codec's
+    encoding of the person (e.g. "heatmaps" (K, h, w), "target_weight" (K,)), "cues": (C, H, W)
+    when a cue is configured} with the official augmentation: half body, random scale and
+    rotation, horizontal flip through the dataset's flip map."""
 
     @configurable
-    def __init__(self, *, input_size, codec: GaussianHeatmapCodec, flip_indices, lower_body, image_format="RGB",
-                 padding=1.25, scale_factor=0.35, rotation_factor=45.0, rotation_prob=0.6, flip_prob=0.5,
-                 half_body_prob=0.3, half_body_min_keypoints=8, is_train=True):
+    def __init__(
+        self,
+        *,
+        input_size,
+        codec: KeypointCodec,
+        flip_indices,
+        lower_body,
+        cue=None,
+        image_format="RGB",
+        padding=1.25,
+        scale_factor=0.35,
+        rotation_factor=45.0,
+        rotation_prob=0.6,
+        flip_prob=0.5,
+        half_body_prob=0.3,
+        half_body_min_keypoints=8,
+        is_train=True,
+    ):
         self.input_size = tuple(input_size)
+        self.cue = cue
         self.aspect = self.input_size[0] / self.input_size[1]
         self.codec = codec
         self.flip_indices = np.asarray(flip_indices)
@@ -80,20 +112,40 @@ class TopDownTrainMapper:
         self.upper = np.setdiff1d(np.arange(len(self.flip_indices)), self.lower)
         self.image_format = image_format
         self.padding = padding
-        self.scale_factor, self.rotation_factor, self.rotation_prob = scale_factor, rotation_factor, rotation_prob
-        self.flip_prob, self.half_body_prob, self.half_body_min_keypoints = flip_prob, half_body_prob, half_body_min_keypoints
+        self.scale_factor, self.rotation_factor, self.rotation_prob = (
+            scale_factor,
+            rotation_factor,
+            rotation_prob,
+        )
+        self.flip_prob, self.half_body_prob, self.half_body_min_keypoints = (
+            flip_prob,
+            half_body_prob,
+            half_body_min_keypoints,
+        )
         self.is_train = is_train
 
     @classmethod
-    def from_config(cls, cfg, is_train=True):
+    def from_config(cls, cfg, is_train=True, codec=None):
+        """``codec``: the model's (``model.codec``); by default built from the config as the model
+        builds it (``MODEL.TOPDOWN.CODEC.NAME``)."""
         spec = keypoint_spec_of(cfg.DATASETS.TRAIN[0])
         t = cfg.INPUT.TOPDOWN
-        return dict(input_size=cfg.MODEL.TOPDOWN.INPUT_SIZE, codec=GaussianHeatmapCodec.from_config(cfg),
-                    flip_indices=spec.flip_indices, lower_body=lower_body_indices(spec.keypoint_names),
-                    image_format=cfg.INPUT.FORMAT, padding=t.PADDING, scale_factor=t.SCALE_FACTOR,
-                    rotation_factor=t.ROTATION_FACTOR, rotation_prob=t.ROTATION_PROB, flip_prob=t.FLIP_PROB,
-                    half_body_prob=t.HALF_BODY_PROB, half_body_min_keypoints=t.HALF_BODY_MIN_KEYPOINTS,
-                    is_train=is_train)
+        return dict(
+            input_size=cfg.MODEL.TOPDOWN.INPUT_SIZE,
+            codec=codec or build_topdown_codec(cfg),
+            flip_indices=spec.flip_indices,
+            lower_body=lower_body_indices(spec.keypoint_names),
+            cue=build_cue(cfg.MODEL.TOPDOWN.CUE),
+            image_format=cfg.INPUT.FORMAT,
+            padding=t.PADDING,
+            scale_factor=t.SCALE_FACTOR,
+            rotation_factor=t.ROTATION_FACTOR,
+            rotation_prob=t.ROTATION_PROB,
+            flip_prob=t.FLIP_PROB,
+            half_body_prob=t.HALF_BODY_PROB,
+            half_body_min_keypoints=t.HALF_BODY_MIN_KEYPOINTS,
+            is_train=is_train,
+        )
 
     def _half_body(self, kp: np.ndarray):
         """Center and size of the upper or the lower body's labelled keypoints (official rule:
@@ -108,7 +160,9 @@ class TopDownTrainMapper:
                 return None
         pts = kp[part, :2]
         lo, hi = pts.min(0), pts.max(0)
-        center, size = box_to_center_size(np.array([[*lo, *(np.maximum(hi, lo + 1))]]), self.aspect, padding=1.5)
+        center, size = box_to_center_size(
+            np.array([[*lo, *(np.maximum(hi, lo + 1))]]), self.aspect, padding=1.5
+        )
         return center[0], size[0]
 
     def __call__(self, person: Dict) -> Dict:
@@ -117,10 +171,13 @@ class TopDownTrainMapper:
         kp = person["keypoints"].copy()
         kp[:, :2] -= 0.5  # detectron2 pixel centres -> COCO/official pixel indices
         # Boxes carry no half-pixel offset in detectron2: they are already in the COCO frame.
-        center, size = (a[0] for a in box_to_center_size(person["bbox"][None], self.aspect, self.padding))
+        box = np.asarray(person["bbox"], dtype=np.float64)
+        center, size = (a[0] for a in box_to_center_size(box[None], self.aspect, self.padding))
         rot = 0.0
         if self.is_train:
-            if (kp[:, 2] > 0).sum() > self.half_body_min_keypoints and np.random.rand() < self.half_body_prob:
+            if (
+                kp[:, 2] > 0
+            ).sum() > self.half_body_min_keypoints and np.random.rand() < self.half_body_prob:
                 half = self._half_body(kp)
                 if half is not None:
                     center, size = half
@@ -133,16 +190,21 @@ class TopDownTrainMapper:
                 kp = flip_keypoints(kp, image.shape[1], self.flip_indices)
                 center = center.copy()
                 center[0] = image.shape[1] - center[0] - 1
+                box = np.array(
+                    [image.shape[1] - 1 - box[2], box[1], image.shape[1] - 1 - box[0], box[3]]
+                )
         m = crop_affine(center[None], size[None], rot, self.input_size)
         crop = warp_crops(np.ascontiguousarray(image), m, self.input_size)[0]
         kp_crop = apply_affine(kp[None], m)[0]
-        heatmaps, weight = self.codec.encode(kp_crop[None])
-        return {
+        targets = {k: v[0] for k, v in self.codec.encode(kp_crop[None]).items()}
+        out = {
             "image": torch.as_tensor(np.ascontiguousarray(crop.transpose(2, 0, 1))),
-            "heatmaps": torch.from_numpy(heatmaps[0]),
-            "target_weight": torch.from_numpy(weight[0]),
+            "targets": targets,
             "image_id": person["image_id"],
         }
+        if self.cue is not None:
+            out["cues"] = self.cue(box[None], m, self.input_size)[0]
+        return out
 
 
 class TopDownTestMapper:
@@ -153,7 +215,9 @@ class TopDownTestMapper:
     @configurable
     def __init__(self, *, image_format="RGB", box_source="gt", detections: Optional[Dict] = None):
         if box_source not in ("gt", "file", "detector"):
-            raise ValueError(f"TEST.TOPDOWN.BOX_SOURCE must be 'gt', 'file' or 'detector', got {box_source!r}")
+            raise ValueError(
+                f"TEST.TOPDOWN.BOX_SOURCE must be 'gt', 'file' or 'detector', got {box_source!r}"
+            )
         if box_source == "file" and detections is None:
             raise ValueError("BOX_SOURCE 'file' needs the detections (TEST.TOPDOWN.DET_FILE)")
         self.image_format = image_format
@@ -165,10 +229,14 @@ class TopDownTestMapper:
         source = cfg.TEST.TOPDOWN.BOX_SOURCE
         detections = None
         if source == "file":
-            path = cfg.TEST.TOPDOWN.DET_FILE or MetadataCatalog.get(dataset_name).get("detections_file", "")
+            path = cfg.TEST.TOPDOWN.DET_FILE or MetadataCatalog.get(dataset_name).get(
+                "detections_file", ""
+            )
             if not path:
-                raise ValueError(f"BOX_SOURCE 'file' without TEST.TOPDOWN.DET_FILE, and dataset {dataset_name!r}"
-                                 " names no detections_file")
+                raise ValueError(
+                    f"BOX_SOURCE 'file' without TEST.TOPDOWN.DET_FILE, and dataset {dataset_name!r}"
+                    " names no detections_file"
+                )
             from detectron2.data import DatasetCatalog
 
             dicts = dataset_dicts if dataset_dicts is not None else DatasetCatalog.get(dataset_name)
@@ -181,8 +249,13 @@ class TopDownTestMapper:
         d = copy.copy(dataset_dict)
         image = utils.read_image(d["file_name"], format=self.image_format)
         utils.check_image_size(d, image)
-        out = {"image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))), "height": image.shape[0],
-               "width": image.shape[1], "image_id": d["image_id"], "file_name": d["file_name"]}
+        out = {
+            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "height": image.shape[0],
+            "width": image.shape[1],
+            "image_id": d["image_id"],
+            "file_name": d["file_name"],
+        }
         if self.box_source == "detector":
             return out
         inst = Instances(image.shape[:2])

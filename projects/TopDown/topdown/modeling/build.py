@@ -1,13 +1,10 @@
-"""Registry of the top-down pose networks (image crops in, heatmaps out)."""
+"""Registry of the top-down pose networks."""
 from detectron2.utils.registry import Registry
 
 POSE_NET_REGISTRY = Registry("POSE_NET")
 POSE_NET_REGISTRY.__doc__ = """
-Top-down pose networks, selected by ``MODEL.TOPDOWN.POSE_NET``. Each is built as
-``POSE_NET_REGISTRY.get(name)(cfg)`` and maps (N, 3, H, W) normalised crops to a list of
-(N, K, H / stride, W / stride) heatmaps: one per supervised output (the stacks of an hourglass), the
-last one being the prediction. A pose net states ``size_divisibility`` (crop sides must divide by
-it) and ``heatmap_stride``; the meta-architecture checks the config against both.
+Top-down pose networks (``TopDownPoseNet`` subclasses, ``topdown/modeling/base.py``), selected by
+``MODEL.TOPDOWN.POSE_NET`` and built as ``POSE_NET_REGISTRY.get(name)(cfg)``.
 """
 
 

@@ -6,13 +6,15 @@ the official ``deconv_layers`` and ``final_layer``: a released ``pose_resnet_50_
 by name, and an ImageNet ResNet checkpoint supplies the backbone. Published size for R-50 with
 17 keypoints: 34.0M parameters.
 """
-from typing import List
+
+from typing import Dict
 
 import torch
 from detectron2.config import configurable
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
+from .base import TopDownPoseNet
 from .build import POSE_NET_REGISTRY
 
 __all__ = ["PoseResNet"]
@@ -22,27 +24,43 @@ _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}  # kernel -> (padding, outpu
 
 
 @POSE_NET_REGISTRY.register()
-class PoseResNet(ResNet):
+class PoseResNet(TopDownPoseNet, ResNet):
     size_divisibility = 32  # the deconvolutions restore stride 4 exactly from stride 32
     heatmap_stride = 4
 
     @configurable
-    def __init__(self, num_keypoints: int = 17, depth: int = 50, num_deconv_layers: int = 3,
-                 num_deconv_filters: int = 256, deconv_kernel: int = 4, final_conv_kernel: int = 1):
+    def __init__(
+        self,
+        num_keypoints: int = 17,
+        depth: int = 50,
+        num_deconv_layers: int = 3,
+        num_deconv_filters: int = 256,
+        deconv_kernel: int = 4,
+        final_conv_kernel: int = 1,
+    ):
         if depth not in _DEPTHS:
             raise ValueError(f"SimpleBaseline depth must be one of {sorted(_DEPTHS)}, got {depth}")
         if deconv_kernel not in _DECONV_PADDING:
-            raise ValueError(f"DECONV_KERNEL must be one of {sorted(_DECONV_PADDING)}, got {deconv_kernel}")
+            raise ValueError(
+                f"DECONV_KERNEL must be one of {sorted(_DECONV_PADDING)}, got {deconv_kernel}"
+            )
         super().__init__(Bottleneck, list(_DEPTHS[depth]))
         del self.avgpool, self.fc
         padding, output_padding = _DECONV_PADDING[deconv_kernel]
         layers, cin = [], 512 * Bottleneck.expansion
         for _ in range(num_deconv_layers):
-            layers += [nn.ConvTranspose2d(cin, num_deconv_filters, deconv_kernel, 2, padding, output_padding, bias=False),
-                       nn.BatchNorm2d(num_deconv_filters), nn.ReLU(inplace=True)]
+            layers += [
+                nn.ConvTranspose2d(
+                    cin, num_deconv_filters, deconv_kernel, 2, padding, output_padding, bias=False
+                ),
+                nn.BatchNorm2d(num_deconv_filters),
+                nn.ReLU(inplace=True),
+            ]
             cin = num_deconv_filters
         self.deconv_layers = nn.Sequential(*layers)
-        self.final_layer = nn.Conv2d(cin, num_keypoints, final_conv_kernel, 1, final_conv_kernel // 2)
+        self.final_layer = nn.Conv2d(
+            cin, num_keypoints, final_conv_kernel, 1, final_conv_kernel // 2
+        )
         # The official initialisation of the new layers (the backbone keeps torchvision's).
         for m in self.deconv_layers.modules():
             if isinstance(m, nn.ConvTranspose2d):
@@ -56,11 +74,17 @@ class PoseResNet(ResNet):
     @classmethod
     def from_config(cls, cfg):
         p = cfg.MODEL.POSE_RESNET
-        return dict(num_keypoints=cfg.MODEL.TOPDOWN.NUM_KEYPOINTS, depth=p.DEPTH, num_deconv_layers=p.NUM_DECONV_LAYERS,
-                    num_deconv_filters=p.NUM_DECONV_FILTERS, deconv_kernel=p.DECONV_KERNEL,
-                    final_conv_kernel=p.FINAL_CONV_KERNEL)
+        return dict(
+            num_keypoints=cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
+            depth=p.DEPTH,
+            num_deconv_layers=p.NUM_DECONV_LAYERS,
+            num_deconv_filters=p.NUM_DECONV_FILTERS,
+            deconv_kernel=p.DECONV_KERNEL,
+            final_conv_kernel=p.FINAL_CONV_KERNEL,
+        )
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
+        """(N, 3, H, W) crops -> {"heatmap": (N, K, H / 4, W / 4)}."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return [self.final_layer(self.deconv_layers(x))]
+        return {"heatmap": self.final_layer(self.deconv_layers(x))}

@@ -1,13 +1,14 @@
 """Top-down building blocks: the heatmap codec, the affine helper, flips, OKS and OKS-NMS."""
+
 import numpy as np
 import pytest
 import torch
 
+from multitask_pose.codecs import GaussianHeatmapCodec
 from multitask_pose.data.keypoints import COCO_PERSON
 from multitask_pose.evaluation.oks import keypoint_oks, oks_nms
-from topdown.affine import (apply_affine, box_to_center_size, crop_affine, flip_heatmaps, flip_keypoints,
-                            invert_affine, warp_crops)
-from topdown.codec import GaussianHeatmapCodec
+from multitask_pose.shared import flip_heatmaps, flip_keypoints
+from topdown.affine import apply_affine, box_to_center_size, crop_affine, invert_affine, warp_crops
 
 SIGMAS = np.array(COCO_PERSON.oks_sigmas)
 
@@ -24,10 +25,13 @@ def _random_crop_keypoints(rng, n, k, size=(192, 256), margin=24):
 def test_codec_round_trip_subpixel(decode, bound):
     rng = np.random.default_rng(0)
     kp = _random_crop_keypoints(rng, 64, 17)
-    codec = GaussianHeatmapCodec((192, 256), (48, 64), sigma=2, subpixel_center=True, decode=decode, blur_kernel=0)
-    heatmaps, weights = codec.encode(kp)
+    codec = GaussianHeatmapCodec(
+        (192, 256), (48, 64), sigma=2, subpixel_center=True, decode=decode, blur_kernel=0
+    )
+    enc = codec.encode(kp)
+    heatmaps, weights = enc["heatmaps"], enc["target_weight"]
     assert heatmaps.shape == (64, 17, 64, 48) and weights.min() == 1
-    coords, scores = codec.decode(torch.from_numpy(heatmaps))
+    coords, scores = codec.decode(heatmaps)
     err = np.abs(coords.numpy() - kp[..., :2])
     # DARK: within 0.1 crop px at stride 4. Quarter shift: the argmax is within half a cell and the
     # shift a quarter cell toward the true side, so within a quarter cell = 1 crop px per axis.
@@ -41,7 +45,11 @@ def test_codec_round_trip_subpixel(decode, bound):
 def test_codec_dark_with_blur_on_a_noisy_map_beats_quarter():
     rng = np.random.default_rng(1)
     kp = _random_crop_keypoints(rng, 64, 17)
-    hm, _ = GaussianHeatmapCodec((192, 256), (48, 64), subpixel_center=True).encode(kp)
+    hm = (
+        GaussianHeatmapCodec((192, 256), (48, 64), subpixel_center=True)
+        .encode(kp)["heatmaps"]
+        .numpy()
+    )
     hm = hm + rng.normal(0, 0.02, hm.shape).astype(np.float32)
     errs = {}
     for mode in ("quarter", "dark"):
@@ -51,10 +59,12 @@ def test_codec_dark_with_blur_on_a_noisy_map_beats_quarter():
 
 
 def test_codec_integer_centres_match_the_official_target():
-    """subpixel_center=False: the official generate_target (rounded centre, 3-sigma square window)."""
+    """subpixel_center=False: the official generate_target (rounded centre, 3-sigma square
+    window)."""
     codec = GaussianHeatmapCodec((192, 256), (48, 64), sigma=2, subpixel_center=False)
     kp = np.array([[[50.3, 70.9, 2], [0, 0, 0], [-40.0, 30.0, 2], [191.0, 255.0, 1]]])
-    hm, w = codec.encode(kp)
+    enc = codec.encode(kp)
+    hm, w = enc["heatmaps"].numpy(), enc["target_weight"]
     assert w.tolist() == [[1, 0, 0, 1]]
     # Reference written out as the official loop does it, for the first keypoint.
     mu_x, mu_y = int(50.3 / 4 + 0.5), int(70.9 / 4 + 0.5)
@@ -62,11 +72,12 @@ def test_codec_integer_centres_match_the_official_target():
     for y in range(mu_y - 6, mu_y + 7):
         for x in range(mu_x - 6, mu_x + 7):
             if 0 <= x < 48 and 0 <= y < 64:
-                ref[y, x] = np.exp(-((x - mu_x) ** 2 + (y - mu_y) ** 2) / (2 * 2.0 ** 2))
+                ref[y, x] = np.exp(-((x - mu_x) ** 2 + (y - mu_y) ** 2) / (2 * 2.0**2))
     np.testing.assert_allclose(hm[0, 0], ref, atol=1e-6)
     assert hm[0, 1].max() == 0 and hm[0, 2].max() == 0
     # A keypoint whose window still touches the map keeps its weight (official rule).
-    hm2, w2 = codec.encode(np.array([[[-20.0, 10.0, 2]]]))
+    enc2 = codec.encode(np.array([[[-20.0, 10.0, 2]]]))
+    hm2, w2 = enc2["heatmaps"], enc2["target_weight"]
     assert w2[0, 0] == 1 and hm2[0, 0].max() > 0
 
 
@@ -81,8 +92,14 @@ def test_codec_rejects_bad_input():
 
 def test_affine_round_trip_and_centre():
     rng = np.random.default_rng(2)
-    boxes = np.sort(rng.uniform(0, 640, (20, 2, 2)), axis=1).transpose(0, 2, 1).reshape(20, 4)[:, [0, 2, 1, 3]]
-    boxes = np.concatenate([np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:]) + 1], 1)
+    boxes = (
+        np.sort(rng.uniform(0, 640, (20, 2, 2)), axis=1)
+        .transpose(0, 2, 1)
+        .reshape(20, 4)[:, [0, 2, 1, 3]]
+    )
+    boxes = np.concatenate(
+        [np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:]) + 1], 1
+    )
     center, size = box_to_center_size(boxes, 192 / 256, padding=1.25)
     np.testing.assert_allclose(size[:, 0] / size[:, 1], 0.75)
     assert np.all(size[:, 0] >= 1.25 * (boxes[:, 2] - boxes[:, 0]) - 1e-9)
@@ -92,11 +109,15 @@ def test_affine_round_trip_and_centre():
     pts = np.concatenate([rng.uniform(-100, 700, (20, 17, 2)), rng.uniform(0, 1, (20, 17, 1))], -1)
     back = apply_affine(apply_affine(pts, m), invert_affine(m))
     np.testing.assert_allclose(back, pts, atol=1e-4)
-    np.testing.assert_allclose(apply_affine(center[:, None], m)[:, 0], np.tile([96.0, 128.0], (20, 1)), atol=1e-9)
+    np.testing.assert_allclose(
+        apply_affine(center[:, None], m)[:, 0], np.tile([96.0, 128.0], (20, 1)), atol=1e-9
+    )
     # Box corners of an unrotated crop land inside the crop; a 90-degree rotation swaps the axes.
     m0 = crop_affine(center, size, 0, (192, 256))
     corners = apply_affine(boxes.reshape(20, 2, 2), m0)
-    assert corners[..., 0].min() >= 0 and corners[..., 0].max() <= 192 and corners[..., 1].max() <= 256
+    assert (
+        corners[..., 0].min() >= 0 and corners[..., 0].max() <= 192 and corners[..., 1].max() <= 256
+    )
     m90 = crop_affine(center[:1], size[:1], 90, (192, 256))
     up = apply_affine(np.array([[[center[0, 0], center[0, 1] - 10]]]), m90)[0, 0] - [96, 128]
     assert abs(up[1]) < 1e-9 and up[0] < 0  # "up" in the image points left in the crop
@@ -108,13 +129,20 @@ def test_affine_equals_the_three_point_construction():
 
     c, s, r, out = np.array([300.0, 200.0]), np.array([150.0, 200.0]), 30.0, (192, 256)
     rad = np.deg2rad(r)
-    rotate = lambda p: np.array([p[0] * np.cos(rad) - p[1] * np.sin(rad), p[0] * np.sin(rad) + p[1] * np.cos(rad)])  # noqa: E731
+
+    def rotate(p):
+        return np.array(
+            [p[0] * np.cos(rad) - p[1] * np.sin(rad), p[0] * np.sin(rad) + p[1] * np.cos(rad)]
+        )
+
     src_dir, dst_dir = rotate([0, -0.5 * s[0]]), np.array([0, -0.5 * out[0]])
     third = lambda a, b: b + np.array([-(a - b)[1], (a - b)[0]])  # noqa: E731
     src = np.array([c, c + src_dir, third(c, c + src_dir)], np.float32)
     dst0 = np.array([out[0] * 0.5, out[1] * 0.5])
     dst = np.array([dst0, dst0 + dst_dir, third(dst0, dst0 + dst_dir)], np.float32)
-    np.testing.assert_allclose(crop_affine(c[None], s[None], r, out)[0], cv2.getAffineTransform(src, dst), atol=1e-4)
+    np.testing.assert_allclose(
+        crop_affine(c[None], s[None], r, out)[0], cv2.getAffineTransform(src, dst), atol=1e-4
+    )
 
 
 def test_box_to_center_size_rejects_degenerate_boxes():
@@ -145,8 +173,12 @@ def test_flip_of_a_flip_is_identity():
     np.testing.assert_array_equal(flip_heatmaps(flip_heatmaps(hm, fi), fi), hm)
     t = torch.from_numpy(hm)
     np.testing.assert_array_equal(flip_heatmaps(t, fi).numpy(), flip_heatmaps(hm, fi))
-    np.testing.assert_array_equal(flip_heatmaps(t, fi, shift=True).numpy(), flip_heatmaps(hm, fi, shift=True))
-    np.testing.assert_array_equal(flip_heatmaps(hm, fi, shift=True)[..., 1:], flip_heatmaps(hm, fi)[..., :-1])
+    np.testing.assert_array_equal(
+        flip_heatmaps(t, fi, shift=True).numpy(), flip_heatmaps(hm, fi, shift=True)
+    )
+    np.testing.assert_array_equal(
+        flip_heatmaps(hm, fi, shift=True)[..., 1:], flip_heatmaps(hm, fi)[..., :-1]
+    )
 
 
 def _oks_reference(g, d, a_g, a_d, sigmas, vis_thresh):
@@ -171,7 +203,9 @@ def _oks_nms_reference(kpts, scores, areas, sigmas, thresh, vis_thresh):
     while order:
         i = order[0]
         keep.append(i)
-        ovr = _oks_reference(kpts[i], kpts[order[1:]], areas[i], areas[order[1:]], sigmas, vis_thresh)
+        ovr = _oks_reference(
+            kpts[i], kpts[order[1:]], areas[i], areas[order[1:]], sigmas, vis_thresh
+        )
         order = [j for j, o in zip(order[1:], ovr) if o <= thresh]
     return keep
 
@@ -184,14 +218,28 @@ def test_oks_and_oks_nms_equal_the_loop_reference(vis_thresh):
     kpts = np.concatenate([kpts, rng.uniform(0, 1, (48, 17, 1))], -1)
     areas = rng.uniform(500, 20000, 48)
     scores = rng.uniform(0, 1, 48)
-    ours = keypoint_oks(torch.from_numpy(kpts), torch.from_numpy(kpts), torch.from_numpy(areas),
-                        torch.from_numpy(areas), SIGMAS, vis_thresh).numpy()
-    ref = np.stack([_oks_reference(kpts[i], kpts, areas[i], areas, SIGMAS, vis_thresh) for i in range(48)])
+    ours = keypoint_oks(
+        torch.from_numpy(kpts),
+        torch.from_numpy(kpts),
+        torch.from_numpy(areas),
+        torch.from_numpy(areas),
+        SIGMAS,
+        vis_thresh,
+    ).numpy()
+    ref = np.stack(
+        [_oks_reference(kpts[i], kpts, areas[i], areas, SIGMAS, vis_thresh) for i in range(48)]
+    )
     np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
     assert 0.05 < ours[ours < 0.999].mean() < 0.95  # the inputs exercise the whole range
     for thresh in (0.5, 0.9):
-        keep = oks_nms(torch.from_numpy(kpts), torch.from_numpy(scores), torch.from_numpy(areas), SIGMAS, thresh,
-                       vis_thresh)
+        keep = oks_nms(
+            torch.from_numpy(kpts),
+            torch.from_numpy(scores),
+            torch.from_numpy(areas),
+            SIGMAS,
+            thresh,
+            vis_thresh,
+        )
         assert keep.tolist() == _oks_nms_reference(kpts, scores, areas, SIGMAS, thresh, vis_thresh)
     assert 6 <= len(oks_nms(kpts, scores, areas, SIGMAS, 0.5, vis_thresh)) < 48
 
@@ -201,6 +249,10 @@ def test_oks_nms_edge_cases():
     assert empty.numel() == 0
     # Poses with no keypoint above the visibility threshold have OKS 0 with everything: all kept.
     kp = torch.zeros(3, 17, 3)
-    assert sorted(oks_nms(kp, torch.tensor([0.1, 0.3, 0.2]), torch.ones(3), SIGMAS, 0.5, 0.2).tolist()) == [0, 1, 2]
+    assert sorted(
+        oks_nms(kp, torch.tensor([0.1, 0.3, 0.2]), torch.ones(3), SIGMAS, 0.5, 0.2).tolist()
+    ) == [0, 1, 2]
     with pytest.raises(ValueError, match="sigmas"):
-        keypoint_oks(torch.zeros(2, 14, 3), torch.zeros(2, 14, 3), torch.ones(2), torch.ones(2), SIGMAS)
+        keypoint_oks(
+            torch.zeros(2, 14, 3), torch.zeros(2, 14, 3), torch.ones(2), torch.ones(2), SIGMAS
+        )

@@ -1,4 +1,6 @@
-"""Shared fixtures: small SynthPeople splits and one short training run that several tests use."""
+"""Shared fixtures of both test trees (tests/ and projects/TopDown/tests/): small SynthPeople
+splits and one short training run that several tests use."""
+
 import json
 import os
 import subprocess
@@ -7,18 +9,37 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 RECIPE = ROOT / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth.yaml"
 
 # The test-sized run: the CPU recipe on small images, for a few minutes.
 TRAIN_OPTS = [
-    "DATASETS.TRAIN", "('synth_people_mini_train',)",
-    "DATASETS.TEST", "('synth_people_mini_val',)",
-    "INPUT.MIN_SIZE_TRAIN", "(224, 256)", "INPUT.MAX_SIZE_TRAIN", "256",
-    "INPUT.MIN_SIZE_TEST", "256", "INPUT.MAX_SIZE_TEST", "256",
-    "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "50",
-    "SOLVER.MAX_ITER", "120", "SOLVER.STEPS", "(100,)", "SOLVER.CHECKPOINT_PERIOD", "1000",
-    "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0",
+    "DATASETS.TRAIN",
+    "('synth_people_mini_train',)",
+    "DATASETS.TEST",
+    "('synth_people_mini_val',)",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(224, 256)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "256",
+    "INPUT.MIN_SIZE_TEST",
+    "256",
+    "INPUT.MAX_SIZE_TEST",
+    "256",
+    "SOLVER.IMS_PER_BATCH",
+    "4",
+    "SOLVER.WARMUP_ITERS",
+    "50",
+    "SOLVER.MAX_ITER",
+    "120",
+    "SOLVER.STEPS",
+    "(100,)",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1000",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "DATALOADER.NUM_WORKERS",
+    "0",
 ]
 
 
@@ -26,10 +47,14 @@ TRAIN_OPTS = [
 def synth_mini():
     """Generate (or reuse from the cache) the registered test-sized SynthPeople splits, before
     any subprocess needs them."""
-    import multitask_pose  # noqa: F401
     from detectron2.data import DatasetCatalog
 
-    return {name: DatasetCatalog.get(name) for name in ("synth_people_mini_train", "synth_people_mini_val")}
+    import multitask_pose  # noqa: F401
+
+    return {
+        name: DatasetCatalog.get(name)
+        for name in ("synth_people_mini_train", "synth_people_mini_val")
+    }
 
 
 def run_train_net(args, cwd, timeout=900):
@@ -37,7 +62,9 @@ def run_train_net(args, cwd, timeout=900):
     cmd = [sys.executable, str(ROOT / "tools" / "train_net.py")] + list(args)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise AssertionError(f"train_net failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"train_net failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -51,5 +78,7 @@ def trained_run(synth_mini, tmp_path_factory):
     """Train the test-sized run once per session with tools/train_net.py; returns
     (output_dir, completed process)."""
     out = tmp_path_factory.mktemp("trained")
-    proc = run_train_net(["--config-file", str(RECIPE), *TRAIN_OPTS, "OUTPUT_DIR", str(out)], cwd=out)
+    proc = run_train_net(
+        ["--config-file", str(RECIPE), *TRAIN_OPTS, "OUTPUT_DIR", str(out)], cwd=out
+    )
     return out, proc

@@ -1,5 +1,6 @@
 """Every TopDown recipe builds on the CPU, its network makes heatmaps of the configured size from
 crops of the configured size, and the COCO recipes have the published parameter counts."""
+
 from pathlib import Path
 
 import pytest
@@ -9,22 +10,30 @@ from detectron2.modeling import build_model
 import multitask_pose  # noqa: F401  (registers the datasets)
 from topdown import get_topdown_cfg
 
-CONFIGS = Path(__file__).resolve().parents[2] / "projects" / "TopDown" / "configs"
+CONFIGS = Path(__file__).resolve().parents[3] / "projects" / "TopDown" / "configs"
 RECIPES = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.glob("*/*.yaml"))
 
 # Millions of parameters as published (HRNet paper tables; SimpleBaseline R-152 68.6M; the
 # 8-stack hourglass 25.1M in the HRNet paper's table, ours 25.4M: the tolerance covers it).
-PUBLISHED = {"COCO/hrnet_w32_256x192.yaml": 28.5, "COCO/hrnet_w32_384x288.yaml": 28.5,
-             "COCO/hrnet_w48_256x192.yaml": 63.6, "COCO/hrnet_w48_384x288.yaml": 63.6,
-             "COCO/simple_baseline_R50_256x192.yaml": 34.0, "COCO/simple_baseline_R152_256x192.yaml": 68.6,
-             "COCO/hourglass_8stack_256x256.yaml": 25.1}
+PUBLISHED = {
+    "COCO/hrnet_w32_256x192.yaml": 28.5,
+    "COCO/hrnet_w32_384x288.yaml": 28.5,
+    "COCO/hrnet_w48_256x192.yaml": 63.6,
+    "COCO/hrnet_w48_384x288.yaml": 63.6,
+    "COCO/simple_baseline_R50_256x192.yaml": 34.0,
+    "COCO/simple_baseline_R152_256x192.yaml": 68.6,
+    "COCO/hourglass_8stack_256x256.yaml": 25.1,
+}
 
 
 def test_every_recipe_is_listed():
     assert set(PUBLISHED) == {r for r in RECIPES if r.startswith("COCO/")}
     synthetic = {r for r in RECIPES if r.startswith("Synthetic/")}
-    assert {"Synthetic/hrnet_w18_small_synth.yaml", "Synthetic/simple_baseline_R50_synth.yaml",
-            "Synthetic/hourglass_2stack_synth.yaml"} <= synthetic
+    assert {
+        "Synthetic/hrnet_w18_small_synth.yaml",
+        "Synthetic/simple_baseline_R50_synth.yaml",
+        "Synthetic/hourglass_2stack_synth.yaml",
+    } <= synthetic
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -33,15 +42,19 @@ def test_recipe_builds_and_makes_heatmaps(recipe):
     cfg.merge_from_file(str(CONFIGS / recipe))
     box_source = cfg.TEST.TOPDOWN.BOX_SOURCE
     # No weights to load here; the detector box source is tested in test_pipeline.
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "TEST.TOPDOWN.BOX_SOURCE", "gt"])
+    cfg.merge_from_list(
+        ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "TEST.TOPDOWN.BOX_SOURCE", "gt"]
+    )
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     w, h = cfg.MODEL.TOPDOWN.INPUT_SIZE
     with torch.no_grad():
-        heatmaps = model._heatmaps(torch.randn(2, 3, h, w))  # checks the size against HEATMAP_SIZE
-    assert tuple(heatmaps[-1].shape) == (2, 17, *reversed(cfg.MODEL.TOPDOWN.HEATMAP_SIZE))
+        outs = model._outputs(torch.randn(2, 3, h, w), None)  # checks the size against HEATMAP_SIZE
+    assert tuple(outs["heatmap"].shape) == (2, 17, *reversed(cfg.MODEL.TOPDOWN.HEATMAP_SIZE))
+    supervised = model.pose_net.supervised_outputs()
     if cfg.MODEL.TOPDOWN.POSE_NET == "StackedHourglass":
-        assert len(heatmaps) == cfg.MODEL.HOURGLASS.NUM_STACKS  # intermediate supervision
+        assert len(supervised) == cfg.MODEL.HOURGLASS.NUM_STACKS  # intermediate supervision
+    assert set(supervised) <= set(outs)
     if recipe in PUBLISHED:
         millions = sum(p.numel() for p in model.pose_net.parameters()) / 1e6
         assert abs(millions - PUBLISHED[recipe]) < 0.35, (recipe, millions)

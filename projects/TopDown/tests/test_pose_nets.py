@@ -1,15 +1,23 @@
 """Top-down pose networks: official HRNet names and shapes, published parameter counts, outputs."""
+
 import pytest
 import torch
 
-from topdown.modeling import PoseHighResolutionNet, PoseResNet, StackedHourglass, load_official_hrnet_state_dict
+from topdown.modeling import (
+    PoseHighResolutionNet,
+    PoseResNet,
+    StackedHourglass,
+    load_official_hrnet_state_dict,
+)
 
 
 def _count(m):
     return sum(p.numel() for p in m.parameters())
 
 
-def official_hrnet_shapes(width=32, num_keypoints=17, stem_blocks=4, modules=(1, 4, 3), blocks=(4, 4, 4)):
+def official_hrnet_shapes(
+    width=32, num_keypoints=17, stem_blocks=4, modules=(1, 4, 3), blocks=(4, 4, 4)
+):
     """The parameter and buffer names/shapes of the official pose_hrnet, enumerated from its
     description (independently of topdown's modules): what a released checkpoint holds."""
     out = {}
@@ -36,18 +44,26 @@ def official_hrnet_shapes(width=32, num_keypoints=17, stem_blocks=4, modules=(1,
         cin = 256
     pre = [256]
     for s in range(3):
-        ch = [width * 2 ** i for i in range(s + 2)]
+        ch = [width * 2**i for i in range(s + 2)]
         for i, c in enumerate(ch):
             if i < len(pre) and pre[i] != c:
                 conv(f"transition{s + 1}.{i}.0", c, pre[i], 3), bn(f"transition{s + 1}.{i}.1", c)
             elif i >= len(pre):
-                conv(f"transition{s + 1}.{i}.0.0", c, pre[-1], 3), bn(f"transition{s + 1}.{i}.0.1", c)
+                (
+                    conv(f"transition{s + 1}.{i}.0.0", c, pre[-1], 3),
+                    bn(f"transition{s + 1}.{i}.0.1", c),
+                )
         for m in range(modules[s]):
             p = f"stage{s + 2}.{m}"
             for br, c in enumerate(ch):
                 for b in range(blocks[s]):
                     q = f"{p}.branches.{br}.{b}"
-                    conv(q + ".conv1", c, c, 3), bn(q + ".bn1", c), conv(q + ".conv2", c, c, 3), bn(q + ".bn2", c)
+                    (
+                        conv(q + ".conv1", c, c, 3),
+                        bn(q + ".bn1", c),
+                        conv(q + ".conv2", c, c, 3),
+                        bn(q + ".bn2", c),
+                    )
             outputs = 1 if (s == 2 and m == modules[s] - 1) else len(ch)
             for i in range(outputs):
                 for j in range(len(ch)):
@@ -56,7 +72,10 @@ def official_hrnet_shapes(width=32, num_keypoints=17, stem_blocks=4, modules=(1,
                         conv(q + ".0", ch[i], ch[j], 1), bn(q + ".1", ch[i])
                     for k in range(i - j):
                         last = k == i - j - 1
-                        conv(f"{q}.{k}.0", ch[i] if last else ch[j], ch[j], 3), bn(f"{q}.{k}.1", ch[i] if last else ch[j])
+                        (
+                            conv(f"{q}.{k}.0", ch[i] if last else ch[j], ch[j], 3),
+                            bn(f"{q}.{k}.1", ch[i] if last else ch[j]),
+                        )
         pre = ch
     conv("final_layer", num_keypoints, width, 1, bias=True)
     return out
@@ -74,7 +93,12 @@ def test_hrnet_official_names_shapes_and_parameter_count(width, published):
     torch.manual_seed(0)
     sd = {k: torch.randn(s) if s else torch.tensor(7) for k, s in expected.items()}
     fresh = PoseHighResolutionNet(width=width)
-    assert load_official_hrnet_state_dict(fresh, {"state_dict": {"module." + k: v for k, v in sd.items()}}) == []
+    assert (
+        load_official_hrnet_state_dict(
+            fresh, {"state_dict": {"module." + k: v for k, v in sd.items()}}
+        )
+        == []
+    )
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, sd[k].to(v.dtype)), k
     no_counters = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
@@ -85,26 +109,39 @@ def test_hrnet_output_shape_and_strict_errors():
     model = PoseHighResolutionNet(width=32).eval()
     with torch.no_grad():
         out = model(torch.zeros(2, 3, 256, 192))
-    assert len(out) == 1 and out[0].shape == (2, 17, 64, 48)
+    assert list(out) == ["heatmap"] and out["heatmap"].shape == (2, 17, 64, 48)
     sd = model.state_dict()
     sd.pop("final_layer.bias")
     with pytest.raises(RuntimeError, match="final_layer.bias"):
         load_official_hrnet_state_dict(PoseHighResolutionNet(width=32), sd)
     with pytest.raises(RuntimeError, match="size mismatch"):
-        load_official_hrnet_state_dict(PoseHighResolutionNet(width=48), PoseHighResolutionNet(width=32).state_dict())
+        load_official_hrnet_state_dict(
+            PoseHighResolutionNet(width=48), PoseHighResolutionNet(width=32).state_dict()
+        )
 
 
 def test_hrnet_loads_an_imagenet_classification_checkpoint():
     """An ImageNet hrnet_w32 has the same backbone names plus a classification head and a
     multi-scale last module; the backbone loads, the rest is dropped and named."""
     torch.manual_seed(1)
-    model = PoseHighResolutionNet(width=18, stem_blocks=2, num_modules=(1, 3, 2), num_blocks=(2, 2, 2))
-    sd = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items() if not k.startswith("final_layer")}
-    extra = {"stage4.1.fuse_layers.1.0.0.0.weight": torch.randn(36, 18, 3, 3),
-             "incre_modules.0.0.conv1.weight": torch.randn(32, 18, 1, 1),
-             "downsamp_modules.0.0.weight": torch.randn(256, 128, 3, 3),
-             "final_layer.0.weight": torch.randn(2048, 1024, 1, 1), "classifier.weight": torch.randn(1000, 2048)}
-    fresh = PoseHighResolutionNet(width=18, stem_blocks=2, num_modules=(1, 3, 2), num_blocks=(2, 2, 2))
+    model = PoseHighResolutionNet(
+        width=18, stem_blocks=2, num_modules=(1, 3, 2), num_blocks=(2, 2, 2)
+    )
+    sd = {
+        k: torch.randn_like(v.float()).to(v.dtype)
+        for k, v in model.state_dict().items()
+        if not k.startswith("final_layer")
+    }
+    extra = {
+        "stage4.1.fuse_layers.1.0.0.0.weight": torch.randn(36, 18, 3, 3),
+        "incre_modules.0.0.conv1.weight": torch.randn(32, 18, 1, 1),
+        "downsamp_modules.0.0.weight": torch.randn(256, 128, 3, 3),
+        "final_layer.0.weight": torch.randn(2048, 1024, 1, 1),
+        "classifier.weight": torch.randn(1000, 2048),
+    }
+    fresh = PoseHighResolutionNet(
+        width=18, stem_blocks=2, num_modules=(1, 3, 2), num_blocks=(2, 2, 2)
+    )
     head = fresh.final_layer.weight.clone()
     dropped = load_official_hrnet_state_dict(fresh, {**sd, **extra})
     assert dropped == sorted(extra)
@@ -117,7 +154,9 @@ def test_hrnet_loads_an_imagenet_classification_checkpoint():
 
 
 def test_hrnet_w18_small_is_a_cpu_sized_model():
-    model = PoseHighResolutionNet(width=18, stem_blocks=2, num_modules=(1, 3, 2), num_blocks=(2, 2, 2))
+    model = PoseHighResolutionNet(
+        width=18, stem_blocks=2, num_modules=(1, 3, 2), num_blocks=(2, 2, 2)
+    )
     assert 3e6 < _count(model) < 4.5e6
     with pytest.raises(ValueError, match="three entries"):
         PoseHighResolutionNet(num_modules=(1, 4))
@@ -129,8 +168,16 @@ def test_simple_baseline_parameter_counts(depth, published):
     assert abs(_count(model) - published) < 0.05e6, _count(model)
     names = set(model.state_dict())
     # The official PoseResNet's names: torchvision's backbone names, deconv_layers, final_layer.
-    for k in ("conv1.weight", "layer1.0.downsample.0.weight", "layer4.2.bn3.running_var", "deconv_layers.0.weight",
-              "deconv_layers.1.running_mean", "deconv_layers.3.weight", "deconv_layers.7.weight", "final_layer.bias"):
+    for k in (
+        "conv1.weight",
+        "layer1.0.downsample.0.weight",
+        "layer4.2.bn3.running_var",
+        "deconv_layers.0.weight",
+        "deconv_layers.1.running_mean",
+        "deconv_layers.3.weight",
+        "deconv_layers.7.weight",
+        "final_layer.bias",
+    ):
         assert k in names, k
     assert not any(k.startswith("fc.") for k in names)
 
@@ -138,10 +185,14 @@ def test_simple_baseline_parameter_counts(depth, published):
 def test_simple_baseline_and_hourglass_outputs():
     with torch.no_grad():
         out = PoseResNet(depth=50).eval()(torch.zeros(1, 3, 256, 192))
-        assert [o.shape for o in out] == [(1, 17, 64, 48)]
+        assert {k: o.shape for k, o in out.items()} == {"heatmap": (1, 17, 64, 48)}
         hg = StackedHourglass(num_stacks=2, num_features=64).eval()
         outs = hg(torch.zeros(1, 3, 256, 256))
-    assert [o.shape for o in outs] == [(1, 17, 64, 64)] * 2
+    assert {k: o.shape for k, o in outs.items()} == {
+        "heatmap_stack0": (1, 17, 64, 64),
+        "heatmap": (1, 17, 64, 64),
+    }
+    assert hg.supervised_outputs() == {"heatmap_stack0": 1.0, "heatmap": 1.0}
     # The published 8-stack hourglass has about 25M parameters (25.1M in the HRNet paper's table).
     assert 24.5e6 < _count(StackedHourglass(num_stacks=8)) < 26e6
     with pytest.raises(ValueError, match="depth"):

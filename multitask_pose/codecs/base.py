@@ -1,0 +1,42 @@
+"""The codec interface and registry: one object turns keypoints into a network's training targets
+and the network's outputs back into keypoints, so training and inference cannot drift apart (the
+design of MMPose 1.x's codecs).
+
+A codec is registered in ``CODEC_REGISTRY`` by class name. ``encode(keypoints, **context)`` returns
+a dict of targets (the keys are the codec's own, documented on it; losses read them by name) and
+``decode(outputs, **context)`` returns ``(keypoints (N, K, 2), scores (N, K))``. ``context`` is
+what a codec needs beyond the keypoints or maps, e.g. the RoIs of an R-CNN head.
+"""
+from typing import Dict, Tuple
+
+import torch
+from detectron2.utils.registry import Registry
+
+__all__ = ["CODEC_REGISTRY", "KeypointCodec", "build_codec"]
+
+CODEC_REGISTRY = Registry("KEYPOINT_CODEC")
+CODEC_REGISTRY.__doc__ = """
+Keypoint codecs (subclasses of ``KeypointCodec``). ``build_codec(name, cfg)`` calls the class's
+``from_config(cfg)``.
+"""
+
+
+class KeypointCodec:
+    """Base of the codecs: keypoints <-> targets / network outputs."""
+
+    @classmethod
+    def from_config(cls, cfg) -> "KeypointCodec":
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a config")
+
+    def encode(self, keypoints, **context) -> Dict[str, torch.Tensor]:
+        """Keypoints (N, K, 3: x, y, visibility) -> a dict of training targets."""
+        raise NotImplementedError
+
+    def decode(self, outputs, **context) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Network outputs -> keypoint coordinates (N, K, 2) and scores (N, K)."""
+        raise NotImplementedError
+
+
+def build_codec(name: str, cfg) -> KeypointCodec:
+    """The registered codec ``name`` built from ``cfg`` (what each reads: its ``from_config``)."""
+    return CODEC_REGISTRY.get(name).from_config(cfg)

@@ -1,0 +1,126 @@
+"""Box sources: detection files and their errors, filtering, a detector in the loop."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+
+import multitask_pose  # noqa: F401  (registers the datasets)
+from topdown.data import (
+    DetectionFileError,
+    TopDownTestMapper,
+    filter_person_boxes,
+    load_detection_file,
+)
+from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
+
+
+def test_detection_file_errors(tmp_path):
+    ids = [785, 40083]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"annotations": []}))
+    with pytest.raises(DetectionFileError, match="annotation file"):
+        load_detection_file(str(bad), ids)
+    bad.write_text(json.dumps([{"image_id": 785, "bbox": [1, 2, 3], "score": 0.5}]))
+    with pytest.raises(DetectionFileError, match="bbox"):
+        load_detection_file(str(bad), ids)
+    bad.write_text(json.dumps([{"image_id": 785, "box": [1, 2, 3, 4]}]))
+    with pytest.raises(DetectionFileError, match="entry 0"):
+        load_detection_file(str(bad), ids)
+    bad.write_text(
+        json.dumps([{"image_id": 9, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}])
+    )
+    with pytest.raises(DetectionFileError, match="not in the dataset"):
+        load_detection_file(str(bad), ids)
+    bad.write_text("{not json")
+    with pytest.raises(DetectionFileError, match="not valid json"):
+        load_detection_file(str(bad), ids)
+    with pytest.raises(FileNotFoundError, match="DET_FILE"):
+        load_detection_file(str(tmp_path / "missing.json"), ids)
+    good = tmp_path / "good.json"
+    good.write_text(
+        json.dumps(
+            [
+                {"image_id": 785, "category_id": 1, "bbox": [10, 20, 30, 40], "score": 0.5},
+                {"image_id": 785, "category_id": 2, "bbox": [0, 0, 5, 5], "score": 0.9},
+            ]
+        )
+    )
+    got = load_detection_file(str(good), ids)
+    np.testing.assert_allclose(got[785][0], [[10, 20, 40, 60]])
+    assert got[40083][0].shape == (0, 4)
+
+
+def test_filter_person_boxes_clips_skips_and_logs(caplog):
+    boxes = torch.tensor(
+        [
+            [-10.0, -10.0, 50.0, 80.0],  # partly outside: clipped
+            [700.0, 10.0, 800.0, 90.0],  # wholly outside: skipped
+            [30.0, 30.0, 30.0, 60.0],  # zero area: skipped
+            [10.0, 10.0, 14.0, 200.0],  # thin: below min size
+            [100.0, 100.0, 200.0, 300.0],
+            [float("nan"), 0.0, 10.0, 10.0],
+        ]
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95, 0.1, 0.5])
+    with caplog.at_level(logging.WARNING):
+        b, s = filter_person_boxes(boxes, scores, (480, 640), min_size=8, where="image 7")
+    assert "image 7: skipped 3 person boxes" in caplog.text
+    torch.testing.assert_close(
+        b, torch.tensor([[0.0, 0.0, 50.0, 80.0], [100.0, 100.0, 200.0, 300.0]])
+    )
+    b, s = filter_person_boxes(boxes, scores, (480, 640), score_thresh=0.2, topk=1)
+    assert s.tolist() == [pytest.approx(0.95)]
+
+
+def test_detector_box_source(tmp_path):
+    """BOX_SOURCE "detector": a detectron2 model (here the foundation's R-CNN recipe with random
+    weights, scores thresholded at 0) finds the boxes inside the top-down model."""
+    from pathlib import Path
+
+    from multitask_pose.config import get_multitask_cfg
+
+    root = Path(__file__).resolve().parents[3]
+    det_config = root / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth.yaml"
+    det_cfg = get_multitask_cfg()
+    det_cfg.merge_from_file(str(det_config))
+    det_cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    det_cfg.MODEL.KEYPOINT_ON = det_cfg.MODEL.MASK_ON = False
+    det_yaml = tmp_path / "detector.yaml"
+    det_yaml.write_text(det_cfg.dump())
+    torch.manual_seed(0)
+    det_weights = tmp_path / "detector.pth"
+    torch.save({"model": build_model(det_cfg).state_dict()}, det_weights)
+    cfg = sample_cfg(
+        "TEST.TOPDOWN.BOX_SOURCE",
+        "detector",
+        "TEST.TOPDOWN.DETECTOR_CONFIG",
+        str(det_yaml),
+        "TEST.TOPDOWN.DETECTOR_WEIGHTS",
+        str(det_weights),
+        "TEST.TOPDOWN.DET_TOPK",
+        "7",
+        "TEST.TOPDOWN.IOU_NMS_THRESH",
+        "1.0",
+        "TEST.TOPDOWN.OKS_NMS_THRESH",
+        "1.0",
+    )
+    model = build_model(cfg).eval()
+    mapper = TopDownTestMapper(cfg, SAMPLE)
+    x = mapper(DatasetCatalog.get(SAMPLE)[0])
+    assert "instances" not in x
+    with torch.no_grad():
+        out = model([x])[0]["instances"]
+    assert len(out) == 7 and out.pred_keypoints.shape == (7, 17, 3)
+    boxes, scores = model.detector(x["image"].permute(1, 2, 0).numpy())
+    top = torch.argsort(scores, descending=True)[:7]
+    torch.testing.assert_close(
+        out.pred_boxes.tensor,
+        filter_person_boxes(boxes[top], scores[top], (x["height"], x["width"]))[0],
+    )
+    with pytest.raises(FileNotFoundError, match="DETECTOR_CONFIG"):
+        build_model(sample_cfg("TEST.TOPDOWN.BOX_SOURCE", "detector"))

@@ -1,0 +1,170 @@
+"""The predictor, the checkpointer and the demo: the pipeline as a user runs it."""
+
+import json
+
+import cv2
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.modeling import build_model
+
+import multitask_pose  # noqa: F401  (registers the datasets)
+from multitask_pose.evaluation import PoseCOCOEvaluator
+from topdown.data import (
+    TopDownTestMapper,
+    load_detection_file,
+)
+from topdown.engine import TopDownCheckpointer
+from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
+
+
+def test_predictor_on_the_real_detection_file(tmp_path):
+    """The real detections of the COCO sample through the test mapper and the model, and through
+    TopDownPredictor on a BGR image: sane instances, evaluated without error."""
+    # DET_FILE empty: the dataset's detections_file. Rescoring and OKS-NMS off, so the boxes and
+    # scores come through as the file has them.
+    cfg = sample_cfg(
+        "TEST.TOPDOWN.BOX_SOURCE",
+        "file",
+        "TEST.TOPDOWN.RESCORE",
+        "False",
+        "TEST.TOPDOWN.IOU_NMS_THRESH",
+        "1.0",
+        "TEST.TOPDOWN.OKS_NMS_THRESH",
+        "1.0",
+    )
+    model = build_model(cfg).eval()
+    mapper = TopDownTestMapper(cfg, SAMPLE)
+    dets = json.load(open(MetadataCatalog.get(SAMPLE).detections_file))
+    evaluator = PoseCOCOEvaluator(SAMPLE, tasks=("bbox", "keypoints"), distributed=False)
+    evaluator.reset()
+    total = 0
+    for d in DatasetCatalog.get(SAMPLE):
+        x = mapper(d)
+        n_det = sum(1 for e in dets if e["image_id"] == d["image_id"])
+        assert len(x["instances"]) == n_det
+        with torch.no_grad():
+            out = model([x])
+        inst = out[0]["instances"]
+        assert len(inst) == n_det
+        assert inst.pred_keypoints.shape[1:] == (17, 3)
+        # every keypoint lies inside its (padded) box's crop: near the box
+        b = inst.pred_boxes.tensor
+        kp = inst.pred_keypoints
+        w, h = (b[:, 2] - b[:, 0]), (b[:, 3] - b[:, 1])
+        side = torch.maximum(w, h * 0.75)[:, None] * 1.25
+        assert ((kp[..., 0] - (b[:, 0:1] + b[:, 2:3]) / 2).abs() <= side).all()
+        total += len(inst)
+        evaluator.process([x], out)
+    assert evaluator.evaluate()["bbox"]["AP"] == pytest.approx(
+        78.9, abs=0.05
+    )  # the file's own box AP
+    # The predictor: same image, same boxes -> same poses.
+    cfg.MODEL.WEIGHTS = str(tmp_path / "w.pth")
+    torch.save({"model": model.state_dict()}, cfg.MODEL.WEIGHTS)
+    from topdown.predictor import TopDownPredictor
+
+    pred = TopDownPredictor(cfg)
+    d = DatasetCatalog.get(SAMPLE)[0]
+    ids = [e["image_id"] for e in DatasetCatalog.get(SAMPLE)]
+    boxes, scores = load_detection_file(MetadataCatalog.get(SAMPLE).detections_file, ids)[
+        d["image_id"]
+    ]
+    out = pred(cv2.imread(d["file_name"]), boxes=boxes, scores=scores)["instances"]
+    ref = model([mapper(d)])[0]["instances"]
+    torch.testing.assert_close(out.pred_keypoints, ref.pred_keypoints)
+    with pytest.raises(ValueError, match="no person boxes"):
+        pred(cv2.imread(d["file_name"]))
+
+
+def test_checkpointer_loads_official_names(tmp_path):
+    """MODEL.WEIGHTS may be an official pose_hrnet checkpoint as released (no pose_net. prefix,
+    DataParallel's module., a state_dict wrapper)."""
+    cfg = sample_cfg()
+    src = build_model(cfg)
+    torch.manual_seed(3)
+    official = {
+        "module." + k[len("pose_net.") :]: torch.randn_like(v.float()).to(v.dtype)
+        for k, v in src.state_dict().items()
+        if k.startswith("pose_net.")
+    }
+    path = tmp_path / "pose_hrnet_official.pth"
+    torch.save({"state_dict": official}, path)
+    model = build_model(cfg)
+    TopDownCheckpointer(model).load(str(path))
+    for k, v in official.items():
+        assert torch.equal(model.state_dict()["pose_net." + k[len("module.") :]], v), k
+
+
+def test_demo_topdown_mode(tmp_path):
+    """tools/demo.py --topdown on the COCO sample with the boxes of its detection file."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("demo_tool", root / "tools" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    cfg = sample_cfg()
+    weights = tmp_path / "model.pth"
+    torch.save({"model": build_model(cfg).state_dict()}, weights)
+    opts = [
+        "MODEL.DEVICE",
+        "cpu",
+        "MODEL.WEIGHTS",
+        str(weights),
+        "DATASETS.TRAIN",
+        f"('{SAMPLE}',)",
+        "DATASETS.TEST",
+        f"('{SAMPLE}',)",
+        "TEST.TOPDOWN.DET_FILE",
+        "",
+        "TEST.TOPDOWN.OKS_NMS_THRESH",
+        "1.0",
+        "TEST.TOPDOWN.IOU_NMS_THRESH",
+        "1.0",
+        "MODEL.HRNET.WIDTH",
+        "18",
+        "MODEL.HRNET.STEM_BLOCKS",
+        "1",
+        "MODEL.HRNET.NUM_MODULES",
+        "(1, 1, 1)",
+        "MODEL.HRNET.NUM_BLOCKS",
+        "(1, 1, 1)",
+    ]
+    config = str(root / "projects" / "TopDown" / "configs" / "COCO" / "hrnet_w32_256x192.yaml")
+    out = tmp_path / "demo"
+    demo.main(
+        [
+            "--topdown",
+            "--config-file",
+            config,
+            "--input",
+            str(root / "datasets" / "samples" / "coco"),
+            "--output",
+            str(out),
+            "--dataset",
+            SAMPLE,
+            "--confidence-threshold",
+            "0.5",
+            *opts,
+        ]
+    )
+    results = json.load(open(out / "results.json"))
+    dets = json.load(open(MetadataCatalog.get(SAMPLE).detections_file))
+    assert len(results) == sum(d["score"] >= 0.5 for d in dets)
+    assert all(len(r["keypoints"]) == 51 for r in results)
+    assert len(list(out.glob("*_pred.jpg"))) == 4
+    with pytest.raises(ValueError, match="needs --dataset"):
+        demo.main(
+            [
+                "--topdown",
+                "--config-file",
+                config,
+                "--input",
+                str(root / "datasets" / "samples" / "coco"),
+                "--output",
+                str(out),
+                *opts,
+            ]
+        )
