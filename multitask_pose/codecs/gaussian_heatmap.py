@@ -71,7 +71,13 @@ class GaussianHeatmapCodec(KeypointCodec):
 
     @classmethod
     def from_config(cls, cfg):
-        """From the top-down keys: ``MODEL.TOPDOWN.{INPUT_SIZE, HEATMAP_SIZE, CODEC.*}``."""
+        """
+        Args:
+            cfg: the config: ``MODEL.TOPDOWN.{INPUT_SIZE, HEATMAP_SIZE, CODEC.*}``.
+
+        Returns:
+            the codec.
+        """
         td = cfg.MODEL.TOPDOWN
         return cls(
             td.INPUT_SIZE,

@@ -16,19 +16,21 @@ would halve every response of a pretrained convolution swapped for a deformable 
 checkpoint loads into a deformable model with only ``*.offset.*`` missing and gives the same
 outputs until the offsets learn.
 """
+
 import torch
 import torch.nn.functional as F
+from detectron2.layers import Conv2d
 from torch import nn
 from torchvision.ops import deform_conv2d
-
-from detectron2.layers import Conv2d
 
 __all__ = ["DeformConv2d", "deform_offset_parameters", "sampled_deform_conv2d"]
 
 IMPLS = ("auto", "torchvision", "sampled")
 
 
-def sampled_deform_conv2d(x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None):
+def sampled_deform_conv2d(
+    x, offset, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), mask=None
+):
     """``torchvision.ops.deform_conv2d`` (same arguments and layouts, no weight groups) as
     bilinear sampling of every tap with ``grid_sample`` followed by one matrix product.
 
@@ -42,15 +44,23 @@ def sampled_deform_conv2d(x, offset, weight, bias=None, stride=(1, 1), padding=(
     n, c, h, w = x.shape
     o, c_w, kh, kw = weight.shape
     if c_w != c:
-        raise ValueError(f"sampled_deform_conv2d: weight expects {c_w} input channels (no groups), input has {c}")
+        raise ValueError(
+            f"sampled_deform_conv2d: weight expects {c_w} input channels (no groups), input has {c}"
+        )
     taps = kh * kw
     ho, wo = offset.shape[-2:]
     groups = offset.shape[1] // (2 * taps)
     if offset.shape[1] != 2 * groups * taps or c % groups:
-        raise ValueError(f"sampled_deform_conv2d: offset has {offset.shape[1]} channels for {taps} taps and {c} input channels")
+        raise ValueError(
+            f"sampled_deform_conv2d: offset has {offset.shape[1]} channels for {taps} taps and"
+            f" {c} input channels"
+        )
     dev, dt = x.device, x.dtype
-    tap_y, tap_x = torch.meshgrid(torch.arange(kh, device=dev, dtype=dt) * dilation[0],
-                                  torch.arange(kw, device=dev, dtype=dt) * dilation[1], indexing="ij")
+    tap_y, tap_x = torch.meshgrid(
+        torch.arange(kh, device=dev, dtype=dt) * dilation[0],
+        torch.arange(kw, device=dev, dtype=dt) * dilation[1],
+        indexing="ij",
+    )
     base_y = torch.arange(ho, device=dev, dtype=dt) * stride[0] - padding[0]
     base_x = torch.arange(wo, device=dev, dtype=dt) * stride[1] - padding[1]
     off = offset.view(n, groups, taps, 2, ho, wo)
@@ -58,28 +68,55 @@ def sampled_deform_conv2d(x, offset, weight, bias=None, stride=(1, 1), padding=(
     px = tap_x.reshape(1, 1, taps, 1, 1) + base_x.view(1, 1, 1, 1, wo) + off[:, :, :, 1]
     # Pixel index -> grid_sample's normalised coordinate (align_corners=False: pixel centres at
     # (2 p + 1) / size - 1, which also holds for a side of one pixel).
-    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).view(n * groups, taps * ho, wo, 2)
-    cols = F.grid_sample(x.reshape(n * groups, c // groups, h, w), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False).view(n, groups, c // groups, taps, ho, wo)
+    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).view(
+        n * groups, taps * ho, wo, 2
+    )
+    cols = F.grid_sample(
+        x.reshape(n * groups, c // groups, h, w),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    ).view(n, groups, c // groups, taps, ho, wo)
     if mask is not None:
         cols = cols * mask.view(n, groups, 1, taps, ho, wo)
-    out = torch.matmul(weight.reshape(o, c * taps), cols.reshape(n, c * taps, ho * wo)).view(n, o, ho, wo)
+    out = torch.matmul(weight.reshape(o, c * taps), cols.reshape(n, c * taps, ho * wo)).view(
+        n, o, ho, wo
+    )
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
 class DeformConv2d(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: int = 1, dilation: int = 1, deform_groups: int = 1, modulated: bool = True,
-                 bias: bool = True, norm: nn.Module = None, activation=None, impl: str = "auto"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        dilation: int = 1,
+        deform_groups: int = 1,
+        modulated: bool = True,
+        bias: bool = True,
+        norm: nn.Module = None,
+        activation=None,
+        impl: str = "auto",
+    ):
         super().__init__()
         if impl not in IMPLS:
             raise ValueError(f"DCN: impl must be one of {IMPLS}, got {impl!r}")
         # "auto": torchvision's kernel on CUDA, the sampled form on the CPU (see the module doc).
         self.impl = impl
         if in_channels % deform_groups:
-            raise ValueError(f"DCN: in_channels={in_channels} is not divisible by deform_groups={deform_groups} "
-                             "(MODEL.RESNETS.DEFORM_NUM_GROUPS)")
-        self.stride, self.padding, self.dilation = (stride, stride), (padding, padding), (dilation, dilation)
+            raise ValueError(
+                f"DCN: in_channels={in_channels} is not divisible by deform_groups={deform_groups} "
+                "(MODEL.RESNETS.DEFORM_NUM_GROUPS)"
+            )
+        self.stride, self.padding, self.dilation = (
+            (stride, stride),
+            (padding, padding),
+            (dilation, dilation),
+        )
         self.modulated = modulated
         self.deform_groups = deform_groups
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
@@ -90,21 +127,42 @@ class DeformConv2d(nn.Module):
         taps = deform_groups * kernel_size * kernel_size
         # Offsets (2 per tap: y, x as torchvision and the original DCN) and, if modulated, a mask
         # logit per tap, predicted from the same input with the same geometry as the conv itself.
-        self.offset = nn.Conv2d(in_channels, taps * (3 if modulated else 2), kernel_size, stride=stride,
-                                padding=padding, dilation=dilation)
+        self.offset = nn.Conv2d(
+            in_channels,
+            taps * (3 if modulated else 2),
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+        )
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
 
     @classmethod
-    def from_conv(cls, conv: Conv2d, deform_groups: int = 1, modulated: bool = True) -> "DeformConv2d":
+    def from_conv(
+        cls, conv: Conv2d, deform_groups: int = 1, modulated: bool = True
+    ) -> "DeformConv2d":
         """The deformable twin of a detectron2 ``Conv2d`` (square kernel, no channel groups): same
         weights, bias, norm and activation."""
         kh, kw = conv.kernel_size
         if kh != kw or conv.groups != 1:
-            raise ValueError(f"DCN needs a square, ungrouped convolution, got kernel {conv.kernel_size}, groups {conv.groups}")
-        layer = cls(conv.in_channels, conv.out_channels, kh, conv.stride[0], conv.padding[0], conv.dilation[0],
-                    deform_groups, modulated, bias=conv.bias is not None, norm=conv.norm,
-                    activation=conv.activation)
+            raise ValueError(
+                "DCN needs a square, ungrouped convolution, got kernel"
+                f" {conv.kernel_size}, groups {conv.groups}"
+            )
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            kh,
+            conv.stride[0],
+            conv.padding[0],
+            conv.dilation[0],
+            deform_groups,
+            modulated,
+            bias=conv.bias is not None,
+            norm=conv.norm,
+            activation=conv.activation,
+        )
         with torch.no_grad():
             layer.weight.copy_(conv.weight)
             if conv.bias is not None:
@@ -114,14 +172,30 @@ class DeformConv2d(nn.Module):
         return layer.to(conv.weight.device)
 
     def forward(self, x):
+        """
+        Args:
+            x: (N, C_in, H, W) features.
+
+        Returns:
+            (N, C_out, H_out, W_out): the deformable convolution at the offsets (and modulation)
+            this layer predicts from ``x``, then its norm and activation.
+        """
         predicted = self.offset(x)
         taps2 = 2 * self.deform_groups * self.weight.shape[-1] ** 2
         offset = predicted[:, :taps2]
         mask = 2 * torch.sigmoid(predicted[:, taps2:]) if self.modulated else None
         impl = self.impl if self.impl != "auto" else ("torchvision" if x.is_cuda else "sampled")
         op = deform_conv2d if impl == "torchvision" else sampled_deform_conv2d
-        x = op(x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation,
-               mask=mask)
+        x = op(
+            x,
+            offset,
+            self.weight,
+            self.bias,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            mask=mask,
+        )
         if self.norm is not None:
             x = self.norm(x)
         if self.activation is not None:
@@ -130,8 +204,10 @@ class DeformConv2d(nn.Module):
 
     def extra_repr(self):
         o, i, k, _ = self.weight.shape
-        return (f"{i}, {o}, kernel_size={k}, stride={self.stride[0]}, padding={self.padding[0]}, "
-                f"deform_groups={self.deform_groups}, modulated={self.modulated}, impl={self.impl}")
+        return (
+            f"{i}, {o}, kernel_size={k}, stride={self.stride[0]}, padding={self.padding[0]}, "
+            f"deform_groups={self.deform_groups}, modulated={self.modulated}, impl={self.impl}"
+        )
 
 
 def deform_offset_parameters(model: nn.Module):

@@ -93,6 +93,16 @@ class KeypointOffsetHead(KRCNNConvDeconvUpsampleHead):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
+        """
+        Args:
+            cfg: the config: detectron2's MODEL.ROI_KEYPOINT_HEAD keys and this head's
+                (``OFFSET_ON``, ``OFFSET_LOSS_WEIGHT``, ``OFFSET_RADIUS``, ``HEATMAP_LOSS``,
+                ``GAUSSIAN_SIGMA``, ``HEATMAP_SIZE``, ``BALANCED_LOSS``, ``DEFORM_CONVS``).
+            input_shape: the pooled RoI features' ShapeSpec.
+
+        Returns:
+            the constructor's keyword arguments.
+        """
         ret = super().from_config(cfg, input_shape)
         head = cfg.MODEL.ROI_KEYPOINT_HEAD
         ret.update(
@@ -126,6 +136,16 @@ class KeypointOffsetHead(KRCNNConvDeconvUpsampleHead):
         return heatmaps, offsets
 
     def forward(self, x, instances: List[Instances]):
+        """
+        Args:
+            x: (R, C, P, P) pooled features of the RoIs of ``instances``, in order.
+            instances: per image, the sampled proposals (training, with ``gt_keypoints``) or the
+                detections (inference, with ``pred_boxes``).
+
+        Returns:
+            in training, ``loss_keypoint`` (and ``loss_keypoint_offset`` with offsets); in
+            inference, ``instances`` with ``pred_keypoints`` (R, K, 3) and the maps added.
+        """
         heatmaps, offsets = self.layers(x)
         if self.training:
             return self.losses(heatmaps, offsets, instances)

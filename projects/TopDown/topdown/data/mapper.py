@@ -126,13 +126,22 @@ class TopDownTrainMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train=True, codec=None):
-        """``codec``: the model's (``model.codec``); by default built from the config as the model
-        builds it (``MODEL.TOPDOWN.CODEC.NAME``)."""
+        """
+        Args:
+            cfg: the config: ``DATASETS.TRAIN`` (keypoint layout), ``MODEL.TOPDOWN.{INPUT_SIZE,
+                CUE}``, ``INPUT.FORMAT`` and ``INPUT.TOPDOWN.*`` (augmentation).
+            is_train: augment (scale, rotation, flip, half body) or not.
+            codec: the model's (``model.codec``); by default built from the config as the model
+                builds it (``MODEL.TOPDOWN.CODEC.NAME``).
+
+        Returns:
+            the constructor's keyword arguments.
+        """
         spec = keypoint_spec_of(cfg.DATASETS.TRAIN[0])
         t = cfg.INPUT.TOPDOWN
         return dict(
             input_size=cfg.MODEL.TOPDOWN.INPUT_SIZE,
-            codec=codec or build_topdown_codec(cfg),
+            codec=codec if codec is not None else build_topdown_codec(cfg),
             flip_indices=spec.flip_indices,
             lower_body=lower_body_indices(spec.keypoint_names),
             cue=build_cue(cfg.MODEL.TOPDOWN.CUE),
@@ -226,6 +235,15 @@ class TopDownTestMapper:
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, dataset_dicts: Optional[List[Dict]] = None):
+        """
+        Args:
+            cfg: the config: ``TEST.TOPDOWN.{BOX_SOURCE, DET_FILE}`` and ``INPUT.FORMAT``.
+            dataset_name: the test dataset (its ``detections_file`` when DET_FILE is empty).
+            dataset_dicts: its dicts, if already loaded (to check the detection file's image ids).
+
+        Returns:
+            the constructor's keyword arguments.
+        """
         source = cfg.TEST.TOPDOWN.BOX_SOURCE
         detections = None
         if source == "file":

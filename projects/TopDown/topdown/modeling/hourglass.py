@@ -101,6 +101,13 @@ class StackedHourglass(TopDownPoseNet):
 
     @classmethod
     def from_config(cls, cfg):
+        """
+        Args:
+            cfg: the config: MODEL.TOPDOWN.NUM_KEYPOINTS and MODEL.HOURGLASS.*.
+
+        Returns:
+            the constructor's keyword arguments.
+        """
         h = cfg.MODEL.HOURGLASS
         return dict(
             num_keypoints=cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
@@ -120,7 +127,15 @@ class StackedHourglass(TopDownPoseNet):
         return [f"heatmap_stack{i}" for i in range(n - 1)] + ["heatmap"]
 
     def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
-        """(N, 3, H, W) crops -> every stack's (N, K, H / 4, W / 4) heatmaps, by name."""
+        """
+        Args:
+            x: (N, 3, H, W) normalised crops.
+            cues: unused (this network takes no cue channels).
+
+        Returns:
+            every stack's (N, K, H / 4, W / 4) heatmaps by name: ``heatmap_stack<i>`` for the
+            intermediate stacks, ``heatmap`` for the last (the prediction).
+        """
         x = self.stem(x)
         outs = []
         for i, (hg, feat, score) in enumerate(zip(self.hourglasses, self.features, self.scores)):

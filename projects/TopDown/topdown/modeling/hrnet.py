@@ -202,6 +202,13 @@ class PoseHighResolutionNet(TopDownPoseNet):
 
     @classmethod
     def from_config(cls, cfg):
+        """
+        Args:
+            cfg: the config: MODEL.TOPDOWN.NUM_KEYPOINTS and MODEL.HRNET.*.
+
+        Returns:
+            the constructor's keyword arguments.
+        """
         h = cfg.MODEL.HRNET
         return dict(
             num_keypoints=cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
@@ -214,7 +221,14 @@ class PoseHighResolutionNet(TopDownPoseNet):
         )
 
     def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
-        """(N, 3, H, W) crops -> {"heatmap": (N, K, H / 4, W / 4)}."""
+        """
+        Args:
+            x: (N, 3, H, W) normalised crops.
+            cues: unused (this network takes no cue channels).
+
+        Returns:
+            {"heatmap": (N, K, H / 4, W / 4)}.
+        """
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         ys = [self.layer1(x)]

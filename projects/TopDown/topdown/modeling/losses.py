@@ -34,6 +34,13 @@ class JointsMSELoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        """
+        Args:
+            cfg: the config (MODEL.TOPDOWN.BALANCED_LOSS).
+
+        Returns:
+            the constructor's keyword arguments.
+        """
         return {"balanced": cfg.MODEL.TOPDOWN.BALANCED_LOSS}
 
     def forward(self, pred: torch.Tensor, targets: Dict[str, torch.Tensor]) -> torch.Tensor:

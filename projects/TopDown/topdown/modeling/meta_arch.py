@@ -166,9 +166,16 @@ class TopDownPoseEstimator(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
-        """Builds the pose net, codec, loss and cue by their registered names
-        (``MODEL.TOPDOWN.{POSE_NET, CODEC.NAME, LOSS_NAME, CUE}``) and reads the dataset's
-        keypoint metadata and the ``TEST.TOPDOWN`` inference keys."""
+        """Builds the pose net, codec, loss and cue by their registered names.
+
+        Args:
+            cfg: the config: ``MODEL.TOPDOWN.{POSE_NET, CODEC.NAME, LOSS_NAME, CUE}`` and the
+                networks' keys, ``INPUT``, ``TEST.TOPDOWN`` (inference), and ``DATASETS`` (whose
+                keypoint metadata gives the flip map and OKS sigmas).
+
+        Returns:
+            the constructor's keyword arguments.
+        """
         spec = dataset_keypoint_spec(cfg)
         t = cfg.TEST.TOPDOWN
         detector = None

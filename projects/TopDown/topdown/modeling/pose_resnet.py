@@ -73,6 +73,13 @@ class PoseResNet(TopDownPoseNet, ResNet):
 
     @classmethod
     def from_config(cls, cfg):
+        """
+        Args:
+            cfg: the config: MODEL.TOPDOWN.NUM_KEYPOINTS and MODEL.POSE_RESNET.*.
+
+        Returns:
+            the constructor's keyword arguments.
+        """
         p = cfg.MODEL.POSE_RESNET
         return dict(
             num_keypoints=cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
@@ -84,7 +91,14 @@ class PoseResNet(TopDownPoseNet, ResNet):
         )
 
     def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
-        """(N, 3, H, W) crops -> {"heatmap": (N, K, H / 4, W / 4)}."""
+        """
+        Args:
+            x: (N, 3, H, W) normalised crops.
+            cues: unused (this network takes no cue channels).
+
+        Returns:
+            {"heatmap": (N, K, H / 4, W / 4)}.
+        """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return {"heatmap": self.final_layer(self.deconv_layers(x))}
