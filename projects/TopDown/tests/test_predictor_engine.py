@@ -10,10 +10,7 @@ from detectron2.modeling import build_model
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.evaluation import PoseCOCOEvaluator
-from topdown.data import (
-    TopDownTestMapper,
-    load_detection_file,
-)
+from topdown.data import TopDownTestMapper, TopDownTrainMapper, load_detection_file
 from topdown.engine import TopDownCheckpointer
 from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
 
@@ -168,3 +165,22 @@ def test_demo_topdown_mode(tmp_path):
                 *opts,
             ]
         )
+
+
+def test_trainer_hands_the_models_codec_to_the_mapper(tmp_path, monkeypatch):
+    """The codec is built once: the training mapper encodes with the model's codec object."""
+    from topdown.engine import TopDownTrainer
+
+    seen, call = [], TopDownTrainMapper.__call__
+
+    def spy(mapper, person):
+        seen.append(mapper.codec)
+        return call(mapper, person)
+
+    monkeypatch.setattr(TopDownTrainMapper, "__call__", spy)
+    opts = ["OUTPUT_DIR", str(tmp_path), "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "2"]
+    trainer = TopDownTrainer(sample_cfg(*opts))
+    next(iter(trainer._trainer.data_loader))
+    model = trainer._trainer.model
+    assert len(seen) == 2 and all(codec is model.codec for codec in seen)
+    assert "build_model" not in vars(trainer)  # the hooks are gone after construction

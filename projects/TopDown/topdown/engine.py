@@ -51,8 +51,20 @@ class TopDownTrainer(PoseTrainer):
     checkpointer_class = TopDownCheckpointer
     add_config = staticmethod(add_topdown_config)
 
+    def __init__(self, cfg):
+        # The training mapper encodes with the model's own codec: one object makes the targets
+        # and decodes the predictions. detectron2's trainer builds the model, then the loader,
+        # through these two methods; the instance attributes pass the model between them.
+        built = []
+        self.build_model = lambda c: built.append(type(self).build_model(c)) or built[-1]
+        self.build_train_loader = lambda c: type(self).build_train_loader(c, built[-1].codec)
+        super().__init__(cfg)
+        del self.build_model, self.build_train_loader
+
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg, codec=None):
+        """Person crops of DATASETS.TRAIN with the targets of ``codec`` (the model's; by default
+        built from the config as the model builds it)."""
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
         persons = person_dicts(dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS)
         if not persons:
@@ -64,7 +76,7 @@ class TopDownTrainer(PoseTrainer):
         logger.info("Top-down training on %d persons from %d images", len(persons), len(dicts))
         return build_detection_train_loader(
             cfg,
-            mapper=TopDownTrainMapper(cfg, is_train=True),
+            mapper=TopDownTrainMapper(cfg, is_train=True, codec=codec),
             dataset=persons,
             aspect_ratio_grouping=False,
         )
