@@ -49,6 +49,7 @@ Prints a table and, last, a one-line summary to paste into a note (flagged NOISY
 time varied by more than 50% between rounds). The default run takes about 3 minutes on a quiet
 2-core CPU, ``--quick`` about 30 s.
 """
+
 import argparse
 import os
 import statistics
@@ -56,7 +57,9 @@ import time
 import warnings
 
 # detectron2 0.6 on a recent torch: deprecation noise that says nothing about this benchmark
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning
+)
 warnings.filterwarnings("ignore", message=r"torch\.meshgrid", category=UserWarning)
 
 import numpy as np  # noqa: E402
@@ -69,17 +72,27 @@ from detectron2.engine import DefaultPredictor  # noqa: E402
 from detectron2.layers import FrozenBatchNorm2d  # noqa: E402
 
 import multitask_pose  # noqa: E402  (registers MultiTaskROIHeads and coco_person_sample)
+from multitask_pose.config import flatten_config  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOCK_CONFIG = "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml"
-OURS_CONFIGS = {  # --config: (multitask config, its keypoints-only variant or None to turn the mask off)
-    "r50": ("configs/COCO-MultiTask/multitask_rcnn_R_50_FPN_1x.yaml",
-            "configs/COCO-MultiTask/keypoint_rcnn_R_50_FPN_1x.yaml"),
+# --config: (multitask config, its keypoints-only variant or None to turn the mask off)
+OURS_CONFIGS = {
+    "r50": (
+        "configs/COCO-MultiTask/multitask_rcnn_R_50_FPN_1x.yaml",
+        "configs/COCO-MultiTask/keypoint_rcnn_R_50_FPN_1x.yaml",
+    ),
     "r18": ("configs/Synthetic/multitask_rcnn_R_18_FPN_synth.yaml", None),
 }
 # Keys the stock model keeps from its own config when aligned to ours: what makes it stock.
-STOCK_OWN_KEYS = ("MODEL.ROI_HEADS.NAME", "MODEL.MASK_ON", "MODEL.ROI_MASK_HEAD.", "MODEL.WEIGHTS", "MODEL.DEVICE")
+STOCK_OWN_KEYS = (
+    "MODEL.ROI_HEADS.NAME",
+    "MODEL.MASK_ON",
+    "MODEL.ROI_MASK_HEAD.",
+    "MODEL.WEIGHTS",
+    "MODEL.DEVICE",
+)
 TRAINING_ONLY = ("TRAIN", "BATCH_SIZE_PER_IMAGE")  # keys that do not change inference, left alone
 NORM_TYPES = (FrozenBatchNorm2d, torch.nn.BatchNorm2d)
 NOISY = 0.5  # round-to-round variation flagged as disturbed (10-35% is usual on a quiet 2-core VM)
@@ -104,25 +117,23 @@ def fill_defaults(args, quick, full):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_model_timing_args(parser)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
-    fill_defaults(args, quick={"repeats": 1, "images": 2, "size": 320}, full={"repeats": 3, "images": None, "size": None})
+    fill_defaults(
+        args,
+        quick={"repeats": 1, "images": 2, "size": 320},
+        full={"repeats": 3, "images": None, "size": None},
+    )
     if args.warmup < 1 or args.repeats < 1:
-        parser.error("--warmup and --repeats must be at least 1 (the first warm-up run calibrates the norms)")
+        parser.error(
+            "--warmup and --repeats must be at least 1 (the first warm-up run calibrates the norms)"
+        )
     return args
-
-
-def _flat(cfg, prefix=""):
-    out = {}
-    for key, value in cfg.items():
-        if hasattr(value, "items"):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _finish(cfg, args):
@@ -150,10 +161,15 @@ def build_configs(args):
         kp_only.MODEL.MASK_ON = False
     stock = get_cfg()
     stock.merge_from_file(model_zoo.get_config_file(STOCK_CONFIG))
-    stock_keys, ours_keys = _flat(stock), _flat(ours)
-    aligned = [k for k in sorted(stock_keys)
-               if k.startswith(("MODEL.", "INPUT.")) and not k.startswith(STOCK_OWN_KEYS)
-               and not any(word in k for word in TRAINING_ONLY) and stock_keys[k] != ours_keys[k]]
+    stock_keys, ours_keys = flatten_config(stock), flatten_config(ours)
+    aligned = [
+        k
+        for k in sorted(stock_keys)
+        if k.startswith(("MODEL.", "INPUT."))
+        and not k.startswith(STOCK_OWN_KEYS)
+        and not any(word in k for word in TRAINING_ONLY)
+        and stock_keys[k] != ours_keys[k]
+    ]
     stock.merge_from_list([item for k in aligned for item in (k, ours_keys[k])])
     configs = [("stock Keypoint R-CNN", stock), ("ours kp-only", kp_only), ("ours mask+kp", ours)]
     return [(name, _finish(cfg, args)) for name, cfg in configs], aligned
@@ -167,7 +183,11 @@ def calibrate_norms(predictor, image):
         module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
         module.running_var.copy_(x.var(dim=(0, 2, 3)))
 
-    handles = [m.register_forward_pre_hook(set_stats) for m in predictor.model.modules() if isinstance(m, NORM_TYPES)]
+    handles = [
+        m.register_forward_pre_hook(set_stats)
+        for m in predictor.model.modules()
+        if isinstance(m, NORM_TYPES)
+    ]
     predictor(image)
     for handle in handles:
         handle.remove()
@@ -179,9 +199,15 @@ def check_outputs(name, instances, reference):
     if instances.has("pred_masks"):
         fields.append(instances.pred_masks.float())
     if not all(torch.isfinite(f).all() for f in fields):
-        raise FloatingPointError(f"{name}: non-finite outputs from the random weights; try another --seed")
-    if reference is not None and not torch.equal(instances.pred_boxes.tensor, reference.pred_boxes.tensor):
-        raise AssertionError(f"{name}: boxes differ from stock's on the same image, the workloads are not comparable")
+        raise FloatingPointError(
+            f"{name}: non-finite outputs from the random weights; try another --seed"
+        )
+    if reference is not None and not torch.equal(
+        instances.pred_boxes.tensor, reference.pred_boxes.tensor
+    ):
+        raise AssertionError(
+            f"{name}: boxes differ from stock's on the same image, the workloads are not comparable"
+        )
 
 
 def run_rounds(predictors, images, repeats, check=check_outputs):
@@ -202,7 +228,9 @@ def run_rounds(predictors, images, repeats, check=check_outputs):
             for m, instances in enumerate(outputs):
                 check(predictors[m][0], instances, outputs[0] if m else None)
                 dets[m][i] = len(instances)
-                box_px[m][i] = instances.pred_boxes.area().sqrt().mean().item() if len(instances) else 0.0
+                box_px[m][i] = (
+                    instances.pred_boxes.area().sqrt().mean().item() if len(instances) else 0.0
+                )
     return times, dets, box_px
 
 
@@ -211,7 +239,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     files = [d["file_name"] for d in DatasetCatalog.get("coco_person_sample")][: args.images]
-    images = [np.ascontiguousarray(read_image(f, format="BGR")) for f in files]  # as cv2.imread gives
+    images = [
+        np.ascontiguousarray(read_image(f, format="BGR")) for f in files
+    ]  # as cv2.imread gives
     configs, aligned = build_configs(args)
 
     predictors = []
@@ -234,29 +264,52 @@ def main(argv=None):
     size = configs[0][1].INPUT.MIN_SIZE_TEST
     machine = f"{cpu_model()}, {torch.get_num_threads()} threads"
 
-    print(f"bench_inference: {backbone}, DefaultPredictor on {len(images)} COCO images @{size}px, "
-          f"{args.dets} dets/img, {args.repeats} rounds, {machine}")
-    print(f"stock = detectron2 model zoo {STOCK_CONFIG}"
-          + (f" given ours' {', '.join(aligned)}" if aligned else " (unchanged)"))
-    print(f"{'model':<22}{'ROI heads':<19}{'ms/img':>7}{'x stock':>9}{'per image':>12}"
-          f"{'min ms':>8}{'x stock':>9}{'dets/img':>10}{'box px':>8}")
+    print(
+        f"bench_inference: {backbone}, DefaultPredictor on {len(images)} COCO images @{size}px, "
+        f"{args.dets} dets/img, {args.repeats} rounds, {machine}"
+    )
+    print(
+        f"stock = detectron2 model zoo {STOCK_CONFIG}"
+        + (f" given ours' {', '.join(aligned)}" if aligned else " (unchanged)")
+    )
+    print(
+        f"{'model':<22}{'ROI heads':<19}{'ms/img':>7}{'x stock':>9}{'per image':>12}"
+        f"{'min ms':>8}{'x stock':>9}{'dets/img':>10}{'box px':>8}"
+    )
     for m, (name, predictor) in enumerate(predictors):
         per_image = [a / b for a, b in zip(medians[m], medians[0])]
-        print(f"{name:<22}{type(predictor.model.roi_heads).__name__:<19}{ms[m]:>7.0f}{ms[m] / ms[0]:>8.2f}x"
-              f"{min(per_image):>6.2f}-{max(per_image):.2f}{best[m]:>8.0f}{best[m] / best[0]:>8.2f}x"
-              f"{statistics.mean(dets[m]):>10.1f}{statistics.mean(box_px[m]):>8.0f}")
-    print("(ms/img: mean over images of the median over rounds; per image: range of the per-image ratio; "
-          "min ms: same with the fastest round; box px: mean sqrt(box area) in the original image)")
+        print(
+            f"{name:<22}{type(predictor.model.roi_heads).__name__:<19}"
+            f"{ms[m]:>7.0f}{ms[m] / ms[0]:>8.2f}x"
+            f"{min(per_image):>6.2f}-{max(per_image):.2f}{best[m]:>8.0f}{best[m] / best[0]:>8.2f}x"
+            f"{statistics.mean(dets[m]):>10.1f}{statistics.mean(box_px[m]):>8.0f}"
+        )
+    print(
+        "(ms/img: mean over images of the median over rounds; per image: range of the per-image"
+        " ratio; min ms: same with the fastest round; box px: mean sqrt(box area) in the original"
+        " image)"
+    )
     noisy = jitter > NOISY
     if args.repeats == 1:
         print(f"timed part {timed:.0f} s; 1 round, so no measure of the noise")
     else:
-        print(f"timed part {timed:.0f} s; the same call varied by up to {100 * jitter:.0f}% between rounds"
-              + (": other load on the machine? the median ratios are uncertain (the min ones less so); "
-                 "run again or raise --repeats" if noisy else ""))
-    print(f"bench_inference: multitask(mask+kp) {backbone} {ms[2]:.0f} ms/img = {ms[2] / ms[0]:.2f}x stock "
-          f"Keypoint R-CNN ({ms[0]:.0f} ms/img); kp-only {ms[1] / ms[0]:.2f}x; {len(images)} COCO images "
-          f"@{size}px, {args.dets} dets/img, {machine}" + (f"; NOISY: a call varied by up to {100 * jitter:.0f}%" if noisy else ""))
+        print(
+            f"timed part {timed:.0f} s; the same call varied by up to {100 * jitter:.0f}% between"
+            " rounds"
+            + (
+                ": other load on the machine? the median ratios are uncertain (the min ones less"
+                " so); run again or raise --repeats"
+                if noisy
+                else ""
+            )
+        )
+    print(
+        f"bench_inference: multitask(mask+kp) {backbone} {ms[2]:.0f} ms/img ="
+        f" {ms[2] / ms[0]:.2f}x stock Keypoint R-CNN ({ms[0]:.0f} ms/img); kp-only"
+        f" {ms[1] / ms[0]:.2f}x; {len(images)} COCO images "
+        f"@{size}px, {args.dets} dets/img, {machine}"
+        + (f"; NOISY: a call varied by up to {100 * jitter:.0f}%" if noisy else "")
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,13 @@ R-CNN's (the top-down stage's are in ``topdown/config.py``)."""
 
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_multitask_config", "add_pose_config", "get_multitask_cfg", "get_pose_cfg"]
+__all__ = [
+    "add_multitask_config",
+    "add_pose_config",
+    "flatten_config",
+    "get_multitask_cfg",
+    "get_pose_cfg",
+]
 
 
 def add_pose_config(cfg: CN) -> CN:
@@ -70,3 +76,15 @@ def get_multitask_cfg() -> CN:
     from detectron2.config import get_cfg
 
     return add_multitask_config(get_cfg())
+
+
+def flatten_config(cfg: CN, prefix: str = "") -> dict:
+    """``{"MODEL.RESNETS.DEPTH": 50, ...}``: every leaf of a config by its full key, to compare
+    two configs key by key."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, CN):
+            out.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

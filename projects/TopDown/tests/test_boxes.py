@@ -14,7 +14,9 @@ from topdown.data import (
     DetectionFileError,
     TopDownTestMapper,
     filter_person_boxes,
+    gt_person_boxes,
     load_detection_file,
+    person_dicts,
 )
 from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
 
@@ -124,3 +126,36 @@ def test_detector_box_source(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="DETECTOR_CONFIG"):
         build_model(sample_cfg("TEST.TOPDOWN.BOX_SOURCE", "detector"))
+
+
+def test_official_gt_box_cleaning():
+    """GT_BOX_MINUS_ONE: boxes as the official loader cleans them (HRNet lib/dataset/coco.py
+    lines 164-171, written out here per box), for training persons and the "gt" box source."""
+    dicts = DatasetCatalog.get(SAMPLE)
+
+    def official(x, y, w, h, width, height):
+        x1, y1 = np.max((0, x)), np.max((0, y))
+        x2 = np.min((width - 1, x1 + np.max((0, w - 1))))
+        y2 = np.min((height - 1, y1 + np.max((0, h - 1))))
+        return [x1, y1, x2, y2]
+
+    for d in dicts:
+        anns = [a for a in d["annotations"] if not a.get("iscrowd", 0)]
+        expected = [official(*a["bbox"], d["width"], d["height"]) for a in anns]  # bbox is XYWH
+        boxes, _ = gt_person_boxes(d, minus_one=True)
+        np.testing.assert_allclose(boxes, np.array(expected).reshape(-1, 4), atol=1e-3)
+        plain, _ = gt_person_boxes(d)
+        assert np.all(plain[:, 2:] - boxes[:, 2:] >= 1 - 1e-3)  # one pixel less, or clipped
+    cfg = sample_cfg("INPUT.TOPDOWN.GT_BOX_MINUS_ONE", "True")
+    x = TopDownTestMapper(cfg, SAMPLE)(dicts[0])
+    mapped = x["instances"].gt_boxes.tensor.numpy()
+    np.testing.assert_allclose(mapped, gt_person_boxes(dicts[0], True)[0])
+    expected = [
+        official(*a["bbox"], d["width"], d["height"])
+        for d in dicts
+        for a in d["annotations"]
+        if not a.get("iscrowd", 0) and (np.asarray(a["keypoints"])[2::3] > 0).any()
+    ]
+    persons = person_dicts(dicts, gt_box_minus_one=True)
+    assert len(persons) == len(expected) == len(person_dicts(dicts))
+    np.testing.assert_allclose([p["bbox"] for p in persons], expected, atol=1e-6)

@@ -67,27 +67,52 @@ def test_train_mapper_targets_sit_on_the_keypoints():
     np.testing.assert_allclose(back[0, lab, :2] + 0.5, p["keypoints"][lab, :2], atol=0.1)
 
 
-def test_half_body_crops_the_upper_or_the_lower_body():
+def _official_half_body(joints, vis, upper_ids, lower_ids, aspect):
+    """The official HRNet half_body_transform, written out from its code (JointsDataset.py
+    L65-106, leoxiaobin/deep-high-resolution-net.pytorch), in pixels (its pixel_std cancels)."""
+    upper = [j for j in range(len(joints)) if vis[j] > 0 and j in upper_ids]
+    lower = [j for j in range(len(joints)) if vis[j] > 0 and j in lower_ids]
+    if np.random.randn() < 0.5 and len(upper) > 2:
+        selected = upper
+    else:
+        selected = lower if len(lower) > 2 else upper
+    if len(selected) < 2:
+        return None
+    sel = np.array([joints[j] for j in selected], dtype=np.float32)
+    center = sel.mean(axis=0)[:2]
+    left_top, right_bottom = np.amin(sel, axis=0), np.amax(sel, axis=0)
+    w, h = right_bottom[0] - left_top[0], right_bottom[1] - left_top[1]
+    if w > aspect * h:
+        h = w * 1.0 / aspect
+    elif w < aspect * h:
+        w = h * aspect
+    return center, np.array([w, h]) * 1.5
+
+
+def test_half_body_is_the_official_rule():
+    """Centre, size and the upper/lower choice equal the official code's for the same random
+    draws, and the upper body is chosen about 69% of the time (randn < 0.5), not half."""
     cfg = sample_cfg("INPUT.TOPDOWN.HALF_BODY_PROB", "1.0")
     mapper = TopDownTrainMapper(cfg, is_train=True)
     names = MetadataCatalog.get(SAMPLE).keypoint_names
     assert [names[i] for i in mapper.lower] == [
         n for n in names if n.split("_")[-1] in ("hip", "knee", "ankle")
     ]
-    p = max(
-        person_dicts(DatasetCatalog.get(SAMPLE)), key=lambda q: (q["keypoints"][:, 2] > 0).sum()
-    )
-    kp = p["keypoints"]
-    _, full = box_to_center_size(p["bbox"][None], 0.75)
-    seen = set()
-    np.random.seed(0)
-    for _ in range(20):
-        center, size = mapper._half_body(kp)
-        part = mapper.upper if center[1] < kp[kp[:, 2] > 0, 1].mean() else mapper.lower
-        pts = kp[part][kp[part, 2] > 0, :2]
-        seen.add(part is mapper.upper)
-        assert size[1] < full[0, 1]  # a smaller crop than the whole person's
-        np.testing.assert_allclose(
-            center, (pts.min(0) + pts.max(0)) / 2, atol=1e-6
-        )  # centred on the part
-    assert seen == {True, False}  # both halves get picked
+    persons = [
+        p for p in person_dicts(DatasetCatalog.get(SAMPLE)) if (p["keypoints"][:, 2] > 0).sum() > 8
+    ]
+    assert persons
+    upper_ids, lower_ids = set(mapper.upper.tolist()), set(mapper.lower.tolist())
+    uppers = 0
+    for i in range(400):
+        kp = persons[i % len(persons)]["keypoints"]
+        np.random.seed(i)
+        ours = mapper._half_body(kp)
+        np.random.seed(i)
+        ref = _official_half_body(kp[:, :2], kp[:, 2], upper_ids, lower_ids, 0.75)
+        assert (ours is None) == (ref is None)
+        if ref is not None:
+            np.testing.assert_allclose(ours[0], ref[0], rtol=1e-5)
+            np.testing.assert_allclose(ours[1], ref[1], rtol=1e-5)
+            uppers += ref[0][1] < kp[kp[:, 2] > 0, 1].mean()
+    assert 0.6 < uppers / 400 < 0.78  # Phi(0.5) = 0.69

@@ -252,3 +252,33 @@ def test_iou_nms_drops_duplicate_boxes():
     with torch.no_grad():
         out = model([dict(x, instances=inst)])[0]["instances"]
     assert out.scores.tolist() == pytest.approx([0.9, 0.7])
+
+
+@pytest.mark.parametrize("vis_thresh,kept", [(None, 1), (0.2, 2)])
+def test_oks_nms_counts_every_keypoint_unless_told(vis_thresh, kept):
+    """Two poses in one box agree on 12 low-scored keypoints and differ on 5 high-scored ones.
+    The official OKS-NMS (every keypoint counted, TEST.TOPDOWN.OKS_NMS_VIS_THRESH None) finds
+    them duplicates; counting only keypoints above 0.2 in both keeps both."""
+    opts = ["TEST.TOPDOWN.IOU_NMS_THRESH", "1.0", "TEST.TOPDOWN.OKS_NMS_THRESH", "0.5",
+            "TEST.TOPDOWN.RESCORE", "False"]  # fmt: skip
+    if vis_thresh is not None:
+        opts += ["TEST.TOPDOWN.OKS_NMS_VIS_THRESH", str(vis_thresh)]
+    cfg = sample_cfg(*opts)
+    assert cfg.TEST.TOPDOWN.OKS_NMS_VIS_THRESH == vis_thresh  # None is the default
+    model = _oracle_model(cfg, flip_test=False)
+    x = TopDownTestMapper(cfg, SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
+    inst = Instances(x["instances"].image_size)
+    inst.pred_boxes = Boxes(torch.tensor([[100.0, 50, 260, 400], [100.0, 50, 260, 400]]))
+    inst.scores = torch.tensor([0.9, 0.8])
+    rng = np.random.default_rng(0)
+    kp = np.zeros((2, 17, 3))
+    kp[0, :, :2] = rng.uniform(30, 160, (17, 2)) * [1, 1.5]
+    kp[1] = kp[0]
+    kp[1, :5, 0] += 60  # the high-scored keypoints disagree by about 100 image pixels
+    kp[..., 2] = 2
+    peak = torch.full((2, 17, 1, 1), 0.1)
+    peak[:, :5] = 0.9
+    model.pose_net.queue = [model.codec.encode(kp)["heatmaps"] * peak]
+    with torch.no_grad():
+        out = model([dict(x, instances=inst)])[0]["instances"]
+    assert len(out) == kept

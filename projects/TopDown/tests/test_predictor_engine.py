@@ -12,7 +12,7 @@ import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from topdown.data import TopDownTestMapper, TopDownTrainMapper, load_detection_file
 from topdown.engine import TopDownCheckpointer
-from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
+from topdown_testing import SAMPLE, SMALL_HRNET, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
 
 
 def test_predictor_on_the_real_detection_file(tmp_path):
@@ -105,66 +105,24 @@ def test_demo_topdown_mode(tmp_path):
     cfg = sample_cfg()
     weights = tmp_path / "model.pth"
     torch.save({"model": build_model(cfg).state_dict()}, weights)
-    opts = [
-        "MODEL.DEVICE",
-        "cpu",
-        "MODEL.WEIGHTS",
-        str(weights),
-        "DATASETS.TRAIN",
-        f"('{SAMPLE}',)",
-        "DATASETS.TEST",
-        f"('{SAMPLE}',)",
-        "TEST.TOPDOWN.DET_FILE",
-        "",
-        "TEST.TOPDOWN.OKS_NMS_THRESH",
-        "1.0",
-        "TEST.TOPDOWN.IOU_NMS_THRESH",
-        "1.0",
-        "MODEL.HRNET.WIDTH",
-        "18",
-        "MODEL.HRNET.STEM_BLOCKS",
-        "1",
-        "MODEL.HRNET.NUM_MODULES",
-        "(1, 1, 1)",
-        "MODEL.HRNET.NUM_BLOCKS",
-        "(1, 1, 1)",
-    ]
+    # fmt: off
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", str(weights),
+            "DATASETS.TRAIN", f"('{SAMPLE}',)", "DATASETS.TEST", f"('{SAMPLE}',)",
+            "TEST.TOPDOWN.DET_FILE", "", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0",
+            "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0", *SMALL_HRNET]
+    # fmt: on
     config = str(root / "projects" / "TopDown" / "configs" / "COCO" / "hrnet_w32_256x192.yaml")
     out = tmp_path / "demo"
-    demo.main(
-        [
-            "--topdown",
-            "--config-file",
-            config,
-            "--input",
-            str(root / "datasets" / "samples" / "coco"),
-            "--output",
-            str(out),
-            "--dataset",
-            SAMPLE,
-            "--confidence-threshold",
-            "0.5",
-            *opts,
-        ]
-    )
+    args = ["--topdown", "--config-file", config, "--input",
+            str(root / "datasets" / "samples" / "coco"), "--output", str(out)]  # fmt: skip
+    demo.main([*args, "--dataset", SAMPLE, "--confidence-threshold", "0.5", *opts])
     results = json.load(open(out / "results.json"))
     dets = json.load(open(MetadataCatalog.get(SAMPLE).detections_file))
     assert len(results) == sum(d["score"] >= 0.5 for d in dets)
     assert all(len(r["keypoints"]) == 51 for r in results)
     assert len(list(out.glob("*_pred.jpg"))) == 4
     with pytest.raises(ValueError, match="needs --dataset"):
-        demo.main(
-            [
-                "--topdown",
-                "--config-file",
-                config,
-                "--input",
-                str(root / "datasets" / "samples" / "coco"),
-                "--output",
-                str(out),
-                *opts,
-            ]
-        )
+        demo.main([*args, *opts])
 
 
 def test_trainer_hands_the_models_codec_to_the_mapper(tmp_path, monkeypatch):

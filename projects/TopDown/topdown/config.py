@@ -78,6 +78,10 @@ def add_topdown_config(cfg: CN) -> CN:
         8  # ... when the person has more than this many labelled keypoints
     )
     tin.MIN_KEYPOINTS = 1  # training persons need at least this many labelled keypoints
+    # Ground-truth boxes (training crops, BOX_SOURCE "gt") as the official HRNet / SimpleBaseline
+    # loaders clean them: x2 = min(W - 1, x1 + w - 1), i.e. one pixel narrower and lower
+    # (topdown/data/boxes.py official_gt_boxes); False keeps the COCO box.
+    tin.GT_BOX_MINUS_ONE = False
 
     tt = cfg.TEST.TOPDOWN = CN()  # inference (topdown/modeling/meta_arch.py, topdown/data/boxes.py)
     tt.BOX_SOURCE = "gt"  # "gt" (dataset boxes), "file" (DET_FILE) or "detector" (DETECTOR_CONFIG)
@@ -96,6 +100,9 @@ def add_topdown_config(cfg: CN) -> CN:
     # 0.5); the HRNet recipes use the official 1.0 and 0.9 (Base-TopDown.yaml).
     tt.IOU_NMS_THRESH = 0.6
     tt.OKS_NMS_THRESH = 0.5
+    # OKS-NMS counts only keypoints scoring above this in both poses; None counts all of them, as
+    # the official HRNet / SimpleBaseline evaluation does (its oks_nms gets no in_vis_thre).
+    tt.OKS_NMS_VIS_THRESH = None
     return cfg
 
 

@@ -66,7 +66,9 @@ class TopDownTrainer(PoseTrainer):
         """Person crops of DATASETS.TRAIN with the targets of ``codec`` (the model's; by default
         built from the config as the model builds it)."""
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
-        persons = person_dicts(dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS)
+        persons = person_dicts(
+            dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS, cfg.INPUT.TOPDOWN.GT_BOX_MINUS_ONE
+        )
         if not persons:
             raise ValueError(
                 f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)} has no person with at least"

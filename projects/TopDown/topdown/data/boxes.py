@@ -2,6 +2,7 @@
 from a detectron2 detector run in the loop. Every source ends as (boxes XYXY, scores) per image and
 goes through the same :func:`filter_person_boxes`.
 """
+
 import json
 import logging
 import os
@@ -11,7 +12,14 @@ import numpy as np
 import torch
 from detectron2.structures import BoxMode
 
-__all__ = ["DetectionFileError", "filter_person_boxes", "gt_person_boxes", "load_detection_file", "PersonDetector"]
+__all__ = [
+    "DetectionFileError",
+    "PersonDetector",
+    "filter_person_boxes",
+    "gt_person_boxes",
+    "load_detection_file",
+    "official_gt_boxes",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -20,25 +28,43 @@ class DetectionFileError(ValueError):
     """A detection-results file that cannot be used: wrong format or unknown images."""
 
 
-def filter_person_boxes(boxes, scores, image_size: Tuple[int, int], score_thresh: float = 0.0, topk: int = 0,
-                        min_size: float = 0.0, where: str = "") -> Tuple[torch.Tensor, torch.Tensor]:
+def filter_person_boxes(
+    boxes,
+    scores,
+    image_size: Tuple[int, int],
+    score_thresh: float = 0.0,
+    topk: int = 0,
+    min_size: float = 0.0,
+    where: str = "",
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Clip (N, 4) XYXY boxes to the image ``(height, width)``, then drop boxes without area after
     clipping, below ``score_thresh``, with a shorter side below ``min_size``, and beyond the
-    ``topk`` best (0: no limit). Drops are logged with ``where`` (e.g. the image id); never an error.
+    ``topk`` best (0: no limit). Drops are logged with ``where`` (e.g. the image id); never an
+    error.
     """
     boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     scores = torch.as_tensor(scores, dtype=torch.float32, device=boxes.device).reshape(-1)
     h, w = image_size
     finite = torch.isfinite(boxes).all(1) & torch.isfinite(scores)
     boxes = torch.where(finite[:, None], boxes, torch.zeros_like(boxes))
-    clipped = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h), boxes[:, 2].clamp(0, w),
-                           boxes[:, 3].clamp(0, h)], 1)
+    clipped = torch.stack(
+        [
+            boxes[:, 0].clamp(0, w),
+            boxes[:, 1].clamp(0, h),
+            boxes[:, 2].clamp(0, w),
+            boxes[:, 3].clamp(0, h),
+        ],
+        1,
+    )
     side = torch.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1])
     empty = ~finite | (side <= 0)
     keep = ~empty & (scores >= score_thresh) & (side >= min_size)
     if empty.any():
-        logger.warning("%s: skipped %d person boxes without area inside the image (or non-finite)",
-                       where or "image", int(empty.sum()))
+        logger.warning(
+            "%s: skipped %d person boxes without area inside the image (or non-finite)",
+            where or "image",
+            int(empty.sum()),
+        )
     idx = torch.nonzero(keep).flatten()
     idx = idx[torch.argsort(scores[idx], descending=True, stable=True)]
     if topk > 0:
@@ -46,21 +72,42 @@ def filter_person_boxes(boxes, scores, image_size: Tuple[int, int], score_thresh
     return clipped[idx], scores[idx]
 
 
-def gt_person_boxes(dataset_dict: Dict) -> Tuple[np.ndarray, np.ndarray]:
-    """The non-crowd annotated boxes of an image, XYXY, score 1."""
+def official_gt_boxes(boxes_xyxy, width: float, height: float) -> np.ndarray:
+    """(N, 4) XYXY ground-truth boxes as the official HRNet / SimpleBaseline loaders clean them
+    (HRNet lib/dataset/coco.py lines 164-171): ``x1 = max(0, x)``,
+    ``x2 = min(W - 1, x1 + max(0, w - 1))``, the same in y: inclusive pixel corners, one pixel
+    narrower and lower than the COCO box."""
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    x1, y1 = np.maximum(0.0, b[:, 0]), np.maximum(0.0, b[:, 1])
+    x2 = np.minimum(width - 1, x1 + np.maximum(0.0, b[:, 2] - b[:, 0] - 1))
+    y2 = np.minimum(height - 1, y1 + np.maximum(0.0, b[:, 3] - b[:, 1] - 1))
+    return np.stack([x1, y1, x2, y2], axis=1)
+
+
+def gt_person_boxes(dataset_dict: Dict, minus_one: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """The non-crowd annotated boxes of an image, XYXY, score 1; with ``minus_one`` cleaned as
+    the official code does (:func:`official_gt_boxes`)."""
     anns = [a for a in dataset_dict.get("annotations", []) if not a.get("iscrowd", 0)]
-    boxes = np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns],
-                     dtype=np.float32).reshape(-1, 4)
+    boxes = np.array(
+        [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns],
+        dtype=np.float32,
+    ).reshape(-1, 4)
+    if minus_one:
+        boxes = official_gt_boxes(boxes, dataset_dict["width"], dataset_dict["height"])
+        boxes = boxes.astype(np.float32)
     return boxes, np.ones(len(boxes), dtype=np.float32)
 
 
-def load_detection_file(path: str, image_ids, category_id: Optional[int] = 1) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+def load_detection_file(
+    path: str, image_ids, category_id: Optional[int] = 1
+) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
     """Read a COCO detection-results json (a list of ``{"image_id", "category_id", "bbox": [x, y, w,
     h], "score"}``) into ``{image_id: (boxes XYXY (N, 4), scores (N,))}`` for the given images.
 
     Raises :class:`DetectionFileError` on a malformed file or on image ids that are not in the
     dataset (the usual sign of a file made for another split). Images of the dataset without any
-    detection get empty arrays. ``category_id`` keeps one category (1, person, in COCO); None keeps all.
+    detection get empty arrays. ``category_id`` keeps one category (1, person, in COCO); None keeps
+    all.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"detection file not found: {path} (TEST.TOPDOWN.DET_FILE)")
@@ -70,14 +117,22 @@ def load_detection_file(path: str, image_ids, category_id: Optional[int] = 1) ->
         except json.JSONDecodeError as e:
             raise DetectionFileError(f"{path} is not valid json: {e}") from e
     if not isinstance(dets, list):
-        raise DetectionFileError(f"{path}: expected a COCO detection-results list, got a {type(dets).__name__}"
-                                 + (" (a COCO annotation file? give its detections instead)" if isinstance(dets, dict) else ""))
+        raise DetectionFileError(
+            f"{path}: expected a COCO detection-results list, got a {type(dets).__name__}"
+            + (
+                " (a COCO annotation file? give its detections instead)"
+                if isinstance(dets, dict)
+                else ""
+            )
+        )
     image_ids = set(int(i) for i in image_ids)
     per_image: Dict[int, List] = {i: [] for i in image_ids}
     unknown = set()
     for n, d in enumerate(dets):
         if not isinstance(d, dict) or not {"image_id", "bbox", "score"} <= set(d):
-            raise DetectionFileError(f"{path}: entry {n} is not a detection with image_id, bbox, score: {str(d)[:120]}")
+            raise DetectionFileError(
+                f"{path}: entry {n} is not a detection with image_id, bbox, score: {str(d)[:120]}"
+            )
         bbox = d["bbox"]
         if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
             raise DetectionFileError(f"{path}: entry {n} has bbox {bbox!r}; expected [x, y, w, h]")
@@ -89,8 +144,10 @@ def load_detection_file(path: str, image_ids, category_id: Optional[int] = 1) ->
             continue
         per_image[iid].append([*map(float, bbox), float(d["score"])])
     if unknown:
-        raise DetectionFileError(f"{path}: {len(unknown)} image ids are not in the dataset, e.g."
-                                 f" {sorted(unknown)[:5]}; was the file made for another split?")
+        raise DetectionFileError(
+            f"{path}: {len(unknown)} image ids are not in the dataset, e.g."
+            f" {sorted(unknown)[:5]}; was the file made for another split?"
+        )
     out = {}
     for iid, rows in per_image.items():
         a = np.array(rows, dtype=np.float64).reshape(-1, 5)
@@ -112,7 +169,10 @@ class PersonDetector:
         if not config_file or not os.path.isfile(config_file):
             raise FileNotFoundError(f"TEST.TOPDOWN.DETECTOR_CONFIG {config_file!r} is not a file")
         if not weights:
-            raise ValueError("TEST.TOPDOWN.DETECTOR_WEIGHTS is empty: a detector box source needs trained weights")
+            raise ValueError(
+                "TEST.TOPDOWN.DETECTOR_WEIGHTS is empty: a detector box source needs trained"
+                " weights"
+            )
         cfg = get_multitask_cfg()
         cfg.merge_from_file(config_file)
         cfg.MODEL.WEIGHTS = weights

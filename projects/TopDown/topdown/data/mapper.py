@@ -28,7 +28,7 @@ from multitask_pose.shared import flip_keypoints
 
 from ..affine import apply_affine, box_to_center_size, crop_affine, warp_crops
 from ..codec import build_topdown_codec
-from .boxes import gt_person_boxes, load_detection_file
+from .boxes import gt_person_boxes, load_detection_file, official_gt_boxes
 from .cues import build_cue
 
 __all__ = ["person_dicts", "TopDownTrainMapper", "TopDownTestMapper", "lower_body_indices"]
@@ -47,10 +47,13 @@ def lower_body_indices(keypoint_names) -> np.ndarray:
     )
 
 
-def person_dicts(dataset_dicts: List[Dict], min_keypoints: int = 1) -> List[Dict]:
+def person_dicts(
+    dataset_dicts: List[Dict], min_keypoints: int = 1, gt_box_minus_one: bool = False
+) -> List[Dict]:
     """One dict per non-crowd person with at least ``min_keypoints`` labelled keypoints and a box
     of positive area inside the image: ``file_name, image_id, height, width, bbox`` (XYXY, clipped
-    to the image) and ``keypoints`` (K, 3)."""
+    to the image; with ``gt_box_minus_one`` cleaned as the official code does,
+    :func:`official_gt_boxes`) and ``keypoints`` (K, 3)."""
     out = []
     for d in dataset_dicts:
         h, w = d["height"], d["width"]
@@ -61,6 +64,8 @@ def person_dicts(dataset_dicts: List[Dict], min_keypoints: int = 1) -> List[Dict
             if (kp[:, 2] > 0).sum() < min_keypoints:
                 continue
             x0, y0, x1, y1 = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
+            if gt_box_minus_one:
+                x0, y0, x1, y1 = official_gt_boxes([[x0, y0, x1, y1]], w, h)[0].tolist()
             x0, y0 = max(0.0, x0), max(0.0, y0)
             x1, y1 = min(float(w), x1), min(float(h), y1)
             if x1 <= x0 or y1 <= y0:
@@ -157,22 +162,30 @@ class TopDownTrainMapper:
         )
 
     def _half_body(self, kp: np.ndarray):
-        """Center and size of the upper or the lower body's labelled keypoints (official rule:
-        pick the upper body with probability 0.5 when it has more than 2 labelled keypoints, and
-        give up when the chosen part has fewer than 2), padded 1.5x; None to keep the box."""
+        """Center and size of the upper or the lower body's labelled keypoints, the official
+        HRNet rule (``JointsDataset.half_body_transform``): the upper body when
+        ``np.random.randn() < 0.5`` (about 69% of the time) and it has more than 2 labelled
+        keypoints, else the lower body if it has more than 2, else the upper; none when the chosen
+        part has fewer than 2. The centre is the mean of the chosen keypoints; the size their
+        extent grown to the crop's aspect ratio, times 1.5. Returns None to keep the box."""
         vis = kp[:, 2] > 0
         upper, lower = self.upper[vis[self.upper]], self.lower[vis[self.lower]]
-        part = upper if (np.random.rand() < 0.5 and len(upper) > 2) else lower
+        if np.random.randn() < 0.5 and len(upper) > 2:
+            part = upper
+        else:
+            part = lower if len(lower) > 2 else upper
         if len(part) < 2:
-            part = upper if part is lower else lower
-            if len(part) < 2:
-                return None
+            return None
         pts = kp[part, :2]
-        lo, hi = pts.min(0), pts.max(0)
-        center, size = box_to_center_size(
-            np.array([[*lo, *(np.maximum(hi, lo + 1))]]), self.aspect, padding=1.5
-        )
-        return center[0], size[0]
+        w, h = pts.max(0) - pts.min(0)
+        # The official code divides by an extent of 0 when the chosen keypoints coincide; one
+        # pixel instead keeps the crop finite.
+        w, h = max(w, 1.0), max(h, 1.0)
+        if w > self.aspect * h:
+            h = w / self.aspect
+        else:
+            w = h * self.aspect
+        return pts.mean(0), np.array([w, h]) * 1.5
 
     def __call__(self, person: Dict) -> Dict:
         image = utils.read_image(person["file_name"], format=self.image_format)
@@ -222,7 +235,14 @@ class TopDownTestMapper:
     "file"; with "detector" no boxes are attached and the model's detector finds them."""
 
     @configurable
-    def __init__(self, *, image_format="RGB", box_source="gt", detections: Optional[Dict] = None):
+    def __init__(
+        self,
+        *,
+        image_format="RGB",
+        box_source="gt",
+        detections: Optional[Dict] = None,
+        gt_box_minus_one: bool = False,
+    ):
         if box_source not in ("gt", "file", "detector"):
             raise ValueError(
                 f"TEST.TOPDOWN.BOX_SOURCE must be 'gt', 'file' or 'detector', got {box_source!r}"
@@ -232,12 +252,14 @@ class TopDownTestMapper:
         self.image_format = image_format
         self.box_source = box_source
         self.detections = detections
+        self.gt_box_minus_one = gt_box_minus_one
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, dataset_dicts: Optional[List[Dict]] = None):
         """
         Args:
-            cfg: the config: ``TEST.TOPDOWN.{BOX_SOURCE, DET_FILE}`` and ``INPUT.FORMAT``.
+            cfg: the config: ``TEST.TOPDOWN.{BOX_SOURCE, DET_FILE}``, ``INPUT.FORMAT`` and
+                ``INPUT.TOPDOWN.GT_BOX_MINUS_ONE``.
             dataset_name: the test dataset (its ``detections_file`` when DET_FILE is empty).
             dataset_dicts: its dicts, if already loaded (to check the detection file's image ids).
 
@@ -261,7 +283,12 @@ class TopDownTestMapper:
             detections = load_detection_file(path, [d["image_id"] for d in dicts])
             n = sum(len(s) for _, s in detections.values())
             logger.info("Box source: %d detections from %s for %d images", n, path, len(detections))
-        return dict(image_format=cfg.INPUT.FORMAT, box_source=source, detections=detections)
+        return dict(
+            image_format=cfg.INPUT.FORMAT,
+            box_source=source,
+            detections=detections,
+            gt_box_minus_one=cfg.INPUT.TOPDOWN.GT_BOX_MINUS_ONE,
+        )
 
     def __call__(self, dataset_dict: Dict) -> Dict:
         d = copy.copy(dataset_dict)
@@ -278,7 +305,7 @@ class TopDownTestMapper:
             return out
         inst = Instances(image.shape[:2])
         if self.box_source == "gt":
-            boxes, _ = gt_person_boxes(d)
+            boxes, _ = gt_person_boxes(d, self.gt_box_minus_one)
             inst.gt_boxes = Boxes(torch.from_numpy(boxes))
         else:
             boxes, scores = self.detections[d["image_id"]]

@@ -88,6 +88,7 @@ class TopDownPoseEstimator(nn.Module):
         rescore_thresh: float = 0.2,
         iou_nms_thresh: float = 0.6,
         oks_nms_thresh: float = 0.5,
+        oks_nms_vis_thresh: Optional[float] = None,
         det_score_thresh: float = 0.0,
         det_topk: int = 100,
         det_min_size: float = 0.0,
@@ -109,6 +110,8 @@ class TopDownPoseEstimator(nn.Module):
                 column as the official HRNet).
             rescore, rescore_thresh: instance score x mean score of keypoints above the threshold.
             iou_nms_thresh, oks_nms_thresh: box IoU-NMS then OKS-NMS; 1.0 disables either.
+            oks_nms_vis_thresh: OKS-NMS counts only keypoints scoring above it in both poses;
+                None counts all keypoints (the official HRNet / SimpleBaseline evaluation).
             det_score_thresh, det_topk, det_min_size: filters of the input person boxes.
             detector: finds person boxes when the inputs carry none.
         """
@@ -156,6 +159,7 @@ class TopDownPoseEstimator(nn.Module):
         self.flip_test, self.shift_heatmap = flip_test, shift_heatmap
         self.rescore, self.rescore_thresh = rescore, rescore_thresh
         self.iou_nms_thresh, self.oks_nms_thresh = iou_nms_thresh, oks_nms_thresh
+        self.oks_nms_vis_thresh = oks_nms_vis_thresh
         self.det_score_thresh, self.det_topk, self.det_min_size = (
             det_score_thresh,
             det_topk,
@@ -201,6 +205,7 @@ class TopDownPoseEstimator(nn.Module):
             rescore_thresh=t.RESCORE_THRESH,
             iou_nms_thresh=t.IOU_NMS_THRESH,
             oks_nms_thresh=t.OKS_NMS_THRESH,
+            oks_nms_vis_thresh=t.OKS_NMS_VIS_THRESH,
             det_score_thresh=t.DET_SCORE_THRESH,
             det_topk=t.DET_TOPK,
             det_min_size=t.DET_MIN_SIZE,
@@ -341,7 +346,7 @@ class TopDownPoseEstimator(nn.Module):
                     areas,
                     self.oks_sigmas,
                     self.oks_nms_thresh,
-                    self.rescore_thresh,
+                    self.oks_nms_vis_thresh,
                 ).to(self.device)
             ]
         result.pred_boxes = Boxes(boxes[keep])
