@@ -82,3 +82,17 @@ def trained_run(synth_mini, tmp_path_factory):
         ["--config-file", str(RECIPE), *TRAIN_OPTS, "OUTPUT_DIR", str(out)], cwd=out
     )
     return out, proc
+
+
+def flip_indices_by_name(names):
+    """The mirror of every keypoint found from its name alone ("left_x" <-> "right_x", others
+    their own): an independent reference for the flip maps the code derives from metadata."""
+    index = {n: i for i, n in enumerate(names)}
+
+    def mirror(n):
+        for a, b in (("left", "right"), ("right", "left")):
+            if a in n:
+                return n.replace(a, b)
+        return n
+
+    return [index[mirror(n)] for n in names]

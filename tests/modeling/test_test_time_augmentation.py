@@ -11,6 +11,7 @@ from detectron2.engine import DefaultPredictor
 from detectron2.structures import Boxes, Instances
 
 import multitask_pose
+from conftest import flip_indices_by_name
 from multitask_pose.modeling.test_time_augmentation import MultiTaskRCNNWithTTA
 
 
@@ -130,7 +131,8 @@ def test_mirror_equivariance(setup):
     assert torch.allclose(
         torch.stack([W - bm[:, 2], bm[:, 1], W - bm[:, 0], bm[:, 3]], 1), b, atol=1e-3
     )
-    flip = MultiTaskRCNNWithTTA(cfg, predictor.model).flip_indices
+    flip = flip_indices_by_name(MetadataCatalog.get(cfg.DATASETS.TEST[0]).keypoint_names)
+    assert list(MultiTaskRCNNWithTTA(cfg, predictor.model).flip_indices) == flip
     kp_m = out_m.pred_keypoints[:, flip]
     assert torch.allclose(W - kp_m[..., 0], out.pred_keypoints[..., 0], atol=1e-2)
     assert torch.allclose(kp_m[..., 1:], out.pred_keypoints[..., 1:], atol=1e-2)

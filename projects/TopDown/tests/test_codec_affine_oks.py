@@ -249,9 +249,30 @@ def test_oks_nms_edge_cases():
     assert empty.numel() == 0
     # Poses with no keypoint above the visibility threshold have OKS 0 with everything: all kept.
     kp = torch.zeros(3, 17, 3)
-    assert sorted(
-        oks_nms(kp, torch.tensor([0.1, 0.3, 0.2]), torch.ones(3), SIGMAS, 0.5, 0.2).tolist()
-    ) == [0, 1, 2]
+    keep = oks_nms(kp, torch.tensor([0.1, 0.3, 0.2]), torch.ones(3), SIGMAS, 0.5, 0.2)
+    assert keep.tolist() == [1, 2, 0]  # best score first
+
+
+def test_oks_nms_ties_and_the_threshold():
+    """Equal scores keep the input order (stable sort); a pose whose OKS with a kept one equals
+    the threshold is kept (the official rule drops only OKS > thresh)."""
+    pose = torch.rand(1, 17, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pose = pose * 100
+    pose[..., 2] = 1
+    far = pose + torch.tensor([500.0, 0, 0])
+    keep = oks_nms(torch.cat([far, pose, pose]), torch.tensor([0.5, 0.5, 0.5]), torch.ones(3) * 1e4,
+                   SIGMAS, 0.5)  # fmt: skip
+    assert keep.tolist() == [0, 1]  # ties: input order; the copy of pose 1 (OKS 1) is dropped
+    # Pose 1 moved so that every keypoint similarity with pose 0 is exp(-0.5).
+    shifted = pose.clone()
+    area = torch.tensor([1e4, 1e4], dtype=torch.float64)
+    d = torch.sqrt(2 * area[0] * (2 * torch.as_tensor(SIGMAS, dtype=torch.float64)) ** 2 * 0.5)
+    shifted[0, :, 0] += d
+    oks = keypoint_oks(pose, shifted, area[:1], area[1:], SIGMAS)[0, 0].item()
+    assert abs(oks - np.exp(-0.5)) < 1e-9
+    both = torch.cat([pose, shifted])
+    assert oks_nms(both, torch.tensor([0.9, 0.8]), area, SIGMAS, oks).tolist() == [0, 1]
+    assert oks_nms(both, torch.tensor([0.9, 0.8]), area, SIGMAS, oks - 1e-6).tolist() == [0]
     with pytest.raises(ValueError, match="sigmas"):
         keypoint_oks(
             torch.zeros(2, 14, 3), torch.zeros(2, 14, 3), torch.ones(2), torch.ones(2), SIGMAS

@@ -5,6 +5,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import multitask_pose  # noqa: F401  (registers the datasets)
+from conftest import flip_indices_by_name
 from multitask_pose.codecs import GaussianHeatmapCodec
 from topdown.affine import apply_affine, box_to_center_size, crop_affine
 from topdown.data import (
@@ -35,7 +36,7 @@ def test_train_mapper_targets_sit_on_the_keypoints():
         assert out["targets"]["heatmaps"].shape == (17, 64, 48)
         labelled = p["keypoints"][:, 2] > 0
         # flipped: each labelled type k appears in channel flip(k)
-        fi = mapper.flip_indices
+        fi = flip_indices_by_name(MetadataCatalog.get(SAMPLE).keypoint_names)
         w = out["targets"]["target_weight"].numpy() > 0
         assert (w <= labelled[fi]).all() and w.sum() >= 0.5 * labelled.sum()
         coords, _ = codec.decode(out["targets"]["heatmaps"][None])

@@ -6,12 +6,13 @@ import logging
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
 import multitask_pose  # noqa: F401  (registers the datasets)
+from conftest import flip_indices_by_name
 from multitask_pose.codecs import GaussianHeatmapCodec
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from multitask_pose.shared import flip_heatmaps
@@ -21,6 +22,16 @@ from topdown.data import (
 )
 from topdown.modeling import POSE_NET_REGISTRY
 from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
+
+# The flip map written from the keypoint names, independent of the metadata the code reads.
+BY_NAME = flip_indices_by_name(MetadataCatalog.get(SAMPLE).keypoint_names)
+
+
+def test_model_flip_map_is_left_right_by_name():
+    assert sample_cfg().DATASETS.TEST == (SAMPLE,)
+    model = build_model(sample_cfg())
+    assert model.flip_indices.tolist() == BY_NAME
+    assert BY_NAME[1:3] == [2, 1]  # left_eye <-> right_eye: the reference itself is not identity
 
 
 def test_ground_truth_through_the_inference_path_scores_ap_1():
@@ -45,7 +56,7 @@ def test_ground_truth_through_the_inference_path_scores_ap_1():
         hm = codec.encode(apply_affine(kp, crop_affine(center, size, 0, codec.input_size)))[
             "heatmaps"
         ]
-        model.pose_net.queue = [hm, flip_heatmaps(hm, model.flip_indices.numpy())]
+        model.pose_net.queue = [hm, flip_heatmaps(hm, BY_NAME)]
         out = model([x])
         assert not model.pose_net.queue  # both calls happened
         inst = out[0]["instances"]
@@ -99,7 +110,7 @@ def test_flip_test_on_a_mirrored_image_gives_the_mirrored_poses():
 
     a = run(x["image"], boxes)
     b = run(x["image"].flip(-1).contiguous(), mirrored)
-    b_back = b[:, model.flip_indices].clone()
+    b_back = b[:, BY_NAME].clone()
     stride = 4
     b_back[..., 0] = w - b_back[..., 0] - ((stride - 1) / k)[:, None]
     torch.testing.assert_close(
