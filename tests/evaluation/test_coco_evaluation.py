@@ -1,5 +1,6 @@
 """The evaluator gives AP 1.0 on ground truth fed back as predictions, less on perturbed ones,
 and the two COCO API backends agree exactly."""
+
 import numpy as np
 import pytest
 import torch
@@ -22,8 +23,12 @@ def gt_as_predictions(dicts, box_noise=0.0, kp_noise=0.0, seed=0):
         anns = d["annotations"]
         h, w = d["height"], d["width"]
         inst = Instances((h, w))
-        boxes = np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns], np.float32)
-        inst.pred_boxes = Boxes(torch.tensor(boxes + box_noise * rng.normal(size=boxes.shape), dtype=torch.float32))
+        boxes = np.array(
+            [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns], np.float32
+        )
+        inst.pred_boxes = Boxes(
+            torch.tensor(boxes + box_noise * rng.normal(size=boxes.shape), dtype=torch.float32)
+        )
         kp = np.array([a["keypoints"] for a in anns], np.float32).reshape(len(anns), -1, 3)
         kp[..., :2] += kp_noise * rng.normal(size=kp[..., :2].shape)
         inst.pred_keypoints = torch.tensor(kp)
@@ -71,3 +76,136 @@ def test_perturbed_scores_below_one_and_backends_agree(dicts):
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="COCO_EVAL_BACKEND"):
         PoseCOCOEvaluator(DATASET, backend="fast")
+
+
+# ---------------------------------------------------------------- crowd regions, own sigmas, none
+def _write_dataset(tmp_path, name, annotations, k, spec):
+    """A one-image COCO dataset of ``k`` keypoints registered under ``name``."""
+    import json
+
+    import cv2
+
+    from multitask_pose.data.datasets import register_coco_person
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((300, 300, 3), np.uint8))
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 300, "width": 300}],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "keypoints": list(spec.keypoint_names),
+                        "skeleton": []}],
+    }))  # fmt: skip
+    if name not in DatasetCatalog.list():
+        register_coco_person(name, str(path), str(tmp_path), spec=spec)
+    DatasetCatalog.get(name)  # loading sets the category id mapping the evaluator reads, as in use
+    return path
+
+
+def _person(ann_id, x0, k, rng, iscrowd=0):
+    kp = np.zeros((k, 3))
+    kp[:, 0] = x0 + rng.uniform(5, 55, k)
+    kp[:, 1] = rng.uniform(20, 180, k)
+    kp[:, 2] = 2
+    return {"id": ann_id, "image_id": 1, "category_id": 1, "iscrowd": iscrowd,
+            "bbox": [x0, 10, 60, 180], "area": 60 * 180.0, "num_keypoints": k,
+            "keypoints": kp.reshape(-1).tolist()}  # fmt: skip
+
+
+def _predict(evaluator, poses, scores):
+    """COCO-frame (x, y) poses -> the evaluator, as a model's Instances (detectron2 frame)."""
+    inst = Instances((300, 300))
+    kp = np.asarray(poses, np.float32).copy()
+    kp[..., :2] += 0.5  # detectron2 keeps keypoints at COCO value + 0.5
+    inst.pred_keypoints = torch.tensor(kp)
+    xy = kp[..., :2]
+    inst.pred_boxes = Boxes(torch.tensor(np.concatenate([xy.min(1), xy.max(1)], 1)))
+    inst.scores = torch.tensor(scores, dtype=torch.float32)
+    inst.pred_classes = torch.zeros(len(scores), dtype=torch.long)
+    evaluator.reset()
+    evaluator.process([{"image_id": 1}], [{"instances": inst}])
+    return evaluator.evaluate()
+
+
+def _pycocotools_ap(json_path, poses, scores, sigmas):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(json_path))
+        dets = [
+            {"image_id": 1, "category_id": 1, "keypoints": np.ravel(p).tolist(), "score": s}
+            for p, s in zip(poses, scores)
+        ]
+        dt = gt.loadRes(dets)
+        ev = COCOeval(gt, dt, "keypoints")
+        ev.params.kpt_oks_sigmas = np.asarray(sigmas)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return 100 * ev.stats[0]
+
+
+def test_detections_in_a_crowd_region_are_ignored(tmp_path):
+    """A pose inside an iscrowd region matches the region and is ignored, as pycocotools does:
+    the best-scored detection sitting in the crowd does not cost AP."""
+    from multitask_pose.data.keypoints import COCO_PERSON
+
+    rng = np.random.default_rng(0)
+    person = _person(1, 20, 17, rng)
+    crowd = {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1, "bbox": [150, 0, 150, 300],
+             "area": 150 * 300.0, "num_keypoints": 0, "keypoints": [0] * 51}  # fmt: skip
+    path = _write_dataset(tmp_path, "eval_crowd_case", [person, crowd], 17, COCO_PERSON)
+    exact = np.asarray(person["keypoints"]).reshape(17, 3)
+    in_crowd = exact.copy()
+    in_crowd[:, 0] += 170  # inside the crowd box
+    poses, scores = [in_crowd, exact], [0.9, 0.8]
+    ev = PoseCOCOEvaluator("eval_crowd_case", tasks=("keypoints",), distributed=False)
+    ap = _predict(ev, poses, scores)["keypoints"]["AP"]
+    assert ap == pytest.approx(100.0)
+    assert ap == pytest.approx(_pycocotools_ap(path, poses, scores, COCO_PERSON.oks_sigmas))
+    # Without the region the same detection is a false positive ranked first.
+    no_crowd = _write_dataset(tmp_path, "eval_crowd_case_dropped", [person], 17, COCO_PERSON)
+    assert _pycocotools_ap(no_crowd, poses, scores, COCO_PERSON.oks_sigmas) < 60
+
+
+def test_a_fourteen_keypoint_layout_is_scored_with_its_own_sigmas(tmp_path):
+    """The evaluator scores OKS with the dataset's sigmas: equal to pycocotools given them, and
+    different from what other sigmas give (so dropping them could not go unnoticed)."""
+    from multitask_pose.data.keypoints import KeypointSpec
+
+    parts = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+    names = tuple(f"{side}_{p}" for p in parts for side in ("left", "right")) + ("head", "neck")
+    flips = tuple((f"left_{p}", f"right_{p}") for p in parts)
+    sigmas = (0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
+              0.079, 0.079)  # fmt: skip
+    spec = KeypointSpec("fourteen", names, flips, (), sigmas)
+    rng = np.random.default_rng(1)
+    persons = [_person(1, 20, 14, rng), _person(2, 120, 14, rng)]
+    path = _write_dataset(tmp_path, "eval_fourteen", persons, 14, spec)
+    poses = [np.asarray(p["keypoints"]).reshape(14, 3) for p in persons]
+    for p in poses:
+        p[:, :2] += rng.normal(0, 3, (14, 2))
+    scores = [0.9, 0.7]
+    ev = PoseCOCOEvaluator("eval_fourteen", tasks=("keypoints",), distributed=False)
+    ap = _predict(ev, poses, scores)["keypoints"]["AP"]
+    assert ap == pytest.approx(_pycocotools_ap(path, poses, scores, sigmas), abs=1e-9)
+    assert abs(ap - _pycocotools_ap(path, poses, scores, [0.025] * 14)) > 5
+
+
+def test_no_predictions_score_zero_with_a_warning(caplog):
+    """detectron2 reports NaN for a model that predicts nothing; against a non-empty ground
+    truth this evaluator reports zero recall, AP 0, and says so."""
+    ev = PoseCOCOEvaluator(DATASET, tasks=("keypoints",), distributed=False)
+    ev.reset()
+    inst = Instances((10, 10))
+    inst.pred_keypoints = torch.zeros(0, 17, 3)
+    inst.pred_boxes = Boxes(torch.zeros(0, 4))
+    inst.scores = torch.zeros(0)
+    inst.pred_classes = torch.zeros(0, dtype=torch.long)
+    ev.process([{"image_id": DatasetCatalog.get(DATASET)[0]["image_id"]}], [{"instances": inst}])
+    results = ev.evaluate()
+    assert results["keypoints"] == {m: 0.0 for m in ("AP", "AP50", "AP75", "APm", "APl")}
+    assert "No keypoints predictions" in caplog.text
