@@ -85,9 +85,10 @@ def person_dicts(
 
 class TopDownTrainMapper:
     """Person dict -> {"image": (3, H, W) uint8 crop in cfg.INPUT.FORMAT, "targets": the codec's
-    encoding of the person (e.g. "heatmaps" (K, h, w), "target_weight" (K,)), "cues": (C, H, W)
-    when a cue is configured} with the official augmentation: half body, random scale and
-    rotation, horizontal flip through the dataset's flip map."""
+    encoding of the person (e.g. "heatmaps" (K, h, w), "target_weight" (K,)), "crop_affine":
+    (2, 3) original image -> crop, "cues": (C, H, W) when a cue is configured} with the official
+    augmentation: half body, random scale and rotation, horizontal flip through the dataset's flip
+    map (in a flipped crop, channel k holds the mirror keypoint of k)."""
 
     @configurable
     def __init__(
@@ -196,6 +197,7 @@ class TopDownTrainMapper:
         box = np.asarray(person["bbox"], dtype=np.float64)
         center, size = (a[0] for a in box_to_center_size(box[None], self.aspect, self.padding))
         rot = 0.0
+        mirror = np.eye(3)  # original image -> the (possibly flipped) image that is cropped
         if self.is_train:
             if (
                 kp[:, 2] > 0
@@ -215,6 +217,7 @@ class TopDownTrainMapper:
                 box = np.array(
                     [image.shape[1] - 1 - box[2], box[1], image.shape[1] - 1 - box[0], box[3]]
                 )
+                mirror = np.array([[-1.0, 0, image.shape[1] - 1], [0, 1, 0], [0, 0, 1]])
         m = crop_affine(center[None], size[None], rot, self.input_size)
         crop = warp_crops(np.ascontiguousarray(image), m, self.input_size)[0]
         kp_crop = apply_affine(kp[None], m)[0]
@@ -223,6 +226,9 @@ class TopDownTrainMapper:
             "image": torch.as_tensor(np.ascontiguousarray(crop.transpose(2, 0, 1))),
             "targets": targets,
             "image_id": person["image_id"],
+            # original image (official pixel-index frame) -> crop, the flip included (a negative
+            # determinant): what maps the targets back to the annotation.
+            "crop_affine": torch.from_numpy(m[0] @ mirror),
         }
         if self.cue is not None:
             out["cues"] = self.cue(box[None], m, self.input_size)[0]
