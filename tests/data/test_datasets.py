@@ -1,5 +1,6 @@
 """Registered datasets carry keypoint metadata; malformed input fails with a message that names
 the file, annotation id or key."""
+
 import json
 import shutil
 
@@ -9,12 +10,23 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import multitask_pose  # noqa: F401
 from multitask_pose import get_multitask_cfg
-from multitask_pose.data import COCO_PERSON, DatasetFormatError, KeypointSpec, keypoint_spec_of, register_coco_person
+from multitask_pose.data import (
+    COCO_PERSON,
+    DatasetFormatError,
+    KeypointSpec,
+    keypoint_spec_of,
+    register_coco_person,
+)
 from multitask_pose.data.datasets import samples_root
 from multitask_pose.engine import check_datasets
 
-BUILTIN = ["coco_person_sample", "synth_people_train", "synth_people_val", "synth_people_crowd_val",
-           "keypoints_coco_2017_val"]
+BUILTIN = [
+    "coco_person_sample",
+    "synth_people_train",
+    "synth_people_val",
+    "synth_people_crowd_val",
+    "keypoints_coco_2017_val",
+]
 SAMPLE = samples_root() / "coco"
 
 
@@ -31,7 +43,9 @@ def test_flip_indices_are_an_involution_that_swaps_sides():
     assert (idx[idx] == np.arange(COCO_PERSON.num_keypoints)).all()
     names = COCO_PERSON.keypoint_names
     for i, j in enumerate(idx):
-        assert names[j] == names[i].replace("left", "@").replace("right", "left").replace("@", "right")
+        assert names[j] == names[i].replace("left", "@").replace("right", "left").replace(
+            "@", "right"
+        )
 
 
 def test_spec_rejects_flip_pair_with_unknown_name():
@@ -41,10 +55,14 @@ def test_spec_rejects_flip_pair_with_unknown_name():
 
 def test_spec_rejects_flip_map_that_does_not_cover_sided_keypoints():
     names = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
-    with pytest.raises(ValueError, match=r"does not cover the sided keypoints \['left_ear', 'right_ear'\]"):
+    with pytest.raises(
+        ValueError, match=r"does not cover the sided keypoints \['left_ear', 'right_ear'\]"
+    ):
         KeypointSpec("bad", names, (("left_eye", "right_eye"),), (), (0.1,) * 5)
     with pytest.raises(ValueError, match="more than one flip pair"):
-        KeypointSpec("bad", names[:3], (("left_eye", "right_eye"), ("right_eye", "nose")), (), (0.1,) * 3)
+        KeypointSpec(
+            "bad", names[:3], (("left_eye", "right_eye"), ("right_eye", "nose")), (), (0.1,) * 3
+        )
 
 
 def test_coco_sample_loads_with_its_detections_file():
@@ -69,7 +87,9 @@ def write_variant(tmp_path, name, edit):
 
 
 def test_missing_image_names_the_file(tmp_path):
-    write_variant(tmp_path, "bad_missing_image", lambda d, f: (f / d["images"][1]["file_name"]).unlink())
+    write_variant(
+        tmp_path, "bad_missing_image", lambda d, f: (f / d["images"][1]["file_name"]).unlink()
+    )
     with pytest.raises(DatasetFormatError, match="000000040083.jpg"):
         DatasetCatalog.get("bad_missing_image")
 
@@ -80,7 +100,9 @@ def test_keypoints_of_wrong_length_name_the_annotation(tmp_path):
 
     data = write_variant(tmp_path, "bad_keypoint_length", edit)
     bad_id = data["annotations"][3]["id"]
-    with pytest.raises(DatasetFormatError, match=rf"annotation id {bad_id} .*48 numbers.*3 x 17 = 51"):
+    with pytest.raises(
+        DatasetFormatError, match=rf"annotation id {bad_id} .*48 numbers.*3 x 17 = 51"
+    ):
         DatasetCatalog.get("bad_keypoint_length")
 
 
@@ -89,7 +111,9 @@ def test_non_positive_box_names_the_annotation(tmp_path):
         d["annotations"][5]["bbox"][2] = 0
 
     data = write_variant(tmp_path, "bad_box", edit)
-    with pytest.raises(DatasetFormatError, match=rf"annotation id {data['annotations'][5]['id']} .*non-positive"):
+    with pytest.raises(
+        DatasetFormatError, match=rf"annotation id {data['annotations'][5]['id']} .*non-positive"
+    ):
         DatasetCatalog.get("bad_box")
 
 
@@ -123,5 +147,36 @@ def test_keypoint_head_size_must_match_dataset():
     cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = 14
     cfg.DATASETS.TRAIN = ("coco_person_sample",)
     cfg.DATASETS.TEST = ()
-    with pytest.raises(ValueError, match="NUM_KEYPOINTS is 14 but dataset 'coco_person_sample' has 17"):
+    with pytest.raises(
+        ValueError, match="NUM_KEYPOINTS is 14 but dataset 'coco_person_sample' has 17"
+    ):
         check_datasets(cfg)
+
+
+@pytest.mark.parametrize("dataset", ["coco_person_sample", "synth_people_mini_train"])
+def test_rcnn_training_flip_swaps_sides_by_name(dataset, synth_mini):
+    """The multitask R-CNN's training mapper (detectron2's DatasetMapper with the
+    keypoint_hflip_indices it derives from our metadata), forced to flip: every keypoint lands at
+    x -> W - x in the slot of its mirror joint, named by the flip map written from the names."""
+    from detectron2.data import DatasetMapper
+    from detectron2.data import transforms as T
+
+    from conftest import RECIPE, flip_indices_by_name
+
+    cfg = get_multitask_cfg()
+    cfg.merge_from_file(str(RECIPE))
+    cfg.merge_from_list(["DATASETS.TRAIN", f"('{dataset}',)"])
+    mapper = DatasetMapper(cfg, is_train=True)
+    mapper.augmentations = T.AugmentationList([T.RandomFlip(prob=1.0)])
+    by_name = flip_indices_by_name(MetadataCatalog.get(dataset).keypoint_names)
+    record = next(d for d in DatasetCatalog.get(dataset) if len(d["annotations"]) > 1)
+    out = mapper(dict(record))
+    flipped = out["instances"].gt_keypoints.tensor.numpy()
+    anns = [a for a in record["annotations"] if not a.get("iscrowd", 0)]
+    expected = np.array([a["keypoints"] for a in anns], np.float32).reshape(len(anns), -1, 3)
+    expected = expected[:, by_name]
+    expected[..., 0] = record["width"] - expected[..., 0]
+    labelled = expected[..., 2] > 0
+    assert len(flipped) == len(expected) and labelled.any()
+    np.testing.assert_allclose(flipped[labelled][:, :2], expected[labelled][:, :2], atol=1e-3)
+    np.testing.assert_array_equal(flipped[..., 2] > 0, labelled)
