@@ -1,7 +1,10 @@
 """The trainer and ``main`` shared by ``tools/train_net.py`` and the projects' train scripts."""
 
+import glob
 import json
+import logging
 import os
+import pickle
 import time
 from unittest import mock
 
@@ -18,6 +21,12 @@ from ..config import add_multitask_config, add_pose_config, get_pose_cfg
 from ..evaluation import PoseCOCOEvaluator
 from ..layers import deform_offset_parameters
 from .launch import create_ddp_model
+
+logger = logging.getLogger(__name__)
+
+# What loading a checkpoint raises when its file is missing (fvcore asserts), cut short or not
+# a checkpoint.
+_LOAD_ERRORS = (AssertionError, EOFError, OSError, RuntimeError, pickle.UnpicklingError)
 
 __all__ = [
     "MultiTaskTrainer",
@@ -84,6 +93,38 @@ class PoseTrainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return PoseCOCOEvaluator.from_cfg(cfg, dataset_name, output_dir=output_folder)
+
+    def resume_or_load(self, resume=True):
+        """detectron2's; when resuming and ``last_checkpoint`` names no checkpoint (an empty
+        name, a missing file) or one that does not load (a run killed while writing it), the
+        newest checkpoint of OUTPUT_DIR that loads instead, with a warning, and ``last_checkpoint``
+        pointed at it. Raises RuntimeError naming OUTPUT_DIR when none loads."""
+        try:
+            return super().resume_or_load(resume)
+        except _LOAD_ERRORS as e:
+            if not (resume and self.checkpointer.has_checkpoint()):
+                raise
+            failed, error = self.checkpointer.get_checkpoint_file(), e
+        out = self.cfg.OUTPUT_DIR
+        for path in sorted(glob.glob(os.path.join(out, "model_*.pth")), reverse=True):
+            if os.path.abspath(path) == os.path.abspath(failed):
+                continue
+            self.checkpointer.tag_last_checkpoint(os.path.basename(path))
+            try:
+                super().resume_or_load(True)
+            except _LOAD_ERRORS as e:
+                logger.warning("Cannot resume from %s either: %s", path, e)
+                continue
+            logger.warning(
+                "last_checkpoint of %s names %r, which does not load (%s): resumed from %s instead",
+                out, os.path.basename(failed), error, os.path.basename(path),
+            )  # fmt: skip
+            return None
+        raise RuntimeError(
+            f"cannot resume from {out}: last_checkpoint names {os.path.basename(failed)!r}, which"
+            f" does not load ({error}), and no other model_*.pth there loads; start without"
+            " --resume or with another OUTPUT_DIR"
+        )
 
     @classmethod
     def test_with_TTA(cls, cfg, model):
