@@ -45,12 +45,14 @@ def test_predictor_on_the_real_detection_file(tmp_path):
         inst = out[0]["instances"]
         assert len(inst) == n_det
         assert inst.pred_keypoints.shape[1:] == (17, 3)
-        # every keypoint lies inside its (padded) box's crop: near the box
+        # every keypoint lies inside its box's crop (the box grown to 3:4, padded 1.25x)
         b = inst.pred_boxes.tensor
         kp = inst.pred_keypoints
         w, h = (b[:, 2] - b[:, 0]), (b[:, 3] - b[:, 1])
-        side = torch.maximum(w, h * 0.75)[:, None] * 1.25
-        assert ((kp[..., 0] - (b[:, 0:1] + b[:, 2:3]) / 2).abs() <= side).all()
+        crop_w = torch.maximum(w, h * 0.75)[:, None] * 1.25
+        crop_h = crop_w / 0.75
+        assert ((kp[..., 0] - (b[:, 0:1] + b[:, 2:3]) / 2).abs() <= crop_w / 2 + 1).all()
+        assert ((kp[..., 1] - (b[:, 1:2] + b[:, 3:4]) / 2).abs() <= crop_h / 2 + 1).all()
         total += len(inst)
         evaluator.process([x], out)
     assert evaluator.evaluate()["bbox"]["AP"] == pytest.approx(
