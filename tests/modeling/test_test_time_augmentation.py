@@ -163,3 +163,21 @@ def test_flip_map_must_cover_keypoints():
     model = DefaultPredictor(cfg).model
     with pytest.raises(ValueError, match="does not cover the sided keypoints"):
         MultiTaskRCNNWithTTA(cfg, model)
+
+
+def test_one_scale_without_flip_is_the_plain_path(setup):
+    """TTA at the image's own size without flipping is the plain prediction: same boxes, scores
+    and keypoints (detectron2's box merging of one set, keypoint maps averaged over one view)."""
+    cfg, predictor, _, image = setup
+    no_flip = cfg.clone()
+    no_flip.defrost()
+    no_flip.TEST.AUG.FLIP = False
+    plain = predictor(image)["instances"]
+    out = run_tta(MultiTaskRCNNWithTTA(no_flip, predictor.model), image)
+    order_a, order_b = plain.scores.argsort(descending=True), out.scores.argsort(descending=True)
+    assert len(plain) == len(out) > 0
+    torch.testing.assert_close(plain.scores[order_a], out.scores[order_b])
+    torch.testing.assert_close(plain.pred_boxes.tensor[order_a], out.pred_boxes.tensor[order_b])
+    torch.testing.assert_close(
+        plain.pred_keypoints[order_a], out.pred_keypoints[order_b], atol=1e-3, rtol=1e-4
+    )
