@@ -181,3 +181,40 @@ def test_one_scale_without_flip_is_the_plain_path(setup):
     torch.testing.assert_close(
         plain.pred_keypoints[order_a], out.pred_keypoints[order_b], atol=1e-3, rtol=1e-4
     )
+
+
+def test_two_scales_average_the_maps_of_each_scale(setup):
+    """TTA at two scales (no flip) equals an independent computation: for the boxes it returns,
+    the keypoint maps of the image resized to each scale (detectron2's ResizeShortestEdge, boxes
+    scaled alike, the resized images batched together as detectron2 batches them: padding to a
+    common size changes features near the border), averaged, then decoded once."""
+    from detectron2.data import transforms as T
+
+    cfg, predictor, _, image = setup
+    h, w = image.shape[:2]
+    sizes = (min(h, w), int(0.75 * min(h, w)))
+    two = cfg.clone()
+    two.defrost()
+    two.TEST.AUG.FLIP = False
+    two.TEST.AUG.MIN_SIZES = sizes
+    model, heads = predictor.model, predictor.model.roi_heads
+    out = run_tta(MultiTaskRCNNWithTTA(two, model), image)
+    boxes = out.pred_boxes.tensor
+    assert len(boxes) > 0
+    tfms = [T.ResizeShortestEdge(size, 1000).get_transform(image) for size in sizes]
+    inputs = [
+        {"image": torch.as_tensor(t.apply_image(image).transpose(2, 0, 1).copy()), "height": h,
+         "width": w}
+        for t in tfms
+    ]  # fmt: skip
+    scaled = [Boxes(torch.as_tensor(t.apply_box(boxes.numpy()), dtype=torch.float32)) for t in tfms]
+    with torch.no_grad():
+        features = model.backbone(model.preprocess_image(inputs).tensor)
+        pooled = heads.keypoint_pooler([features[f] for f in heads.keypoint_in_features], scaled)
+        maps, offsets = (m.split(len(boxes)) for m in heads.keypoint_head.layers(pooled))
+    codec = heads.keypoint_head.codec
+    expected = decoded(codec, torch.stack(maps).mean(0), boxes, torch.stack(offsets).mean(0))
+    torch.testing.assert_close(out.pred_keypoints, expected, atol=1e-3, rtol=1e-4)
+    # ... and not what one scale alone gives: the average is real.
+    single = decoded(codec, maps[0], boxes, offsets[0])
+    assert (single[..., :2] - expected[..., :2]).abs().max() > 0.05
