@@ -251,14 +251,24 @@ def test_deformable_model_trains_on_cpu(synth_mini):
     assert len(offsets) == 6 + 2  # 2 blocks in each of res3-res5, convs 3 and 4 of the head
     before = [w.detach().clone() for w in offsets]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    loader = iter(build_detection_train_loader(cfg))
+    batch = next(iter(build_detection_train_loader(cfg)))
+    totals = []
     with EventStorage():
-        for _ in range(3):
-            losses = model(next(loader))
+        for _ in range(4):  # one batch: the model fits it, so its loss must fall
+            torch.manual_seed(1)  # the same RoI sampling every step
+            losses = model(batch)
             assert all(torch.isfinite(v) for v in losses.values()), losses
             optimizer.zero_grad()
-            sum(losses.values()).backward()
+            total = sum(losses.values())
+            total.backward()
+            # Each offset predictor moves by exactly -lr x its gradient (plain SGD).
+            grads = [w.grad.detach().clone() for w in offsets]
+            old = [w.detach().clone() for w in offsets]
             optimizer.step()
+            for w, o, g in zip(offsets, old, grads):
+                torch.testing.assert_close(w.detach(), o - 0.01 * g)
+            totals.append(total.item())
+    assert totals[-1] < totals[0], totals
     assert all((w - b).abs().max() > 0 for w, b in zip(offsets, before))
 
 
