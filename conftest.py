@@ -1,5 +1,6 @@
 """Shared fixtures of both test trees (tests/ and projects/TopDown/tests/): small SynthPeople
-splits and one short training run that several tests use."""
+splits, the R-CNN recipe memorising the real COCO sample (shared by several tests) and a short
+SynthPeople training run."""
 
 import json
 import os
@@ -43,6 +44,40 @@ TRAIN_OPTS = [
 ]
 
 
+# Memorisation ("overfit a batch"): the CPU recipe trained on the four real COCO sample images
+# alone (their 14 persons, v=1 points and persons without keypoints included), augmentation off,
+# and evaluated on the same images. Measured (2-core AMD EPYC, alone): keypoint AP 0.937 after 60
+# iterations (1.7 min), 0.964 after 90; box AP 0.78, mask AP 0.57-0.66.
+MEMORISE_OPTS = [
+    "DATASETS.TRAIN",
+    "('coco_person_sample',)",
+    "DATASETS.TEST",
+    "('coco_person_sample',)",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(320,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "448",
+    "INPUT.MIN_SIZE_TEST",
+    "320",
+    "INPUT.MAX_SIZE_TEST",
+    "448",
+    "INPUT.RANDOM_FLIP",
+    "none",
+    "SOLVER.WARMUP_ITERS",
+    "10",
+    "SOLVER.MAX_ITER",
+    "70",
+    "SOLVER.STEPS",
+    "(1000,)",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1000",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+]
+
+
 @pytest.fixture(scope="session")
 def synth_mini():
     """Generate (or reuse from the cache) the registered test-sized SynthPeople splits, before
@@ -74,8 +109,20 @@ def read_metrics(output_dir):
 
 
 @pytest.fixture(scope="session")
+def memorised_rcnn(tmp_path_factory):
+    """The R-CNN recipe memorising the COCO sample (MEMORISE_OPTS), trained once per session with
+    tools/train_net.py and shared by the predictor, demo and TTA tests; returns (output_dir,
+    completed process)."""
+    out = tmp_path_factory.mktemp("memorised_rcnn")
+    proc = run_train_net(
+        ["--config-file", str(RECIPE), *MEMORISE_OPTS, "OUTPUT_DIR", str(out)], cwd=out
+    )
+    return out, proc
+
+
+@pytest.fixture(scope="session")
 def trained_run(synth_mini, tmp_path_factory):
-    """Train the test-sized run once per session with tools/train_net.py; returns
+    """Train the test-sized run on SynthPeople once per session with tools/train_net.py; returns
     (output_dir, completed process)."""
     out = tmp_path_factory.mktemp("trained")
     proc = run_train_net(

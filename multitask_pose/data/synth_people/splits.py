@@ -26,12 +26,17 @@ class SynthSplit:
     seed: int
     crowded: bool = False
     image_size: int = 320
+    basic: bool = False  # the learnable level (see SynthPeople)
 
 
 SPLITS: Dict[str, SynthSplit] = {
     "synth_people_train": SynthSplit(num_images=2000, seed=0),
     "synth_people_val": SynthSplit(num_images=200, seed=1),
     "synth_people_crowd_val": SynthSplit(num_images=100, seed=2, crowded=True),
+    # The basic level: what a from-scratch model learns in minutes on a CPU (tools/
+    # synth_people_stats.py prints each split's statistics; the README table comes from it).
+    "synth_people_basic_train": SynthSplit(num_images=2000, seed=10, basic=True),
+    "synth_people_basic_val": SynthSplit(num_images=200, seed=11, basic=True),
     # Test-sized splits (the test suite's short training runs; also handy for smoke runs).
     "synth_people_mini_train": SynthSplit(num_images=240, seed=100, image_size=256),
     "synth_people_mini_val": SynthSplit(num_images=60, seed=101, image_size=256),
@@ -81,7 +86,8 @@ def ensure_split(name: str, cache_root: str, progress: bool = True) -> Tuple[str
             for d in stale:
                 if os.path.isdir(d):
                     shutil.rmtree(d, ignore_errors=True)
-            gen = SynthPeople(split.seed, image_size=split.image_size, crowded=split.crowded)
+            gen = SynthPeople(split.seed, image_size=split.image_size, crowded=split.crowded,
+                              basic=split.basic)
             gen.write(out, split.num_images, progress=progress)
     return json_path, image_root
 
@@ -98,7 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     split = _split(args.split)
     n = split.num_images if args.num_images is None else args.num_images
     t0 = time.perf_counter()
-    path = SynthPeople(split.seed, split.image_size, split.crowded).write(
+    path = SynthPeople(split.seed, split.image_size, split.crowded, basic=split.basic).write(
         args.out, n, progress=not args.no_progress)
     dt = time.perf_counter() - t0
     with open(path) as f:

@@ -195,5 +195,22 @@ def test_simple_baseline_and_hourglass_outputs():
     assert hg.supervised_outputs() == {"heatmap_stack0": 1.0, "heatmap": 1.0}
     # The published 8-stack hourglass has about 25M parameters (25.1M in the HRNet paper's table).
     assert 24.5e6 < _count(StackedHourglass(num_stacks=8)) < 26e6
-    with pytest.raises(ValueError, match="depth"):
-        PoseResNet(depth=34)
+    with pytest.raises(ValueError, match="depth must be one of"):
+        PoseResNet(depth=42)
+
+
+@pytest.mark.parametrize("depth", [18, 34])
+def test_simple_baseline_basic_block_depths(depth):
+    """The official resnet_spec's 18 and 34: torchvision's backbone without its classifier, and
+    deconvolutions fed by 512 channels (BasicBlock has no expansion)."""
+    import torchvision
+
+    model = PoseResNet(depth=depth)
+    ref = getattr(torchvision.models, f"resnet{depth}")()
+    backbone = sum(p.numel() for n, p in model.named_parameters()
+                   if not n.startswith(("deconv_layers", "final_layer")))
+    assert backbone == _count(ref) - _count(ref.fc)
+    assert model.deconv_layers[0].in_channels == 512
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 3, 96, 64))
+    assert out["heatmap"].shape == (1, 17, 24, 16)

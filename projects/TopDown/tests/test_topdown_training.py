@@ -1,10 +1,13 @@
 """A top-down CPU recipe learns: training for a few minutes raises keypoint AP on held-out
-synthetic data clearly above the untrained model (ground-truth boxes, flip test on)."""
+synthetic data above the untrained model (ground-truth boxes, flip test on). In `make test-slow`:
+`make test` proves learning by memorisation (test_topdown_memorisation.py)."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 TRAIN_NET = ROOT / "projects" / "TopDown" / "train_net.py"
@@ -42,6 +45,7 @@ def _run(args, cwd):
     return proc
 
 
+@pytest.mark.slow
 def test_cpu_recipe_learns_keypoints(synth_mini, tmp_path):
     untrained = tmp_path / "untrained"
     _run(["--eval-only", *OPTS, "OUTPUT_DIR", str(untrained)], tmp_path)

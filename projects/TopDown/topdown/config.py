@@ -56,7 +56,7 @@ def add_topdown_config(cfg: CN) -> CN:
     cfg.MODEL.HRNET.INIT = "normal"
 
     cfg.MODEL.POSE_RESNET = CN()  # SimpleBaseline (Xiao et al. 2018)
-    cfg.MODEL.POSE_RESNET.DEPTH = 50  # 50, 101 or 152
+    cfg.MODEL.POSE_RESNET.DEPTH = 50  # 18, 34, 50, 101 or 152
     cfg.MODEL.POSE_RESNET.NUM_DECONV_LAYERS = 3  # each doubles the resolution (stride 32 -> 4)
     cfg.MODEL.POSE_RESNET.NUM_DECONV_FILTERS = 256
     cfg.MODEL.POSE_RESNET.DECONV_KERNEL = 4  # 2, 3 or 4 (official 4)

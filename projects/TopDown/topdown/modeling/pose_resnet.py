@@ -12,14 +12,21 @@ from typing import Dict
 import torch
 from detectron2.config import configurable
 from torch import nn
-from torchvision.models.resnet import Bottleneck, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from .base import TopDownPoseNet
 from .build import POSE_NET_REGISTRY
 
 __all__ = ["PoseResNet"]
 
-_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+# depth -> (block, blocks per stage): the official resnet_spec (18 and 34 are CPU-sized variants).
+_DEPTHS = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
 _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}  # kernel -> (padding, output_padding)
 
 
@@ -44,10 +51,11 @@ class PoseResNet(TopDownPoseNet, ResNet):
             raise ValueError(
                 f"DECONV_KERNEL must be one of {sorted(_DECONV_PADDING)}, got {deconv_kernel}"
             )
-        super().__init__(Bottleneck, list(_DEPTHS[depth]))
+        block, blocks = _DEPTHS[depth]
+        super().__init__(block, list(blocks))
         del self.avgpool, self.fc
         padding, output_padding = _DECONV_PADDING[deconv_kernel]
-        layers, cin = [], 512 * Bottleneck.expansion
+        layers, cin = [], 512 * block.expansion
         for _ in range(num_deconv_layers):
             layers += [
                 nn.ConvTranspose2d(

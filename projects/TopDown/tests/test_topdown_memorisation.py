@@ -1,0 +1,60 @@
+"""Memorisation ("overfit a batch") on real data, for each top-down family: HRNet, SimpleBaseline
+and the stacked hourglass, trained on the persons of the four real COCO sample images alone (their
+ground-truth boxes) and evaluated on them with flip test, reach keypoint AP >= 0.9. On real COCO
+annotations (v=1 points, persons without keypoints are skipped, boxes of all shapes) this proves
+that the crop affine, the heatmap targets, the loss, training flips, the flip test and decoding
+agree: a disagreement in any of them caps what a memorising network can score.
+
+Geometric augmentation is off (scale, rotation, half body); horizontal flips stay on because the
+flip test averages each crop with its mirror, which a network never shown mirrored people gets
+wrong (HRNet, 100 iterations: keypoint AP 0.865 without training flips, 0.929 with). The codec is
+the synthetic recipes' (sub-pixel targets, DARK decoding): the official whole-cell one caps AP at
+0.78 on 24x16 heatmaps even for perfect heatmaps."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+TRAIN_NET = ROOT / "projects" / "TopDown" / "train_net.py"
+RECIPE = ROOT / "projects" / "TopDown" / "configs" / "Synthetic" / "hrnet_w18_small_synth.yaml"
+
+# fmt: off
+MEMORISE_OPTS = [
+    "DATASETS.TRAIN", "('coco_person_sample',)", "DATASETS.TEST", "('coco_person_sample',)",
+    "SOLVER.IMS_PER_BATCH", "12", "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_ITERS", "10",
+    "SOLVER.CHECKPOINT_PERIOD", "100000", "DATALOADER.NUM_WORKERS", "0",
+    "INPUT.TOPDOWN.SCALE_FACTOR", "0.0", "INPUT.TOPDOWN.ROTATION_PROB", "0.0",
+    "INPUT.TOPDOWN.HALF_BODY_PROB", "0.0", "SEED", "42",
+]
+# family -> (iterations, options): the CPU-sized member of each family. Measured keypoint AP (2-core
+# AMD EPYC, alone, seconds of train_net): HRNet-W18-small 0.929 after 100 iterations, 0.986 after
+# 150 (47 s); SimpleBaseline R-18 0.900 after 150, 1.000 after 250 (72 s); the 2-stack hourglass
+# (64 features, 2 levels) learns slower from its larger initial outputs: 0.864 after 300 at
+# BASE_LR 0.01, 0.944 after 400 (88 s); with 128 features 0.822 after 250 (at 0.005).
+FAMILIES = {
+    "hrnet": (150, []),
+    "simple_baseline": (250, ["MODEL.TOPDOWN.POSE_NET", "PoseResNet",
+                              "MODEL.POSE_RESNET.DEPTH", "18"]),
+    "hourglass": (400, ["MODEL.TOPDOWN.POSE_NET", "StackedHourglass",
+                        "MODEL.HOURGLASS.NUM_STACKS", "2", "MODEL.HOURGLASS.NUM_FEATURES", "64",
+                        "MODEL.HOURGLASS.DEPTH", "2", "SOLVER.BASE_LR", "0.01"]),
+}
+# fmt: on
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_topdown_family_memorises_the_coco_sample(family, tmp_path):
+    iters, opts = FAMILIES[family]
+    steps = f"({int(0.8 * iters)}, {int(0.95 * iters)})"
+    cmd = [sys.executable, str(TRAIN_NET), "--config-file", str(RECIPE), *MEMORISE_OPTS, *opts,
+           "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", steps, "OUTPUT_DIR", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    results = json.loads((tmp_path / "results_coco_person_sample.json").read_text())
+    kp = results["keypoints"]  # AP in percent, as detectron2 reports it
+    assert kp["AP"] >= 90.0 and kp["AP50"] == pytest.approx(100.0), (family, kp)
+    assert "topdown train_net coco_person_sample: " in proc.stdout
