@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from conftest import RECIPE, ROOT, TRAIN_OPTS, run_train_net
+from conftest import RECIPE, ROOT, TRAIN_OPTS
 from multitask_pose import get_multitask_cfg
 from multitask_pose.engine import MultiTaskTrainer
 
