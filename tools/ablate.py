@@ -1,19 +1,25 @@
 #!/usr/bin/env python
-"""Train a list of configs with one budget and seed and tabulate their COCO AP and cost.
+"""Train a list of configs with one budget and one or more seeds and tabulate their COCO AP and
+cost.
 
-    python tools/ablate.py                                  # every configs/Synthetic/ablation/*.yaml
-    python tools/ablate.py --configs plain offset --max-iter 300 -- DATASETS.TRAIN "('synth_people_mini_train',)"
+    python tools/ablate.py                      # every configs/Synthetic/ablation/*.yaml
+    python tools/ablate.py --seeds 42 43        # two seeds per config
+    python tools/ablate.py --configs plain offset --max-iter 300 -- TEST.EVAL_PERIOD 0
 
-Each config is trained with tools/train_net.py into ``<output>/<name>`` (same SEED, same
-SOLVER.MAX_ITER/STEPS when --max-iter is given, any further overrides after ``--``), evaluated on
-its DATASETS.TEST at the end, and the table (box/mask/keypoint AP, keypoint AP50/AP75, training
-minutes, inference ms/image from detectron2's inference log) is written to ``<output>/ablation.md``
-and printed, with a last line to paste into a note.
+Each config is trained with tools/train_net.py once per seed into ``<output>/<name>/seed<seed>``
+(SEED set, the same SOLVER.MAX_ITER/STEPS when --max-iter is given, any further overrides after
+``--``), evaluated on its DATASETS.TEST at the end, and the table (box/mask/keypoint AP, keypoint
+AP50/AP75, training minutes, inference ms/image from detectron2's inference log) is written to
+``<output>/ablation.md`` and printed, with a last line to paste into a note. With several seeds
+each AP cell gives the mean and every seed's value, and a last column says by how much each
+config's keypoint AP differs from the first config's and whether that difference exceeds the seed
+spread (the larger of the two configs' max - min over seeds): a smaller difference is noise.
 
 Killed half-way? Run the same command again: finished configs are read back from their results
 files, an interrupted one resumes from its last checkpoint (train_net --resume; its training
 minutes then count the resumed part only). A different budget needs a different --output.
 """
+
 import argparse
 import json
 import os
@@ -26,16 +32,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ABLATION_DIR = ROOT / "configs" / "Synthetic" / "ablation"
 # The study's order: the baseline, each method added, then the two design comparisons.
-ORDER = ["plain", "dcn_rb", "dcn_rb_h", "offset", "dcn_rb_h_offset", "kp_only", "single_scale"]
+ORDER = [
+    "plain",
+    "dcn_rb",
+    "dcn_rb_h",
+    "offset",
+    "dcn_rb_h_offset",
+    "balanced",
+    "kp_only",
+    "single_scale",
+]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", help="names in configs/Synthetic/ablation or yaml paths (default: all)")
-    parser.add_argument("--output", default="output/ablation", help="one sub-folder per config, and ablation.md")
-    parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER for every config (steps scaled to it)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run, after --")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        help="names in configs/Synthetic/ablation or yaml paths (default: all)",
+    )
+    parser.add_argument(
+        "--output", default="output/ablation", help="one sub-folder per config, and ablation.md"
+    )
+    parser.add_argument(
+        "--max-iter", type=int, help="SOLVER.MAX_ITER for every config (steps scaled to it)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="SEED of each run")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="config overrides for every run, after --"
+    )
     args = parser.parse_args(argv)
     if args.opts and args.opts[0] == "--":
         args.opts = args.opts[1:]
@@ -66,49 +93,104 @@ def budget_opts(config_path, max_iter):
     cfg = multitask_pose.get_multitask_cfg()
     cfg.merge_from_file(str(config_path))
     # Each step strictly inside the schedule, as detectron2's scheduler requires.
-    steps = tuple(sorted({min(max(1, round(s * max_iter / cfg.SOLVER.MAX_ITER)), max_iter - 1) for s in cfg.SOLVER.STEPS}))
+    steps = tuple(
+        sorted(
+            {
+                min(max(1, round(s * max_iter / cfg.SOLVER.MAX_ITER)), max_iter - 1)
+                for s in cfg.SOLVER.STEPS
+            }
+        )
+    )
     warmup = min(cfg.SOLVER.WARMUP_ITERS, max_iter // 4)
-    return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", str(steps), "SOLVER.WARMUP_ITERS", str(warmup)]
+    return [
+        "SOLVER.MAX_ITER",
+        str(max_iter),
+        "SOLVER.STEPS",
+        str(steps),
+        "SOLVER.WARMUP_ITERS",
+        str(warmup),
+    ]
 
 
 def parse_log(log_text, max_iter):
     """Training seconds (detectron2's timed seconds per iteration, which leave out the first
     iterations and the evaluations, times all iterations) and inference ms/image, from log.txt."""
-    train = re.findall(r"Overall training speed: \d+ iterations in [\d:]+ \(([\d.]+) s / it\)", log_text)
-    infer = re.findall(r"Total inference pure compute time: .*?\(([\d.]+) s / iter per device", log_text)
+    train = re.findall(
+        r"Overall training speed: \d+ iterations in [\d:]+ \(([\d.]+) s / it\)", log_text
+    )
+    infer = re.findall(
+        r"Total inference pure compute time: .*?\(([\d.]+) s / iter per device", log_text
+    )
     seconds = float(train[-1]) * max_iter if train else float("nan")
     return seconds, 1000 * float(infer[-1]) if infer else float("nan")
 
 
-def run_one(name, path, args, out_root):
-    out = out_root / name
+def run_one(name, path, args, out_root, seed):
+    out = out_root / name / f"seed{seed}"
     done = out / "ablation_row.json"
+    name_s = f"{name} seed {seed}"
     if done.exists():
-        print(f"ablate: {name}: finished earlier, reading {done}", flush=True)
+        print(f"ablate: {name_s}: finished earlier, reading {done}", flush=True)
         return json.loads(done.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    opts = budget_opts(path, args.max_iter) + ["SEED", str(args.seed), "OUTPUT_DIR", str(out), *args.opts]
+    opts = budget_opts(path, args.max_iter) + [
+        "SEED",
+        str(seed),
+        "OUTPUT_DIR",
+        str(out),
+        *args.opts,
+    ]
     resume = (out / "last_checkpoint").exists()
-    cmd = [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(path), *(["--resume"] if resume else []), *opts]
-    print(f"ablate: {name}: training{' (resuming)' if resume else ''}; log in {out / 'log.txt'}", flush=True)
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "train_net.py"),
+        "--config-file",
+        str(path),
+        *(["--resume"] if resume else []),
+        *opts,
+    ]
+    print(
+        f"ablate: {name_s}: training{' (resuming)' if resume else ''}; log in {out / 'log.txt'}",
+        flush=True,
+    )
     start = time.perf_counter()
     with open(out / "ablate_stdout.txt", "a") as log:
         proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode:
-        raise SystemExit(f"ablate: {name} failed (exit {proc.returncode}); see {out / 'ablate_stdout.txt'}")
+        raise SystemExit(
+            f"ablate: {name_s} failed (exit {proc.returncode}); see {out / 'ablate_stdout.txt'}"
+        )
     results = sorted(out.glob("results_*.json"))
     if not results:
-        raise SystemExit(f"ablate: {name} wrote no results file; is DATASETS.TEST empty or TEST.EVAL_PERIOD off?")
+        raise SystemExit(
+            f"ablate: {name_s} wrote no results file; "
+            "is DATASETS.TEST empty or TEST.EVAL_PERIOD off?"
+        )
     res = json.loads(results[0].read_text())
-    max_iter = int(re.search(r"^  MAX_ITER: (\d+)", (out / "config.yaml").read_text(), re.M).group(1))
+    max_iter = int(
+        re.search(r"^  MAX_ITER: (\d+)", (out / "config.yaml").read_text(), re.M).group(1)
+    )
     train_s, infer_ms = parse_log((out / "log.txt").read_text(), max_iter)
-    row = {"name": name, "config": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
-           "dataset": results[0].stem[len("results_"):], "box": res.get("bbox", {}).get("AP"),
-           "mask": res.get("segm", {}).get("AP"), "kp": res["keypoints"]["AP"], "kp50": res["keypoints"]["AP50"],
-           "kp75": res["keypoints"]["AP75"], "train_min": train_s / 60, "infer_ms": infer_ms,
-           "wall_min": (time.perf_counter() - start) / 60}
+    row = {
+        "name": name,
+        "seed": seed,
+        "config": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+        "dataset": results[0].stem[len("results_") :],
+        "box": res.get("bbox", {}).get("AP"),
+        "mask": res.get("segm", {}).get("AP"),
+        "kp": res["keypoints"]["AP"],
+        "kp50": res["keypoints"]["AP50"],
+        "kp75": res["keypoints"]["AP75"],
+        "train_min": train_s / 60,
+        "infer_ms": infer_ms,
+        "wall_min": (time.perf_counter() - start) / 60,
+    }
     done.write_text(json.dumps(row, indent=1))
-    print(f"ablate: {name}: box AP {fmt(row['box'])}, keypoint AP {fmt(row['kp'])} in {row['train_min']:.1f} min", flush=True)
+    print(
+        f"ablate: {name_s}: box AP {fmt(row['box'])}, keypoint AP {fmt(row['kp'])} "
+        f"in {row['train_min']:.1f} min",
+        flush=True,
+    )
     return row
 
 
@@ -116,13 +198,47 @@ def fmt(ap):
     return "-" if ap is None else f"{ap / 100:.3f}"
 
 
-def table(rows, header_note):
-    lines = [header_note, "",
-             "| config | box AP | mask AP | kp AP | kp AP50 | kp AP75 | train min | infer ms/img |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['name']} | {fmt(r['box'])} | {fmt(r['mask'])} | {fmt(r['kp'])} | {fmt(r['kp50'])} | "
-                     f"{fmt(r['kp75'])} | {r['train_min']:.1f} | {r['infer_ms']:.0f} |")
+def cell(runs, key):
+    """One config's value over its seeds: ``mean (v1, v2, ...)``, or the value for one seed."""
+    vals = [r[key] for r in runs]
+    if any(v is None for v in vals):
+        return "-"
+    if len(vals) == 1:
+        return fmt(vals[0])
+    return f"{fmt(sum(vals) / len(vals))} ({', '.join(fmt(v) for v in vals)})"
+
+
+def versus_first(runs, first):
+    """Keypoint AP difference of the means from the first config's, and whether it exceeds the
+    seed spread: the larger max - min over seeds of the two configs."""
+    mean = sum(r["kp"] for r in runs) / len(runs)
+    mean0 = sum(r["kp"] for r in first) / len(first)
+    spread = max(max(r["kp"] for r in rs) - min(r["kp"] for r in rs) for rs in (runs, first))
+    verdict = "yes" if abs(mean - mean0) > spread else "no"
+    return f"{(mean - mean0) / 100:+.3f} (spread {spread / 100:.3f}: {verdict})"
+
+
+def table(groups, header_note):
+    """``groups``: [(name, [row per seed])]."""
+    several = len(groups[0][1]) > 1
+    extra = " kp AP vs first, exceeds seed spread |" if several else ""
+    lines = [
+        header_note,
+        "",
+        "| config | box AP | mask AP | kp AP | kp AP50 | kp AP75 | train min | infer ms/img |"
+        + extra,
+        "|---|---|---|---|---|---|---|---|" + ("---|" if several else ""),
+    ]
+    for name, runs in groups:
+        train = sum(r["train_min"] for r in runs) / len(runs)
+        infer = sum(r["infer_ms"] for r in runs) / len(runs)
+        line = (
+            f"| {name} | {cell(runs, 'box')} | {cell(runs, 'mask')} | {cell(runs, 'kp')} | "
+            f"{cell(runs, 'kp50')} | {cell(runs, 'kp75')} | {train:.1f} | {infer:.0f} |"
+        )
+        if several:
+            line += f" {versus_first(runs, groups[0][1])} |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -131,17 +247,30 @@ def main(argv=None):
     names = args.configs or [n for n in ORDER if (ABLATION_DIR / f"{n}.yaml").exists()]
     configs = [resolve(n) for n in names]
     out_root = (ROOT / args.output) if not os.path.isabs(args.output) else Path(args.output)
-    rows = [run_one(name, path, args, out_root) for name, path in configs]
+    groups = [
+        (name, [run_one(name, path, args, out_root, seed) for seed in args.seeds])
+        for name, path in configs
+    ]
     from multitask_pose.env import cpu_model
 
     budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each config's own schedule"
-    note = (f"Ablation on {rows[0]['dataset']}: {budget}, SEED {args.seed}"
-            + (f", overrides {' '.join(args.opts)}" if args.opts else "") + f"; {cpu_model()}.")
-    text = table(rows, note)
+    seeds = ", ".join(str(s) for s in args.seeds)
+    note = (
+        f"Ablation on {groups[0][1][0]['dataset']}: {budget}, SEED {seeds}"
+        + (f", overrides {' '.join(args.opts)}" if args.opts else "")
+        + f"; {cpu_model()}."
+    )
+    text = table(groups, note)
     (out_root / "ablation.md").write_text(text)
     print(text)
-    print("ablate: " + "; ".join(f"{r['name']} kp AP {fmt(r['kp'])} AP75 {fmt(r['kp75'])} box {fmt(r['box'])}"
-                                 for r in rows) + f" ({budget}, seed {args.seed})")
+    print(
+        "ablate: "
+        + "; ".join(
+            f"{name} kp AP {cell(runs, 'kp')} AP75 {cell(runs, 'kp75')} box {cell(runs, 'box')}"
+            for name, runs in groups
+        )
+        + f" ({budget}, seeds {seeds})"
+    )
 
 
 if __name__ == "__main__":

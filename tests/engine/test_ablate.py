@@ -31,7 +31,7 @@ TINY = [
 ]
 
 
-def ablate(out, *names):
+def ablate(out, *names, seeds=("1", "2")):
     cmd = [
         sys.executable,
         str(ROOT / "tools" / "ablate.py"),
@@ -39,6 +39,8 @@ def ablate(out, *names):
         *names,
         "--max-iter",
         "4",
+        "--seeds",
+        *seeds,
         "--output",
         str(out),
         "--",
@@ -48,37 +50,52 @@ def ablate(out, *names):
 
 
 def test_ablate_table_and_rerun(synth_mini, tmp_path):
-    proc = ablate(tmp_path, "plain", "dcn_rb_h_offset")
+    """Two configs, two seeds each: every run's row holds the figures of the results file
+    train_net wrote; the table gives each config's mean and both seeds' values, and the keypoint
+    AP difference from the first config with its verdict against the seed spread."""
+    names = ("plain", "dcn_rb_h_offset")
+    proc = ablate(tmp_path, *names)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     table = (tmp_path / "ablation.md").read_text()
-    rows = [
-        line
-        for line in table.splitlines()
-        if line.startswith("| plain") or line.startswith("| dcn_rb_h_offset")
-    ]
+    rows = {n: line for n in names for line in table.splitlines() if line.startswith(f"| {n} |")}
     assert len(rows) == 2, table
-    assert "SOLVER.MAX_ITER 4" in table and "coco_person_sample" in table
-    for name in ("plain", "dcn_rb_h_offset"):
-        row = json.loads((tmp_path / name / "ablation_row.json").read_text())
-        # The common budget reached train_net: 4 iterations, steps scaled from the recipe's.
-        cfg = (tmp_path / name / "config.yaml").read_text()
-        assert "MAX_ITER: 4" in cfg and row["train_min"] > 0 and row["infer_ms"] > 0
-        # The row holds the figures of the results file train_net wrote, and the table shows them.
-        res = json.loads((tmp_path / name / "results_coco_person_sample.json").read_text())
-        assert (row["box"], row["kp"], row["kp50"], row["kp75"]) == (
-            res["bbox"]["AP"],
-            res["keypoints"]["AP"],
-            res["keypoints"]["AP50"],
-            res["keypoints"]["AP75"],
-        )
-        line = next(r for r in rows if r.startswith(f"| {name} |"))
-        assert line.split(" | ")[1:6] == [
-            f"{res['bbox']['AP'] / 100:.3f}", f"{res['segm']['AP'] / 100:.3f}",
-            f"{res['keypoints']['AP'] / 100:.3f}", f"{res['keypoints']['AP50'] / 100:.3f}",
-            f"{res['keypoints']['AP75'] / 100:.3f}",
+    assert "SOLVER.MAX_ITER 4" in table and "coco_person_sample" in table and "SEED 1, 2" in table
+    res = {}
+    for name in names:
+        for seed in (1, 2):
+            out = tmp_path / name / f"seed{seed}"
+            row = json.loads((out / "ablation_row.json").read_text())
+            # The common budget and the seed reached train_net: 4 iterations, steps scaled.
+            cfg = (out / "config.yaml").read_text()
+            assert "MAX_ITER: 4" in cfg and f"SEED: {seed}" in cfg
+            assert row["train_min"] > 0 and row["infer_ms"] > 0
+            r = json.loads((out / "results_coco_person_sample.json").read_text())
+            assert (row["box"], row["kp"], row["kp50"], row["kp75"]) == (
+                r["bbox"]["AP"],
+                r["keypoints"]["AP"],
+                r["keypoints"]["AP50"],
+                r["keypoints"]["AP75"],
+            )
+            res[name, seed] = r
+
+    def mean_and_values(name, task, metric):
+        a, b = (res[name, s][task][metric] / 100 for s in (1, 2))
+        return f"{(a + b) / 2:.3f} ({a:.3f}, {b:.3f})"
+
+    for name in names:
+        cells = rows[name].split(" | ")
+        assert cells[1:6] == [
+            mean_and_values(name, "bbox", "AP"), mean_and_values(name, "segm", "AP"),
+            mean_and_values(name, "keypoints", "AP"), mean_and_values(name, "keypoints", "AP50"),
+            mean_and_values(name, "keypoints", "AP75"),
         ]  # fmt: skip
+        kp = {n: [res[n, s]["keypoints"]["AP"] / 100 for s in (1, 2)] for n in names}
+        diff = sum(kp[name]) / 2 - sum(kp["plain"]) / 2
+        spread = max(max(v) - min(v) for v in (kp[name], kp["plain"]))
+        verdict = "yes" if abs(diff) > spread else "no"
+        assert cells[8].strip(" |") == f"{diff:+.3f} (spread {spread:.3f}: {verdict})", cells
     assert proc.stdout.strip().splitlines()[-1].startswith("ablate: plain kp AP")
-    again = ablate(tmp_path, "plain", "dcn_rb_h_offset")
-    assert again.returncode == 0 and again.stdout.count("finished earlier") == 2, again.stdout
+    again = ablate(tmp_path, *names)
+    assert again.returncode == 0 and again.stdout.count("finished earlier") == 4, again.stdout
     bad = ablate(tmp_path, "no_such_config")
     assert bad.returncode != 0 and "no config 'no_such_config'" in bad.stderr

@@ -1,5 +1,6 @@
 """Every TopDown recipe builds on the CPU, its network makes heatmaps of the configured size from
-crops of the configured size, and the COCO recipes have the published parameter counts."""
+crops of the configured size, and the COCO recipes flip-test (their networks' parameter counts:
+test_pose_nets.py)."""
 
 from pathlib import Path
 
@@ -55,9 +56,9 @@ def test_recipe_builds_and_makes_heatmaps(recipe):
         assert len(supervised) == cfg.MODEL.HOURGLASS.NUM_STACKS  # intermediate supervision
     assert set(supervised) <= set(outs)
     if recipe in PUBLISHED:
-        millions = sum(p.numel() for p in model.pose_net.parameters()) / 1e6
-        assert abs(millions - PUBLISHED[recipe]) < 0.35, (recipe, millions)
-        assert cfg.TEST.TOPDOWN.FLIP_TEST  # the box sources: test_topdown_faithfulness.py
+        # Parameter counts: test_pose_nets.py (the networks these recipes name, 0.05M of the
+        # published figures); the recipes' settings against the papers: test_topdown_faithfulness.
+        assert cfg.TEST.TOPDOWN.FLIP_TEST
     else:
         assert cfg.DATASETS.TEST[0].startswith("synth_people_") and box_source in ("gt", "detector")
         assert cfg.DATASETS.TRAIN[0].replace("_train", "_val") == cfg.DATASETS.TEST[0]
