@@ -28,7 +28,8 @@ person keypoint estimation what it is:
   pixel count and ``bbox`` the tight box of the mask and the labelled keypoints.
 * **Clutter.** Textured backgrounds (gradients, low-frequency noise, stripes, floors, blobs) and
   distractor shapes (rectangles, discs, poles, polygons, limb-like bars) in front of and behind the
-  people; sizes from ~30 px tall to close-ups truncated by the border; a crowded variant.
+  people; sizes from ~30 px tall to close-ups truncated by the border; a crowded variant and a
+  basic one (1-4 people, most 80-300 px tall, mild clutter) that a from-scratch model learns fast.
 
 Everything is deterministic: image ``i`` of seed ``s`` is drawn from
 ``np.random.default_rng(np.random.SeedSequence(s, spawn_key=(i,)))``, independent of other images.
@@ -41,7 +42,8 @@ Modules: ``body`` (body parts, builds, posed figures, pose sampling, collision r
 ``raster`` (the per-person depth-buffered canvas and its primitives), ``appearance`` (colours,
 clothes), ``person`` (a placed figure: rasterise, colour, keypoints), ``scene`` (background,
 distractors), ``generator`` (``SynthPeople``), ``splits`` (registered splits, their cache and the
-command line ``python -m multitask_pose.data.synth_people``).
+command line ``python -m multitask_pose.data.synth_people``), ``stats`` (split statistics and the
+leg/trunk proportions checked against COCO's annotators; ``tools/synth_people_stats.py``).
 """
 from .generator import GENERATOR_VERSION, SynthPeople
 from .splits import SPLITS, SynthSplit, ensure_split, main, split_dir
