@@ -47,7 +47,8 @@ TRAIN_OPTS = [
 # Memorisation ("overfit a batch"): the CPU recipe trained on the four real COCO sample images
 # alone (their 14 persons, v=1 points and persons without keypoints included), augmentation off,
 # and evaluated on the same images. Measured (2-core AMD EPYC, alone): keypoint AP 0.937 after 60
-# iterations (1.7 min), 0.964 after 90; box AP 0.78, mask AP 0.57-0.66.
+# iterations (1.7 min), 0.964 after 90; box AP 0.78, mask AP 0.57-0.66. Runs are not bit-identical
+# across machines and threads, so the suite trains 80 for a margin over its 0.9 bound.
 MEMORISE_OPTS = [
     "DATASETS.TRAIN",
     "('coco_person_sample',)",
@@ -66,7 +67,7 @@ MEMORISE_OPTS = [
     "SOLVER.WARMUP_ITERS",
     "10",
     "SOLVER.MAX_ITER",
-    "70",
+    "80",
     "SOLVER.STEPS",
     "(1000,)",
     "SOLVER.CHECKPOINT_PERIOD",
