@@ -28,6 +28,10 @@ def add_pose_config(cfg: CN) -> CN:
     # in the DCNv2 paper; at 1.0 from-scratch CPU runs grew offsets of 4-7 feature pixels in
     # res4-res5.
     cfg.SOLVER.DEFORM_OFFSET_LR_FACTOR = 0.1
+    # Weights files (MODEL.WEIGHTS, --resume, TEST.TOPDOWN.DETECTOR_WEIGHTS) load through
+    # SafeCheckpointer, which refuses any pickled object that could run code. True loads them
+    # with the full pickle: only for trusted legacy files it refuses (see README, Safety).
+    cfg.MODEL.TRUST_PICKLED_WEIGHTS = False
     return cfg
 
 

@@ -3,7 +3,8 @@
 
     python tools/demo.py --config-file configs/Synthetic/multitask_rcnn_R_18_FPN_synth.yaml \
         --input datasets/samples/coco --output output/demo MODEL.WEIGHTS output/.../model_final.pth
-    python tools/demo.py --topdown --config-file projects/TopDown/configs/Synthetic/hrnet_w18_small_synth_rcnn_boxes.yaml \
+    python tools/demo.py --topdown \
+        --config-file projects/TopDown/configs/Synthetic/hrnet_w18_small_synth_rcnn_boxes.yaml \
         --input ... --output ... MODEL.WEIGHTS output/.../hrnet/model_final.pth
 
 ``--topdown`` runs a top-down config (projects/TopDown) through ``TopDownPredictor``: person boxes
@@ -16,6 +17,7 @@ and ``results.json`` there: a COCO results list (boxes xywh, RLE masks, keypoint
 entry with the ``file_name`` it came from and, when ``--dataset`` names a registered dataset that
 contains the image, that dataset's ``image_id`` (otherwise the input's position).
 """
+
 import argparse
 import json
 import os
@@ -25,12 +27,12 @@ from pathlib import Path
 import cv2
 import tqdm
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import DefaultPredictor
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import multitask_pose  # noqa: F401  (registers models and datasets)
 from multitask_pose.engine import check_datasets, check_device
+from multitask_pose.engine.checkpoint import PosePredictor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -46,7 +48,9 @@ def list_images(inputs):
         else:
             raise FileNotFoundError(f"--input {item}: no such file or folder")
     if not files:
-        raise FileNotFoundError(f"--input {inputs}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
+        raise FileNotFoundError(
+            f"--input {inputs}: no images found (looked for {sorted(IMAGE_SUFFIXES)})"
+        )
     return files
 
 
@@ -84,14 +88,18 @@ def topdown_predictor(cfg, dataset):
     if source == "detector":
         return predictor, lambda path: None
     if not dataset:
-        raise ValueError(f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset: the boxes come from"
-                         " that dataset's annotations or detection file (or use BOX_SOURCE detector)")
+        raise ValueError(
+            f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset: the boxes come"
+            " from that dataset's annotations or detection file (or use BOX_SOURCE detector)"
+        )
     dicts = {os.path.basename(d["file_name"]): d for d in DatasetCatalog.get(dataset)}
     mapper = TopDownTestMapper(cfg, dataset, dataset_dicts=list(dicts.values()))
 
     def boxes_of(path):
         if path.name not in dicts:
-            raise KeyError(f"{path} is not an image of --dataset {dataset}: no {source} boxes for it")
+            raise KeyError(
+                f"{path} is not an image of --dataset {dataset}: no {source} boxes for it"
+            )
         d = dicts[path.name]
         if source == "gt":
             from topdown.data import gt_person_boxes
@@ -109,13 +117,17 @@ def image_ids_of(dataset):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders")
     parser.add_argument("--output", required=True, help="folder for drawn images and results.json")
     parser.add_argument("--dataset", default="", help="registered dataset whose image ids to use")
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
-    parser.add_argument("--topdown", action="store_true", help="a projects/TopDown config (see above)")
+    parser.add_argument(
+        "--topdown", action="store_true", help="a projects/TopDown config (see above)"
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
 
@@ -124,7 +136,7 @@ def main(argv=None):
     if args.topdown:
         predictor, boxes_of = topdown_predictor(cfg, args.dataset)
     else:
-        predictor, boxes_of = DefaultPredictor(cfg), None
+        predictor, boxes_of = PosePredictor(cfg), None
     metadata = MetadataCatalog.get(args.dataset or cfg.DATASETS.TEST[0])
     ids = image_ids_of(args.dataset)
     os.makedirs(args.output, exist_ok=True)

@@ -1,6 +1,7 @@
 """Trainer pieces shared by both stages' train scripts: trainer base, CPU-capable launch, config
 set-up."""
 
+from .checkpoint import PosePredictor, SafeCheckpointer, UnsafeCheckpointError
 from .launch import create_ddp_model, launch
 from .trainer import (
     MultiTaskTrainer,
@@ -14,7 +15,10 @@ from .trainer import (
 
 __all__ = [
     "MultiTaskTrainer",
+    "PosePredictor",
     "PoseTrainer",
+    "SafeCheckpointer",
+    "UnsafeCheckpointError",
     "check_datasets",
     "check_device",
     "create_ddp_model",

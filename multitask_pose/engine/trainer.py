@@ -9,7 +9,6 @@ import time
 from unittest import mock
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.engine import defaults as d2_defaults
@@ -20,6 +19,7 @@ from detectron2.utils import comm
 from ..config import add_multitask_config, add_pose_config, get_pose_cfg
 from ..evaluation import PoseCOCOEvaluator
 from ..layers import deform_offset_parameters
+from .checkpoint import SafeCheckpointer, UnsafeCheckpointError, checkpointer_for
 from .launch import create_ddp_model
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ class PoseTrainer(DefaultTrainer):
     multi-process training on CPU as well as CUDA."""
 
     # Loads MODEL.WEIGHTS and saves checkpoints; a project whose released weights need a name
-    # mapping sets its own subclass here.
-    checkpointer_class = DetectionCheckpointer
+    # mapping sets its own subclass of SafeCheckpointer here.
+    checkpointer_class = SafeCheckpointer
     # Adds the config keys of the trainer's models to detectron2's (train_net_main calls it).
     add_config = staticmethod(add_pose_config)
 
@@ -54,7 +54,9 @@ class PoseTrainer(DefaultTrainer):
         # modules device ids that DistributedDataParallel rejects; use the CPU-aware one.
         with (
             mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model),
-            mock.patch.object(d2_defaults, "DetectionCheckpointer", self.checkpointer_class),
+            mock.patch.object(
+                d2_defaults, "DetectionCheckpointer", checkpointer_for(cfg, self.checkpointer_class)
+            ),
         ):
             super().__init__(cfg)
 
@@ -101,6 +103,8 @@ class PoseTrainer(DefaultTrainer):
         pointed at it. Raises RuntimeError naming OUTPUT_DIR when none loads."""
         try:
             return super().resume_or_load(resume)
+        except UnsafeCheckpointError:
+            raise  # refused for safety: never replaced by another file
         except _LOAD_ERRORS as e:
             if not (resume and self.checkpointer.has_checkpoint()):
                 raise
@@ -112,6 +116,8 @@ class PoseTrainer(DefaultTrainer):
             self.checkpointer.tag_last_checkpoint(os.path.basename(path))
             try:
                 super().resume_or_load(True)
+            except UnsafeCheckpointError:
+                raise
             except _LOAD_ERRORS as e:
                 logger.warning("Cannot resume from %s either: %s", path, e)
                 continue
@@ -256,9 +262,9 @@ def train_net_main(args, trainer_cls=MultiTaskTrainer, add_config_fns=(), prefix
     cfg = setup_cfg(args, (trainer_cls.add_config, *add_config_fns))
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
-        trainer_cls.checkpointer_class(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        checkpointer_for(cfg, trainer_cls.checkpointer_class)(
+            model, save_dir=cfg.OUTPUT_DIR
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = trainer_cls.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:  # flip/multi-scale test-time augmentation, keypoints included
             results.update(trainer_cls.test_with_TTA(cfg, model))

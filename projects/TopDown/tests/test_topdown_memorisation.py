@@ -32,13 +32,14 @@ MEMORISE_OPTS = [
 ]
 # family -> (iterations, options): the CPU-sized member of each family. Measured keypoint AP (2-core
 # AMD EPYC, alone, seconds of train_net): HRNet-W18-small 0.929 after 100 iterations, 0.986 after
-# 150 (47 s); SimpleBaseline R-18 0.900 after 150, 1.000 after 250 (72 s); the 2-stack hourglass
-# (64 features, 2 levels) learns slower from its larger initial outputs: 0.864 after 300 at
-# BASE_LR 0.01, 0.944 after 400 (88 s) but 0.928 after 450 in another run (runs are not
-# bit-identical), so the test trains 550; with 128 features 0.822 after 250 (at 0.005).
+# 150 (47 s); SimpleBaseline R-18 0.900 after 150, 0.985 after 200 (60 s), 1.000 after 250; the
+# 2-stack hourglass (64 features, 2 levels) learns slower from its larger initial outputs: 0.864
+# after 300 at BASE_LR 0.01, after 400 0.944 (88 s) in one run and 0.920 in another, 0.928 after
+# 450 (runs are not bit-identical across machines), so the test trains 550 (0.956); BASE_LR 0.02
+# gave 0.862 after 400; with 128 features 0.822 after 250 (at 0.005).
 FAMILIES = {
     "hrnet": (150, []),
-    "simple_baseline": (250, ["MODEL.TOPDOWN.POSE_NET", "PoseResNet",
+    "simple_baseline": (200, ["MODEL.TOPDOWN.POSE_NET", "PoseResNet",
                               "MODEL.POSE_RESNET.DEPTH", "18"]),
     "hourglass": (550, ["MODEL.TOPDOWN.POSE_NET", "StackedHourglass",
                         "MODEL.HOURGLASS.NUM_STACKS", "2", "MODEL.HOURGLASS.NUM_FEATURES", "64",

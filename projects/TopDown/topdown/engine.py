@@ -3,7 +3,6 @@
 import logging
 import os
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import (
     build_detection_test_loader,
     build_detection_train_loader,
@@ -11,6 +10,7 @@ from detectron2.data import (
 )
 
 from multitask_pose.engine import PoseTrainer
+from multitask_pose.engine.checkpoint import SafeCheckpointer
 from multitask_pose.evaluation import PoseCOCOEvaluator
 
 from .config import add_topdown_config
@@ -21,11 +21,12 @@ __all__ = ["TopDownCheckpointer", "TopDownTrainer"]
 logger = logging.getLogger(__name__)
 
 
-class TopDownCheckpointer(DetectionCheckpointer):
-    """detectron2's checkpointer that also takes the official HRNet / SimpleBaseline checkpoints
-    (and ImageNet backbones) as they are released: their names lack this model's ``pose_net.``
-    prefix, may carry DataParallel's ``module.`` and a ``state_dict`` wrapper. Keys the model does
-    not have (an ImageNet classifier) are reported by fvcore as unexpected and not loaded."""
+class TopDownCheckpointer(SafeCheckpointer):
+    """The project's safe checkpointer (detectron2's, refusing code in pickles) that also takes
+    the official HRNet / SimpleBaseline checkpoints (and ImageNet backbones) as they are
+    released: their names lack this model's ``pose_net.`` prefix, may carry DataParallel's
+    ``module.`` and a ``state_dict`` wrapper. Keys the model does not have (an ImageNet
+    classifier) are reported by fvcore as unexpected and not loaded."""
 
     def _load_file(self, filename):
         loaded = super()._load_file(filename)

@@ -1,9 +1,12 @@
-"""``TopDownPredictor``: image (BGR, as ``DefaultPredictor``) to poses, for notebooks and the demo."""
+"""``TopDownPredictor``: image (BGR, as ``DefaultPredictor``) to poses, for notebooks and the
+demo."""
 
 import numpy as np
 import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
+
+from multitask_pose.engine.checkpoint import checkpointer_for
 
 from .engine import TopDownCheckpointer
 
@@ -24,10 +27,12 @@ class TopDownPredictor:
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
-        TopDownCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        checkpointer_for(cfg, TopDownCheckpointer)(self.model).load(cfg.MODEL.WEIGHTS)
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"TopDownPredictor supports INPUT.FORMAT RGB or BGR, got {self.input_format!r}")
+            raise ValueError(
+                f"TopDownPredictor supports INPUT.FORMAT RGB or BGR, got {self.input_format!r}"
+            )
 
     def __call__(self, original_image: np.ndarray, boxes=None, scores=None) -> dict:
         """
@@ -41,12 +46,20 @@ class TopDownPredictor:
             raise ValueError(f"expected an (H, W, 3) BGR image, got shape {original_image.shape}")
         image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
         h, w = image.shape[:2]
-        inputs = {"image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))), "height": h, "width": w}
+        inputs = {
+            "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "height": h,
+            "width": w,
+        }
         if boxes is not None:
             boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
             inst = Instances((h, w))
             inst.pred_boxes = Boxes(boxes)
-            inst.scores = torch.ones(len(boxes)) if scores is None else torch.as_tensor(np.asarray(scores, np.float32))
+            inst.scores = (
+                torch.ones(len(boxes))
+                if scores is None
+                else torch.as_tensor(np.asarray(scores, np.float32))
+            )
             if len(inst.scores) != len(boxes):
                 raise ValueError(f"{len(boxes)} boxes but {len(inst.scores)} scores")
             inputs["instances"] = inst

@@ -161,10 +161,9 @@ class PersonDetector:
     the "detector" box source, so one predictor goes from image to poses. Any detectron2 model
     works; with several classes, the class named "person" in its training data (else class 0)."""
 
-    def __init__(self, config_file: str, weights: str, device: str = "cpu"):
-        from detectron2.engine import DefaultPredictor
-
+    def __init__(self, config_file: str, weights: str, device: str = "cpu", trusted=False):
         from multitask_pose.config import get_multitask_cfg
+        from multitask_pose.engine.checkpoint import PosePredictor
 
         if not config_file or not os.path.isfile(config_file):
             raise FileNotFoundError(f"TEST.TOPDOWN.DETECTOR_CONFIG {config_file!r} is not a file")
@@ -177,8 +176,9 @@ class PersonDetector:
         cfg.merge_from_file(config_file)
         cfg.MODEL.WEIGHTS = weights
         cfg.MODEL.DEVICE = device
+        cfg.MODEL.TRUST_PICKLED_WEIGHTS = trusted  # the top-down config's choice
         cfg.freeze()
-        self.predictor = DefaultPredictor(cfg)
+        self.predictor = PosePredictor(cfg)
         classes = []
         if cfg.DATASETS.TEST:
             from detectron2.data import MetadataCatalog

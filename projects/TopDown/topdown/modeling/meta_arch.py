@@ -185,7 +185,10 @@ class TopDownPoseEstimator(nn.Module):
         detector = None
         if t.BOX_SOURCE == "detector":
             detector = PersonDetector(
-                t.DETECTOR_CONFIG, t.DETECTOR_WEIGHTS, device=cfg.MODEL.DEVICE
+                t.DETECTOR_CONFIG,
+                t.DETECTOR_WEIGHTS,
+                device=cfg.MODEL.DEVICE,
+                trusted=cfg.MODEL.TRUST_PICKLED_WEIGHTS,
             )
         return dict(
             pose_net=build_pose_net(cfg),
