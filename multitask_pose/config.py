@@ -20,6 +20,9 @@ def add_pose_config(cfg: CN) -> CN:
     # Which COCO API computes AP: "faster_coco_eval" (C++, no detectron2 ops needed) or
     # "pycocotools" (the reference). Both give identical numbers (tests/evaluation).
     cfg.TEST.COCO_EVAL_BACKEND = "faster_coco_eval"
+    # Ground truth without "area" (CrowdPose-style files) is scored with box area x this, the
+    # rule of CrowdPose's evaluation and xtcocotools (multitask_pose/evaluation/ground_truth.py).
+    cfg.TEST.MISSING_AREA_FACTOR = 0.53
     # "SGD" (detectron2's, with SOLVER.MOMENTUM), "AdamW" (betas 0.9/0.999; converges much faster
     # in the short from-scratch CPU schedules; Adam when WEIGHT_DECAY is 0) or "RMSprop" (the
     # stacked hourglass's). All use SOLVER.BASE_LR, WEIGHT_DECAY* and clipping.

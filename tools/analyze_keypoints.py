@@ -29,13 +29,24 @@ def parse_args(argv=None):
     parser.add_argument("--results", required=True, help="COCO keypoint results json")
     parser.add_argument("--output", required=True, help="folder for report.md and the plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--missing-area-factor",
+        type=float,
+        default=None,
+        help="ground truth without 'area': box area x this (default 0.53, as the evaluator)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        analysis = analyze_keypoint_errors(args.dataset, args.results, progress=not args.quiet)
+        analysis = analyze_keypoint_errors(
+            args.dataset,
+            args.results,
+            progress=not args.quiet,
+            missing_area_factor=args.missing_area_factor,
+        )
     except AnalysisInputError as e:
         print(f"analyze_keypoints: error: {e}", file=sys.stderr)
         return 2

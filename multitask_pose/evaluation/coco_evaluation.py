@@ -6,6 +6,7 @@ that same C++ COCOeval; :class:`PoseCOCOEvaluator` routes detectron2's evaluator
 through pycocotools, by config) and takes the OKS sigmas from the dataset's metadata, so nothing
 else needs to know the keypoint layout.
 """
+
 import contextlib
 import io
 import logging
@@ -16,6 +17,9 @@ import faster_coco_eval
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
+from pycocotools.coco import COCO
+
+from .ground_truth import complete_ground_truth
 
 __all__ = ["PoseCOCOEvaluator", "COCO_EVAL_BACKENDS"]
 
@@ -31,13 +35,27 @@ class PoseCOCOEvaluator(COCOEvaluator):
         dataset_name: a registered dataset whose metadata has ``json_file`` and, when it has
             keypoints, ``keypoint_oks_sigmas``.
         backend: "faster_coco_eval" (default) or "pycocotools".
+        missing_area_factor: box area factor for ground truth without ``area``
+            (``ground_truth.complete_ground_truth``, which also renumbers ids 0 and repeated ids
+            and fills ``iscrowd``/``keypoints``); None means 0.53.
         Other arguments as detectron2's ``COCOEvaluator``.
     """
 
-    def __init__(self, dataset_name, tasks=None, distributed=True, output_dir=None, *,
-                 backend="faster_coco_eval", max_dets_per_image=None):
+    def __init__(
+        self,
+        dataset_name,
+        tasks=None,
+        distributed=True,
+        output_dir=None,
+        *,
+        backend="faster_coco_eval",
+        max_dets_per_image=None,
+        missing_area_factor=None,
+    ):
         if backend not in COCO_EVAL_BACKENDS:
-            raise ValueError(f"TEST.COCO_EVAL_BACKEND={backend!r}; expected one of {COCO_EVAL_BACKENDS}")
+            raise ValueError(
+                f"TEST.COCO_EVAL_BACKEND={backend!r}; expected one of {COCO_EVAL_BACKENDS}"
+            )
         meta = MetadataCatalog.get(dataset_name)
         json_file = getattr(meta, "json_file", None)
         if json_file and not os.path.isfile(json_file):
@@ -53,10 +71,17 @@ class PoseCOCOEvaluator(COCOEvaluator):
             kpt_oks_sigmas=tuple(getattr(meta, "keypoint_oks_sigmas", ())),
             max_dets_per_image=max_dets_per_image,
         )
-        if backend == "faster_coco_eval":
-            # faster-coco-eval's COCOeval needs its own COCO index; reuse the loaded annotations.
-            gt = faster_coco_eval.COCO()
-            gt.dataset = self._coco_api.dataset
+        names = getattr(meta, "keypoint_names", None)
+        dataset = complete_ground_truth(
+            self._coco_api.dataset,
+            source=json_file or f"dataset {dataset_name!r}",
+            num_keypoints=len(names) if names else None,
+            area_factor=missing_area_factor,
+        )
+        if backend == "faster_coco_eval" or dataset is not self._coco_api.dataset:
+            # faster-coco-eval's COCOeval needs its own COCO index; a completed dataset a new one.
+            gt = faster_coco_eval.COCO() if backend == "faster_coco_eval" else COCO()
+            gt.dataset = dataset
             with contextlib.redirect_stdout(io.StringIO()):
                 gt.createIndex()
             self._coco_api = gt
@@ -70,6 +95,7 @@ class PoseCOCOEvaluator(COCOEvaluator):
             output_dir=output_dir,
             backend=cfg.TEST.COCO_EVAL_BACKEND,
             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+            missing_area_factor=cfg.TEST.MISSING_AREA_FACTOR,
         )
 
     def _eval_predictions(self, predictions, img_ids=None):
@@ -77,7 +103,9 @@ class PoseCOCOEvaluator(COCOEvaluator):
             return super()._eval_predictions(predictions, img_ids)
         # detectron2 picks its C++ COCOeval through this module global when use_fast_impl=True;
         # point it at faster-coco-eval's identical implementation for this call only.
-        with mock.patch.object(d2_coco_evaluation, "COCOeval_opt", faster_coco_eval.COCOeval_faster):
+        with mock.patch.object(
+            d2_coco_evaluation, "COCOeval_opt", faster_coco_eval.COCOeval_faster
+        ):
             return super()._eval_predictions(predictions, img_ids)
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
@@ -86,7 +114,9 @@ class PoseCOCOEvaluator(COCOEvaluator):
             # truth that is zero recall, i.e. AP 0, which is what a training curve should show.
             logger.warning("No %s predictions: reporting AP 0 for %s", iou_type, iou_type)
             metrics = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
-            return {m: 0.0 for m in (metrics if iou_type != "keypoints" else metrics[:3] + metrics[4:])}
+            return {
+                m: 0.0 for m in (metrics if iou_type != "keypoints" else metrics[:3] + metrics[4:])
+            }
         return super()._derive_coco_results(coco_eval, iou_type, class_names)
 
 

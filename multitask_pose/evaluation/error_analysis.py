@@ -69,7 +69,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tqdm
@@ -79,6 +79,7 @@ from pycocotools.cocoeval import COCOeval
 
 from ..data.keypoints import KeypointSpec, keypoint_spec_of
 from ..shared.oks import keypoint_oks
+from .ground_truth import complete_ground_truth
 
 __all__ = [
     "ERROR_TYPES",
@@ -251,12 +252,15 @@ def classify_keypoints(
 # Inputs
 
 
-def load_ground_truth(dataset_name: str) -> Tuple[COCO, KeypointSpec, str]:
+def load_ground_truth(
+    dataset_name: str, missing_area_factor: Optional[float] = None
+) -> Tuple[COCO, KeypointSpec, str]:
     """The dataset's ground truth as a pycocotools ``COCO`` (COCO pixel convention, see the module
     doc), its :class:`KeypointSpec` and a description of where it came from.
 
-    Keeps the one category that has keypoints; fills ``num_keypoints``, ``iscrowd`` and ``area``
-    (box area) where an annotation lacks them, as COCOeval needs them.
+    Keeps the one category that has keypoints; completes what COCOeval needs as the evaluator
+    does (``ground_truth.complete_ground_truth``: ``area`` from the box x
+    ``missing_area_factor``, ids 0 or repeated renumbered, ``num_keypoints``, ``iscrowd``).
     """
     if dataset_name not in DatasetCatalog.list():
         raise AnalysisInputError(
@@ -297,29 +301,17 @@ def load_ground_truth(dataset_name: str) -> Tuple[COCO, KeypointSpec, str]:
         raise AnalysisInputError(
             f"{source}: keypoints in categories {cats}; the analysis takes one category"
         )
-    anns = []
-    for a in dataset["annotations"]:
-        if a.get("category_id") != cats[0]:
-            continue
-        a = dict(a)
-        kp = a.get("keypoints") or [0.0] * (3 * k)
-        if len(kp) != 3 * k:
-            raise AnalysisInputError(
-                f"{source}: annotation id {a.get('id')} (image {a.get('image_id')}) has "
-                f"{len(kp)} keypoint values; the metadata of {dataset_name!r} names {k} keypoints "
-                f"({3 * k} values)"
-            )
-        a["keypoints"] = kp
-        a.setdefault("num_keypoints", int(sum(v > 0 for v in kp[2::3])))
-        a.setdefault("iscrowd", 0)
-        if "area" not in a:
-            a["area"] = float(a["bbox"][2] * a["bbox"][3])
-        anns.append(a)
     dataset = {
         "images": dataset["images"],
         "categories": [c for c in dataset["categories"] if c["id"] == cats[0]],
-        "annotations": anns,
+        "annotations": [a for a in dataset["annotations"] if a.get("category_id") == cats[0]],
     }
+    try:
+        dataset = complete_ground_truth(
+            dataset, source=source, num_keypoints=k, area_factor=missing_area_factor
+        )
+    except ValueError as e:
+        raise AnalysisInputError(f"{e} (dataset {dataset_name!r})") from None
     coco = COCO()
     coco.dataset = dataset
     with _quiet():
@@ -608,10 +600,14 @@ def _bin_counts(values, edges) -> List[int]:
 
 
 def analyze_keypoint_errors(
-    dataset_name: str, results_file, progress: bool = False
+    dataset_name: str,
+    results_file,
+    progress: bool = False,
+    missing_area_factor: Optional[float] = None,
 ) -> ErrorAnalysis:
-    """Run the whole analysis of ``results_file`` against the registered ``dataset_name``."""
-    coco_gt, spec, source = load_ground_truth(dataset_name)
+    """Run the whole analysis of ``results_file`` against the registered ``dataset_name``
+    (``missing_area_factor``: see :func:`load_ground_truth`)."""
+    coco_gt, spec, source = load_ground_truth(dataset_name, missing_area_factor)
     results = load_results(results_file, coco_gt, spec, dataset_name)
     return analyze(
         coco_gt,

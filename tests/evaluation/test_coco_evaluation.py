@@ -4,6 +4,12 @@ and the two COCO API backends agree exactly."""
 import numpy as np
 import pytest
 import torch
+from coco_testing import (  # tests/coco_testing.py (pytest.ini puts tests/ on the path)
+    person_annotation,
+    predict_keypoints,
+    pycocotools_keypoint_ap,
+    write_dataset,
+)
 from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.structures.masks import polygons_to_bitmask
@@ -79,97 +85,29 @@ def test_unknown_backend_is_rejected():
 
 
 # ---------------------------------------------------------------- crowd regions, own sigmas, none
-def _write_dataset(tmp_path, name, annotations, k, spec):
-    """A one-image COCO dataset of ``k`` keypoints registered under ``name``."""
-    import json
-
-    import cv2
-
-    from multitask_pose.data.datasets import register_coco_person
-
-    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((300, 300, 3), np.uint8))
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "a.jpg", "height": 300, "width": 300}],
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "person", "keypoints": list(spec.keypoint_names),
-                        "skeleton": []}],
-    }))  # fmt: skip
-    if name not in DatasetCatalog.list():
-        register_coco_person(name, str(path), str(tmp_path), spec=spec)
-    DatasetCatalog.get(name)  # loading sets the category id mapping the evaluator reads, as in use
-    return path
-
-
-def _person(ann_id, x0, k, rng, iscrowd=0):
-    kp = np.zeros((k, 3))
-    kp[:, 0] = x0 + rng.uniform(5, 55, k)
-    kp[:, 1] = rng.uniform(20, 180, k)
-    kp[:, 2] = 2
-    return {"id": ann_id, "image_id": 1, "category_id": 1, "iscrowd": iscrowd,
-            "bbox": [x0, 10, 60, 180], "area": 60 * 180.0, "num_keypoints": k,
-            "keypoints": kp.reshape(-1).tolist()}  # fmt: skip
-
-
-def _predict(evaluator, poses, scores):
-    """COCO-frame (x, y) poses -> the evaluator, as a model's Instances (detectron2 frame)."""
-    inst = Instances((300, 300))
-    kp = np.asarray(poses, np.float32).copy()
-    kp[..., :2] += 0.5  # detectron2 keeps keypoints at COCO value + 0.5
-    inst.pred_keypoints = torch.tensor(kp)
-    xy = kp[..., :2]
-    inst.pred_boxes = Boxes(torch.tensor(np.concatenate([xy.min(1), xy.max(1)], 1)))
-    inst.scores = torch.tensor(scores, dtype=torch.float32)
-    inst.pred_classes = torch.zeros(len(scores), dtype=torch.long)
-    evaluator.reset()
-    evaluator.process([{"image_id": 1}], [{"instances": inst}])
-    return evaluator.evaluate()
-
-
-def _pycocotools_ap(json_path, poses, scores, sigmas):
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(json_path))
-        dets = [
-            {"image_id": 1, "category_id": 1, "keypoints": np.ravel(p).tolist(), "score": s}
-            for p, s in zip(poses, scores)
-        ]
-        dt = gt.loadRes(dets)
-        ev = COCOeval(gt, dt, "keypoints")
-        ev.params.kpt_oks_sigmas = np.asarray(sigmas)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return 100 * ev.stats[0]
-
-
 def test_detections_in_a_crowd_region_are_ignored(tmp_path):
     """A pose inside an iscrowd region matches the region and is ignored, as pycocotools does:
     the best-scored detection sitting in the crowd does not cost AP."""
     from multitask_pose.data.keypoints import COCO_PERSON
 
     rng = np.random.default_rng(0)
-    person = _person(1, 20, 17, rng)
+    person = person_annotation(1, 20, 17, rng)
     crowd = {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1, "bbox": [150, 0, 150, 300],
              "area": 150 * 300.0, "num_keypoints": 0, "keypoints": [0] * 51}  # fmt: skip
-    path = _write_dataset(tmp_path, "eval_crowd_case", [person, crowd], 17, COCO_PERSON)
+    path = write_dataset(tmp_path, "eval_crowd_case", [person, crowd], 17, COCO_PERSON)
     exact = np.asarray(person["keypoints"]).reshape(17, 3)
     in_crowd = exact.copy()
     in_crowd[:, 0] += 170  # inside the crowd box
     poses, scores = [in_crowd, exact], [0.9, 0.8]
     ev = PoseCOCOEvaluator("eval_crowd_case", tasks=("keypoints",), distributed=False)
-    ap = _predict(ev, poses, scores)["keypoints"]["AP"]
+    ap = predict_keypoints(ev, poses, scores)["keypoints"]["AP"]
     assert ap == pytest.approx(100.0)
-    assert ap == pytest.approx(_pycocotools_ap(path, poses, scores, COCO_PERSON.oks_sigmas))
+    assert ap == pytest.approx(pycocotools_keypoint_ap(path, poses, scores, COCO_PERSON.oks_sigmas))
     # Without the region the same detection is a false positive ranked first: precision 1/2 at
     # the only recall, AP 50.
-    no_crowd = _write_dataset(tmp_path, "eval_crowd_case_dropped", [person], 17, COCO_PERSON)
-    assert _pycocotools_ap(no_crowd, poses, scores, COCO_PERSON.oks_sigmas) == pytest.approx(50.0)
+    no_crowd = write_dataset(tmp_path, "eval_crowd_case_dropped", [person], 17, COCO_PERSON)
+    ap_no_crowd = pycocotools_keypoint_ap(no_crowd, poses, scores, COCO_PERSON.oks_sigmas)
+    assert ap_no_crowd == pytest.approx(50.0)
 
 
 def test_a_fourteen_keypoint_layout_is_scored_with_its_own_sigmas(tmp_path):
@@ -184,16 +122,16 @@ def test_a_fourteen_keypoint_layout_is_scored_with_its_own_sigmas(tmp_path):
               0.079, 0.079)  # fmt: skip
     spec = KeypointSpec("fourteen", names, flips, (), sigmas)
     rng = np.random.default_rng(1)
-    persons = [_person(1, 20, 14, rng), _person(2, 120, 14, rng)]
-    path = _write_dataset(tmp_path, "eval_fourteen", persons, 14, spec)
+    persons = [person_annotation(1, 20, 14, rng), person_annotation(2, 120, 14, rng)]
+    path = write_dataset(tmp_path, "eval_fourteen", persons, 14, spec)
     poses = [np.asarray(p["keypoints"]).reshape(14, 3) for p in persons]
     for p in poses:
         p[:, :2] += rng.normal(0, 3, (14, 2))
     scores = [0.9, 0.7]
     ev = PoseCOCOEvaluator("eval_fourteen", tasks=("keypoints",), distributed=False)
-    ap = _predict(ev, poses, scores)["keypoints"]["AP"]
-    assert ap == pytest.approx(_pycocotools_ap(path, poses, scores, sigmas), abs=1e-9)
-    assert abs(ap - _pycocotools_ap(path, poses, scores, [0.025] * 14)) > 5
+    ap = predict_keypoints(ev, poses, scores)["keypoints"]["AP"]
+    assert ap == pytest.approx(pycocotools_keypoint_ap(path, poses, scores, sigmas), abs=1e-9)
+    assert abs(ap - pycocotools_keypoint_ap(path, poses, scores, [0.025] * 14)) > 5
 
 
 def test_no_predictions_score_zero_with_a_warning(caplog):
