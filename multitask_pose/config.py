@@ -35,6 +35,12 @@ def add_pose_config(cfg: CN) -> CN:
     # SafeCheckpointer, which refuses any pickled object that could run code. True loads them
     # with the full pickle: only for trusted legacy files it refuses (see README, Safety).
     cfg.MODEL.TRUST_PICKLED_WEIGHTS = False
+    # Before the first iteration the trainers check every image file of their datasets for
+    # damage (empty, cut short, not an image; multitask_pose/data/image_check.py, cached per
+    # file) and refuse a dataset with damaged ones, naming them. SKIP_DAMAGED_IMAGES True leaves
+    # them out instead (listed in a warning); CHECK_IMAGES False skips the check.
+    cfg.DATALOADER.CHECK_IMAGES = True
+    cfg.DATALOADER.SKIP_DAMAGED_IMAGES = False
     return cfg
 
 

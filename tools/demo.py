@@ -19,8 +19,8 @@ contains the image, that dataset's ``image_id`` (otherwise the input's position)
 """
 
 import argparse
-import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,8 +31,10 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import multitask_pose  # noqa: F401  (registers models and datasets)
+from multitask_pose.data.image_check import DamagedImageError, read_image_checked
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
+from multitask_pose.shared.atomic_io import write_json_atomic
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -52,13 +54,6 @@ def list_images(inputs):
             f"--input {inputs}: no images found (looked for {sorted(IMAGE_SUFFIXES)})"
         )
     return files
-
-
-def read_bgr(path):
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read image {path}")
-    return img
 
 
 def setup(args):
@@ -141,9 +136,14 @@ def main(argv=None):
     ids = image_ids_of(args.dataset)
     os.makedirs(args.output, exist_ok=True)
 
-    results, start = [], time.perf_counter()
+    results, skipped, start = [], [], time.perf_counter()
     for i, path in enumerate(tqdm.tqdm(files, desc="demo", unit="img")):
-        img = read_bgr(path)
+        try:
+            img = read_image_checked(path, format="BGR")
+        except DamagedImageError as e:  # report, go on with the rest, fail at the end
+            tqdm.tqdm.write(f"demo: skipping {e}", file=sys.stderr)
+            skipped.append(str(e))
+            continue
         if boxes_of is None:
             instances = predictor(img)["instances"].to("cpu")
         else:
@@ -156,12 +156,22 @@ def main(argv=None):
             r["category_id"] = 1  # the one class, person, in COCO's numbering
             r["file_name"] = str(path)
             results.append(r)
-    out_json = os.path.join(args.output, "results.json")
-    with open(out_json, "w") as f:
-        json.dump(results, f)
-    ms = 1000 * (time.perf_counter() - start) / len(files)
-    print(f"demo: {len(files)} images, {len(results)} persons, {ms:.0f} ms/image -> {args.output}")
+    write_json_atomic(os.path.join(args.output, "results.json"), results)
+    done = len(files) - len(skipped)
+    ms = 1000 * (time.perf_counter() - start) / max(done, 1)
+    print(
+        f"demo: {done} images, {len(results)} persons, {ms:.0f} ms/image -> {args.output}"
+        + (f"; {len(skipped)} damaged images skipped" if skipped else "")
+    )
+    if skipped:
+        print(
+            f"demo: {len(skipped)} of {len(files)} images were skipped as damaged:\n  "
+            + "\n  ".join(skipped),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

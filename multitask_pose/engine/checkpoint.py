@@ -169,3 +169,9 @@ class PosePredictor(DefaultPredictor):
     def __init__(self, cfg):
         with mock.patch.object(d2_defaults, "DetectionCheckpointer", checkpointer_for(cfg)):
             super().__init__(cfg)
+
+    def __call__(self, original_image):
+        """detectron2's, after a clear error for an empty or non-(H, W, 3) array."""
+        from ..data.image_check import check_image_array
+
+        return super().__call__(check_image_array(original_image, "PosePredictor input"))

@@ -9,7 +9,13 @@ import time
 from unittest import mock
 
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import (
+    DatasetCatalog,
+    MetadataCatalog,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+from detectron2.data import build as d2_build
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import verify_results
@@ -17,6 +23,7 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 from detectron2.utils import comm
 
 from ..config import add_multitask_config, add_pose_config, get_pose_cfg
+from ..data.image_check import screen_dataset_images
 from ..evaluation import PoseCOCOEvaluator
 from ..layers import deform_offset_parameters
 from .checkpoint import SafeCheckpointer, UnsafeCheckpointError, checkpointer_for
@@ -96,6 +103,24 @@ class PoseTrainer(DefaultTrainer):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return PoseCOCOEvaluator.from_cfg(cfg, dataset_name, output_dir=output_folder)
 
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """detectron2's loader of DATASETS.TRAIN, whose image files are checked first
+        (:func:`check_images`)."""
+        # detectron2's dataset dicts for the config (a placeholder sampler: the real one is
+        # built below, on the checked list's length).
+        dicts = d2_build._train_loader_from_config(cfg, sampler=[])["dataset"]
+        dicts = check_images(cfg, dicts, f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}")
+        return build_detection_train_loader(cfg, dataset=dicts)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name, mapper=None):
+        """detectron2's test loader of ``dataset_name`` (with ``mapper``, default detectron2's
+        DatasetMapper), whose image files are checked first (:func:`check_images`)."""
+        kwargs = d2_build._test_loader_from_config(cfg, dataset_name, mapper=mapper)
+        kwargs["dataset"] = check_images(cfg, kwargs["dataset"], f"test dataset {dataset_name!r}")
+        return build_detection_test_loader(**kwargs)
+
     def resume_or_load(self, resume=True):
         """detectron2's; when resuming and ``last_checkpoint`` names no checkpoint (an empty
         name, a missing file) or one that does not load (a run killed while writing it), the
@@ -135,6 +160,14 @@ class PoseTrainer(DefaultTrainer):
     @classmethod
     def test_with_TTA(cls, cfg, model):
         raise ValueError(f"TEST.AUG.ENABLED: {cls.__name__} has no test-time augmentation")
+
+
+def check_images(cfg, dicts, what):
+    """``screen_dataset_images`` as DATALOADER.CHECK_IMAGES / SKIP_DAMAGED_IMAGES say: raises
+    DamagedImageError naming the damaged files, or (skip) returns the dicts of the good ones."""
+    if not cfg.DATALOADER.CHECK_IMAGES:
+        return dicts
+    return screen_dataset_images(dicts, what, skip=cfg.DATALOADER.SKIP_DAMAGED_IMAGES)
 
 
 class MultiTaskTrainer(PoseTrainer):

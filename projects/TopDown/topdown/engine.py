@@ -4,13 +4,13 @@ import logging
 import os
 
 from detectron2.data import (
-    build_detection_test_loader,
     build_detection_train_loader,
     get_detection_dataset_dicts,
 )
 
 from multitask_pose.engine import PoseTrainer
 from multitask_pose.engine.checkpoint import SafeCheckpointer
+from multitask_pose.engine.trainer import check_images
 from multitask_pose.evaluation import PoseCOCOEvaluator
 
 from .config import add_topdown_config
@@ -67,6 +67,7 @@ class TopDownTrainer(PoseTrainer):
         """Person crops of DATASETS.TRAIN with the targets of ``codec`` (the model's; by default
         built from the config as the model builds it)."""
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
+        dicts = check_images(cfg, dicts, f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}")
         persons = person_dicts(
             dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS, cfg.INPUT.TOPDOWN.GT_BOX_MINUS_ONE
         )
@@ -86,9 +87,7 @@ class TopDownTrainer(PoseTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=TopDownTestMapper(cfg, dataset_name)
-        )
+        return super().build_test_loader(cfg, dataset_name, TopDownTestMapper(cfg, dataset_name))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

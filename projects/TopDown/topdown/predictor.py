@@ -6,6 +6,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
+from multitask_pose.data.image_check import check_image_array
 from multitask_pose.engine.checkpoint import checkpointer_for
 
 from .engine import TopDownCheckpointer
@@ -42,8 +43,7 @@ class TopDownPredictor:
                 detector finds the people.
             scores: optional (N,) box scores.
         """
-        if original_image.ndim != 3 or original_image.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) BGR image, got shape {original_image.shape}")
+        check_image_array(original_image, "TopDownPredictor input (BGR)")
         image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
         h, w = image.shape[:2]
         inputs = {

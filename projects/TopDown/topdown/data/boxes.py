@@ -142,7 +142,16 @@ def load_detection_file(
         if iid not in image_ids:
             unknown.add(iid)
             continue
-        per_image[iid].append([*map(float, bbox), float(d["score"])])
+        try:
+            row = [*map(float, bbox), float(d["score"])]
+        except (TypeError, ValueError):
+            row = None
+        if row is None or not np.isfinite(row).all():
+            raise DetectionFileError(
+                f"{path}: entry {n} (image {iid}) has a score or box that is not a finite number:"
+                f" bbox {bbox!r}, score {d['score']!r}"
+            )
+        per_image[iid].append(row)
     if unknown:
         raise DetectionFileError(
             f"{path}: {len(unknown)} image ids are not in the dataset, e.g."
