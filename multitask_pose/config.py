@@ -40,6 +40,11 @@ def add_pose_config(cfg: CN) -> CN:
     # file) and refuse a dataset with damaged ones, naming them. SKIP_DAMAGED_IMAGES True leaves
     # them out instead (listed in a warning); CHECK_IMAGES False skips the check.
     cfg.DATALOADER.CHECK_IMAGES = True
+    # Training batches as a function of (SEED, rank, iteration): --resume after a kill continues
+    # with exactly the batches and augmentations of an uninterrupted run, and the model's
+    # randomness is reseeded per iteration (multitask_pose/data/resumable_loader.py). False:
+    # detectron2's loader (its samplers other than TrainingSampler), which restarts its stream.
+    cfg.DATALOADER.EXACT_RESUME = True
     cfg.DATALOADER.SKIP_DAMAGED_IMAGES = False
     return cfg
 

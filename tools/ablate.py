@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from multitask_pose.shared.atomic_io import write_json_atomic, write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 ABLATION_DIR = ROOT / "configs" / "Synthetic" / "ablation"
 # The study's order: the baseline, each method added, then the two design comparisons.
@@ -185,7 +187,7 @@ def run_one(name, path, args, out_root, seed):
         "infer_ms": infer_ms,
         "wall_min": (time.perf_counter() - start) / 60,
     }
-    done.write_text(json.dumps(row, indent=1))
+    write_json_atomic(done, row, indent=1)
     print(
         f"ablate: {name_s}: box AP {fmt(row['box'])}, keypoint AP {fmt(row['kp'])} "
         f"in {row['train_min']:.1f} min",
@@ -261,7 +263,7 @@ def main(argv=None):
         + f"; {cpu_model()}."
     )
     text = table(groups, note)
-    (out_root / "ablation.md").write_text(text)
+    write_text_atomic(out_root / "ablation.md", text)
     print(text)
     print(
         "ablate: "

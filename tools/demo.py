@@ -34,7 +34,7 @@ import multitask_pose  # noqa: F401  (registers models and datasets)
 from multitask_pose.data.image_check import DamagedImageError, read_image_checked
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
-from multitask_pose.shared.atomic_io import write_json_atomic
+from multitask_pose.shared.atomic_io import atomic_write, write_json_atomic
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -151,7 +151,10 @@ def main(argv=None):
             instances = predictor(img, *(boxes or ()))["instances"].to("cpu")
         vis = Visualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
         drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
-        cv2.imwrite(os.path.join(args.output, path.stem + "_pred.jpg"), drawn)
+        ok, jpeg = cv2.imencode(".jpg", drawn)
+        if ok:  # whole or not at all, like results.json
+            with atomic_write(os.path.join(args.output, path.stem + "_pred.jpg"), "wb") as f:
+                f.write(jpeg.tobytes())
         for r in instances_to_coco_json(instances, ids.get(path.name, i)):
             r["category_id"] = 1  # the one class, person, in COCO's numbering
             r["file_name"] = str(path)

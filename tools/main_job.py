@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from multitask_pose.shared.atomic_io import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = {
     # name: (train script, basic-level recipe, issue 21's targets on synth_people_basic_val)
@@ -78,7 +80,7 @@ def set_aside_if_recipe_changed(train_dir: Path, fingerprint: str) -> None:
             flush=True,
         )
     train_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint + "\n")
+    write_text_atomic(stamp, fingerprint + "\n")
 
 
 def main():

@@ -23,6 +23,8 @@ from detectron2.checkpoint import detection_checkpoint as d2_checkpoint
 from detectron2.engine import DefaultPredictor
 from detectron2.engine import defaults as d2_defaults
 
+from ..shared.atomic_io import AtomicPathManager
+
 __all__ = [
     "PosePredictor",
     "RestrictedUnpickler",
@@ -110,6 +112,9 @@ class SafeCheckpointer(DetectionCheckpointer):
     def __init__(self, model, save_dir="", *, trusted=False, **checkpointables):
         super().__init__(model, save_dir, **checkpointables)
         self.trusted = trusted
+        # Checkpoints and last_checkpoint are written whole or not at all: a run killed while
+        # saving leaves the previous checkpoint as the last one.
+        self.path_manager = AtomicPathManager(self.path_manager)
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):

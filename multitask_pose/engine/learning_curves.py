@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+from ..shared.atomic_io import save_figure_atomic
+
 __all__ = ["LearningCurves", "plot_learning_curves", "read_learning_curves", "summary_line"]
 
 AP_TASKS = ("keypoints", "bbox", "segm")
@@ -105,8 +107,7 @@ def plot_learning_curves(runs: Sequence[LearningCurves], path, ap_metric: str = 
             ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure_atomic(fig, path)
     return path
 
 

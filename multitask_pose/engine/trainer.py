@@ -1,33 +1,40 @@
 """The trainer and ``main`` shared by ``tools/train_net.py`` and the projects' train scripts."""
 
+import contextlib
 import glob
-import json
 import logging
 import os
 import pickle
+import random
 import time
 from unittest import mock
 
+import numpy as np
 import torch
 from detectron2.data import (
     DatasetCatalog,
+    DatasetMapper,
     MetadataCatalog,
     build_detection_test_loader,
     build_detection_train_loader,
 )
 from detectron2.data import build as d2_build
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.engine import DefaultTrainer, HookBase, default_setup
 from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import add_multitask_config, add_pose_config, get_pose_cfg
 from ..data.image_check import screen_dataset_images
+from ..data.resumable_loader import PositionedDataset, ResumableTrainLoader, mix_seed
 from ..evaluation import PoseCOCOEvaluator
 from ..layers import deform_offset_parameters
+from ..shared.atomic_io import write_json_atomic
 from .checkpoint import SafeCheckpointer, UnsafeCheckpointError, checkpointer_for
 from .launch import create_ddp_model
+from .run_lock import output_dir_lock
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +112,55 @@ class PoseTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        """detectron2's loader of DATASETS.TRAIN, whose image files are checked first
-        (:func:`check_images`)."""
+        """detectron2's loader of DATASETS.TRAIN (its dataset dicts and DatasetMapper), whose
+        image files are checked first (:func:`check_images`); resumable exactly with
+        DATALOADER.EXACT_RESUME (:meth:`build_resumable_train_loader`)."""
         # detectron2's dataset dicts for the config (a placeholder sampler: the real one is
         # built below, on the checked list's length).
         dicts = d2_build._train_loader_from_config(cfg, sampler=[])["dataset"]
         dicts = check_images(cfg, dicts, f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}")
-        return build_detection_train_loader(cfg, dataset=dicts)
+        return cls.build_resumable_train_loader(cfg, dicts, DatasetMapper(cfg, True))
+
+    @staticmethod
+    def build_resumable_train_loader(cfg, dicts, mapper, aspect_ratio_grouping=None):
+        """With DATALOADER.EXACT_RESUME (default) a :class:`ResumableTrainLoader` of ``dicts``
+        through ``mapper``, whose batches are a function of (SEED, rank, iteration) so that a
+        resumed run continues exactly; otherwise detectron2's ``build_detection_train_loader``.
+        ``aspect_ratio_grouping`` None means DATALOADER.ASPECT_RATIO_GROUPING."""
+        grouping = (
+            cfg.DATALOADER.ASPECT_RATIO_GROUPING
+            if aspect_ratio_grouping is None
+            else aspect_ratio_grouping
+        )
+        if not cfg.DATALOADER.EXACT_RESUME:
+            return build_detection_train_loader(
+                cfg, dataset=dicts, mapper=mapper, aspect_ratio_grouping=grouping
+            )
+        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+            raise ValueError(
+                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} has no exact resume:"
+                " set DATALOADER.EXACT_RESUME False to use it"
+            )
+        if cfg.SEED < 0:
+            logger.warning(
+                "SEED is %d (a new random seed per run): a resumed run will not see the batches"
+                " the killed one would have; set SEED to resume exactly",
+                cfg.SEED,
+            )
+        seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        return ResumableTrainLoader(
+            PositionedDataset(dicts, mapper, seed),
+            cfg.SOLVER.IMS_PER_BATCH,
+            aspect_ratio_grouping=grouping,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
+
+    def build_hooks(self):
+        """detectron2's hooks, after :class:`IterationSeed` with DATALOADER.EXACT_RESUME."""
+        hooks = super().build_hooks()
+        if self.cfg.DATALOADER.EXACT_RESUME:
+            hooks.insert(0, IterationSeed(self.cfg.SEED))
+        return hooks
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name, mapper=None):
@@ -127,7 +176,8 @@ class PoseTrainer(DefaultTrainer):
         newest checkpoint of OUTPUT_DIR that loads instead, with a warning, and ``last_checkpoint``
         pointed at it. Raises RuntimeError naming OUTPUT_DIR when none loads."""
         try:
-            return super().resume_or_load(resume)
+            super().resume_or_load(resume)
+            return self._start_data_at_iteration()
         except UnsafeCheckpointError:
             raise  # refused for safety: never replaced by another file
         except _LOAD_ERRORS as e:
@@ -150,16 +200,55 @@ class PoseTrainer(DefaultTrainer):
                 "last_checkpoint of %s names %r, which does not load (%s): resumed from %s instead",
                 out, os.path.basename(failed), error, os.path.basename(path),
             )  # fmt: skip
-            return None
+            return self._start_data_at_iteration()
         raise RuntimeError(
             f"cannot resume from {out}: last_checkpoint names {os.path.basename(failed)!r}, which"
             f" does not load ({error}), and no other model_*.pth there loads; start without"
             " --resume or with another OUTPUT_DIR"
         )
 
+    def state_dict(self):
+        """detectron2 v0.6's, plus the optimizer's state (SimpleTrainer's state_dict), which
+        v0.6's DefaultTrainer leaves out of its checkpoints (fixed upstream after v0.6): without
+        it a resumed run restarts SGD momentum / Adam moments from zero."""
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning(
+                "the checkpoint has no optimizer state (written before it was saved): the "
+                "optimizer starts afresh from the loaded weights"
+            )
+
+    def _start_data_at_iteration(self):
+        """Point an exactly resumable loader at the iteration training continues from."""
+        if hasattr(self.data_loader, "start_at"):
+            self.data_loader.start_at(self.start_iter)
+            logger.info("training data continues at iteration %d", self.start_iter)
+
     @classmethod
     def test_with_TTA(cls, cfg, model):
         raise ValueError(f"TEST.AUG.ENABLED: {cls.__name__} has no test-time augmentation")
+
+
+class IterationSeed(HookBase):
+    """Seeds Python's, numpy's and torch's generators from (SEED, rank, iteration) before every
+    step, so the model's own randomness (proposal sampling, dropout) in an iteration does not
+    depend on what ran before it: a resumed run draws what the uninterrupted one drew."""
+
+    def __init__(self, seed):
+        self.seed = seed if seed >= 0 else comm.shared_random_seed()
+
+    def before_step(self):
+        s = mix_seed(self.seed, comm.get_rank(), self.trainer.iter)
+        random.seed(s)
+        np.random.seed(s % 2**32)
+        torch.manual_seed(s)
 
 
 def check_images(cfg, dicts, what):
@@ -207,9 +296,11 @@ def scale_lr(param_groups, chosen, factor):
     return out
 
 
-def setup_cfg(args, add_config_fns=(), base_cfg=None):
+def setup_cfg(args, add_config_fns=(), base_cfg=None, lock_stack=None):
     """Build the config from ``--config-file`` and ``opts`` on top of the project's keys, check
-    the device, and run detectron2's ``default_setup`` (logging, output dir, seed)."""
+    the device, and run detectron2's ``default_setup`` (logging, output dir, seed). With an
+    ``contextlib.ExitStack`` as ``lock_stack``, rank 0 first takes OUTPUT_DIR's run lock
+    (:mod:`run_lock`) on it, before anything is written there."""
     cfg = base_cfg if base_cfg is not None else get_pose_cfg()
     for fn in add_config_fns:
         fn(cfg)
@@ -218,7 +309,12 @@ def setup_cfg(args, add_config_fns=(), base_cfg=None):
     check_device(cfg)
     check_datasets(cfg)
     cfg.freeze()
+    if lock_stack is not None:
+        lock_stack.enter_context(output_dir_lock(cfg.OUTPUT_DIR, comm.is_main_process()))
     default_setup(cfg, args)
+    # detectron2 sets up its own loggers; the project's INFO messages go to the same log.
+    for name in ("multitask_pose", "topdown"):
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name)
     return cfg
 
 
@@ -291,8 +387,13 @@ def train_net_main(args, trainer_cls=MultiTaskTrainer, add_config_fns=(), prefix
     MODEL.WEIGHTS (plus TEST.AUG test-time augmentation when enabled); then write
     ``results_<dataset>.json`` next to the checkpoints and print one summary line per dataset.
     The config has ``trainer_cls.add_config``'s keys and those of ``add_config_fns``."""
+    with contextlib.ExitStack() as lock_stack:  # OUTPUT_DIR's run lock, held to the end
+        return _train_net_main(args, trainer_cls, add_config_fns, prefix, lock_stack)
+
+
+def _train_net_main(args, trainer_cls, add_config_fns, prefix, lock_stack):
     start = time.perf_counter()
-    cfg = setup_cfg(args, (trainer_cls.add_config, *add_config_fns))
+    cfg = setup_cfg(args, (trainer_cls.add_config, *add_config_fns), lock_stack=lock_stack)
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
         checkpointer_for(cfg, trainer_cls.checkpointer_class)(
@@ -314,8 +415,7 @@ def train_net_main(args, trainer_cls=MultiTaskTrainer, add_config_fns=(), prefix
         minutes = (time.perf_counter() - start) / 60
         for name, res in per_dataset.items():
             # Kept next to the checkpoints so scripts can read the figures without parsing logs.
-            with open(os.path.join(cfg.OUTPUT_DIR, f"results_{name}.json"), "w") as f:
-                json.dump(res, f, indent=1)
+            write_json_atomic(os.path.join(cfg.OUTPUT_DIR, f"results_{name}.json"), res, indent=1)
             print(summary_line(res, minutes, prefix=f"{prefix} {name}"))
             tta = {k[: -len("_TTA")]: v for k, v in res.items() if k.endswith("_TTA")}
             if tta:

@@ -17,8 +17,10 @@ import faster_coco_eval
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
+from detectron2.utils.file_io import PathManager
 from pycocotools.coco import COCO
 
+from ..shared.atomic_io import AtomicPathManager
 from .ground_truth import complete_ground_truth
 
 __all__ = ["PoseCOCOEvaluator", "COCO_EVAL_BACKENDS"]
@@ -97,6 +99,12 @@ class PoseCOCOEvaluator(COCOEvaluator):
             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             missing_area_factor=cfg.TEST.MISSING_AREA_FACTOR,
         )
+
+    def evaluate(self, img_ids=None):
+        """detectron2's, with its result files (instances_predictions.pth,
+        coco_instances_results.json) written atomically: a killed evaluation leaves none."""
+        with mock.patch.object(d2_coco_evaluation, "PathManager", AtomicPathManager(PathManager)):
+            return super().evaluate(img_ids)
 
     def _eval_predictions(self, predictions, img_ids=None):
         if self._backend != "faster_coco_eval":

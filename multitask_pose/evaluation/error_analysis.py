@@ -78,6 +78,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..data.keypoints import KeypointSpec, keypoint_spec_of
+from ..shared.atomic_io import save_figure_atomic, write_text_atomic
 from ..shared.oks import keypoint_oks
 from .ground_truth import complete_ground_truth
 
@@ -853,7 +854,7 @@ def write_report(a: ErrorAnalysis, output_dir) -> Path:
         "joint_error_histograms.png": _plot_joint_histograms,
     }
     for name, draw in plots.items():
-        draw(a).savefig(out / name, dpi=100, bbox_inches="tight")
+        save_figure_atomic(draw(a), out / name, dpi=100, bbox_inches="tight")
 
     def percent(c, n):
         return f"{100 * c / n:.1f}" if n else "n/a"
@@ -972,7 +973,7 @@ def write_report(a: ErrorAnalysis, output_dir) -> Path:
         "![per-joint error histograms](joint_error_histograms.png)",
     ]
     path = out / "report.md"
-    path.write_text("\n\n".join(sections) + "\n")
+    write_text_atomic(path, "\n\n".join(sections) + "\n")
     return path
 
 

@@ -6,7 +6,13 @@ import json
 import os
 import tempfile
 
-__all__ = ["atomic_write", "write_json_atomic"]
+__all__ = [
+    "AtomicPathManager",
+    "atomic_write",
+    "save_figure_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 @contextlib.contextmanager
@@ -36,3 +42,34 @@ def write_json_atomic(path, obj, **dump_kwargs):
     """``json.dump(obj)`` into ``path`` with :func:`atomic_write`."""
     with atomic_write(path) as f:
         json.dump(obj, f, **dump_kwargs)
+
+
+def write_text_atomic(path, text):
+    """``Path(path).write_text(text)`` with :func:`atomic_write`."""
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def save_figure_atomic(fig, path, **savefig_kwargs):
+    """``fig.savefig(path)`` (a matplotlib figure; format from the suffix) with
+    :func:`atomic_write`."""
+    fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=fmt, **savefig_kwargs)
+
+
+class AtomicPathManager:
+    """An iopath ``PathManager`` (detectron2's, fvcore's) whose ``open`` for writing a local file
+    goes through :func:`atomic_write`; everything else is the wrapped manager's. Given to
+    detectron2's evaluator and to the checkpointer, so their files are whole or absent."""
+
+    def __init__(self, base):
+        self._base = base
+
+    def open(self, path, mode="r", **kwargs):
+        if "w" in mode and "://" not in str(path):
+            return atomic_write(path, mode, **kwargs)
+        return self._base.open(path, mode, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)

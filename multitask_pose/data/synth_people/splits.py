@@ -59,6 +59,30 @@ def split_dir(name: str, cache_root: str) -> str:
     return os.path.join(cache_root, f"{name}-{hashlib.sha1(params.encode()).hexdigest()[:10]}")
 
 
+def _cache_problem(json_path: str, image_root: str, num_images: int) -> Optional[str]:
+    """None when a generated split is complete: its json (written last, atomically) loads, lists
+    ``num_images`` images, and each image file is there and not empty; else what is wrong. A
+    killed generation never publishes a json, so this finds damage done to the cache later
+    (deleted or emptied files, a partial copy)."""
+    if not os.path.isfile(json_path):
+        return "no annotations.json"
+    try:
+        with open(json_path) as f:
+            images = json.load(f)["images"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"annotations.json does not load: {e}"
+    if len(images) != num_images:
+        return f"annotations.json lists {len(images)} images, the split has {num_images}"
+    for im in images:
+        path = os.path.join(image_root, im["file_name"])
+        try:
+            if os.path.getsize(path) == 0:
+                return f"{path} is empty"
+        except OSError:
+            return f"{path} is missing"
+    return None
+
+
 def ensure_split(name: str, cache_root: str, progress: bool = True) -> Tuple[str, str]:
     """Generate split ``name`` into its cache folder unless it is already there.
     Returns ``(json_path, image_root)``. Concurrent callers wait on a lock file instead of
@@ -66,7 +90,7 @@ def ensure_split(name: str, cache_root: str, progress: bool = True) -> Tuple[str
     split = _split(name)
     out = split_dir(name, cache_root)
     json_path, image_root = os.path.join(out, "annotations.json"), os.path.join(out, "images")
-    if os.path.isfile(json_path):
+    if _cache_problem(json_path, image_root, split.num_images) is None:
         return json_path, image_root
     os.makedirs(cache_root, exist_ok=True)
     lock_path = out + ".lock"
@@ -77,7 +101,11 @@ def ensure_split(name: str, cache_root: str, progress: bool = True) -> Tuple[str
             fcntl.flock(lock, fcntl.LOCK_EX)
         except ImportError:  # not POSIX: no cross-process lock, the atomic rename still protects us
             pass
-        if not os.path.isfile(json_path):
+        problem = _cache_problem(json_path, image_root, split.num_images)
+        if problem:
+            if os.path.exists(json_path):
+                logger.warning("SynthPeople cache %s is damaged (%s): generating it again", out,
+                               problem)
             logger.info("Generating SynthPeople split %s (%d images) into %s", name,
                         split.num_images, out)
             # Leftovers of interrupted runs (no json; we hold the lock, so nobody is writing them).

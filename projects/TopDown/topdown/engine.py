@@ -4,7 +4,6 @@ import logging
 import os
 
 from detectron2.data import (
-    build_detection_train_loader,
     get_detection_dataset_dicts,
 )
 
@@ -78,10 +77,10 @@ class TopDownTrainer(PoseTrainer):
                 " (INPUT.TOPDOWN.MIN_KEYPOINTS)"
             )
         logger.info("Top-down training on %d persons from %d images", len(persons), len(dicts))
-        return build_detection_train_loader(
+        return cls.build_resumable_train_loader(
             cfg,
-            mapper=TopDownTrainMapper(cfg, is_train=True, codec=codec),
-            dataset=persons,
+            persons,
+            TopDownTrainMapper(cfg, is_train=True, codec=codec),
             aspect_ratio_grouping=False,
         )
 

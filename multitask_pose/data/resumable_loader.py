@@ -1,0 +1,217 @@
+"""A training loader whose every batch is a function of (SEED, rank, iteration), so that a run
+killed and resumed from a checkpoint trains on exactly the batches, augmented exactly the same
+way, that an uninterrupted run sees (``tests/reliability/test_fault_injection.py``).
+
+detectron2's ``TrainingSampler`` restarts its shuffled stream from the beginning on ``--resume``
+and the loader workers draw augmentations from process-global generators, so a resumed run sees
+other images, augmented otherwise, than the run it continues. Here:
+
+- The stream is one endless sequence of positions; rank r of W takes positions r, r + W, ...
+  Position p is dataset index ``perm_e[p mod N]`` of epoch ``e = p // N``, whose permutation is
+  drawn from a generator seeded by (SEED, e): any position is found without replaying the
+  stream (``PositionedDataset``).
+- The mapper of position p runs with Python's, numpy's and torch's generators seeded from
+  (SEED, p) and restored afterwards: its random augmentation depends on p alone, not on the
+  worker, the number of workers or what the worker did before.
+- Aspect-ratio grouping (``DATALOADER.ASPECT_RATIO_GROUPING``) holds samples back until a batch
+  of one orientation fills; on resume, the samples that were waiting at that iteration are found
+  by replaying the orientations of the stream (integers, no images), mapped again and put back
+  first (``resume_point``), so the groups continue as they were.
+- The model's own randomness (proposal sampling, dropout) is reseeded from (SEED, rank,
+  iteration) before every step by ``IterationSeed`` (``multitask_pose.engine.trainer``).
+"""
+
+import hashlib
+import itertools
+import operator
+import random
+from typing import Callable, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.data.common import DatasetFromList
+from detectron2.utils import comm
+from torch.utils import data as torchdata
+
+__all__ = ["PositionedDataset", "ResumableTrainLoader", "mix_seed", "resume_point"]
+
+
+def mix_seed(*parts) -> int:
+    """A 63-bit seed from integers (a hash: nearby inputs give unrelated seeds)."""
+    digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class PositionedDataset(torchdata.Dataset):
+    """Stream position -> mapped dataset dict, deterministic in (seed, position) (module doc).
+
+    Args:
+        dicts: the dataset dicts (detectron2 format).
+        mapper: dict -> training sample (e.g. detectron2's DatasetMapper); None results are
+            replaced by the next index's sample, deterministically.
+        seed: the run's seed.
+        shuffle: shuffle each epoch (else the dataset order, repeated).
+    """
+
+    def __init__(self, dicts: Sequence[dict], mapper: Callable, seed: int, shuffle: bool = True):
+        if not len(dicts):
+            raise ValueError("PositionedDataset: the dataset is empty")
+        self.dataset = DatasetFromList(list(dicts), copy=False, serialize=True)
+        self.mapper, self.seed, self.shuffle = mapper, int(seed), shuffle
+        self.num = len(dicts)
+        # Orientation of every image (what aspect-ratio grouping sorts by): width > height.
+        self.landscape = np.array(
+            [d.get("width", 0) > d.get("height", 0) for d in dicts], dtype=bool
+        )
+        self._epoch, self._perm = None, None
+
+    def index(self, position: int) -> int:
+        epoch, i = divmod(int(position), self.num)
+        if not self.shuffle:
+            return i
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+            self._perm, self._epoch = torch.randperm(self.num, generator=g).numpy(), epoch
+        return int(self._perm[i])
+
+    def __len__(self):  # positions are endless; this is the dataset's size
+        return self.num
+
+    def __getitem__(self, position: int):
+        idx = self.index(position)
+        for attempt in range(self.num):
+            states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+            s = mix_seed(self.seed, position, attempt)
+            random.seed(s)
+            np.random.seed(s % 2**32)
+            torch.manual_seed(s)
+            try:
+                out = self.mapper(self.dataset[(idx + attempt) % self.num])
+            finally:
+                random.setstate(states[0])
+                np.random.set_state(states[1])
+                torch.set_rng_state(states[2])
+            if out is not None:
+                if isinstance(out, dict):
+                    out["stream_position"] = int(position)
+                return out
+        raise RuntimeError("the mapper returned None for every image of the dataset")
+
+
+class _PositionSampler(torchdata.Sampler):
+    """This rank's positions: ``replay`` first, then ``next``, ``next + W``, ... (endless)."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+        self.replay: List[int] = []
+        self.next = rank
+
+    def __iter__(self):
+        yield from self.replay
+        yield from itertools.count(self.next, self.world)
+
+
+def resume_point(
+    landscape_of: Callable[[int], bool],
+    batches_done: int,
+    batch_size: int,
+    rank: int,
+    world: int,
+    grouping: bool,
+) -> Tuple[List[int], int]:
+    """Where this rank's stream stands after ``batches_done`` batches: (positions waiting in the
+    orientation groups, in stream order; the next position to take). Without grouping nothing
+    waits: the next position is ``rank + batches_done * batch_size * world``."""
+    if not grouping:
+        return [], rank + batches_done * batch_size * world
+    buckets: List[List[int]] = [[], []]
+    position, emitted = rank, 0
+    while emitted < batches_done:
+        bucket = buckets[0 if landscape_of(position) else 1]
+        bucket.append(position)
+        position += world
+        if len(bucket) == batch_size:
+            bucket.clear()
+            emitted += 1
+    return sorted(buckets[0] + buckets[1]), position
+
+
+class _GroupedBatches(torchdata.IterableDataset):
+    """detectron2's AspectRatioGroupedDataset with fresh (empty) groups on every iteration."""
+
+    def __init__(self, items, batch_size):
+        self.items, self.batch_size = items, batch_size
+
+    def __iter__(self):
+        buckets = [[], []]
+        for d in self.items:
+            bucket = buckets[0 if d["width"] > d["height"] else 1]
+            bucket.append(d)
+            if len(bucket) == self.batch_size:
+                yield bucket[:]
+                del bucket[:]
+
+
+class ResumableTrainLoader:
+    """Iterable of training batches (lists of mapped dicts) of this rank, resumable at any
+    iteration with :meth:`start_at` before iterating (module docstring).
+
+    Args:
+        dataset: a :class:`PositionedDataset`.
+        total_batch_size: SOLVER.IMS_PER_BATCH (over all ranks).
+        aspect_ratio_grouping, num_workers: as detectron2's ``build_detection_train_loader``.
+    """
+
+    def __init__(self, dataset, total_batch_size, aspect_ratio_grouping=True, num_workers=0):
+        world, rank = comm.get_world_size(), comm.get_rank()
+        if total_batch_size <= 0 or total_batch_size % world:
+            raise ValueError(
+                f"SOLVER.IMS_PER_BATCH {total_batch_size} must be a positive multiple of the "
+                f"number of processes ({world})"
+            )
+        self.dataset, self.grouping = dataset, aspect_ratio_grouping
+        self.batch_size, self.num_workers = total_batch_size // world, num_workers
+        self.sampler = _PositionSampler(rank, world)
+        self._started = False
+
+    def start_at(self, iteration: int):
+        """Continue as if ``iteration`` batches had been taken already (before iterating)."""
+        if self._started:
+            raise RuntimeError("ResumableTrainLoader.start_at after iteration began")
+        replay, nxt = resume_point(
+            lambda p: bool(self.dataset.landscape[self.dataset.index(p)]),
+            iteration,
+            self.batch_size,
+            self.sampler.rank,
+            self.sampler.world,
+            self.grouping,
+        )
+        self.sampler.replay, self.sampler.next = replay, nxt
+
+    def __iter__(self):
+        # A generator: nothing starts (no worker, no position read) until the first batch is
+        # asked for, so detectron2's trainer may call iter() before resume_or_load sets the start.
+        from detectron2.data.build import trivial_batch_collator
+        from detectron2.data.common import ToIterableDataset
+
+        self._started = True
+        items = ToIterableDataset(self.dataset, self.sampler)
+        # The DataLoader draws its workers' base seed when its iterator starts: from a generator
+        # of its own, not the global one, which the model's step uses after IterationSeed.
+        common = dict(
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(
+                mix_seed(self.dataset.seed, self.sampler.rank, 7)
+            ),
+        )
+        if self.grouping:
+            loader = torchdata.DataLoader(items, collate_fn=operator.itemgetter(0), **common)
+            yield from _GroupedBatches(loader, self.batch_size)
+        else:
+            yield from torchdata.DataLoader(
+                items,
+                batch_size=self.batch_size,
+                drop_last=True,
+                collate_fn=trivial_batch_collator,
+                **common,
+            )
