@@ -15,6 +15,12 @@ __all__ = [
 ]
 
 
+# The process's umask (read once: os.umask can only be read by setting it), for the mode of the
+# files written: mkstemp creates them 0600, open() would have made them 0666 & ~umask.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="w", **open_kwargs):
     """``open(path, mode)`` for writing through a temporary file in the same folder that replaces
@@ -31,6 +37,11 @@ def atomic_write(path, mode="w", **open_kwargs):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o7777  # replacing a file: keep its mode
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

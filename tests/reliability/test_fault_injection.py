@@ -266,3 +266,17 @@ def test_train_net_refuses_an_output_dir_in_use(tmp_path):
     assert proc.returncode != 0 and "RunLockError" in proc.stderr
     assert f"in use by pid {sleeper.pid}" in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [".run.lock"]
+
+
+def test_atomic_writes_keep_the_usual_file_mode(tmp_path):
+    """Files come out as open() would make them (0666 & ~umask), not mkstemp's 0600, and a
+    replaced file keeps its mode."""
+    from multitask_pose.shared import atomic_io
+
+    new = tmp_path / "new.txt"
+    atomic_io.write_text_atomic(new, "x")
+    assert new.stat().st_mode & 0o777 == 0o666 & ~atomic_io._UMASK and new.read_text() == "x"
+    new.chmod(0o604)
+    atomic_io.write_text_atomic(new, "y")
+    assert new.stat().st_mode & 0o777 == 0o604 and new.read_text() == "y"
+    assert [p.name for p in tmp_path.iterdir()] == ["new.txt"]  # no temporary left
