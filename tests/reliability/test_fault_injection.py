@@ -249,7 +249,12 @@ def test_run_lock_refuses_a_live_run_and_takes_over_a_dead_one(tmp_path, caplog)
 
 
 def test_train_net_refuses_an_output_dir_in_use(tmp_path):
-    """Through the command line: nothing is written into the folder of the live run."""
+    """train_net's body (what tools/train_net.py runs): nothing is written into the folder of
+    the live run."""
+    from detectron2.engine import default_argument_parser
+
+    from multitask_pose.engine import train_net_main
+
     out = tmp_path / "busy"
     out.mkdir()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -257,14 +262,14 @@ def test_train_net_refuses_an_output_dir_in_use(tmp_path):
         (out / ".run.lock").write_text(
             json.dumps(_lock_of(sleeper.pid, start_time=_start_time(sleeper.pid)))
         )
-        cmd = [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(RECIPE),
-               *OPTS, "OUTPUT_DIR", str(out)]  # fmt: skip
-        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        args = default_argument_parser().parse_args(
+            ["--config-file", str(RECIPE), *OPTS, "OUTPUT_DIR", str(out)]
+        )
+        with pytest.raises(RunLockError, match=f"in use by pid {sleeper.pid}"):
+            train_net_main(args)
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert proc.returncode != 0 and "RunLockError" in proc.stderr
-    assert f"in use by pid {sleeper.pid}" in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [".run.lock"]
 
 
