@@ -67,6 +67,16 @@ def add_topdown_config(cfg: CN) -> CN:
     cfg.MODEL.HOURGLASS.NUM_FEATURES = 256  # channels through the hourglasses
     cfg.MODEL.HOURGLASS.DEPTH = 4  # downsamplings per hourglass (64x64 -> 4x4)
 
+    # PCR, progressive context refinement (topdown/modeling/pcr.py): POSE_NET "PCRResNet"
+    # (encoder depth MODEL.POSE_RESNET.DEPTH) or "PCRHRNet" (encoder MODEL.HRNET.*).
+    cfg.MODEL.PCR = CN()
+    cfg.MODEL.PCR.CHANNELS = (256, 256, 256)  # C_k of the K CAMs of a decoder (K = length)
+    cfg.MODEL.PCR.NUM_DECODERS = 1  # L parallel decoders, fused progressively
+    cfg.MODEL.PCR.SE = True  # the CAMs' squeeze-and-excitation branch (needs HDC)
+    cfg.MODEL.PCR.HDC = True  # the CAMs' dilated-convolution branch (off: residual only)
+    cfg.MODEL.PCR.AUX = True  # auxiliary supervision on the penultimate CAM's output
+    cfg.MODEL.PCR.AUX_WEIGHT = 1.0  # weight of each auxiliary loss
+
     tin = cfg.INPUT.TOPDOWN = CN()  # training crops (topdown/data/mapper.py)
     tin.PADDING = 1.25  # box enlargement around the person before cropping
     tin.SCALE_FACTOR = 0.35  # crop scale ~ clip(1 + N(0, f), 1 - f, 1 + f)

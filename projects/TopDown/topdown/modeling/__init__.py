@@ -7,9 +7,14 @@ from .hourglass import StackedHourglass
 from .hrnet import PoseHighResolutionNet, load_official_hrnet_state_dict
 from .losses import TOPDOWN_LOSS_REGISTRY, JointsMSELoss, build_topdown_loss
 from .meta_arch import TopDownPoseEstimator
+from .pcr import CAM, PCRHead, PCRHRNet, PCRResNet
 from .pose_resnet import PoseResNet
 
 __all__ = [
+    "CAM",
+    "PCRHRNet",
+    "PCRHead",
+    "PCRResNet",
     "JointsMSELoss",
     "POSE_NET_REGISTRY",
     "PoseHighResolutionNet",

@@ -190,7 +190,7 @@ class PoseHighResolutionNet(TopDownPoseNet):
         invariant, so N(0, 0.001) weights turn Adam's steps into relative changes of order 1."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                if init == "kaiming" and m is not self.final_layer:
+                if init == "kaiming" and m is not getattr(self, "final_layer", None):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 else:
                     nn.init.normal_(m.weight, std=0.001)
@@ -229,6 +229,11 @@ class PoseHighResolutionNet(TopDownPoseNet):
         Returns:
             {"heatmap": (N, K, H / 4, W / 4)}.
         """
+        return {"heatmap": self.final_layer(self.features(x))}
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The highest-resolution branch's output, (N, width, H / 4, W / 4): what the heatmap
+        conv (or another head, e.g. PCR's) reads."""
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         ys = [self.layer1(x)]
@@ -237,7 +242,7 @@ class PoseHighResolutionNet(TopDownPoseNet):
             # As the official code: new branches take the last (lowest-resolution) output.
             xs = [ys[i] if t is None else t(ys[-1]) for i, t in enumerate(transition)]
             ys = getattr(self, f"stage{s + 2}")(xs)
-        return {"heatmap": self.final_layer(ys[0])}
+        return ys[0]
 
 
 def load_official_hrnet_state_dict(model: PoseHighResolutionNet, state_dict, strict: bool = True):

@@ -1,0 +1,319 @@
+"""PCR, progressive context refinement (a COCO 2019 keypoint challenge report): an encoder
+(ResNet as in SimpleBaseline, or HRNet) and L parallel decoders of K context-aware modules (CAMs).
+
+CAM(x), C output channels:
+- HDC branch: four parallel 3x3 convs of dilation 1, 2, 3, 4 with C/4 kernels each (BN, ReLU),
+  concatenated to C, then a stride-2 4x4 deconvolution where the CAM upsamples or a stride-1 3x3
+  conv where it does not (BN, ReLU);
+- SE branch on the HDC output: global average pooling, 1x1 conv to C/4, ReLU, 1x1 conv to C,
+  sigmoid (with biases and no BN: the pooled map is 1x1, where BN would only normalise across
+  the batch, as in SENet);
+- residual branch: 2x nearest upsampling then a 1x1 conv (BN) where the CAM upsamples; identity
+  where it does not and the channels agree, else a 1x1 conv (BN);
+- output = SE ⊙ HDC + residual. SE off: HDC + residual. HDC off: the residual branch alone (SE
+  then has nothing to gate, so SE on with HDC off is refused).
+
+Progressive fusion: decoder d produces D_d; prediction level l decodes D_1 + ... + D_l with its own
+1x1 conv, every level is supervised, and the last level is the prediction. Auxiliary supervision
+(AD): a 1x1 conv on the input of each decoder's last CAM (the penultimate CAM's output; the
+encoder's output when K = 1), resized to the heatmap size.
+
+``PCRResNet`` keeps torchvision's ResNet names at the top level (an ImageNet checkpoint loads into
+the encoder by name); its first three CAMs upsample (stride 32 -> 4). ``PCRHRNet`` keeps
+``PoseHighResolutionNet``'s names (an HRNet checkpoint loads) and replaces its ``final_layer`` by
+the PCR head on the stride-4 branch; its CAMs do not upsample.
+"""
+
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from torch import nn
+from torchvision.models.resnet import ResNet
+
+from .base import TopDownPoseNet
+from .build import POSE_NET_REGISTRY
+from .hrnet import PoseHighResolutionNet
+from .pose_resnet import _DEPTHS
+
+__all__ = ["CAM", "PCRHead", "PCRHRNet", "PCRResNet"]
+
+
+def _conv_bn_relu(cin, cout, kernel, dilation=1):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, 1, dilation * (kernel // 2), dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CAM(nn.Module):
+    """The context-aware module (module docstring)."""
+
+    def __init__(self, in_channels: int, channels: int, upsample: bool, se=True, hdc=True):
+        super().__init__()
+        if channels % 4:
+            raise ValueError(f"PCR CAM channels must divide by 4, got {channels}")
+        if se and not hdc:
+            raise ValueError("MODEL.PCR.SE gates the HDC branch: it needs MODEL.PCR.HDC on")
+        self.upsample, self.use_se, self.use_hdc = upsample, se, hdc
+        if hdc:
+            self.dilated = nn.ModuleList(
+                [_conv_bn_relu(in_channels, channels // 4, 3, d) for d in (1, 2, 3, 4)]
+            )
+            mix = (
+                nn.ConvTranspose2d(channels, channels, 4, 2, 1, bias=False)
+                if upsample
+                else nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+            )
+            self.mix = nn.Sequential(mix, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        if se:
+            self.se = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1),
+                nn.Conv2d(channels, channels // 4, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(channels // 4, channels, 1),
+                nn.Sigmoid(),
+            )
+        if upsample or in_channels != channels:
+            self.residual = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
+            )
+        else:
+            self.residual = nn.Identity()
+
+    def forward(self, x):
+        res = F.interpolate(x, scale_factor=2, mode="nearest") if self.upsample else x
+        res = self.residual(res)
+        if not self.use_hdc:
+            return res
+        h = self.mix(torch.cat([conv(x) for conv in self.dilated], dim=1))
+        if self.use_se:
+            h = h * self.se(h)
+        return h + res
+
+
+class PCRHead(nn.Module):
+    """L decoders of K CAMs on shared encoder features, progressive fusion and auxiliary
+    supervision (module docstring).
+
+    Args:
+        in_channels: channels of the encoder's output.
+        channels: C_k of the K CAMs of a decoder.
+        upsample: per CAM, whether it doubles the resolution.
+        num_decoders: L.
+        num_keypoints: heatmaps per prediction.
+        se, hdc, aux: the CAM branches and the auxiliary supervision, switchable.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int],
+        upsample: Sequence[bool],
+        num_decoders: int,
+        num_keypoints: int,
+        se: bool = True,
+        hdc: bool = True,
+        aux: bool = True,
+    ):
+        super().__init__()
+        if not channels or len(channels) != len(upsample):
+            raise ValueError(f"PCR: {len(upsample)} CAMs expected, MODEL.PCR.CHANNELS {channels}")
+        if num_decoders < 1:
+            raise ValueError(f"MODEL.PCR.NUM_DECODERS must be >= 1, got {num_decoders}")
+        ins = [in_channels, *channels[:-1]]
+        self.decoders = nn.ModuleList(
+            nn.ModuleList(CAM(i, c, u, se, hdc) for i, c, u in zip(ins, channels, upsample))
+            for _ in range(num_decoders)
+        )
+        self.final_layers = nn.ModuleList(
+            nn.Conv2d(channels[-1], num_keypoints, 1) for _ in range(num_decoders)
+        )
+        self.aux_layers = (
+            nn.ModuleList(nn.Conv2d(ins[-1], num_keypoints, 1) for _ in range(num_decoders))
+            if aux
+            else None
+        )
+        self.reset_output_layers()
+
+    def reset_output_layers(self):
+        """The heatmap convs as the official pose heads start them: N(0, 0.001), zero bias."""
+        for m in [*self.final_layers, *(self.aux_layers or [])]:
+            nn.init.normal_(m.weight, std=0.001)
+            nn.init.zeros_(m.bias)
+
+    def output_names(self) -> List[str]:
+        n = len(self.decoders)
+        names = [f"heatmap_level{level}" for level in range(1, n)] + ["heatmap"]
+        if self.aux_layers is not None:
+            names += [f"heatmap_aux{d}" for d in range(1, n + 1)]
+        return names
+
+    def forward(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
+        outputs, fused = {}, None
+        n = len(self.decoders)
+        decoded = []
+        for d, cams in enumerate(self.decoders):
+            x = features
+            for k, cam in enumerate(cams):
+                if k == len(cams) - 1 and self.aux_layers is not None:
+                    outputs[f"heatmap_aux{d + 1}"] = self.aux_layers[d](x)
+                x = cam(x)
+            decoded.append(x)
+        for level in range(1, n + 1):
+            fused = decoded[level - 1] if fused is None else fused + decoded[level - 1]
+            name = "heatmap" if level == n else f"heatmap_level{level}"
+            outputs[name] = self.final_layers[level - 1](fused)
+        size = outputs["heatmap"].shape[-2:]
+        for d in range(1, n + 1 if self.aux_layers is not None else 1):
+            aux = outputs[f"heatmap_aux{d}"]
+            if aux.shape[-2:] != size:
+                outputs[f"heatmap_aux{d}"] = F.interpolate(
+                    aux, size=size, mode="bilinear", align_corners=False
+                )
+        return outputs
+
+
+def _pcr_kwargs(cfg):
+    p = cfg.MODEL.PCR
+    return dict(
+        num_keypoints=cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
+        channels=tuple(p.CHANNELS),
+        num_decoders=p.NUM_DECODERS,
+        se=p.SE,
+        hdc=p.HDC,
+        aux=p.AUX,
+        aux_weight=p.AUX_WEIGHT,
+    )
+
+
+class _PCRSupervision:
+    """supervised_outputs of a net with a ``head`` (PCRHead) and an ``aux_weight``."""
+
+    def supervised_outputs(self) -> Dict[str, float]:
+        return {
+            n: (self.aux_weight if "_aux" in n else 1.0) for n in self.head.output_names()
+        }
+
+
+@POSE_NET_REGISTRY.register()
+class PCRResNet(_PCRSupervision, TopDownPoseNet, ResNet):
+    """PCR on a ResNet encoder (torchvision names, no pooling or classifier)."""
+
+    size_divisibility = 32
+    heatmap_stride = 4
+
+    @configurable
+    def __init__(
+        self,
+        num_keypoints: int = 17,
+        depth: int = 50,
+        channels: Sequence[int] = (256, 256, 256),
+        num_decoders: int = 1,
+        se: bool = True,
+        hdc: bool = True,
+        aux: bool = True,
+        aux_weight: float = 1.0,
+    ):
+        if depth not in _DEPTHS:
+            raise ValueError(f"PCR ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
+        if len(channels) < 3:
+            raise ValueError(
+                f"PCR on a ResNet needs at least 3 CAMs (stride 32 -> 4), MODEL.PCR.CHANNELS "
+                f"{tuple(channels)}"
+            )
+        block, blocks = _DEPTHS[depth]
+        super().__init__(block, list(blocks))
+        del self.avgpool, self.fc
+        self.aux_weight = aux_weight
+        upsample = [k < 3 for k in range(len(channels))]
+        self.head = PCRHead(
+            512 * block.expansion, channels, upsample, num_decoders, num_keypoints, se, hdc, aux
+        )
+
+    @classmethod
+    def from_config(cls, cfg):
+        """
+        Args:
+            cfg: MODEL.TOPDOWN.NUM_KEYPOINTS, MODEL.POSE_RESNET.DEPTH and MODEL.PCR.*.
+
+        Returns:
+            the constructor's keyword arguments.
+        """
+        return dict(depth=cfg.MODEL.POSE_RESNET.DEPTH, **_pcr_kwargs(cfg))
+
+    def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            x: (N, 3, H, W) normalised crops.
+            cues: unused.
+
+        Returns:
+            "heatmap" (the prediction), "heatmap_level<l>" (l < L) and "heatmap_aux<d>", each
+            (N, K, H / 4, W / 4).
+        """
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.head(self.layer4(self.layer3(self.layer2(self.layer1(x)))))
+
+
+@POSE_NET_REGISTRY.register()
+class PCRHRNet(_PCRSupervision, PoseHighResolutionNet):
+    """PCR on an HRNet encoder (PoseHighResolutionNet's names; ``final_layer`` replaced by the
+    PCR head on the stride-4 branch)."""
+
+    @configurable
+    def __init__(
+        self,
+        num_keypoints: int = 17,
+        width: int = 32,
+        stem_blocks: int = 4,
+        num_modules: Sequence[int] = (1, 4, 3),
+        num_blocks: Sequence[int] = (4, 4, 4),
+        init: str = "normal",
+        channels: Sequence[int] = (48,),
+        num_decoders: int = 1,
+        se: bool = True,
+        hdc: bool = True,
+        aux: bool = True,
+        aux_weight: float = 1.0,
+    ):
+        super().__init__(
+            num_keypoints=num_keypoints,
+            width=width,
+            stem_blocks=stem_blocks,
+            num_modules=num_modules,
+            num_blocks=num_blocks,
+            init=init,
+        )
+        del self.final_layer
+        self.aux_weight = aux_weight
+        self.head = PCRHead(
+            width, channels, [False] * len(channels), num_decoders, num_keypoints, se, hdc, aux
+        )
+        self.init_weights(init)  # the head's convs too, as HRNet's own layers
+        self.head.reset_output_layers()
+
+    @classmethod
+    def from_config(cls, cfg):
+        """
+        Args:
+            cfg: MODEL.TOPDOWN.NUM_KEYPOINTS, MODEL.HRNET.* and MODEL.PCR.*.
+
+        Returns:
+            the constructor's keyword arguments.
+        """
+        h = cfg.MODEL.HRNET
+        return dict(
+            width=h.WIDTH,
+            stem_blocks=h.STEM_BLOCKS,
+            num_modules=tuple(h.NUM_MODULES),
+            num_blocks=tuple(h.NUM_BLOCKS),
+            init=h.INIT,
+            **_pcr_kwargs(cfg),
+        )
+
+    def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
+        """As :meth:`PCRResNet.forward`, on HRNet's highest-resolution branch."""
+        return self.head(self.features(x))
