@@ -152,3 +152,24 @@ def test_pcr_trains_through_the_meta_architecture_and_predicts():
     image = np.zeros((120, 90, 3), np.uint8)
     out = predictor(image, boxes=[[10, 10, 70, 110]])["instances"]
     assert out.pred_keypoints.shape == (1, 17, 3) and torch.isfinite(out.pred_keypoints).all()
+
+
+def test_an_imagenet_resnet_checkpoint_loads_into_the_pcr_encoder(tmp_path):
+    """torchvision's names, as released (classifier included), through TopDownCheckpointer: the
+    encoder takes every backbone tensor, the PCR head keeps its initialisation."""
+    from topdown.engine import TopDownCheckpointer
+
+    cfg = sample_cfg("MODEL.TOPDOWN.POSE_NET", "PCRResNet", "MODEL.POSE_RESNET.DEPTH", "18",
+                     "MODEL.PCR.CHANNELS", "(32, 32, 32)")  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    head_before = {k: v.clone() for k, v in model.pose_net.head.state_dict().items()}
+    imagenet = torchvision.models.resnet18().state_dict()
+    torch.save(imagenet, tmp_path / "resnet18_imagenet.pth")
+    TopDownCheckpointer(model).load(str(tmp_path / "resnet18_imagenet.pth"))
+    own = model.pose_net.state_dict()
+    for k, v in imagenet.items():
+        if not k.startswith("fc."):
+            assert torch.equal(own[k], v), k
+    for k, v in model.pose_net.head.state_dict().items():
+        assert torch.equal(v, head_before[k]), k
