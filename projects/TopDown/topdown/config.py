@@ -77,6 +77,13 @@ def add_topdown_config(cfg: CN) -> CN:
     cfg.MODEL.PCR.AUX = True  # auxiliary supervision on the penultimate CAM's output
     cfg.MODEL.PCR.AUX_WEIGHT = 1.0  # weight of each auxiliary loss
 
+    # Heatmap ensembles (topdown/modeling/ensemble.py, POSE_NET "HeatmapEnsemble"): trained
+    # top-down models averaged before decoding; inference only.
+    cfg.MODEL.ENSEMBLE = CN()
+    cfg.MODEL.ENSEMBLE.CONFIGS = []  # the members' config files
+    cfg.MODEL.ENSEMBLE.WEIGHTS = []  # their checkpoints, one per config
+    cfg.MODEL.ENSEMBLE.MEMBER_WEIGHTS = []  # averaging weights (empty: equal), normalised to 1
+
     tin = cfg.INPUT.TOPDOWN = CN()  # training crops (topdown/data/mapper.py)
     tin.PADDING = 1.25  # box enlargement around the person before cropping
     tin.SCALE_FACTOR = 0.35  # crop scale ~ clip(1 + N(0, f), 1 - f, 1 + f)
