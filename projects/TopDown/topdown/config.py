@@ -77,6 +77,12 @@ def add_topdown_config(cfg: CN) -> CN:
     cfg.MODEL.PCR.AUX = True  # auxiliary supervision on the penultimate CAM's output
     cfg.MODEL.PCR.AUX_WEIGHT = 1.0  # weight of each auxiliary loss
 
+    # HintPose (topdown/modeling/hintpose.py, POSE_NET "HintPoseHRNet"): HRNet (MODEL.HRNET.*)
+    # with an instance cue channel (MODEL.TOPDOWN.CUE) and recurrent refinement.
+    cfg.MODEL.HINTPOSE = CN()
+    cfg.MODEL.HINTPOSE.HOPS = 3  # refinement hops, each supervised; the last is the prediction
+    cfg.MODEL.HINTPOSE.CUE_ON = True  # the cue channel and its input-refinement block
+
     # Heatmap ensembles (topdown/modeling/ensemble.py, POSE_NET "HeatmapEnsemble"): trained
     # top-down models averaged before decoding; inference only.
     cfg.MODEL.ENSEMBLE = CN()

@@ -4,6 +4,7 @@
 from .base import TopDownPoseNet
 from .build import POSE_NET_REGISTRY, build_pose_net
 from .ensemble import HeatmapEnsemble
+from .hintpose import HintPoseHRNet
 from .hourglass import StackedHourglass
 from .hrnet import PoseHighResolutionNet, load_official_hrnet_state_dict
 from .losses import TOPDOWN_LOSS_REGISTRY, JointsMSELoss, build_topdown_loss
@@ -14,6 +15,7 @@ from .pose_resnet import PoseResNet
 __all__ = [
     "CAM",
     "HeatmapEnsemble",
+    "HintPoseHRNet",
     "PCRHRNet",
     "PCRHead",
     "PCRResNet",

@@ -1,0 +1,124 @@
+"""HintPose (a COCO keypoint challenge report): HRNet with an instance cue and recurrent
+refinement.
+
+- Instance cue: one input channel saying which person the crop is about (``MODEL.TOPDOWN.CUE``,
+  ``topdown/data/cues.py``). It is merged into the stem's stride-4 features by an
+  input-refinement block, ``f + B(conv3x3(concat(f, cue)) -> BN -> ReLU -> conv3x3 -> BN)``, so
+  every layer of HRNet keeps its name and shape and an HRNet checkpoint loads into all of them
+  (only ``input_refine.*`` and the refinement blocks below are new).
+- Recurrent refinement: hop 1 runs HRNet as usual from the features F after ``layer1``; hop t > 1
+  feeds the previous hop's heatmaps H back onto F through two 1x1 conv blocks,
+  ``F_t = extract(F + update(H_{t-1}))`` (``update``: K -> 256 channels, ``extract``: 256 -> 256,
+  each conv + BN + ReLU), and runs stages 2-4 and the heatmap conv again (shared weights). Every
+  hop is supervised ("heatmap_hop<t>", the last one "heatmap", the prediction).
+
+``MODEL.HINTPOSE.HOPS`` (3 in the report), ``MODEL.HINTPOSE.CUE_ON`` (False: no cue channel, the
+refinement alone). HRNet's own keys (``MODEL.HRNET.*``) shape the network.
+"""
+
+from typing import Dict, Sequence
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from torch import nn
+
+from .build import POSE_NET_REGISTRY
+from .hrnet import PoseHighResolutionNet
+
+__all__ = ["HintPoseHRNet"]
+
+
+def _conv_bn(cin, cout, kernel, relu):
+    layers = [nn.Conv2d(cin, cout, kernel, 1, kernel // 2, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, *([nn.ReLU(inplace=True)] if relu else []))
+
+
+@POSE_NET_REGISTRY.register()
+class HintPoseHRNet(PoseHighResolutionNet):
+    """HRNet with HintPose's instance cue and recurrent refinement (module docstring)."""
+
+    @configurable
+    def __init__(
+        self,
+        num_keypoints: int = 17,
+        width: int = 32,
+        stem_blocks: int = 4,
+        num_modules: Sequence[int] = (1, 4, 3),
+        num_blocks: Sequence[int] = (4, 4, 4),
+        final_conv_kernel: int = 1,
+        init: str = "normal",
+        hops: int = 3,
+        cue_on: bool = True,
+    ):
+        super().__init__(
+            num_keypoints=num_keypoints,
+            width=width,
+            stem_blocks=stem_blocks,
+            num_modules=num_modules,
+            num_blocks=num_blocks,
+            final_conv_kernel=final_conv_kernel,
+            init=init,
+        )
+        if hops < 1:
+            raise ValueError(f"MODEL.HINTPOSE.HOPS must be >= 1, got {hops}")
+        self.hops = hops
+        self.cue_channels = 1 if cue_on else 0
+        if cue_on:
+            self.input_refine = nn.Sequential(
+                _conv_bn(64 + 1, 64, 3, relu=True), _conv_bn(64, 64, 3, relu=False)
+            )
+        if hops > 1:
+            c = 64 * 4  # layer1's output (Bottleneck expansion 4)
+            self.update = _conv_bn(num_keypoints, c, 1, relu=True)
+            self.extract = _conv_bn(c, c, 1, relu=True)
+        self.init_weights(init)  # the new layers as HRNet's own
+
+    @classmethod
+    def from_config(cls, cfg):
+        """
+        Args:
+            cfg: MODEL.TOPDOWN.NUM_KEYPOINTS, MODEL.HRNET.* and MODEL.HINTPOSE.*.
+
+        Returns:
+            the constructor's keyword arguments.
+        """
+        kwargs = PoseHighResolutionNet.from_config(cfg)
+        return dict(kwargs, hops=cfg.MODEL.HINTPOSE.HOPS, cue_on=cfg.MODEL.HINTPOSE.CUE_ON)
+
+    def supervised_outputs(self) -> Dict[str, float]:
+        return {f"heatmap_hop{t}": 1.0 for t in range(1, self.hops)} | {"heatmap": 1.0}
+
+    def _stages(self, f: torch.Tensor) -> torch.Tensor:
+        ys = [f]
+        for s in range(3):
+            transition = getattr(self, f"transition{s + 1}")
+            xs = [ys[i] if t is None else t(ys[-1]) for i, t in enumerate(transition)]
+            ys = getattr(self, f"stage{s + 2}")(xs)
+        return self.final_layer(ys[0])
+
+    def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            x: (N, 3, H, W) normalised crops.
+            cues: (N, 1, H, W) instance cue (with MODEL.HINTPOSE.CUE_ON).
+
+        Returns:
+            "heatmap_hop<t>" for the hops before the last and "heatmap" (the last hop), each
+            (N, K, H / 4, W / 4).
+        """
+        f = self.relu(self.bn1(self.conv1(x)))
+        f = self.relu(self.bn2(self.conv2(f)))
+        if self.cue_channels:
+            if cues is None or cues.shape[1] != 1:
+                raise ValueError("HintPoseHRNet with MODEL.HINTPOSE.CUE_ON needs a 1-channel cue")
+            cue = F.interpolate(cues.to(f.dtype), size=f.shape[-2:], mode="bilinear",
+                                align_corners=False)  # fmt: skip
+            f = f + self.input_refine(torch.cat([f, cue], dim=1))
+        base = self.layer1(f)
+        outputs, heat = {}, None
+        for t in range(1, self.hops + 1):
+            feats = base if heat is None else self.extract(base + self.update(heat))
+            heat = self._stages(feats)
+            outputs["heatmap" if t == self.hops else f"heatmap_hop{t}"] = heat
+        return outputs
