@@ -152,9 +152,10 @@ def main(argv=None):
         vis = Visualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
         drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
         ok, jpeg = cv2.imencode(".jpg", drawn)
-        if ok:  # whole or not at all, like results.json
-            with atomic_write(os.path.join(args.output, path.stem + "_pred.jpg"), "wb") as f:
-                f.write(jpeg.tobytes())
+        if not ok:
+            raise RuntimeError(f"JPEG encoding of the drawing of {path} failed")
+        with atomic_write(os.path.join(args.output, path.stem + "_pred.jpg"), "wb") as f:
+            f.write(jpeg.tobytes())  # whole or not at all, like results.json
         for r in instances_to_coco_json(instances, ids.get(path.name, i)):
             r["category_id"] = 1  # the one class, person, in COCO's numbering
             r["file_name"] = str(path)
