@@ -59,3 +59,32 @@ def test_one_supervised_output_per_hop_through_the_meta_architecture():
             a = model.pose_net(x, torch.zeros(1, 1, 96, 64))["heatmap"]
             b = model.pose_net(x, torch.ones(1, 1, 96, 64))["heatmap"]
         assert not torch.allclose(a, b)
+
+
+def test_checkpoints_across_hrnet_and_hintpose_name_the_new_and_unused_keys(tmp_path, caplog):
+    """A HintPose checkpoint into plain HRNet reports HintPose's own layers as unused; an HRNet
+    checkpoint into HintPose reports exactly those layers as missing (fvcore's messages, through
+    TopDownCheckpointer)."""
+    import logging
+
+    from topdown.engine import TopDownCheckpointer
+
+    small = ["MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)"]
+    hint = build_model(sample_cfg(*small, "MODEL.TOPDOWN.POSE_NET", "HintPoseHRNet",
+                                  "MODEL.TOPDOWN.CUE", "BoxCue"))  # fmt: skip
+    plain = build_model(sample_cfg(*small))
+    new = {"input_refine", "update", "extract"}
+    torch.save({"model": hint.state_dict()}, tmp_path / "hint.pth")
+    torch.save({"model": plain.state_dict()}, tmp_path / "plain.pth")
+    for model, ckpt, says in [(plain, "hint.pth", "not used by the model"),
+                              (hint, "plain.pth", "not found in the checkpoint")]:  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fvcore"):
+            TopDownCheckpointer(model).load(str(tmp_path / ckpt))
+        text = " ".join(r.getMessage() for r in caplog.records if says in r.getMessage())
+        named = {
+            w.split(".")[1]
+            for w in text.replace(",", " ").replace("{", " ").split()
+            if w.startswith("pose_net.")
+        }
+        assert named == new, (ckpt, text[:500])
