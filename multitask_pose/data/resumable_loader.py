@@ -48,7 +48,8 @@ class PositionedDataset(torchdata.Dataset):
     Args:
         dicts: the dataset dicts (detectron2 format).
         mapper: dict -> training sample (e.g. detectron2's DatasetMapper); None results are
-            replaced by the next index's sample, deterministically.
+            replaced by the next index's sample, deterministically. A dict sample gets its
+            position as "stream_position" (what the resume tests compare).
         seed: the run's seed.
         shuffle: shuffle each epoch (else the dataset order, repeated).
     """
@@ -136,22 +137,6 @@ def resume_point(
     return sorted(buckets[0] + buckets[1]), position
 
 
-class _GroupedBatches(torchdata.IterableDataset):
-    """detectron2's AspectRatioGroupedDataset with fresh (empty) groups on every iteration."""
-
-    def __init__(self, items, batch_size):
-        self.items, self.batch_size = items, batch_size
-
-    def __iter__(self):
-        buckets = [[], []]
-        for d in self.items:
-            bucket = buckets[0 if d["width"] > d["height"] else 1]
-            bucket.append(d)
-            if len(bucket) == self.batch_size:
-                yield bucket[:]
-                del bucket[:]
-
-
 class ResumableTrainLoader:
     """Iterable of training batches (lists of mapped dicts) of this rank, resumable at any
     iteration with :meth:`start_at` before iterating (module docstring).
@@ -192,7 +177,7 @@ class ResumableTrainLoader:
         # A generator: nothing starts (no worker, no position read) until the first batch is
         # asked for, so detectron2's trainer may call iter() before resume_or_load sets the start.
         from detectron2.data.build import trivial_batch_collator
-        from detectron2.data.common import ToIterableDataset
+        from detectron2.data.common import AspectRatioGroupedDataset, ToIterableDataset
 
         self._started = True
         items = ToIterableDataset(self.dataset, self.sampler)
@@ -206,7 +191,8 @@ class ResumableTrainLoader:
         )
         if self.grouping:
             loader = torchdata.DataLoader(items, collate_fn=operator.itemgetter(0), **common)
-            yield from _GroupedBatches(loader, self.batch_size)
+            # detectron2's grouping, made here so its groups start empty (what start_at assumes).
+            yield from AspectRatioGroupedDataset(loader, self.batch_size)
         else:
             yield from torchdata.DataLoader(
                 items,

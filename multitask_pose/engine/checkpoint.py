@@ -93,9 +93,8 @@ def restricted_load(file, *, filename="<stream>", encoding="ASCII", **kwargs):
 
 class _RestrictedPickleModule:
     """What detectron2's checkpoint module sees as ``pickle`` while SafeCheckpointer reads a .pkl:
-    its ``load`` is the restricted one, so detectron2's own parsing of zoo files is reused."""
-
-    UnpicklingError = pickle.UnpicklingError
+    its ``load`` is the restricted one, so detectron2's own parsing of zoo files is reused
+    (``pickle.load`` is all that module uses)."""
 
     def __init__(self, filename):
         self.load = functools.partial(restricted_load, filename=filename)

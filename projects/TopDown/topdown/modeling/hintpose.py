@@ -16,7 +16,7 @@ refinement.
 refinement alone). HRNet's own keys (``MODEL.HRNET.*``) shape the network.
 """
 
-from typing import Dict, Sequence
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -39,27 +39,14 @@ class HintPoseHRNet(PoseHighResolutionNet):
     """HRNet with HintPose's instance cue and recurrent refinement (module docstring)."""
 
     @configurable
-    def __init__(
-        self,
-        num_keypoints: int = 17,
-        width: int = 32,
-        stem_blocks: int = 4,
-        num_modules: Sequence[int] = (1, 4, 3),
-        num_blocks: Sequence[int] = (4, 4, 4),
-        final_conv_kernel: int = 1,
-        init: str = "normal",
-        hops: int = 3,
-        cue_on: bool = True,
-    ):
-        super().__init__(
-            num_keypoints=num_keypoints,
-            width=width,
-            stem_blocks=stem_blocks,
-            num_modules=num_modules,
-            num_blocks=num_blocks,
-            final_conv_kernel=final_conv_kernel,
-            init=init,
-        )
+    def __init__(self, *, hops: int = 3, cue_on: bool = True, **hrnet_kwargs):
+        """
+        Args:
+            hops, cue_on: MODEL.HINTPOSE.HOPS / CUE_ON.
+            hrnet_kwargs: PoseHighResolutionNet's arguments.
+        """
+        super().__init__(**hrnet_kwargs)
+        num_keypoints = hrnet_kwargs.get("num_keypoints", 17)
         if hops < 1:
             raise ValueError(f"MODEL.HINTPOSE.HOPS must be >= 1, got {hops}")
         self.hops = hops
@@ -72,7 +59,7 @@ class HintPoseHRNet(PoseHighResolutionNet):
             c = 64 * 4  # layer1's output (Bottleneck expansion 4)
             self.update = _conv_bn(num_keypoints, c, 1, relu=True)
             self.extract = _conv_bn(c, c, 1, relu=True)
-        self.init_weights(init)  # the new layers as HRNet's own
+        self.init_weights(hrnet_kwargs.get("init", "normal"))  # the new layers as HRNet's own
 
     @classmethod
     def from_config(cls, cfg):
@@ -89,14 +76,6 @@ class HintPoseHRNet(PoseHighResolutionNet):
     def supervised_outputs(self) -> Dict[str, float]:
         return {f"heatmap_hop{t}": 1.0 for t in range(1, self.hops)} | {"heatmap": 1.0}
 
-    def _stages(self, f: torch.Tensor) -> torch.Tensor:
-        ys = [f]
-        for s in range(3):
-            transition = getattr(self, f"transition{s + 1}")
-            xs = [ys[i] if t is None else t(ys[-1]) for i, t in enumerate(transition)]
-            ys = getattr(self, f"stage{s + 2}")(xs)
-        return self.final_layer(ys[0])
-
     def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
         """
         Args:
@@ -107,8 +86,7 @@ class HintPoseHRNet(PoseHighResolutionNet):
             "heatmap_hop<t>" for the hops before the last and "heatmap" (the last hop), each
             (N, K, H / 4, W / 4).
         """
-        f = self.relu(self.bn1(self.conv1(x)))
-        f = self.relu(self.bn2(self.conv2(f)))
+        f = self.stem(x)
         if self.cue_channels:
             if cues is None or cues.shape[1] != 1:
                 raise ValueError("HintPoseHRNet with MODEL.HINTPOSE.CUE_ON needs a 1-channel cue")
@@ -119,6 +97,6 @@ class HintPoseHRNet(PoseHighResolutionNet):
         outputs, heat = {}, None
         for t in range(1, self.hops + 1):
             feats = base if heat is None else self.extract(base + self.update(heat))
-            heat = self._stages(feats)
+            heat = self.final_layer(self.stages(feats))
             outputs["heatmap" if t == self.hops else f"heatmap_hop{t}"] = heat
         return outputs

@@ -234,9 +234,16 @@ class PoseHighResolutionNet(TopDownPoseNet):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The highest-resolution branch's output, (N, width, H / 4, W / 4): what the heatmap
         conv (or another head, e.g. PCR's) reads."""
+        return self.stages(self.layer1(self.stem(x)))
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The two stride-2 convs: (N, 64, H / 4, W / 4)."""
         x = self.relu(self.bn1(self.conv1(x)))
-        x = self.relu(self.bn2(self.conv2(x)))
-        ys = [self.layer1(x)]
+        return self.relu(self.bn2(self.conv2(x)))
+
+    def stages(self, x: torch.Tensor) -> torch.Tensor:
+        """Stages 2-4 from ``layer1``'s output; the highest-resolution branch's output."""
+        ys = [x]
         for s in range(3):
             transition = getattr(self, f"transition{s + 1}")
             # As the official code: new branches take the last (lowest-resolution) output.

@@ -35,7 +35,7 @@ from torchvision.models.resnet import ResNet
 from .base import TopDownPoseNet
 from .build import POSE_NET_REGISTRY
 from .hrnet import PoseHighResolutionNet
-from .pose_resnet import _DEPTHS
+from .pose_resnet import init_resnet_trunk, resnet_trunk
 
 __all__ = ["CAM", "PCRHead", "PCRHRNet", "PCRResNet"]
 
@@ -193,9 +193,7 @@ class _PCRSupervision:
     """supervised_outputs of a net with a ``head`` (PCRHead) and an ``aux_weight``."""
 
     def supervised_outputs(self) -> Dict[str, float]:
-        return {
-            n: (self.aux_weight if "_aux" in n else 1.0) for n in self.head.output_names()
-        }
+        return {n: (self.aux_weight if "_aux" in n else 1.0) for n in self.head.output_names()}
 
 
 @POSE_NET_REGISTRY.register()
@@ -217,20 +215,16 @@ class PCRResNet(_PCRSupervision, TopDownPoseNet, ResNet):
         aux: bool = True,
         aux_weight: float = 1.0,
     ):
-        if depth not in _DEPTHS:
-            raise ValueError(f"PCR ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
         if len(channels) < 3:
             raise ValueError(
                 f"PCR on a ResNet needs at least 3 CAMs (stride 32 -> 4), MODEL.PCR.CHANNELS "
                 f"{tuple(channels)}"
             )
-        block, blocks = _DEPTHS[depth]
-        super().__init__(block, list(blocks))
-        del self.avgpool, self.fc
+        trunk_channels = init_resnet_trunk(self, depth, "PCR ResNet")
         self.aux_weight = aux_weight
         upsample = [k < 3 for k in range(len(channels))]
         self.head = PCRHead(
-            512 * block.expansion, channels, upsample, num_decoders, num_keypoints, se, hdc, aux
+            trunk_channels, channels, upsample, num_decoders, num_keypoints, se, hdc, aux
         )
 
     @classmethod
@@ -254,8 +248,7 @@ class PCRResNet(_PCRSupervision, TopDownPoseNet, ResNet):
             "heatmap" (the prediction), "heatmap_level<l>" (l < L) and "heatmap_aux<d>", each
             (N, K, H / 4, W / 4).
         """
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.head(self.layer4(self.layer3(self.layer2(self.layer1(x)))))
+        return self.head(resnet_trunk(self, x))
 
 
 @POSE_NET_REGISTRY.register()
@@ -266,33 +259,27 @@ class PCRHRNet(_PCRSupervision, PoseHighResolutionNet):
     @configurable
     def __init__(
         self,
-        num_keypoints: int = 17,
-        width: int = 32,
-        stem_blocks: int = 4,
-        num_modules: Sequence[int] = (1, 4, 3),
-        num_blocks: Sequence[int] = (4, 4, 4),
-        init: str = "normal",
+        *,
         channels: Sequence[int] = (48,),
         num_decoders: int = 1,
         se: bool = True,
         hdc: bool = True,
         aux: bool = True,
         aux_weight: float = 1.0,
+        **hrnet_kwargs,
     ):
-        super().__init__(
-            num_keypoints=num_keypoints,
-            width=width,
-            stem_blocks=stem_blocks,
-            num_modules=num_modules,
-            num_blocks=num_blocks,
-            init=init,
-        )
+        """
+        Args:
+            channels, num_decoders, se, hdc, aux, aux_weight: MODEL.PCR.*.
+            hrnet_kwargs: PoseHighResolutionNet's arguments (its final_layer is replaced).
+        """
+        super().__init__(**hrnet_kwargs)
         del self.final_layer
         self.aux_weight = aux_weight
-        self.head = PCRHead(
-            width, channels, [False] * len(channels), num_decoders, num_keypoints, se, hdc, aux
-        )
-        self.init_weights(init)  # the head's convs too, as HRNet's own layers
+        width = hrnet_kwargs.get("width", 32)
+        k = hrnet_kwargs.get("num_keypoints", 17)
+        self.head = PCRHead(width, channels, [False] * len(channels), num_decoders, k, se, hdc, aux)
+        self.init_weights(hrnet_kwargs.get("init", "normal"))  # the head's convs as HRNet's own
         self.head.reset_output_layers()
 
     @classmethod
@@ -304,15 +291,9 @@ class PCRHRNet(_PCRSupervision, PoseHighResolutionNet):
         Returns:
             the constructor's keyword arguments.
         """
-        h = cfg.MODEL.HRNET
-        return dict(
-            width=h.WIDTH,
-            stem_blocks=h.STEM_BLOCKS,
-            num_modules=tuple(h.NUM_MODULES),
-            num_blocks=tuple(h.NUM_BLOCKS),
-            init=h.INIT,
-            **_pcr_kwargs(cfg),
-        )
+        hrnet = PoseHighResolutionNet.from_config(cfg)
+        del hrnet["final_conv_kernel"]  # no heatmap conv of HRNet's own
+        return dict(hrnet, **_pcr_kwargs(cfg))
 
     def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
         """As :meth:`PCRResNet.forward`, on HRNet's highest-resolution branch."""

@@ -30,6 +30,23 @@ _DEPTHS = {
 _DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}  # kernel -> (padding, output_padding)
 
 
+def init_resnet_trunk(net: ResNet, depth: int, what: str) -> int:
+    """``ResNet.__init__`` of ``net`` (a ResNet subclass) for ``depth``, without its pooling and
+    classifier; returns the trunk's output channels. ``what`` names the model in the error."""
+    if depth not in _DEPTHS:
+        raise ValueError(f"{what} depth must be one of {sorted(_DEPTHS)}, got {depth}")
+    block, blocks = _DEPTHS[depth]
+    ResNet.__init__(net, block, list(blocks))
+    del net.avgpool, net.fc
+    return 512 * block.expansion
+
+
+def resnet_trunk(net: ResNet, x: torch.Tensor) -> torch.Tensor:
+    """The stride-32 features of ``net``'s torchvision trunk (stem and layer1-4)."""
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
+
 @POSE_NET_REGISTRY.register()
 class PoseResNet(TopDownPoseNet, ResNet):
     size_divisibility = 32  # the deconvolutions restore stride 4 exactly from stride 32
@@ -45,17 +62,13 @@ class PoseResNet(TopDownPoseNet, ResNet):
         deconv_kernel: int = 4,
         final_conv_kernel: int = 1,
     ):
-        if depth not in _DEPTHS:
-            raise ValueError(f"SimpleBaseline depth must be one of {sorted(_DEPTHS)}, got {depth}")
         if deconv_kernel not in _DECONV_PADDING:
             raise ValueError(
                 f"DECONV_KERNEL must be one of {sorted(_DECONV_PADDING)}, got {deconv_kernel}"
             )
-        block, blocks = _DEPTHS[depth]
-        super().__init__(block, list(blocks))
-        del self.avgpool, self.fc
+        cin = init_resnet_trunk(self, depth, "SimpleBaseline")
         padding, output_padding = _DECONV_PADDING[deconv_kernel]
-        layers, cin = [], 512 * block.expansion
+        layers = []
         for _ in range(num_deconv_layers):
             layers += [
                 nn.ConvTranspose2d(
@@ -107,6 +120,4 @@ class PoseResNet(TopDownPoseNet, ResNet):
         Returns:
             {"heatmap": (N, K, H / 4, W / 4)}.
         """
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return {"heatmap": self.final_layer(self.deconv_layers(x))}
+        return {"heatmap": self.final_layer(self.deconv_layers(resnet_trunk(self, x)))}
