@@ -150,7 +150,14 @@ def test_the_prediction_depends_on_the_cue_the_model_makes():
     assert torch.equal(model.pose_net.seen_cues[-1][0], train_cue)
     # A cue of zeros changes the prediction: the network sees the cue the model makes.
     real_cue = model.cue
-    model.cue = lambda boxes, affine, size: torch.zeros_like(real_cue(boxes, affine, size))
+
+    class ZeroCue:  # the cue contract (topdown/data/cues.py) with an all-zero channel
+        channels, uses_hints = 1, False
+
+        def __call__(self, boxes, affine, size, hints=None):
+            return torch.zeros_like(real_cue(boxes, affine, size))
+
+    model.cue = ZeroCue()
     with torch.no_grad():
         kp_zero = model([x])[0]["instances"].pred_keypoints
     assert not torch.allclose(kp[..., 2], kp_zero[..., 2])

@@ -23,6 +23,10 @@ def add_topdown_config(cfg: CN) -> CN:
     # Instance cue appended to the crop (a CUE_REGISTRY name, topdown/data/cues.py; "" for none);
     # the pose net's cue_channels must match it.
     td.CUE = ""
+    td.HINT = CN()  # the JointHintCue (HintPose's joint hint, topdown/data/cues.py)
+    td.HINT.SIGMA = 6.0  # the hint Gaussian's standard deviation, in crop pixels
+    # Training hints: a random labelled joint, moved by N(0, TRAIN_JITTER x sqrt(box area)).
+    td.HINT.TRAIN_JITTER = 0.05
     td.NUM_KEYPOINTS = 17  # must equal the dataset's keypoint count (checked at build time)
     td.INPUT_SIZE = (192, 256)  # crop (width, height), as the official configs' IMAGE_SIZE
     td.HEATMAP_SIZE = (48, 64)  # heatmap (width, height): INPUT_SIZE / 4 for every model here
@@ -126,6 +130,17 @@ def add_topdown_config(cfg: CN) -> CN:
     # OKS-NMS counts only keypoints scoring above this in both poses; None counts all of them, as
     # the official HRNet / SimpleBaseline evaluation does (its oks_nms gets no in_vis_thre).
     tt.OKS_NMS_VIS_THRESH = None
+    # Where inference hints of a hint cue come from (topdown/data/hints.py): "center" (the box
+    # centre), "keypoints" (the input instances' pred_keypoints: the multitask R-CNN as detector,
+    # or a keypoint results file as DET_FILE, e.g. a previous top-down pass) or "heatmap_peaks"
+    # (local peaks inside the box of the R-CNN's keypoint heatmaps pasted into image space).
+    tt.HINT = CN()
+    tt.HINT.SOURCE = "center"
+    tt.HINT.MAX_PER_BOX = 1  # hints (so poses) per box, best first; OKS-NMS merges duplicates
+    # Keypoints or peaks scoring below this give no hint (R-CNN keypoint scores are spatial
+    # softmax probabilities, often about 0.1; a top-down pass's are heatmap maxima).
+    tt.HINT.SCORE_THRESH = 0.05
+    tt.HINT.PEAK_STRIDE = 4  # "heatmap_peaks": image pixels per cell of the pasted heatmap
     return cfg
 
 

@@ -36,11 +36,13 @@ def filter_person_boxes(
     topk: int = 0,
     min_size: float = 0.0,
     where: str = "",
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    return_index: bool = False,
+):
     """Clip (N, 4) XYXY boxes to the image ``(height, width)``, then drop boxes without area after
     clipping, below ``score_thresh``, with a shorter side below ``min_size``, and beyond the
     ``topk`` best (0: no limit). Drops are logged with ``where`` (e.g. the image id); never an
-    error.
+    error. Returns the kept boxes and scores, best first, and with ``return_index`` their indices
+    in the input (to select what else came with the boxes, e.g. keypoint hints).
     """
     boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     scores = torch.as_tensor(scores, dtype=torch.float32, device=boxes.device).reshape(-1)
@@ -69,6 +71,8 @@ def filter_person_boxes(
     idx = idx[torch.argsort(scores[idx], descending=True, stable=True)]
     if topk > 0:
         idx = idx[:topk]
+    if return_index:
+        return clipped[idx], scores[idx], idx
     return clipped[idx], scores[idx]
 
 
@@ -99,10 +103,13 @@ def gt_person_boxes(dataset_dict: Dict, minus_one: bool = False) -> Tuple[np.nda
 
 
 def load_detection_file(
-    path: str, image_ids, category_id: Optional[int] = 1
-) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+    path: str, image_ids, category_id: Optional[int] = 1, with_keypoints: bool = False
+) -> Dict[int, Tuple[np.ndarray, ...]]:
     """Read a COCO detection-results json (a list of ``{"image_id", "category_id", "bbox": [x, y, w,
     h], "score"}``) into ``{image_id: (boxes XYXY (N, 4), scores (N,))}`` for the given images.
+    ``with_keypoints``: the file is a keypoint results file (each entry also has ``"keypoints"``:
+    K x (x, y, score) in COCO's frame), and each value gets a third array, (N, K, 3) keypoints in
+    detectron2's pixel-centre frame (+0.5, as ``pred_keypoints``).
 
     Raises :class:`DetectionFileError` on a malformed file or on image ids that are not in the
     dataset (the usual sign of a file made for another split). Images of the dataset without any
@@ -144,6 +151,13 @@ def load_detection_file(
             continue
         try:
             row = [*map(float, bbox), float(d["score"])]
+            if with_keypoints:
+                row += list(map(float, d["keypoints"]))
+        except KeyError:
+            raise DetectionFileError(
+                f"{path}: entry {n} (image {iid}) has no keypoints; TEST.TOPDOWN.HINT.SOURCE"
+                " 'keypoints' needs a keypoint results file"
+            ) from None
         except (TypeError, ValueError):
             row = None
         if row is None or not np.isfinite(row).all():
@@ -157,11 +171,22 @@ def load_detection_file(
             f"{path}: {len(unknown)} image ids are not in the dataset, e.g."
             f" {sorted(unknown)[:5]}; was the file made for another split?"
         )
+    lengths = {len(r) for rows in per_image.values() for r in rows}
+    if with_keypoints and (len(lengths) > 1 or any((n - 5) % 3 for n in lengths)):
+        raise DetectionFileError(
+            f"{path}: keypoint lists of different or non-triplet lengths"
+            f" ({sorted((n - 5) / 3 for n in lengths)} keypoints)"
+        )
+    width = lengths.pop() if lengths else 5
     out = {}
     for iid, rows in per_image.items():
-        a = np.array(rows, dtype=np.float64).reshape(-1, 5)
+        a = np.array(rows, dtype=np.float64).reshape(-1, width)
         boxes = np.concatenate([a[:, :2], a[:, :2] + a[:, 2:4]], axis=1).astype(np.float32)
         out[iid] = (boxes, a[:, 4].astype(np.float32))
+        if with_keypoints:
+            kp = a[:, 5:].reshape(len(a), (width - 5) // 3, 3)
+            kp[..., :2] += 0.5  # COCO's frame -> detectron2's pixel centres
+            out[iid] += (kp.astype(np.float32),)
     return out
 
 
@@ -195,8 +220,14 @@ class PersonDetector:
             classes = MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes", [])
         self.person_class = classes.index("person") if "person" in classes else 0
 
-    def __call__(self, image_rgb: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+    def detect(self, image_rgb: np.ndarray):
+        """The detector's person instances (on the CPU) with every field it predicts: boxes and
+        scores, and a keypoint R-CNN's ``pred_keypoints`` / ``pred_keypoint_heatmaps``, which
+        the hint sources read (``topdown/data/hints.py``)."""
         image = image_rgb[:, :, ::-1] if self.predictor.input_format == "BGR" else image_rgb
         inst = self.predictor(np.ascontiguousarray(image))["instances"].to("cpu")
-        keep = inst.pred_classes == self.person_class
-        return inst.pred_boxes.tensor[keep], inst.scores[keep]
+        return inst[inst.pred_classes == self.person_class]
+
+    def __call__(self, image_rgb: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+        inst = self.detect(image_rgb)
+        return inst.pred_boxes.tensor, inst.scores

@@ -86,9 +86,10 @@ def person_dicts(
 class TopDownTrainMapper:
     """Person dict -> {"image": (3, H, W) uint8 crop in cfg.INPUT.FORMAT, "targets": the codec's
     encoding of the person (e.g. "heatmaps" (K, h, w), "target_weight" (K,)), "crop_affine":
-    (2, 3) original image -> crop, "cues": (C, H, W) when a cue is configured} with the official
-    augmentation: half body, random scale and rotation, horizontal flip through the dataset's flip
-    map (in a flipped crop, channel k holds the mirror keypoint of k)."""
+    (2, 3) original image -> crop, "cues": (C, H, W) when a cue is configured (a hint cue's hints
+    drawn from the person's labels, in the augmented frame)} with the official augmentation:
+    half body, random scale and rotation, horizontal flip through the dataset's flip map (in a
+    flipped crop, channel k holds the mirror keypoint of k)."""
 
     @configurable
     def __init__(
@@ -150,7 +151,7 @@ class TopDownTrainMapper:
             codec=codec if codec is not None else build_topdown_codec(cfg),
             flip_indices=spec.flip_indices,
             lower_body=lower_body_indices(spec.keypoint_names),
-            cue=build_cue(cfg.MODEL.TOPDOWN.CUE),
+            cue=build_cue(cfg),
             image_format=cfg.INPUT.FORMAT,
             padding=t.PADDING,
             scale_factor=t.SCALE_FACTOR,
@@ -231,7 +232,8 @@ class TopDownTrainMapper:
             "crop_affine": torch.from_numpy(m[0] @ mirror),
         }
         if self.cue is not None:
-            out["cues"] = self.cue(box[None], m, self.input_size)[0]
+            hints = self.cue.training_hints(kp, box)[None] if self.cue.uses_hints else None
+            out["cues"] = self.cue(box[None], m, self.input_size, hints)[0]
         return out
 
 
@@ -264,7 +266,8 @@ class TopDownTestMapper:
     def from_config(cls, cfg, dataset_name: str, dataset_dicts: Optional[List[Dict]] = None):
         """
         Args:
-            cfg: the config: ``TEST.TOPDOWN.{BOX_SOURCE, DET_FILE}``, ``INPUT.FORMAT`` and
+            cfg: the config: ``TEST.TOPDOWN.{BOX_SOURCE, DET_FILE, HINT.SOURCE}`` (a hint cue
+                reading "keypoints" loads the file's keypoints), ``INPUT.FORMAT`` and
                 ``INPUT.TOPDOWN.GT_BOX_MINUS_ONE``.
             dataset_name: the test dataset (its ``detections_file`` when DET_FILE is empty).
             dataset_dicts: its dicts, if already loaded (to check the detection file's image ids).
@@ -286,8 +289,11 @@ class TopDownTestMapper:
             from detectron2.data import DatasetCatalog
 
             dicts = dataset_dicts if dataset_dicts is not None else DatasetCatalog.get(dataset_name)
-            detections = load_detection_file(path, [d["image_id"] for d in dicts])
-            n = sum(len(s) for _, s in detections.values())
+            keypoint_hints = cfg.MODEL.TOPDOWN.CUE and cfg.TEST.TOPDOWN.HINT.SOURCE == "keypoints"
+            detections = load_detection_file(
+                path, [d["image_id"] for d in dicts], with_keypoints=bool(keypoint_hints)
+            )
+            n = sum(len(v[1]) for v in detections.values())
             logger.info("Box source: %d detections from %s for %d images", n, path, len(detections))
         return dict(
             image_format=cfg.INPUT.FORMAT,
@@ -314,8 +320,10 @@ class TopDownTestMapper:
             boxes, _ = gt_person_boxes(d, self.gt_box_minus_one)
             inst.gt_boxes = Boxes(torch.from_numpy(boxes))
         else:
-            boxes, scores = self.detections[d["image_id"]]
+            boxes, scores, *keypoints = self.detections[d["image_id"]]
             inst.pred_boxes = Boxes(torch.from_numpy(boxes))
             inst.scores = torch.from_numpy(scores)
+            if keypoints:  # a keypoint results file: the hints of TEST.TOPDOWN.HINT.SOURCE
+                inst.pred_keypoints = torch.from_numpy(keypoints[0])
         out["instances"] = inst
         return out

@@ -35,6 +35,7 @@ from ..affine import box_to_center_size, crop_affine, invert_affine
 from ..codec import build_topdown_codec
 from ..data.boxes import PersonDetector, filter_person_boxes
 from ..data.cues import build_cue, crop_sample_points
+from ..data.hints import HintSource
 from .base import TopDownPoseNet
 from .build import build_pose_net
 from .losses import build_topdown_loss
@@ -93,6 +94,7 @@ class TopDownPoseEstimator(nn.Module):
         det_topk: int = 100,
         det_min_size: float = 0.0,
         detector: Optional[PersonDetector] = None,
+        hint_source: Optional[HintSource] = None,
     ):
         """
         Args:
@@ -114,6 +116,8 @@ class TopDownPoseEstimator(nn.Module):
                 None counts all keypoints (the official HRNet / SimpleBaseline evaluation).
             det_score_thresh, det_topk, det_min_size: filters of the input person boxes.
             detector: finds person boxes when the inputs carry none.
+            hint_source: gives a hint cue its inference hints (``topdown/data/hints.py``);
+                None: the box centre.
         """
         super().__init__()
         name = type(pose_net).__name__
@@ -143,6 +147,7 @@ class TopDownPoseEstimator(nn.Module):
         self.codec = codec
         self.loss = loss
         self.cue = cue
+        self.hint_source = hint_source
         self.register_buffer(
             "flip_indices", torch.as_tensor(np.asarray(flip_indices), dtype=torch.long), False
         )
@@ -182,6 +187,7 @@ class TopDownPoseEstimator(nn.Module):
         """
         spec = dataset_keypoint_spec(cfg)
         t = cfg.TEST.TOPDOWN
+        cue = build_cue(cfg)
         detector = None
         if t.BOX_SOURCE == "detector":
             detector = PersonDetector(
@@ -194,7 +200,8 @@ class TopDownPoseEstimator(nn.Module):
             pose_net=build_pose_net(cfg),
             codec=build_topdown_codec(cfg),
             loss=build_topdown_loss(cfg),
-            cue=build_cue(cfg.MODEL.TOPDOWN.CUE),
+            cue=cue,
+            hint_source=HintSource(cfg) if cue is not None and cue.uses_hints else None,
             flip_indices=spec.flip_indices,
             oks_sigmas=spec.oks_sigmas,
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
@@ -265,6 +272,7 @@ class TopDownPoseEstimator(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def _person_boxes(self, x: Dict):
+        """(boxes, scores, the instances they came from or None) of one input image."""
         inst = x.get("instances")
         if inst is None:
             if self.detector is None:
@@ -274,12 +282,12 @@ class TopDownPoseEstimator(nn.Module):
                 )
             image = x["image"].permute(1, 2, 0).cpu().numpy()
             rgb = image if self.input_format == "RGB" else image[:, :, ::-1]
-            return self.detector(np.ascontiguousarray(rgb))
+            inst = self.detector.detect(np.ascontiguousarray(rgb))
         if inst.has("pred_boxes"):
             scores = inst.scores if inst.has("scores") else torch.ones(len(inst))
-            return inst.pred_boxes.tensor, scores
+            return inst.pred_boxes.tensor, scores, inst
         if inst.has("gt_boxes"):
-            return inst.gt_boxes.tensor, torch.ones(len(inst))
+            return inst.gt_boxes.tensor, torch.ones(len(inst)), inst
         raise ValueError(
             f"image {x.get('image_id', '?')}: 'instances' has neither pred_boxes nor gt_boxes"
         )
@@ -297,8 +305,32 @@ class TopDownPoseEstimator(nn.Module):
         img = image.to(self.device, torch.float32)[None].expand(len(affine), -1, -1, -1)
         return F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
-    def estimate(self, image: torch.Tensor, boxes: torch.Tensor, scores: torch.Tensor) -> Instances:
-        """Poses for the given (already filtered) XYXY boxes of one (3, H, W) image."""
+    def _crop_hints(self, hints: Optional[torch.Tensor], n: int):
+        """(box index of each crop, the crops' hints in the crop affine's frame or None). A hint
+        cue that ``expands`` makes one crop per valid hint of a box (one crop with a NaN hint, so
+        the box centre, for a box without any); another takes a box's hints together."""
+        box_of = torch.arange(n)
+        if self.cue is None or not self.cue.uses_hints or hints is None:
+            return box_of, None  # None: the cue's default (a hint cue: the box centres)
+        hints = hints.detach().float().cpu()
+        if getattr(self.cue, "expands", False):
+            chosen = torch.isfinite(hints).all(-1)
+            chosen[~chosen.any(1), 0] = True
+            box_of, slot = torch.nonzero(chosen, as_tuple=True)
+            hints = hints[box_of, slot][:, None]
+        # detectron2's pixel-centre frame -> the official pixel-index frame of the crop affine
+        return box_of, (hints - torch.tensor([0.5, 0.5, 0.0])).numpy()
+
+    def estimate(
+        self,
+        image: torch.Tensor,
+        boxes: torch.Tensor,
+        scores: torch.Tensor,
+        hints: Optional[torch.Tensor] = None,
+    ) -> Instances:
+        """Poses for the given (already filtered) XYXY boxes of one (3, H, W) image; a hint cue
+        takes (N, M, 3) ``hints`` (``topdown/data/hints.py``; None: the box centres), one pose
+        per hint of a box."""
         h, w = image.shape[-2:]
         result = Instances((h, w))
         k = len(self.flip_indices)
@@ -308,14 +340,17 @@ class TopDownPoseEstimator(nn.Module):
             result.pred_classes = torch.zeros(0, dtype=torch.long, device=self.device)
             result.pred_keypoints = torch.zeros(0, k, 3, device=self.device)
             return result
+        box_of, crop_hints = self._crop_hints(hints, len(boxes))
         center, size = box_to_center_size(
             boxes.cpu().numpy(), self.codec.input_size[0] / self.codec.input_size[1], self.padding
         )
+        center, size = center[box_of.numpy()], size[box_of.numpy()]
         affine = crop_affine(center, size, 0.0, self.codec.input_size)
         crops = self._normalize(self.crop(image, affine))
         cues = None
         if self.cue is not None:
-            cues = self.cue(boxes.cpu().numpy(), affine, self.codec.input_size).to(self.device)
+            cue_boxes = boxes.cpu().numpy()[box_of.numpy()]
+            cues = self.cue(cue_boxes, affine, self.codec.input_size, crop_hints).to(self.device)
         pred = self.pose_net.prediction
         heatmaps = self._outputs(crops, cues)[pred]
         if self.flip_test:
@@ -331,15 +366,23 @@ class TopDownPoseEstimator(nn.Module):
         xy = torch.einsum("nij,nkj->nki", inv[..., :2], coords) + inv[:, None, :, 2]
         # Back from the official pixel-index frame to detectron2's pixel centres.
         keypoints = torch.cat([xy + 0.5, maxvals[..., None]], -1).to(self.device)
-        scores = scores.to(self.device, torch.float32)
+        box_of = box_of.to(self.device)
+        scores = scores.to(self.device, torch.float32)[box_of]
         if self.rescore:
             valid = (keypoints[..., 2] > self.rescore_thresh).float()
             kp_score = (keypoints[..., 2] * valid).sum(1) / valid.sum(1).clamp_min(1)
             scores = scores * kp_score
         boxes = boxes.to(self.device, torch.float32)
-        keep = torch.arange(len(boxes), device=self.device)
+        keep = torch.arange(len(box_of), device=self.device)
         if self.iou_nms_thresh < 1.0:
-            keep = nms(boxes, scores, self.iou_nms_thresh)
+            # IoU-NMS between boxes, each scored by its best pose; the poses of a kept box stay
+            # (with one pose per box this is plain NMS of the poses' boxes).
+            box_score = torch.full((len(boxes),), -float("inf"), device=self.device)
+            box_score = box_score.scatter_reduce(0, box_of, scores, "amax")
+            alive = torch.zeros(len(boxes), dtype=torch.bool, device=self.device)
+            alive[nms(boxes, box_score, self.iou_nms_thresh)] = True
+            keep = torch.nonzero(alive[box_of]).flatten()
+            keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
         if self.oks_nms_thresh < 1.0:
             areas = torch.as_tensor(size.prod(1), dtype=torch.float32, device=self.device)[keep]
             keep = keep[
@@ -352,7 +395,7 @@ class TopDownPoseEstimator(nn.Module):
                     self.oks_nms_vis_thresh,
                 ).to(self.device)
             ]
-        result.pred_boxes = Boxes(boxes[keep])
+        result.pred_boxes = Boxes(boxes[box_of[keep]])
         result.scores = scores[keep]
         result.pred_classes = torch.zeros(len(keep), dtype=torch.long, device=self.device)
         result.pred_keypoints = keypoints[keep]
@@ -369,17 +412,22 @@ class TopDownPoseEstimator(nn.Module):
                     f" full-size image (height/width {x.get('height')}x{x.get('width')},"
                     f" tensor {hw[0]}x{hw[1]})"
                 )
-            boxes, scores = self._person_boxes(x)
-            boxes, scores = filter_person_boxes(
+            where = f"image {x.get('image_id', '?')}"
+            boxes, scores, source = self._person_boxes(x)
+            boxes, scores, index = filter_person_boxes(
                 boxes,
                 scores,
                 hw,
                 self.det_score_thresh,
                 self.det_topk,
                 self.det_min_size,
-                where=f"image {x.get('image_id', '?')}",
+                where=where,
+                return_index=True,
             )
             if len(boxes) == 0:
                 logger.info("image %s: no person boxes, no poses", x.get("image_id", "?"))
-            results.append({"instances": self.estimate(image, boxes, scores)})
+            hints = None
+            if self.hint_source is not None and len(boxes):
+                hints = self.hint_source(source, index, boxes, hw, where=where)
+            results.append({"instances": self.estimate(image, boxes, scores, hints)})
         return results
