@@ -275,3 +275,44 @@ def test_after_short_training_the_hint_picks_the_person_in_a_two_person_crop():
         to_target = np.mean([oks(p, target) for p in poses])
         to_other = np.mean([oks(p, other) for p in poses])
         assert to_target > 0.5 and to_target > to_other + 0.3, (target["bbox"], to_target, to_other)
+
+
+def test_hintpose_trains_and_predicts_with_keypoint_hints_through_the_predictor():
+    """HintPose (3 hops, joint hints) on the COCO sample: finite per-hop losses that fall over a
+    few steps; TopDownPredictor takes boxes with keypoints (HINT.SOURCE "keypoints") and gives
+    one pose per hint; bad keypoint arrays are refused."""
+    from topdown.predictor import TopDownPredictor
+
+    cfg = sample_cfg(*HINT, "MODEL.HINTPOSE.HOPS", "3", "MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)",
+                     "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)", "TEST.TOPDOWN.HINT.SOURCE",
+                     "keypoints", "TEST.TOPDOWN.HINT.MAX_PER_BOX", "2",
+                     "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    np.random.seed(0)
+    mapper = TopDownTrainMapper(cfg, is_train=True)
+    batch = [mapper(p) for p in person_dicts(DatasetCatalog.get(SAMPLE))[:6]]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    totals = []
+    for _ in range(6):
+        losses = model(batch)
+        assert set(losses) == {"loss_heatmap_hop1", "loss_heatmap_hop2", "loss_heatmap"}
+        total = sum(losses.values())
+        assert torch.isfinite(total)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        totals.append(float(total))
+    assert totals[-1] < totals[0]
+    predictor = TopDownPredictor(cfg)
+    predictor.model.load_state_dict(model.state_dict())
+    image = np.zeros((120, 90, 3), np.uint8)
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, :2] = [40, 60]
+    kp[0, :3, 2] = [0.9, 0.8, 0.7]  # three hints above the threshold, two used
+    out = predictor(image, boxes=[[10, 10, 70, 110]], keypoints=kp)["instances"]
+    assert out.pred_keypoints.shape == (2, 17, 3) and torch.isfinite(out.pred_keypoints).all()
+    with pytest.raises(ValueError, match="N, K, 3"):
+        predictor(image, boxes=[[10, 10, 70, 110]], keypoints=kp[0])
+    with pytest.raises(ValueError, match="pass boxes"):
+        predictor(image, keypoints=kp)

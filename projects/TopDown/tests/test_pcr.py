@@ -32,6 +32,25 @@ def cam_parameters(cin, c, up, se=True, hdc=True):
     return n
 
 
+def pcr_resnet_parameters(depth, channels, k=17):
+    """PCR-ResNet by hand: torchvision's ResNet without its classifier (counted from torchvision),
+    the upsampling CAMs, the heatmap conv and the auxiliary conv on the penultimate CAM."""
+    ref = getattr(torchvision.models, f"resnet{depth}")()
+    trunk = _count(ref) - _count(ref.fc)
+    cams = sum(cam_parameters(cin, c, True) for cin, c in zip((2048, *channels[:-1]), channels))
+    return trunk + cams + (channels[-1] * k + k) + (channels[-2] * k + k)
+
+
+def pcr_hrnet_parameters(width, channels, k=17):
+    """PCR-HRNet by hand with one CAM: HRNet without its heatmap conv (counted from our HRNet,
+    whose count test_pose_nets pins to the published figure), a non-upsampling CAM on the
+    W-channel branch, the heatmap conv and the auxiliary conv on the CAM's input."""
+    hrnet = PoseHighResolutionNet(width=width)
+    (c,) = channels
+    trunk = _count(hrnet) - _count(hrnet.final_layer)
+    return trunk + cam_parameters(width, c, False) + (c * k + k) + (width * k + k)
+
+
 @pytest.mark.parametrize("up", [True, False])
 def test_cam_shapes_and_parameters(up):
     cam = CAM(64, 48, upsample=up)
@@ -87,26 +106,17 @@ def test_progressive_fusion_and_auxiliary_supervision_as_specified():
 def test_pcr_resnet_parameter_counts_by_hand():
     """The report's settings: ResNet-50 with three 256-channel CAMs, ResNet-152 with 128/96/64;
     the encoder is torchvision's ResNet without its classifier (counted from torchvision)."""
-    k = 17
-    for depth, ref, channels in [(50, torchvision.models.resnet50(), (256, 256, 256)),
-                                 (152, torchvision.models.resnet152(), (128, 96, 64))]:  # fmt: skip
-        trunk = _count(ref) - _count(ref.fc)
-        cams = sum(
-            cam_parameters(cin, c, True) for cin, c in zip((2048, *channels[:-1]), channels)
-        )
-        heads = (channels[-1] * k + k) + (channels[-2] * k + k)  # final + auxiliary convs
+    for depth, channels in [(50, (256, 256, 256)), (152, (128, 96, 64))]:
         model = PCRResNet(depth=depth, channels=channels)
-        assert _count(model) == trunk + cams + heads, depth
+        assert _count(model) == pcr_resnet_parameters(depth, channels), depth
     # The published counts these derive: PCR-R50 33.32M (SimpleBaseline-R50: 34.0M).
     assert _count(PCRResNet(depth=50)) == 33_319_970
 
 
 def test_pcr_hrnet_parameter_count_by_hand_and_hrnet_names():
-    k = 17
     hrnet = PoseHighResolutionNet(width=32)
-    trunk = _count(hrnet) - _count(hrnet.final_layer)
     model = PCRHRNet(width=32, channels=(48,))
-    assert _count(model) == trunk + cam_parameters(32, 48, False) + (48 * k + k) + (32 * k + k)
+    assert _count(model) == pcr_hrnet_parameters(32, (48,))
     # An HRNet checkpoint's trunk loads into PCR-HRNet by name: only final_layer is not used.
     missing, unexpected = model.load_state_dict(hrnet.state_dict(), strict=False)
     assert all(m.startswith("head.") for m in missing) and missing

@@ -39,7 +39,11 @@ def same(ours, published) -> bool:
 def test_every_coco_recipe_has_a_published_source():
     recipes = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.glob("COCO/*.yaml")}
     trained = {r for r in recipes if not r.endswith("_inference_acc_test.yaml")}
-    assert trained == {r.config for r in RECIPES}
+    # The PCR and HintPose recipes (issue 14) have no published set-up to check against here:
+    # their reports' training details could not be read, which each recipe's comment says.
+    from test_recipes import REPORT_PARAMS
+
+    assert trained == {r.config for r in RECIPES} | set(REPORT_PARAMS)
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.config)

@@ -21,7 +21,9 @@ class TopDownPredictor:
 
     Person boxes come from the detector of ``TEST.TOPDOWN.BOX_SOURCE "detector"`` (config and
     weights in ``TEST.TOPDOWN.DETECTOR_CONFIG`` / ``DETECTOR_WEIGHTS``), or are passed in:
-    ``predictor(image, boxes=xyxy, scores=...)`` (scores default to 1).
+    ``predictor(image, boxes=xyxy, scores=...)`` (scores default to 1). A hint cue's model
+    (HintPose) with ``TEST.TOPDOWN.HINT.SOURCE "keypoints"`` takes each box's keypoints too:
+    ``predictor(image, boxes=..., keypoints=...)``, e.g. another model's ``pred_keypoints``.
     """
 
     def __init__(self, cfg):
@@ -35,13 +37,15 @@ class TopDownPredictor:
                 f"TopDownPredictor supports INPUT.FORMAT RGB or BGR, got {self.input_format!r}"
             )
 
-    def __call__(self, original_image: np.ndarray, boxes=None, scores=None) -> dict:
+    def __call__(self, original_image: np.ndarray, boxes=None, scores=None, keypoints=None) -> dict:
         """
         Args:
             original_image: (H, W, 3) uint8 BGR image, as cv2.imread returns it.
             boxes: optional (N, 4) XYXY person boxes in that image; without them the configured
                 detector finds the people.
             scores: optional (N,) box scores.
+            keypoints: optional (N, K, 3) keypoints per box (x, y, score; detectron2's
+                ``pred_keypoints`` convention), the hints of HINT.SOURCE "keypoints".
         """
         check_image_array(original_image, "TopDownPredictor input (BGR)")
         image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
@@ -62,6 +66,16 @@ class TopDownPredictor:
             )
             if len(inst.scores) != len(boxes):
                 raise ValueError(f"{len(boxes)} boxes but {len(inst.scores)} scores")
+            if keypoints is not None:
+                kp = torch.as_tensor(np.asarray(keypoints, np.float32))
+                if kp.ndim != 3 or kp.shape[0] != len(boxes) or kp.shape[2] != 3:
+                    raise ValueError(
+                        f"keypoints must be (N, K, 3) for the {len(boxes)} boxes, got"
+                        f" {tuple(kp.shape)}"
+                    )
+                inst.pred_keypoints = kp
             inputs["instances"] = inst
+        elif keypoints is not None:
+            raise ValueError("keypoints are hints for given boxes: pass boxes= too")
         with torch.no_grad():
             return self.model([inputs])[0]
