@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from detectron2.modeling import build_model
+from test_hintpose import hintpose_parameters
+from test_pcr import pcr_hrnet_parameters, pcr_resnet_parameters
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from published_topdown import RECIPES as PUBLISHED_RECIPES
-from test_hintpose import hintpose_parameters
-from test_pcr import pcr_hrnet_parameters, pcr_resnet_parameters
 from topdown import get_topdown_cfg
 
 CONFIGS = Path(__file__).resolve().parents[3] / "projects" / "TopDown" / "configs"
