@@ -2,7 +2,10 @@
 
 ``import topdown`` registers the pose networks and the ``TopDownPoseEstimator`` meta-architecture.
 """
-from . import modeling  # noqa: F401  (registers the pose networks)
+from . import (
+    modeling,  # noqa: F401  (registers the pose networks)
+    posefix,  # noqa: F401  (registers PoseCue and PoseFixHRNet)
+)
 from .codec import GaussianHeatmapCodec
 from .config import add_topdown_config, get_topdown_cfg
 

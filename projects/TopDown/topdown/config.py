@@ -27,6 +27,14 @@ def add_topdown_config(cfg: CN) -> CN:
     td.HINT.SIGMA = 6.0  # the hint Gaussian's standard deviation, in crop pixels
     # Training hints: a random labelled joint, moved by N(0, TRAIN_JITTER x sqrt(box area)).
     td.HINT.TRAIN_JITTER = 0.05
+    # PoseFix (topdown/posefix.py, CUE "PoseCue"): the training input poses are the ground truth
+    # with these error rates per labelled keypoint (the rest "good"); measure a model's own with
+    # tools/analyze_keypoints.py. The rendered pose's Gaussians use HINT.SIGMA.
+    td.POSEFIX = CN()
+    td.POSEFIX.JITTER = 0.15
+    td.POSEFIX.INVERSION = 0.05
+    td.POSEFIX.SWAP = 0.05
+    td.POSEFIX.MISS = 0.1
     td.NUM_KEYPOINTS = 17  # must equal the dataset's keypoint count (checked at build time)
     td.INPUT_SIZE = (192, 256)  # crop (width, height), as the official configs' IMAGE_SIZE
     td.HEATMAP_SIZE = (48, 64)  # heatmap (width, height): INPUT_SIZE / 4 for every model here

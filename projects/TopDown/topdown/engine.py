@@ -55,6 +55,11 @@ class TopDownTrainer(PoseTrainer):
         # The training mapper encodes with the model's own codec: one object makes the targets
         # and decodes the predictions. detectron2's trainer builds the model, then the loader,
         # through these two methods; the instance attributes pass the model between them.
+        if cfg.TEST.TOPDOWN.BOX_SOURCE == "file":
+            # The detection (or keypoint results) file is read at the first evaluation: check it
+            # now, not after the training (a missing or mismatched file is a ValueError here).
+            for name in cfg.DATASETS.TEST:
+                TopDownTestMapper(cfg, name)
         built = []
         self.build_model = lambda c: built.append(type(self).build_model(c)) or built[-1]
         self.build_train_loader = lambda c: type(self).build_train_loader(c, built[-1].codec)

@@ -1,9 +1,17 @@
-"""PoseFix-style refinement (issue 14 item 3), first part: the erroneous input poses it trains on.
+"""PoseFix-style refinement: a model-agnostic network that takes an image crop and an input pose
+(another model's) and outputs corrected heatmaps.
 
-A PoseFix refiner takes an image crop and an input pose and outputs corrected heatmaps; it is
-trained on ground-truth poses corrupted with the errors a real pose model makes, drawn from the
-error taxonomy of ``multitask_pose.evaluation.error_analysis`` (Ronchi & Perona): each labelled
-keypoint of the target person becomes, with the configured rates,
+- :class:`PoseCue` (``MODEL.TOPDOWN.CUE "PoseCue"``): the input pose rendered as K cue channels,
+  one Gaussian per keypoint (``MODEL.TOPDOWN.HINT.SIGMA`` crop pixels; a missing or low-scored
+  keypoint leaves its channel empty). In training the pose is the person's ground truth with
+  synthesised errors (:func:`synthesize_pose_errors`, rates ``MODEL.TOPDOWN.POSEFIX.*``); at
+  inference it is the box's keypoints from a keypoint results file (``TEST.TOPDOWN.HINT.SOURCE
+  "keypoints"``), so the refiner post-processes any model's results (``posefix_refine.py``).
+- :class:`PoseFixHRNet` (``MODEL.TOPDOWN.POSE_NET "PoseFixHRNet"``): HRNet whose first conv takes
+  the 3 image channels and the K pose channels (``MODEL.HRNET.*``).
+
+The training poses: each labelled keypoint of the target person becomes, with the configured
+rates (the error taxonomy of ``multitask_pose.evaluation.error_analysis``, Ronchi & Perona),
 
 - good: on its own joint, at a keypoint similarity ks drawn from [0.9, 1);
 - jitter: on its own joint at ks in [0.55, 0.8] (the taxonomy's jitter is [0.5, 0.85));
@@ -25,7 +33,11 @@ import math
 from typing import Dict, Tuple
 
 import numpy as np
+import torch
+from detectron2.config import configurable
+from torch import nn
 
+from multitask_pose.data.keypoints import keypoint_spec_of
 from multitask_pose.evaluation.error_analysis import (
     ERROR_TYPES,
     GOOD,
@@ -37,7 +49,12 @@ from multitask_pose.evaluation.error_analysis import (
     classify_keypoints,
 )
 
-__all__ = ["synthesize_pose_errors"]
+from .affine import apply_affine
+from .data.cues import CUE_REGISTRY
+from .modeling.build import POSE_NET_REGISTRY
+from .modeling.hrnet import PoseHighResolutionNet
+
+__all__ = ["PoseCue", "PoseFixHRNet", "synthesize_pose_errors"]
 
 _KS_RANGES = {GOOD: (0.9, 1.0), JITTER: (0.55, 0.8), INVERSION: (0.9, 1.0), SWAP: (0.9, 1.0)}
 _MISS_KS = 0.4
@@ -140,3 +157,114 @@ def synthesize_pose_errors(
     types = np.where(labelled, types, UNLABELLED)
     xy = np.where(labelled[..., None], xy, np.nan)
     return xy, types.astype(np.int8)
+
+
+@CUE_REGISTRY.register()
+class PoseCue:
+    """An input pose as K cue channels, one Gaussian per keypoint (module docstring). Hints are
+    the whole pose, (N, K, 3) in keypoint order; a NaN row (missing) leaves its channel zero."""
+
+    uses_hints = True
+    expands = False  # the K hints of a box are one crop's pose
+
+    @configurable
+    def __init__(self, *, num_keypoints, sigma, rates, oks_sigmas, flip_indices):
+        """
+        Args:
+            num_keypoints: K, the channels.
+            sigma: Gaussian standard deviation in crop pixels (MODEL.TOPDOWN.HINT.SIGMA).
+            rates: training error rates, {"jitter", "inversion", "swap", "miss"}.
+            oks_sigmas, flip_indices: the dataset's, for the error synthesis.
+        """
+        self.channels = int(num_keypoints)
+        self.sigma = float(sigma)
+        self.rates = dict(rates)
+        self.oks_sigmas = np.asarray(oks_sigmas, dtype=np.float64)
+        self.flip_indices = np.asarray(flip_indices)
+        if len(self.oks_sigmas) != self.channels:
+            raise ValueError(
+                f"PoseCue: {len(self.oks_sigmas)} OKS sigmas for {self.channels} keypoints"
+            )
+        synthesize_pose_errors(np.zeros((1, self.channels, 3)), [1.0], self.oks_sigmas,
+                               self.flip_indices, self.rates, np.random.default_rng(0))  # fmt: skip
+
+    @classmethod
+    def from_config(cls, cfg):
+        names = list(cfg.DATASETS.TRAIN) or list(cfg.DATASETS.TEST)
+        if not names:
+            raise ValueError("PoseCue needs DATASETS.TRAIN or TEST for the OKS sigmas and flip map")
+        spec = keypoint_spec_of(names[0])
+        r = cfg.MODEL.TOPDOWN.POSEFIX
+        return dict(
+            num_keypoints=cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
+            sigma=cfg.MODEL.TOPDOWN.HINT.SIGMA,
+            rates={"jitter": r.JITTER, "inversion": r.INVERSION, "swap": r.SWAP, "miss": r.MISS},
+            oks_sigmas=spec.oks_sigmas,
+            flip_indices=spec.flip_indices,
+        )
+
+    def training_hints(self, person: Dict) -> np.ndarray:
+        """The person's ground truth with synthesised errors, (K, 3): x, y, 1 (NaN unlabelled).
+        ``person``: "keypoints" (K, 3), "area", "others" (M, K, 3) and "other_areas" (M,), all
+        in the crop affine's frame; drawn with ``np.random`` (seeded per sample in training)."""
+        gt = np.concatenate([person["keypoints"][None], person["others"]])
+        areas = np.r_[person["area"], person["other_areas"]]
+        rng = np.random.default_rng(np.random.randint(2**31))
+        xy, _ = synthesize_pose_errors(gt, areas, self.oks_sigmas, self.flip_indices,
+                                       self.rates, rng)  # fmt: skip
+        out = np.concatenate([xy[0], np.ones((len(xy[0]), 1))], 1)
+        out[~np.isfinite(xy[0]).all(1)] = np.nan
+        return out
+
+    def __call__(self, boxes, affine, input_size, hints=None) -> torch.Tensor:
+        n = len(np.asarray(boxes).reshape(-1, 4))
+        if hints is None:
+            raise ValueError("PoseCue renders an input pose: it needs hints (N, K, 3)")
+        hints = np.asarray(hints, dtype=np.float64).reshape(n, -1, 3)
+        if hints.shape[1] != self.channels:
+            raise ValueError(
+                f"PoseCue takes {self.channels} keypoints per box, got {hints.shape[1]}"
+            )
+        present = np.isfinite(hints[..., :2]).all(-1)
+        uv = apply_affine(np.nan_to_num(hints[..., :2]), np.asarray(affine))
+        uv = torch.as_tensor(uv, dtype=torch.float32)  # (N, K, 2)
+        w, h = int(input_size[0]), int(input_size[1])
+        xs = torch.arange(w, dtype=torch.float32)
+        ys = torch.arange(h, dtype=torch.float32)
+        gx = torch.exp(-((xs - uv[..., :1]) ** 2) / (2 * self.sigma**2))  # (N, K, W)
+        gy = torch.exp(-((ys - uv[..., 1:]) ** 2) / (2 * self.sigma**2))  # (N, K, H)
+        maps = gy[..., :, None] * gx[..., None, :]
+        return maps * torch.as_tensor(present, dtype=torch.float32)[..., None, None]
+
+
+@POSE_NET_REGISTRY.register()
+class PoseFixHRNet(PoseHighResolutionNet):
+    """HRNet taking the image and a K-channel input pose (:class:`PoseCue`) at its first conv;
+    every other layer keeps HRNet's name and shape, so an HRNet checkpoint loads into all of them
+    (``conv1`` is reported as of another shape)."""
+
+    @configurable
+    def __init__(self, **hrnet_kwargs):
+        super().__init__(**hrnet_kwargs)
+        self.cue_channels = int(hrnet_kwargs.get("num_keypoints", 17))
+        self.conv1 = nn.Conv2d(3 + self.cue_channels, 64, 3, 2, 1, bias=False)
+        if hrnet_kwargs.get("init", "normal") == "kaiming":
+            nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            nn.init.normal_(self.conv1.weight, std=0.001)
+
+    def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            x: (N, 3, H, W) normalised crops.
+            cues: (N, K, H, W) the input pose (PoseCue).
+
+        Returns:
+            {"heatmap": (N, K, H / 4, W / 4)}, the corrected pose.
+        """
+        if cues is None or cues.shape[1] != self.cue_channels:
+            raise ValueError(
+                f"PoseFixHRNet needs the input pose as {self.cue_channels} cue channels"
+                " (MODEL.TOPDOWN.CUE 'PoseCue')"
+            )
+        return super().forward(torch.cat([x, cues.to(x.dtype)], 1))

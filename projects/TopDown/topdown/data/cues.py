@@ -14,9 +14,12 @@ A cue is a class built from the config with
 - ``__call__(boxes, affine, input_size, hints=None)``: boxes (N, 4) XYXY in the frame the crop
   affine maps from, affines (N, 2, 3) image -> crop, input_size (W, H), hints (N, M, 3) points
   (x, y, score) in that same frame, a NaN row for "no hint"; returns (N, channels, H, W) float32;
-- ``training_hints(keypoints, box)`` (with ``uses_hints``): the hints of one training person from
-  its (K, 3) labels, in the frame of the crop affine, drawn with ``np.random`` (the training
-  loader seeds it per sample).
+- ``training_hints(person)`` (with ``uses_hints``): the hints of one training person, drawn with
+  ``np.random`` (the training loader seeds it per sample) from its labels, all in the frame of
+  the crop affine: "keypoints" (K, 3), "box" XYXY, "area" (the OKS scale), "others" (M, K, 3)
+  and "other_areas" (M,) of the image's other annotated persons;
+- ``expands`` (with ``uses_hints``): True, each hint of a box makes its own crop
+  (``JointHintCue``); False, a box's hints are one crop's input (``PoseCue``, topdown/posefix.py).
 """
 
 import logging
@@ -107,12 +110,12 @@ class JointHintCue:
         return {"sigma": cfg.MODEL.TOPDOWN.HINT.SIGMA,
                 "train_jitter": cfg.MODEL.TOPDOWN.HINT.TRAIN_JITTER}  # fmt: skip
 
-    def training_hints(self, keypoints, box) -> np.ndarray:
-        kp = np.asarray(keypoints, dtype=np.float64)
+    def training_hints(self, person) -> np.ndarray:
+        kp = np.asarray(person["keypoints"], dtype=np.float64)
         labelled = np.flatnonzero(kp[:, 2] > 0)
         if len(labelled) == 0:
             return np.full((1, 3), np.nan)
-        x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
+        x0, y0, x1, y1 = np.asarray(person["box"], dtype=np.float64)
         scale = np.sqrt(max(x1 - x0, 1.0) * max(y1 - y0, 1.0))
         xy = kp[np.random.choice(labelled), :2] + np.random.randn(2) * self.train_jitter * scale
         return np.array([[xy[0], xy[1], 1.0]])

@@ -93,7 +93,16 @@ class HintSource:
     """Hints for the boxes of one image (module docstring)."""
 
     @configurable
-    def __init__(self, *, source="center", max_per_box=1, score_thresh=0.2, peak_stride=4):
+    def __init__(
+        self, *, source="center", max_per_box=1, score_thresh=0.2, peak_stride=4, ordered=False
+    ):
+        """
+        Args:
+            source, max_per_box, score_thresh, peak_stride: TEST.TOPDOWN.HINT.*.
+            ordered: "keypoints" gives the whole pose in keypoint order (NaN below the
+                threshold) instead of the best MAX_PER_BOX: the input pose of a cue that renders
+                one (PoseCue).
+        """
         if source not in SOURCES:
             raise ValueError(f"TEST.TOPDOWN.HINT.SOURCE must be one of {SOURCES}, got {source!r}")
         if max_per_box < 1 or peak_stride < 1:
@@ -103,6 +112,7 @@ class HintSource:
             )
         self.source, self.max_per_box = source, int(max_per_box)
         self.score_thresh, self.peak_stride = float(score_thresh), int(peak_stride)
+        self.ordered = bool(ordered)
 
     @classmethod
     def from_config(cls, cfg):
@@ -127,7 +137,7 @@ class HintSource:
             where: names the image in errors.
 
         Returns:
-            (N, MAX_PER_BOX, 3) hints, or None for "center".
+            (N, MAX_PER_BOX, 3) hints ((N, K, 3) when ``ordered``), or None for "center".
         """
         if self.source == "center":
             return None
@@ -143,6 +153,8 @@ class HintSource:
         if self.source == "keypoints":
             kp = instances.pred_keypoints[index.to(instances.pred_keypoints.device)].float()
             kp = kp.to(boxes.device)
+            if self.ordered:
+                return torch.where((kp[..., 2:] >= self.score_thresh), kp, float("nan"))
             return _best_hints(kp, kp[..., 2] >= self.score_thresh, self.max_per_box)
         maps = paste_joint_heatmaps(
             instances.pred_boxes.tensor,

@@ -53,14 +53,24 @@ def person_dicts(
     """One dict per non-crowd person with at least ``min_keypoints`` labelled keypoints and a box
     of positive area inside the image: ``file_name, image_id, height, width, bbox`` (XYXY, clipped
     to the image; with ``gt_box_minus_one`` cleaned as the official code does,
-    :func:`official_gt_boxes`) and ``keypoints`` (K, 3)."""
+    :func:`official_gt_boxes`), ``keypoints`` (K, 3), ``area`` (COCO's, else 0.53 x the box, the
+    evaluation's rule) and the image's other non-crowd persons with keypoints, ``others``
+    (M, K, 3) and ``other_areas`` (M,) (PoseFix's swaps need them)."""
+
+    def area_of(a):
+        x, y, bw, bh = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYWH_ABS)
+        return float(a["area"]) if a.get("area") else 0.53 * bw * bh
+
     out = []
     for d in dataset_dicts:
         h, w = d["height"], d["width"]
-        for a in d.get("annotations", []):
-            if a.get("iscrowd", 0) or "keypoints" not in a:
-                continue
-            kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
+        people = [
+            a for a in d.get("annotations", []) if not a.get("iscrowd", 0) and "keypoints" in a
+        ]
+        all_kp = [np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3) for a in people]
+        all_areas = np.array([area_of(a) for a in people])
+        for i, a in enumerate(people):
+            kp = all_kp[i]
             if (kp[:, 2] > 0).sum() < min_keypoints:
                 continue
             x0, y0, x1, y1 = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS)
@@ -78,6 +88,11 @@ def person_dicts(
                     "width": w,
                     "bbox": np.array([x0, y0, x1, y1]),
                     "keypoints": kp,
+                    "area": all_areas[i],
+                    "others": np.array([q for j, q in enumerate(all_kp) if j != i]).reshape(
+                        -1, *kp.shape
+                    ),
+                    "other_areas": np.delete(all_areas, i),
                 }
             )
     return out
@@ -194,6 +209,8 @@ class TopDownTrainMapper:
         utils.check_image_size({"height": person["height"], "width": person["width"]}, image)
         kp = person["keypoints"].copy()
         kp[:, :2] -= 0.5  # detectron2 pixel centres -> COCO/official pixel indices
+        others = person.get("others", np.zeros((0,) + kp.shape)).copy()
+        others[..., :2] -= 0.5
         # Boxes carry no half-pixel offset in detectron2: they are already in the COCO frame.
         box = np.asarray(person["bbox"], dtype=np.float64)
         center, size = (a[0] for a in box_to_center_size(box[None], self.aspect, self.padding))
@@ -213,6 +230,7 @@ class TopDownTrainMapper:
             if np.random.rand() < self.flip_prob:
                 image = image[:, ::-1]
                 kp = flip_keypoints(kp, image.shape[1], self.flip_indices)
+                others = flip_keypoints(others, image.shape[1], self.flip_indices)
                 center = center.copy()
                 center[0] = image.shape[1] - center[0] - 1
                 box = np.array(
@@ -232,7 +250,13 @@ class TopDownTrainMapper:
             "crop_affine": torch.from_numpy(m[0] @ mirror),
         }
         if self.cue is not None:
-            hints = self.cue.training_hints(kp, box)[None] if self.cue.uses_hints else None
+            hints = None
+            if self.cue.uses_hints:
+                area = person.get("area", 0.53 * np.prod(box[2:] - box[:2]))
+                other_areas = person.get("other_areas", np.zeros(len(others)))
+                context = {"keypoints": kp, "box": box, "area": area, "others": others,
+                           "other_areas": other_areas}  # fmt: skip
+                hints = self.cue.training_hints(context)[None]
             out["cues"] = self.cue(box[None], m, self.input_size, hints)[0]
         return out
 

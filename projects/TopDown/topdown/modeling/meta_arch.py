@@ -146,6 +146,13 @@ class TopDownPoseEstimator(nn.Module):
         self.pose_net = pose_net
         self.codec = codec
         self.loss = loss
+        if cue is not None and cue.uses_hints and not cue.expands:
+            if hint_source is None or hint_source.source != "keypoints":
+                raise ValueError(
+                    f"{type(cue).__name__} renders each box's input pose: it needs"
+                    " TEST.TOPDOWN.HINT.SOURCE 'keypoints' (a keypoint results file as DET_FILE,"
+                    " or the multitask R-CNN as detector)"
+                )
         self.cue = cue
         self.hint_source = hint_source
         self.register_buffer(
@@ -201,7 +208,11 @@ class TopDownPoseEstimator(nn.Module):
             codec=build_topdown_codec(cfg),
             loss=build_topdown_loss(cfg),
             cue=cue,
-            hint_source=HintSource(cfg) if cue is not None and cue.uses_hints else None,
+            hint_source=(
+                HintSource(cfg, ordered=not cue.expands)
+                if cue is not None and cue.uses_hints
+                else None
+            ),
             flip_indices=spec.flip_indices,
             oks_sigmas=spec.oks_sigmas,
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
@@ -313,7 +324,7 @@ class TopDownPoseEstimator(nn.Module):
         if self.cue is None or not self.cue.uses_hints or hints is None:
             return box_of, None  # None: the cue's default (a hint cue: the box centres)
         hints = hints.detach().float().cpu()
-        if getattr(self.cue, "expands", False):
+        if self.cue.expands:
             chosen = torch.isfinite(hints).all(-1)
             chosen[~chosen.any(1), 0] = True
             box_of, slot = torch.nonzero(chosen, as_tuple=True)
