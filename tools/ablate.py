@@ -6,7 +6,9 @@ cost.
     python tools/ablate.py --seeds 42 43        # two seeds per config
     python tools/ablate.py --configs plain offset --max-iter 300 -- TEST.EVAL_PERIOD 0
 
-Each config is trained with tools/train_net.py once per seed into ``<output>/<name>/seed<seed>``
+Each config is trained with tools/train_net.py (projects/TopDown/train_net.py for the configs of
+the top-down project, e.g. ``--configs projects/TopDown/configs/Synthetic/*_basic.yaml``) once
+per seed into ``<output>/<name>/seed<seed>``
 (SEED set, the same SOLVER.MAX_ITER/STEPS when --max-iter is given, any further overrides after
 ``--``), evaluated on its DATASETS.TEST at the end, and the table (box/mask/keypoint AP, keypoint
 AP50/AP75, training minutes, inference ms/image from detectron2's inference log) is written to
@@ -33,6 +35,7 @@ from multitask_pose.shared.atomic_io import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 ABLATION_DIR = ROOT / "configs" / "Synthetic" / "ablation"
+TOPDOWN = ROOT / "projects" / "TopDown"
 # The study's order: the baseline, each method added, then the two design comparisons.
 ORDER = [
     "plain",
@@ -86,13 +89,28 @@ def resolve(name):
     return name, path
 
 
+def is_topdown(config_path) -> bool:
+    """A config of the top-down project (under projects/TopDown): trained by its train_net.py."""
+    return TOPDOWN in Path(config_path).resolve().parents
+
+
+def train_script(config_path) -> Path:
+    return TOPDOWN / "train_net.py" if is_topdown(config_path) else ROOT / "tools" / "train_net.py"
+
+
 def budget_opts(config_path, max_iter):
     """SOLVER.MAX_ITER and STEPS for a common budget, the steps at the config's own fractions."""
     if not max_iter:
         return []
-    import multitask_pose
+    if is_topdown(config_path):
+        sys.path.insert(0, str(TOPDOWN))
+        from topdown import get_topdown_cfg
 
-    cfg = multitask_pose.get_multitask_cfg()
+        cfg = get_topdown_cfg()
+    else:
+        import multitask_pose
+
+        cfg = multitask_pose.get_multitask_cfg()
     cfg.merge_from_file(str(config_path))
     # Each step strictly inside the schedule, as detectron2's scheduler requires.
     steps = tuple(
@@ -145,7 +163,7 @@ def run_one(name, path, args, out_root, seed):
     resume = (out / "last_checkpoint").exists()
     cmd = [
         sys.executable,
-        str(ROOT / "tools" / "train_net.py"),
+        str(train_script(path)),
         "--config-file",
         str(path),
         *(["--resume"] if resume else []),

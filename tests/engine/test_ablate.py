@@ -99,3 +99,18 @@ def test_ablate_table_and_rerun(synth_mini, tmp_path):
     assert again.returncode == 0 and again.stdout.count("finished earlier") == 4, again.stdout
     bad = ablate(tmp_path, "no_such_config")
     assert bad.returncode != 0 and "no config 'no_such_config'" in bad.stderr
+
+
+def test_topdown_configs_are_trained_by_the_topdown_script():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ablate
+
+    td = (
+        ROOT / "projects" / "TopDown" / "configs" / "Synthetic" / "hrnet_w18_small_synth_basic.yaml"
+    )
+    rcnn = ROOT / "configs" / "Synthetic" / "ablation" / "plain.yaml"
+    assert ablate.train_script(td) == ROOT / "projects" / "TopDown" / "train_net.py"
+    assert ablate.train_script(rcnn) == ROOT / "tools" / "train_net.py"
+    # The common budget reads the top-down config with the top-down keys.
+    opts = dict(zip(*[iter(ablate.budget_opts(td, 350))] * 2))
+    assert opts["SOLVER.MAX_ITER"] == "350" and opts["SOLVER.STEPS"] == "(280, 332)"
