@@ -291,3 +291,25 @@ def test_refine_tool_refuses_a_config_that_is_no_refiner_and_a_missing_file(tmp_
     assert posefix_refine.main(["--config-file", str(refiner), *files, "--results",
                                 str(tmp_path / "missing.json")]) == 2  # fmt: skip
     assert "--results" in (err := capsys.readouterr().err) and "missing.json" in err
+
+
+def test_flip_test_mirrors_the_input_pose_as_training_renders_a_mirrored_person():
+    """The flip test's cue of a mirrored crop is the rendering of the mirrored pose (x -> W - 1 -
+    x, left and right exchanged by the flip map), as the training mapper renders a flipped
+    person; a plain mirror of the channels would hand the left wrist's map to the left wrist."""
+    from detectron2.modeling import build_model
+
+    from multitask_pose.shared import flip_keypoints
+    from topdown_testing import sample_cfg
+
+    model = build_model(sample_cfg(*POSEFIX)).eval()
+    cue, (w, h) = model.cue, (64, 96)
+    identity = np.array([[[1.0, 0, 0], [0, 1.0, 0]]])  # the image is the crop
+    box = np.array([[0.0, 0.0, w - 1, h - 1]])
+    rng = np.random.default_rng(1)
+    pose = np.c_[rng.uniform([5, 5], [w - 6, h - 6], (17, 2)), np.ones(17)]
+    rendered = cue(box, identity, (w, h), pose[None])
+    mirrored = flip_keypoints(pose, w, model.flip_indices.numpy())
+    expected = cue(box, identity, (w, h), mirrored[None])
+    assert np.abs(model.flip_cues(rendered).numpy() - expected.numpy()).max() < 1e-5
+    assert np.abs(rendered.flip(-1).numpy() - expected.numpy()).max() > 0.5

@@ -166,6 +166,7 @@ class PoseCue:
 
     uses_hints = True
     expands = False  # the K hints of a box are one crop's pose
+    keypoint_channels = True  # channel k is keypoint k: a mirrored crop swaps them (flip test)
 
     @configurable
     def __init__(self, *, num_keypoints, sigma, rates, oks_sigmas, flip_indices):

@@ -19,7 +19,9 @@ A cue is a class built from the config with
   the crop affine: "keypoints" (K, 3), "box" XYXY, "area" (the OKS scale), "others" (M, K, 3)
   and "other_areas" (M,) of the image's other annotated persons;
 - ``expands`` (with ``uses_hints``): True, each hint of a box makes its own crop
-  (``JointHintCue``); False, a box's hints are one crop's input (``PoseCue``, topdown/posefix.py).
+  (``JointHintCue``); False, a box's hints are one crop's input (``PoseCue``, topdown/posefix.py);
+- ``keypoint_channels`` (optional, False by default): channel k belongs to keypoint k, so the
+  flip test's mirrored crop also swaps the channels by the flip map (``PoseCue``).
 """
 
 import logging

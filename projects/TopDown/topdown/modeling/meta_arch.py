@@ -316,6 +316,16 @@ class TopDownPoseEstimator(nn.Module):
         img = image.to(self.device, torch.float32)[None].expand(len(affine), -1, -1, -1)
         return F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
+    def flip_cues(self, cues: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The cues of the mirrored crops: columns reversed; a cue whose channel k belongs to
+        keypoint k (``keypoint_channels``, PoseCue) also gives each channel to its mirror
+        keypoint, as the training mapper renders a flipped person."""
+        if cues is None:
+            return None
+        if getattr(self.cue, "keypoint_channels", False):
+            return flip_heatmaps(cues, self.flip_indices.cpu().numpy(), shift=False)
+        return cues.flip(-1)
+
     def _crop_hints(self, hints: Optional[torch.Tensor], n: int):
         """(box index of each crop, the crops' hints in the crop affine's frame or None). A hint
         cue that ``expands`` makes one crop per valid hint of a box (one crop with a NaN hint, so
@@ -365,9 +375,7 @@ class TopDownPoseEstimator(nn.Module):
         pred = self.pose_net.prediction
         heatmaps = self._outputs(crops, cues)[pred]
         if self.flip_test:
-            flipped = self._outputs(crops.flip(-1), cues.flip(-1) if cues is not None else None)[
-                pred
-            ]
+            flipped = self._outputs(crops.flip(-1), self.flip_cues(cues))[pred]
             heatmaps = 0.5 * (
                 heatmaps
                 + flip_heatmaps(flipped, self.flip_indices.cpu().numpy(), self.shift_heatmap)
