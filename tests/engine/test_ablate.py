@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 TINY = [
@@ -49,6 +51,7 @@ def ablate(out, *names, seeds=("1", "2")):
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow  # four short trainings, about a minute: kept out of `make test`
 def test_ablate_table_and_rerun(synth_mini, tmp_path):
     """Two configs, two seeds each: every run's row holds the figures of the results file
     train_net wrote; the table gives each config's mean and both seeds' values, and the keypoint
