@@ -37,6 +37,7 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
+from multitask_pose.codecs.utils import gaussian_heatmaps
 from multitask_pose.data.keypoints import keypoint_spec_of
 from multitask_pose.evaluation.error_analysis import (
     ERROR_TYPES,
@@ -227,14 +228,8 @@ class PoseCue:
                 f"PoseCue takes {self.channels} keypoints per box, got {hints.shape[1]}"
             )
         present = np.isfinite(hints[..., :2]).all(-1)
-        uv = apply_affine(np.nan_to_num(hints[..., :2]), np.asarray(affine))
-        uv = torch.as_tensor(uv, dtype=torch.float32)  # (N, K, 2)
-        w, h = int(input_size[0]), int(input_size[1])
-        xs = torch.arange(w, dtype=torch.float32)
-        ys = torch.arange(h, dtype=torch.float32)
-        gx = torch.exp(-((xs - uv[..., :1]) ** 2) / (2 * self.sigma**2))  # (N, K, W)
-        gy = torch.exp(-((ys - uv[..., 1:]) ** 2) / (2 * self.sigma**2))  # (N, K, H)
-        maps = gy[..., :, None] * gx[..., None, :]
+        uv = apply_affine(np.nan_to_num(hints[..., :2]), np.asarray(affine))  # (N, K, 2)
+        maps = gaussian_heatmaps(torch.as_tensor(uv, dtype=torch.float32), input_size, self.sigma)
         return maps * torch.as_tensor(present, dtype=torch.float32)[..., None, None]
 
 

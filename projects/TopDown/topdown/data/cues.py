@@ -32,6 +32,8 @@ import torch
 from detectron2.config import configurable
 from detectron2.utils.registry import Registry
 
+from multitask_pose.codecs.utils import gaussian_heatmaps
+
 from ..affine import apply_affine, invert_affine
 
 logger = logging.getLogger(__name__)
@@ -136,14 +138,8 @@ class JointHintCue:
                                " none for it), so its crop is cued at the box centre; said once,"
                                " the cue's fell_back counts them")  # fmt: skip
             self.fell_back += int(missing.sum())
-        w, h = int(input_size[0]), int(input_size[1])
-        uv = torch.as_tensor(apply_affine(points[:, None, :], np.asarray(affine))[:, 0],
-                             dtype=torch.float32)  # fmt: skip
-        xs = torch.arange(w, dtype=torch.float32)
-        ys = torch.arange(h, dtype=torch.float32)
-        gx = torch.exp(-((xs[None] - uv[:, :1]) ** 2) / (2 * self.sigma**2))  # (N, W)
-        gy = torch.exp(-((ys[None] - uv[:, 1:]) ** 2) / (2 * self.sigma**2))  # (N, H)
-        return (gy[:, :, None] * gx[:, None, :])[:, None]
+        uv = apply_affine(points[:, None, :], np.asarray(affine))  # (N, 1, 2) crop pixels
+        return gaussian_heatmaps(torch.as_tensor(uv, dtype=torch.float32), input_size, self.sigma)
 
 
 def build_cue(cfg):
