@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""Run any detectron2 detector over a registered dataset or a folder of images and write the
+person detections as a COCO detection-results json, the box file of the top-down stage.
+
+    python tools/detect_persons.py --dataset synth_people_basic_val \\
+        --config-file configs/Synthetic/multitask_rcnn_R_18_FPN_synth_basic.yaml \\
+        --output output/dets/basic_val.json \\
+        MODEL.WEIGHTS output/main_job/train/model_final.pth
+    python tools/detect_persons.py --config-file ... --input images/ --output dets.json --masks
+
+Keeps the person class (the class named "person" in the config's test dataset, else class 0):
+boxes xywh, scores, with ``--masks`` RLE masks (the detector needs a mask head), and the
+keypoints when the detector predicts them (the "keypoints" hint source of the top-down stage
+reads them); at most ``--topk`` per image (100; 20 in the OKS team's set-up), boxes whose shorter
+side is at least ``--min-size`` pixels (32 in HintPose's), scores at least ``--score-thresh``.
+Image ids: the dataset's, or for ``--input`` the position in the sorted file list (and the file
+names are listed in ``<output>.images.json``). A progress bar; a killed run continues with
+``--resume``; an existing output needs ``--resume`` or ``--overwrite``. The output is written
+atomically and loads in the top-down stage unchanged (TEST.TOPDOWN.DET_FILE). Prints a one-line
+summary last. Sharding across processes is still to come (issue 15).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import multitask_pose  # noqa: F401  (registers models and datasets)
+from multitask_pose.data.image_check import DamagedImageError, read_image_checked
+from multitask_pose.engine import check_datasets, check_device
+from multitask_pose.engine.checkpoint import PosePredictor
+from multitask_pose.engine.person_detection import (
+    DetectionItem,
+    OutputExistsError,
+    run_person_detection,
+    scores_summary,
+)
+from multitask_pose.shared.atomic_io import write_json_atomic
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True, help="a detectron2 detector config")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="a registered dataset")
+    source.add_argument("--input", help="a folder of images")
+    parser.add_argument("--output", required=True, help="the COCO detection-results json")
+    parser.add_argument("--topk", type=int, default=100, help="detections per image (0: all)")
+    parser.add_argument("--min-size", type=float, default=0.0, help="shorter box side, pixels")
+    parser.add_argument("--score-thresh", type=float, default=0.05)
+    parser.add_argument("--masks", action="store_true", help="also write RLE masks")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="finish an interrupted run")
+    again.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser.parse_args(argv)
+
+
+def folder_items(folder):
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--input {folder}: not a folder")
+    files = sorted(f for f in path.iterdir() if f.is_file())
+    others = [f.name for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+    if others:
+        raise ValueError(
+            f"--input {folder} holds files that are not images ({sorted(IMAGE_SUFFIXES)}):"
+            f" {others[:5]}{' ...' if len(others) > 5 else ''}; give a folder of images only"
+        )
+    if not files:
+        raise FileNotFoundError(f"--input {folder}: no images")
+    return [DetectionItem(i, str(f)) for i, f in enumerate(files)]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = multitask_pose.get_multitask_cfg()
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+                                                    args.score_thresh)  # fmt: skip
+        if args.masks and not cfg.MODEL.MASK_ON:
+            raise ValueError(f"--masks: {args.config_file} has no mask head (MODEL.MASK_ON False)")
+        check_device(cfg)
+        check_datasets(cfg)
+        cfg.freeze()
+        if args.dataset:
+            from detectron2.data import DatasetCatalog
+
+            items = [DetectionItem(int(d["image_id"]), d["file_name"])
+                     for d in DatasetCatalog.get(args.dataset)]  # fmt: skip
+        else:
+            items = folder_items(args.input)
+            names = [{"id": it.image_id, "file_name": it.file_name} for it in items]
+            write_json_atomic(args.output + ".images.json", names)
+        classes = []
+        if cfg.DATASETS.TEST:
+            from detectron2.data import MetadataCatalog
+
+            classes = MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes", [])
+        person = classes.index("person") if "person" in classes else 0
+        predictor = PosePredictor(cfg)
+        stats = run_person_detection(
+            predictor, items, args.output,
+            read_image=lambda f: read_image_checked(f, format=predictor.input_format),
+            person_class=person, score_thresh=args.score_thresh, min_size=args.min_size,
+            topk=args.topk, masks=args.masks, resume=args.resume, overwrite=args.overwrite,
+            progress=not args.quiet,
+        )  # fmt: skip
+    except (OutputExistsError, ValueError, FileNotFoundError, DamagedImageError) as e:
+        print(f"detect_persons: {e}", file=sys.stderr)
+        return 2
+    import json
+
+    with open(args.output) as f:
+        results = json.load(f)
+    n = stats["images"] - stats["resumed"]
+    ms = 1000 * stats["seconds"] / max(n, 1)
+    print(f"detect_persons: {stats['images']} images ({stats['resumed']} from an earlier run),"
+          f" {stats['detections']} persons, {scores_summary(results)}, {ms:.0f} ms/image"
+          f" -> {args.output}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
