@@ -16,21 +16,25 @@ side is at least ``--min-size`` pixels (32 in HintPose's), scores at least ``--s
 Image ids: the dataset's, or for ``--input`` the position in the sorted file list (and the file
 names are listed in ``<output>.images.json``). A progress bar; a killed run continues with
 ``--resume``; an existing output needs ``--resume`` or ``--overwrite``. The output is written
-atomically and loads in the top-down stage unchanged (TEST.TOPDOWN.DET_FILE). Prints a one-line
-summary last. Sharding across processes is still to come (issue 15).
+atomically and loads in the top-down stage unchanged (TEST.TOPDOWN.DET_FILE). ``--num-gpus N``
+(and ``--num-machines``, ``--machine-rank``, ``--dist-url`` as detectron2's launcher; CPU processes
+without CUDA) shares the images among processes, which need one file system; the file is the same
+as one process writes. Prints a one-line summary last.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import multitask_pose  # noqa: F401  (registers models and datasets)
 from multitask_pose.data.image_check import DamagedImageError, read_image_checked
-from multitask_pose.engine import check_datasets, check_device
+from multitask_pose.engine import check_datasets, check_device, launch
 from multitask_pose.engine.checkpoint import PosePredictor
 from multitask_pose.engine.person_detection import (
     DetectionItem,
     OutputExistsError,
+    check_output,
     run_person_detection,
     scores_summary,
 )
@@ -56,6 +60,11 @@ def parse_args(argv=None):
     again.add_argument("--resume", action="store_true", help="finish an interrupted run")
     again.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (CPU"
+                        " processes without CUDA); they share the images")  # fmt: skip
+    parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--machine-rank", type=int, default=0)
+    parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT across machines")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -76,54 +85,71 @@ def folder_items(folder):
     return [DetectionItem(i, str(f)) for i, f in enumerate(files)]
 
 
+def setup(args):
+    """(config, the images, the person class) of the command line; errors before any work."""
+    cfg = multitask_pose.get_multitask_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
+                                                args.score_thresh)  # fmt: skip
+    if args.masks and not cfg.MODEL.MASK_ON:
+        raise ValueError(f"--masks: {args.config_file} has no mask head (MODEL.MASK_ON False)")
+    check_device(cfg)
+    check_datasets(cfg)
+    cfg.freeze()
+    if args.dataset:
+        from detectron2.data import DatasetCatalog
+
+        items = [DetectionItem(int(d["image_id"]), d["file_name"])
+                 for d in DatasetCatalog.get(args.dataset)]  # fmt: skip
+    else:
+        items = folder_items(args.input)
+    classes = []
+    if cfg.DATASETS.TEST:
+        from detectron2.data import MetadataCatalog
+
+        classes = MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes", [])
+    person = classes.index("person") if "person" in classes else 0
+    check_output(args.output, args.resume, args.overwrite)
+    return cfg, items, person
+
+
+def detect(args, cfg, items, person):
+    """One process's share (all of it without a process group); the first prints the summary."""
+    from detectron2.utils import comm
+
+    predictor = PosePredictor(cfg)
+    stats = run_person_detection(
+        predictor, items, args.output,
+        read_image=lambda f: read_image_checked(f, format=predictor.input_format),
+        person_class=person, score_thresh=args.score_thresh, min_size=args.min_size,
+        topk=args.topk, masks=args.masks, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.quiet,
+    )  # fmt: skip
+    if comm.is_main_process():
+        with open(args.output) as f:
+            results = json.load(f)
+        n = stats["images"] - stats["resumed"]
+        ms = 1000 * stats["seconds"] * comm.get_world_size() / max(n, 1)
+        print(f"detect_persons: {stats['images']} images ({stats['resumed']} from an earlier"
+              f" run), {stats['detections']} persons, {scores_summary(results)}, {ms:.0f}"
+              f" ms/image per process, {comm.get_world_size()} processes"
+              f" -> {args.output}")  # fmt: skip
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = multitask_pose.get_multitask_cfg()
-        cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
-                                                    args.score_thresh)  # fmt: skip
-        if args.masks and not cfg.MODEL.MASK_ON:
-            raise ValueError(f"--masks: {args.config_file} has no mask head (MODEL.MASK_ON False)")
-        check_device(cfg)
-        check_datasets(cfg)
-        cfg.freeze()
-        if args.dataset:
-            from detectron2.data import DatasetCatalog
-
-            items = [DetectionItem(int(d["image_id"]), d["file_name"])
-                     for d in DatasetCatalog.get(args.dataset)]  # fmt: skip
-        else:
-            items = folder_items(args.input)
+        cfg, items, person = setup(args)
+        if args.input:
             names = [{"id": it.image_id, "file_name": it.file_name} for it in items]
             write_json_atomic(args.output + ".images.json", names)
-        classes = []
-        if cfg.DATASETS.TEST:
-            from detectron2.data import MetadataCatalog
-
-            classes = MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes", [])
-        person = classes.index("person") if "person" in classes else 0
-        predictor = PosePredictor(cfg)
-        stats = run_person_detection(
-            predictor, items, args.output,
-            read_image=lambda f: read_image_checked(f, format=predictor.input_format),
-            person_class=person, score_thresh=args.score_thresh, min_size=args.min_size,
-            topk=args.topk, masks=args.masks, resume=args.resume, overwrite=args.overwrite,
-            progress=not args.quiet,
-        )  # fmt: skip
+        launch(detect, args.num_gpus, num_machines=args.num_machines,
+               machine_rank=args.machine_rank, dist_url=args.dist_url,
+               args=(args, cfg, items, person))  # fmt: skip
     except (OutputExistsError, ValueError, FileNotFoundError, DamagedImageError) as e:
         print(f"detect_persons: {e}", file=sys.stderr)
         return 2
-    import json
-
-    with open(args.output) as f:
-        results = json.load(f)
-    n = stats["images"] - stats["resumed"]
-    ms = 1000 * stats["seconds"] / max(n, 1)
-    print(f"detect_persons: {stats['images']} images ({stats['resumed']} from an earlier run),"
-          f" {stats['detections']} persons, {scores_summary(results)}, {ms:.0f} ms/image"
-          f" -> {args.output}")  # fmt: skip
     return 0
 
 

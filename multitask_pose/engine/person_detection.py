@@ -2,19 +2,20 @@
 ``tools/detect_persons.py`` (and of any tool that must run a detector over a dataset and survive
 a kill, such as pseudo-labelling).
 
-Each finished image is appended to ``<output>.partial.jsonl`` (one line per image, flushed and
-fsynced), so a killed run continues where it stopped (``resume=True`` skips the images already
-there; a line cut short by the kill is dropped and its image redone). At the end the detections of
-every image are written to ``<output>`` atomically, in the order of the input, and the partial
-file is removed. Sharding across processes: not yet (issue 15).
+Each finished image is appended to ``<output>.partial<rank>.jsonl`` (one line per image, flushed
+and fsynced), so a killed run continues where it stopped (``resume=True`` skips the images already
+there; a line cut short by the kill is dropped and its image redone). Several processes share the
+images (every world-size-th one each). At the end the detections of every image are written to
+``<output>`` atomically, in the order of the input, and the partial files are removed.
 """
 
+import glob
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import tqdm
@@ -22,7 +23,13 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 
 from ..shared.atomic_io import write_json_atomic
 
-__all__ = ["DetectionItem", "OutputExistsError", "filter_detections", "run_person_detection"]
+__all__ = [
+    "DetectionItem",
+    "OutputExistsError",
+    "check_output",
+    "filter_detections",
+    "run_person_detection",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,19 +63,31 @@ def filter_detections(instances, person_class: int, score_thresh: float, min_siz
     return out
 
 
-def _read_partial(path: str) -> Dict[int, List[Dict]]:
+def _read_partials(output: str) -> Dict[int, List[Dict]]:
+    """The images finished by any process of earlier or current runs (``output.partial*.jsonl``)."""
     done = {}
-    if not os.path.exists(path):
-        return done
-    with open(path) as f:
-        for n, line in enumerate(f):
-            try:
-                row = json.loads(line)
-                done[int(row["image_id"])] = row["detections"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                logger.warning("%s: line %d is incomplete (cut by a kill?); its image is redone",
-                               path, n + 1)  # fmt: skip
+    for path in sorted(glob.glob(glob.escape(output) + ".partial*.jsonl")):
+        with open(path) as f:
+            for n, line in enumerate(f):
+                try:
+                    row = json.loads(line)
+                    done[int(row["image_id"])] = row["detections"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    logger.warning("%s: line %d is incomplete (cut by a kill?); its image is"
+                                   " redone", path, n + 1)  # fmt: skip
     return done
+
+
+def check_output(output: str, resume: bool, overwrite: bool) -> None:
+    """:class:`OutputExistsError` when ``output`` or an unfinished run's partial files exist and
+    neither ``resume`` nor ``overwrite`` is asked for."""
+    existing = [output] if os.path.exists(output) else []
+    existing += glob.glob(glob.escape(output) + ".partial*.jsonl")
+    if existing and not (resume or overwrite):
+        raise OutputExistsError(
+            f"{existing[0]} exists: pass --resume to finish an interrupted run or --overwrite to"
+            " start again"
+        )
 
 
 def run_person_detection(
@@ -89,56 +108,69 @@ def run_person_detection(
 ) -> Dict:
     """Detect persons in ``items`` and write the COCO detection-results list to ``output``.
 
+    In a process group (detectron2's ``comm``; ``tools/detect_persons.py --num-gpus``) every
+    process takes every world-size-th image still to do, writes ``output.partial<rank>.jsonl``,
+    and the first process merges them; a resumed run reads the partial files of any earlier
+    processes, so it may use another number of processes. The processes need one file system.
+
     Args:
         detect: image (as ``read_image`` returns it) -> detectron2 ``Instances`` (a predictor).
         items: the images, each with the image id its detections carry.
-        output: the results json; ``output + ".partial.jsonl"`` holds an unfinished run.
+        output: the results json.
         read_image: file name -> image.
         person_class, score_thresh, min_size, topk, masks: see :func:`filter_detections`.
-        resume, overwrite: what to do when ``output`` or the partial file exists (neither:
+        resume, overwrite: what to do when ``output`` or partial files exist (neither:
             :class:`OutputExistsError`); resume finishes an unfinished run.
-        progress: a progress bar.
-        on_image: called with the number of images done after each (tests interrupt with it).
+        progress: a progress bar (the first process's share).
+        on_image: called with the number of images this process did after each (tests
+            interrupt with it).
 
     Returns:
         {"images", "detections", "resumed", "seconds"}.
     """
-    partial = output + ".partial.jsonl"
+    from detectron2.utils import comm
+
+    rank, world = comm.get_rank(), comm.get_world_size()
     ids = [it.image_id for it in items]
     if len(set(ids)) != len(ids):
         raise ValueError("image ids repeat in the input: each image needs its own id")
-    if not (resume or overwrite) and (os.path.exists(output) or os.path.exists(partial)):
-        which = output if os.path.exists(output) else partial
-        raise OutputExistsError(
-            f"{which} exists: pass --resume to finish an interrupted run or --overwrite to start"
-            " again"
-        )
-    if overwrite:
-        for p in (output, partial):
-            if os.path.exists(p):
-                os.remove(p)
-    done = _read_partial(partial) if resume else {}
-    if resume and os.path.exists(output) and not os.path.exists(partial):
+    check_output(output, resume, overwrite)  # every process, before any of them writes
+    comm.synchronize()
+    if overwrite and rank == 0:
+        for p in [output, *glob.glob(glob.escape(output) + ".partial*.jsonl")]:
+            os.remove(p)
+    comm.synchronize()
+    partials = glob.glob(glob.escape(output) + ".partial*.jsonl")
+    if resume and os.path.exists(output) and not partials:
         with open(output) as f:
             results = json.load(f)
         logger.info("%s is complete (%d detections); nothing to do", output, len(results))
         return {"images": len(items), "detections": len(results), "resumed": len(items),
                 "seconds": 0.0}  # fmt: skip
+    done = _read_partials(output) if resume else {}
     unknown = set(done) - set(ids)
     if unknown:
         raise ValueError(
-            f"{partial} holds images that are not in this input (e.g. {sorted(unknown)[:5]}):"
-            " it belongs to another run; use --overwrite"
+            f"{output}.partial*.jsonl hold images that are not in this input (e.g."
+            f" {sorted(unknown)[:5]}): they belong to another run; use --overwrite"
         )
     resumed = len(done)
-    if resumed:
-        logger.info("resuming: %d of %d images done in %s", resumed, len(items), partial)
+    if resumed and rank == 0:
+        logger.info("resuming: %d of %d images done in %s.partial*.jsonl", resumed, len(items),
+                    output)  # fmt: skip
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     start = time.perf_counter()
-    todo: Iterable[DetectionItem] = [it for it in items if it.image_id not in done]
-    with open(partial, "a") as log:
-        bar = tqdm.tqdm(todo, desc="detect_persons", unit="img", disable=not progress,
-                        initial=resumed, total=len(items))  # fmt: skip
+    mine = [it for it in items if it.image_id not in done][rank::world]
+    count = 0
+    own = f"{output}.partial{rank}.jsonl"
+    if os.path.exists(own) and os.path.getsize(own):
+        with open(own, "rb+") as f:  # a line cut by a kill: end it, the next line starts clean
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+    with open(own, "a") as log:
+        bar = tqdm.tqdm(mine, desc="detect_persons", unit="img",
+                        disable=not progress or rank != 0)  # fmt: skip
         for it in bar:
             inst = detect(read_image(it.file_name))["instances"].to("cpu")
             inst = filter_detections(inst, person_class, score_thresh, min_size, topk, masks)
@@ -148,15 +180,24 @@ def run_person_detection(
             log.write(json.dumps({"image_id": it.image_id, "detections": dets}) + "\n")
             log.flush()
             os.fsync(log.fileno())
-            done[it.image_id] = dets
+            count += 1
             if on_image is not None:
-                on_image(len(done))
-    results = [d for i in ids for d in done[i]]
-    write_json_atomic(output, results)
-    os.remove(partial)
-    seconds = time.perf_counter() - start
-    return {"images": len(items), "detections": len(results), "resumed": resumed,
-            "seconds": seconds}  # fmt: skip
+                on_image(count)
+    comm.synchronize()
+    if rank == 0:
+        done = _read_partials(output)
+        missing = [i for i in ids if i not in done]
+        if missing:
+            raise RuntimeError(f"images {missing[:5]} were not detected (a process failed?)")
+        results = [d for i in ids for d in done[i]]
+        write_json_atomic(output, results)
+        for p in glob.glob(glob.escape(output) + ".partial*.jsonl"):
+            os.remove(p)
+    comm.synchronize()
+    with open(output) as f:
+        n = len(json.load(f))
+    return {"images": len(items), "detections": n, "resumed": resumed,
+            "seconds": time.perf_counter() - start}  # fmt: skip
 
 
 def scores_summary(results: List[Dict]) -> str:

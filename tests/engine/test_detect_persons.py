@@ -1,11 +1,12 @@
 """tools/detect_persons.py with the R-CNN that memorised the COCO sample (the shared session
 fixture): a valid COCO detection file within the limits asked, a killed run resumed to the same
-file without duplicates, and clear errors for an existing output, masks without a mask head and
-a folder holding non-images."""
+file without duplicates, two processes writing the same file as one, and clear errors for an
+existing output, masks without a mask head and a folder holding non-images."""
 
 import json
 import sys
 
+import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog
 from pycocotools.coco import COCO
@@ -60,14 +61,22 @@ def test_detection_file_is_valid_within_limits_and_resumes(memorised_rcnn, tmp_p
 
     with pytest.raises(KeyboardInterrupt):
         run_person_detection(predictor, items, str(part), on_image=kill_after_two, **kw)
-    lines = (tmp_path / "part.json.partial.jsonl").read_text().splitlines()
+    lines = (tmp_path / "part.json.partial0.jsonl").read_text().splitlines()
     assert len(lines) == 2 and not part.exists()
-    with (tmp_path / "part.json.partial.jsonl").open("a") as f:
+    with (tmp_path / "part.json.partial0.jsonl").open("a") as f:
         f.write('{"image_id": 3, "detec')  # a line cut by the kill
     stats = run_person_detection(predictor, items, str(part), resume=True, **kw)
     assert stats["resumed"] == 2
     assert json.loads(part.read_text()) == dets
-    assert not (tmp_path / "part.json.partial.jsonl").exists()
+    assert not list(tmp_path.glob("part.json.partial*"))
+
+    # Two CPU processes share the images and write the same file as one process.
+    two = tmp_path / "two.json"
+    assert detect_persons.main(args_for(out, two, *limits, "--num-gpus", "2")) == 0
+    two_dets = json.loads(two.read_text())
+    assert [d["image_id"] for d in two_dets] == [d["image_id"] for d in dets]
+    for a, b in zip(two_dets, dets):  # one process uses 2 threads, each of two 1: float rounding
+        assert np.allclose(a["bbox"], b["bbox"], atol=1e-3) and abs(a["score"] - b["score"]) < 1e-4
 
 
 def _json_of(name):
