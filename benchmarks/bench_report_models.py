@@ -19,9 +19,7 @@ Prints a table and a last line to paste into a note. About 3 minutes on a quiet 
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 import warnings
 
 warnings.filterwarnings(
@@ -31,22 +29,13 @@ warnings.filterwarnings(
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_topdown import median_time  # noqa: E402  (the same timing as the HRNet benchmark)
 
 import multitask_pose  # noqa: E402,F401  (registers the datasets)
 from multitask_pose.env import cpu_model  # noqa: E402
 
 SAMPLE = "coco_person_sample"
 TOPDOWN = os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown")
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_networks(batch, repeats):

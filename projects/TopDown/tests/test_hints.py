@@ -20,7 +20,7 @@ from topdown.data import TopDownTestMapper, TopDownTrainMapper, person_dicts
 from topdown.data.boxes import DetectionFileError
 from topdown.data.cues import JointHintCue
 from topdown.data.hints import HintSource
-from topdown_testing import SAMPLE, OraclePoseNet, sample_cfg
+from topdown_testing import SAMPLE, OraclePoseNet, sample_cfg, trained_predictor
 
 HINT = ["MODEL.TOPDOWN.POSE_NET", "HintPoseHRNet", "MODEL.TOPDOWN.CUE", "JointHintCue",
         "MODEL.HINTPOSE.HOPS", "1", "MODEL.HRNET.INIT", "kaiming"]  # fmt: skip
@@ -281,31 +281,11 @@ def test_hintpose_trains_and_predicts_with_keypoint_hints_through_the_predictor(
     """HintPose (3 hops, joint hints) on the COCO sample: finite per-hop losses that fall over a
     few steps; TopDownPredictor takes boxes with keypoints (HINT.SOURCE "keypoints") and gives
     one pose per hint; bad keypoint arrays are refused."""
-    from topdown.predictor import TopDownPredictor
-
     cfg = sample_cfg(*HINT, "MODEL.HINTPOSE.HOPS", "3", "MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)",
                      "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)", "TEST.TOPDOWN.HINT.SOURCE",
                      "keypoints", "TEST.TOPDOWN.HINT.MAX_PER_BOX", "2",
                      "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")  # fmt: skip
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    np.random.seed(0)
-    mapper = TopDownTrainMapper(cfg, is_train=True)
-    batch = [mapper(p) for p in person_dicts(DatasetCatalog.get(SAMPLE))[:6]]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    totals = []
-    for _ in range(6):
-        losses = model(batch)
-        assert set(losses) == {"loss_heatmap_hop1", "loss_heatmap_hop2", "loss_heatmap"}
-        total = sum(losses.values())
-        assert torch.isfinite(total)
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        totals.append(float(total))
-    assert totals[-1] < totals[0]
-    predictor = TopDownPredictor(cfg)
-    predictor.model.load_state_dict(model.state_dict())
+    predictor = trained_predictor(cfg, {"loss_heatmap_hop1", "loss_heatmap_hop2", "loss_heatmap"})
     image = np.zeros((120, 90, 3), np.uint8)
     kp = np.zeros((1, 17, 3), np.float32)
     kp[0, :, :2] = [40, 60]

@@ -10,7 +10,7 @@ import torchvision
 from detectron2.modeling import build_model
 
 from topdown.modeling import CAM, PCRHead, PCRHRNet, PCRResNet, PoseHighResolutionNet
-from topdown_testing import SAMPLE, sample_cfg
+from topdown_testing import sample_cfg, trained_predictor
 
 
 def _count(m):
@@ -127,38 +127,12 @@ def test_pcr_trains_through_the_meta_architecture_and_predicts():
     """A small PCR-HRNet (K = 2 CAMs, L = 2) on the COCO sample: every level and auxiliary output
     is a finite loss, the loss falls over a few steps, and TopDownPredictor decodes the last
     level."""
-    from detectron2.data import DatasetCatalog
-
-    from topdown.data import TopDownTrainMapper
-    from topdown.predictor import TopDownPredictor
-
     cfg = sample_cfg("MODEL.TOPDOWN.POSE_NET", "PCRHRNet", "MODEL.PCR.CHANNELS", "(24, 16)",
                      "MODEL.PCR.NUM_DECODERS", "2", "MODEL.HRNET.INIT", "kaiming",
                      "MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)",
                      "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)")  # fmt: skip
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    mapper = TopDownTrainMapper(cfg, is_train=True)
-    from topdown.data.mapper import person_dicts
-
-    persons = person_dicts(DatasetCatalog.get(SAMPLE), 1, False)
-    np.random.seed(0)
-    batch = [mapper(p) for p in persons[:6]]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    totals = []
-    for _ in range(6):
-        losses = model(batch)
-        assert set(losses) == {"loss_heatmap", "loss_heatmap_level1", "loss_heatmap_aux1",
-                               "loss_heatmap_aux2"}  # fmt: skip
-        total = sum(losses.values())
-        assert torch.isfinite(total)
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        totals.append(float(total))
-    assert totals[-1] < totals[0]
-    predictor = TopDownPredictor(cfg)
-    predictor.model.load_state_dict(model.state_dict())
+    predictor = trained_predictor(cfg, {"loss_heatmap", "loss_heatmap_level1",
+                                        "loss_heatmap_aux1", "loss_heatmap_aux2"})  # fmt: skip
     image = np.zeros((120, 90, 3), np.uint8)
     out = predictor(image, boxes=[[10, 10, 70, 110]])["instances"]
     assert out.pred_keypoints.shape == (1, 17, 3) and torch.isfinite(out.pred_keypoints).all()

@@ -319,32 +319,12 @@ def test_pose_fix_trains_a_few_steps_and_refines_through_the_predictor():
     """Finite, falling losses over a few steps on the COCO sample; TopDownPredictor refines given
     poses (boxes + keypoints), one refined pose per box; a pose-less call is refused."""
     import torch
-    from detectron2.data import DatasetCatalog
-    from detectron2.modeling import build_model
 
-    from topdown.data import TopDownTrainMapper, person_dicts
-    from topdown.predictor import TopDownPredictor
-    from topdown_testing import SAMPLE, sample_cfg
+    from topdown_testing import sample_cfg, trained_predictor
 
     cfg = sample_cfg(*POSEFIX, "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0",
                      "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0")  # fmt: skip
-    torch.manual_seed(0)
-    np.random.seed(0)
-    model = build_model(cfg)
-    mapper = TopDownTrainMapper(cfg, is_train=True)
-    batch = [mapper(p) for p in person_dicts(DatasetCatalog.get(SAMPLE))[:6]]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    totals = []
-    for _ in range(6):
-        loss = model(batch)["loss_heatmap"]
-        assert torch.isfinite(loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        totals.append(float(loss))
-    assert totals[-1] < totals[0]
-    predictor = TopDownPredictor(cfg)
-    predictor.model.load_state_dict(model.state_dict())
+    predictor = trained_predictor(cfg, {"loss_heatmap"})
     image = np.zeros((120, 90, 3), np.uint8)
     kp = np.c_[np.random.uniform(15, 65, (2 * 17, 2)), np.ones(2 * 17)].reshape(2, 17, 3)
     out = predictor(image, boxes=[[10, 10, 70, 110], [5, 5, 60, 100]], keypoints=kp)["instances"]

@@ -1,5 +1,5 @@
-"""Helpers of the top-down tests: a small config on the real COCO sample and an oracle pose
-network that returns given heatmaps."""
+"""Helpers of the top-down tests: a small config on the real COCO sample, an oracle pose network
+that returns given heatmaps, and a few training steps ending in a predictor."""
 
 import torch
 from detectron2.modeling import build_model
@@ -59,3 +59,36 @@ def _oracle_model(cfg, flip_test):
     model = build_model(cfg).eval()
     model.pose_net = OraclePoseNet()
     return model
+
+
+def trained_predictor(cfg, losses, steps=6):
+    """Build the model of ``cfg`` and train it ``steps`` Adam steps on crops of six persons of the
+    COCO sample, asserting that every step gives exactly the loss names ``losses`` with a finite
+    sum and that the last sum is below the first; returns a ``TopDownPredictor`` of ``cfg``
+    holding the trained weights."""
+    import numpy as np
+    from detectron2.data import DatasetCatalog
+
+    from topdown.data import TopDownTrainMapper, person_dicts
+    from topdown.predictor import TopDownPredictor
+
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    np.random.seed(0)
+    mapper = TopDownTrainMapper(cfg, is_train=True)
+    batch = [mapper(p) for p in person_dicts(DatasetCatalog.get(SAMPLE))[:6]]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    totals = []
+    for _ in range(steps):
+        out = model(batch)
+        assert set(out) == set(losses), sorted(out)
+        total = sum(out.values())
+        assert torch.isfinite(total)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        totals.append(float(total))
+    assert totals[-1] < totals[0], totals
+    predictor = TopDownPredictor(cfg)
+    predictor.model.load_state_dict(model.state_dict())
+    return predictor

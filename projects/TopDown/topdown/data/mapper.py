@@ -209,8 +209,6 @@ class TopDownTrainMapper:
         utils.check_image_size({"height": person["height"], "width": person["width"]}, image)
         kp = person["keypoints"].copy()
         kp[:, :2] -= 0.5  # detectron2 pixel centres -> COCO/official pixel indices
-        others = person.get("others", np.zeros((0,) + kp.shape)).copy()
-        others[..., :2] -= 0.5
         # Boxes carry no half-pixel offset in detectron2: they are already in the COCO frame.
         box = np.asarray(person["bbox"], dtype=np.float64)
         center, size = (a[0] for a in box_to_center_size(box[None], self.aspect, self.padding))
@@ -230,7 +228,6 @@ class TopDownTrainMapper:
             if np.random.rand() < self.flip_prob:
                 image = image[:, ::-1]
                 kp = flip_keypoints(kp, image.shape[1], self.flip_indices)
-                others = flip_keypoints(others, image.shape[1], self.flip_indices)
                 center = center.copy()
                 center[0] = image.shape[1] - center[0] - 1
                 box = np.array(
@@ -253,6 +250,11 @@ class TopDownTrainMapper:
             hints = None
             if self.cue.uses_hints:
                 area = person.get("area", 0.53 * np.prod(box[2:] - box[:2]))
+                # The other persons in the crop's frame (swaps), only for the cues that use them.
+                others = person.get("others", np.zeros((0,) + kp.shape)).copy()
+                others[..., :2] -= 0.5
+                if mirror[0, 0] < 0:
+                    others = flip_keypoints(others, image.shape[1], self.flip_indices)
                 other_areas = person.get("other_areas", np.zeros(len(others)))
                 context = {"keypoints": kp, "box": box, "area": area, "others": others,
                            "other_areas": other_areas}  # fmt: skip
