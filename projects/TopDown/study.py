@@ -1,0 +1,355 @@
+#!/usr/bin/env python
+"""The report models compared on SynthPeople: HRNet, PCR, HintPose (with cue and refinement, cue
+only, refinement only), HRNet + PoseFix and a heatmap ensemble, with one training budget and the
+same seeds, on ground-truth and detector boxes of each evaluation dataset.
+
+    PY=$(tools/install/setup_env.sh)
+    $PY projects/TopDown/study.py --detector output/long/rcnn_basic_1080 --seeds 42 43
+
+Steps, each skipped when its output exists, so a killed study resumes with the same command:
+
+1. train each model's CPU recipe (``configs/Synthetic/<recipe>_synth_basic*.yaml``) per seed with
+   tools/ablate.py's runner into ``<output>/<recipe>/seed<seed>`` (TEST.EVAL_PERIOD 0 and the
+   overrides after ``--``; ``--max-iter`` as in ablate.py);
+2. the detector's boxes (and keypoints) on each evaluation dataset, with tools/detect_persons.py
+   and the detector run's config.yaml and model_final.pth: ``<output>/detections/<dataset>.json``;
+3. evaluate every trained model on each dataset with both box sources (``--eval-only`` into
+   ``<run>/eval/<dataset>_<gt|det>``); a HintPose with a cue takes its hint from the box centre
+   on GT boxes and from the detector's keypoints on detector boxes (TEST.TOPDOWN.HINT.SOURCE
+   "keypoints": the report's use of another model's keypoints);
+4. the PoseFix refiner per seed (trained on GT poses with synthesised errors, so independent of
+   HRNet's training), then evaluated on HRNet's results of the same seed, dataset and boxes;
+5. the ensemble of ``--ensemble`` models of the same seed (MODEL.TOPDOWN.POSE_NET
+   "HeatmapEnsemble", equal weights), evaluated like the models;
+6. the table: keypoint AP per (dataset, boxes) as ``mean (seed values)``, keypoint AP75 on the
+   first, and whether each row's difference from HRNet on the first setting exceeds the seed
+   spread; written to ``<output>/study.md`` and printed, with a one-line summary.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import ablate  # noqa: E402  (the training runner and table cells)
+
+from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
+
+CONFIGS = HERE / "configs" / "Synthetic"
+# Study name -> (the recipe's config stem, the table's label).
+MODELS = {
+    "hrnet": ("hrnet_w18_small_synth_basic", "HRNet-W18-small"),
+    "pcr": ("pcr_hrnet_w18_small_synth_basic", "PCR-HRNet-W18-small"),
+    "hintpose": ("hintpose_w18_small_synth_basic", "HintPose (cue + 3 hops)"),
+    "hintpose_cue_only": ("hintpose_w18_small_synth_basic_cue_only", "HintPose cue only"),
+    "hintpose_refine_only": (
+        "hintpose_w18_small_synth_basic_refine_only",
+        "HintPose refinement only",
+    ),
+}
+POSEFIX = ("posefix_hrnet_w18_small_synth_basic", "HRNet + PoseFix")
+# Models with an instance cue: their hint source differs by box source (module docstring).
+HINTED = {"hintpose", "hintpose_cue_only"}
+DATASETS = ["synth_people_basic_val", "synth_people_crowd_val"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", default="output/study_topdown_basic")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
+    parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
+    parser.add_argument(
+        "--detector",
+        help="a trained multitask R-CNN output folder (config.yaml and model_final.pth), e.g. "
+        "make demo's; its boxes give the detector-box columns",
+    )
+    parser.add_argument(
+        "--no-detector",
+        action="store_true",
+        help="ground-truth boxes only (no detector-box columns)",
+    )
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, help="evaluation datasets")
+    parser.add_argument(
+        "--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="trained models"
+    )
+    parser.add_argument(
+        "--posefix", action=argparse.BooleanOptionalAction, default=True, help="the PoseFix row"
+    )
+    parser.add_argument(
+        "--ensemble",
+        nargs="*",
+        default=["hrnet", "pcr", "hintpose_refine_only"],
+        help="members of the ensemble row (models without a cue; none: no ensemble row)",
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
+    args = parser.parse_args(argv)
+    if args.opts and args.opts[0] == "--":
+        args.opts = args.opts[1:]
+    if len(args.opts) % 2:
+        parser.error(f"overrides come in KEY VALUE pairs, got {args.opts}")
+    if bool(args.detector) == args.no_detector:
+        parser.error("give --detector RUN_DIR (a trained multitask R-CNN) or --no-detector")
+    if args.detector:
+        for f in ("config.yaml", "model_final.pth"):
+            if not (Path(args.detector) / f).is_file():
+                parser.error(f"--detector {args.detector}: no {f} there (a finished training run?)")
+    if args.posefix and "hrnet" not in args.models:
+        parser.error(
+            "the PoseFix row refines HRNet's results: add hrnet to --models or --no-posefix"
+        )
+    if args.ensemble:
+        missing = [m for m in args.ensemble if m not in args.models]
+        cued = [m for m in args.ensemble if m in HINTED]
+        if missing:
+            parser.error(f"--ensemble members {missing} are not in --models {args.models}")
+        if cued:
+            parser.error(f"--ensemble: {cued} take an instance cue; ensemble members may not")
+        if len(args.ensemble) < 2:
+            parser.error("--ensemble needs two members or more")
+    return args
+
+
+def settings(args):
+    """(setting name, dataset, box source) of every evaluation column, in table order."""
+    boxes = ["gt"] + ([] if args.no_detector else ["det"])
+    return [(f"{d}_{b}", d, b) for d in args.datasets for b in boxes]
+
+
+def run(cmd, log, what):
+    """Run ``cmd`` from the repository root, output appended to ``log``; exit naming ``what``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"study: {what} failed (exit {proc.returncode}); see {log}")
+
+
+def detections(args, out_root, dataset):
+    """The detector's results file on ``dataset`` (written once, resumed if cut)."""
+    path = out_root / "detections" / f"{dataset}.json"
+    if not path.exists():
+        det = Path(args.detector).resolve()
+        print(f"study: detecting persons in {dataset} with {det}", flush=True)
+        cmd = [
+            sys.executable,
+            str(ROOT / "tools" / "detect_persons.py"),
+            "--config-file",
+            str(det / "config.yaml"),
+            "--dataset",
+            dataset,
+            "--output",
+            str(path),
+            "--resume",
+            "--quiet",
+            "MODEL.WEIGHTS",
+            str(det / "model_final.pth"),
+        ]
+        run(cmd, path.with_suffix(".log"), f"detect_persons on {dataset}")
+    return path
+
+
+def results_file(eval_dir, dataset):
+    return eval_dir / "inference" / dataset / "coco_instances_results.json"
+
+
+def evaluate(config, eval_dir, dataset, opts, what):
+    """``--eval-only`` of ``config`` on ``dataset`` into ``eval_dir``; the results dict."""
+    done = eval_dir / f"results_{dataset}.json"
+    if not done.exists():
+        print(f"study: evaluating {what}", flush=True)
+        cmd = [
+            sys.executable,
+            str(HERE / "train_net.py"),
+            "--config-file",
+            str(config),
+            "--eval-only",
+            "OUTPUT_DIR",
+            str(eval_dir),
+            "DATASETS.TEST",
+            f"('{dataset}',)",
+            *opts,
+        ]
+        run(cmd, eval_dir / "study_stdout.txt", what)
+    return json.loads(done.read_text())
+
+
+def box_opts(box, det_file):
+    if box == "gt":
+        return ["TEST.TOPDOWN.BOX_SOURCE", "gt"]
+    return ["TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", str(det_file)]
+
+
+def row(res, train_min=float("nan")):
+    return {
+        "box": res.get("bbox", {}).get("AP"),
+        "kp": res["keypoints"]["AP"],
+        "kp75": res["keypoints"]["AP75"],
+        "train_min": train_min,
+    }
+
+
+def spread_verdict(runs, first):
+    """Difference of the keypoint-AP means from ``first``'s and whether it exceeds the seed spread
+    (ablate.py's rule); '-' for the first row itself."""
+    if runs is first:
+        return "-"
+    return ablate.versus_first(runs, first)
+
+
+def table(rows, cols, note):
+    """``rows``: [(label, {setting: [row per seed]})]; ``cols``: setting names."""
+    first = cols[0]
+    head = " | ".join(f"kp AP {c}" for c in cols)
+    lines = [
+        note,
+        "",
+        f"| model | {head} | kp AP75 {first} | vs {rows[0][0]} on {first} (exceeds seed spread?) "
+        "| train min |",
+        "|---|" + "---|" * (len(cols) + 3),
+    ]
+    base = rows[0][1][first]
+    for label, by_col in rows:
+        cells = " | ".join(ablate.cell(by_col[c], "kp") for c in cols)
+        runs = by_col[first]
+        train = [r["train_min"] for r in runs if r["train_min"] == r["train_min"]]
+        minutes = f"{sum(train) / len(train):.1f}" if train else "-"
+        lines.append(
+            f"| {label} | {cells} | {ablate.cell(runs, 'kp75')} | {spread_verdict(runs, base)} "
+            f"| {minutes} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out_root = Path(args.output) if os.path.isabs(args.output) else ROOT / args.output
+    cols = settings(args)
+    train_args = SimpleNamespace(max_iter=args.max_iter, opts=["TEST.EVAL_PERIOD", "0", *args.opts])
+
+    # 1. training
+    runs = {}  # model -> seed -> (run dir, ablate row)
+    for model in args.models:
+        stem = MODELS[model][0]
+        for seed in args.seeds:
+            r = ablate.run_one(stem, CONFIGS / f"{stem}.yaml", train_args, out_root, seed)
+            runs.setdefault(model, {})[seed] = (out_root / stem / f"seed{seed}", r)
+    # 2. detector boxes
+    det_files = {}
+    if not args.no_detector:
+        det_files = {d: detections(args, out_root, d) for d in args.datasets}
+
+    # 3. evaluation of the trained models
+    table_rows = []
+    results = {}  # (model, seed, setting) -> results file, for PoseFix's input
+    for model in args.models:
+        by_col = {}
+        for name, dataset, box in cols:
+            for seed in args.seeds:
+                run_dir, r = runs[model][seed]
+                opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
+                opts += box_opts(box, det_files.get(dataset))
+                if model in HINTED:
+                    opts += ["TEST.TOPDOWN.HINT.SOURCE", "center" if box == "gt" else "keypoints"]
+                eval_dir = run_dir / "eval" / name
+                res = evaluate(
+                    run_dir / "config.yaml", eval_dir, dataset, opts, f"{model} seed {seed} {name}"
+                )
+                results[model, seed, name] = results_file(eval_dir, dataset)
+                by_col.setdefault(name, []).append(row(res, r["train_min"]))
+        table_rows.append((MODELS[model][1], by_col))
+
+    # 4. PoseFix on HRNet's results
+    if args.posefix:
+        stem, label = POSEFIX
+        by_col = {}
+        for seed in args.seeds:
+            hrnet_dir, hrnet_row = runs["hrnet"][seed]
+            # The training's final evaluation refines HRNet's results of its own evaluation.
+            own = results_file(hrnet_dir, hrnet_row["dataset"])
+            seed_args = SimpleNamespace(
+                max_iter=train_args.max_iter,
+                opts=[*train_args.opts, "TEST.TOPDOWN.DET_FILE", str(own)],
+            )
+            r = ablate.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
+            run_dir = out_root / stem / f"seed{seed}"
+            for name, dataset, _ in cols:
+                opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
+                opts += box_opts("det", results["hrnet", seed, name])
+                res = evaluate(
+                    run_dir / "config.yaml",
+                    run_dir / "eval" / name,
+                    dataset,
+                    opts,
+                    f"posefix seed {seed} {name}",
+                )
+                by_col.setdefault(name, []).append(row(res, r["train_min"]))
+        table_rows.append((label, by_col))
+
+    # 5. the ensemble
+    if args.ensemble:
+        label = "ensemble: " + " + ".join(MODELS[m][1] for m in args.ensemble)
+        by_col = {}
+        for seed in args.seeds:
+            members = [runs[m][seed][0] for m in args.ensemble]
+            ens_dir = out_root / ("ensemble_" + "+".join(args.ensemble)) / f"seed{seed}"
+            ens_opts = [
+                "MODEL.TOPDOWN.POSE_NET",
+                "HeatmapEnsemble",
+                "MODEL.ENSEMBLE.CONFIGS",
+                str([str(m / "config.yaml") for m in members]),
+                "MODEL.ENSEMBLE.WEIGHTS",
+                str([str(m / "model_final.pth") for m in members]),
+                "MODEL.WEIGHTS",
+                "",
+            ]
+            for name, dataset, box in cols:
+                res = evaluate(
+                    members[0] / "config.yaml",
+                    ens_dir / "eval" / name,
+                    dataset,
+                    ens_opts + box_opts(box, det_files.get(dataset)),
+                    f"ensemble seed {seed} {name}",
+                )
+                by_col.setdefault(name, []).append(row(res))
+        table_rows.append((label, by_col))
+
+    # 6. the table
+    from multitask_pose.env import cpu_model
+
+    budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each recipe's own schedule"
+    det_ap = ""
+    if det_files:
+        base = table_rows[0][1]
+        det_ap = "; detector box AP " + ", ".join(
+            f"{d} {ablate.cell(base[f'{d}_det'], 'box')}" for d in args.datasets
+        )
+        det_ap += f" ({Path(args.detector).resolve()})"
+    note = (
+        f"Top-down study: {budget}, SEED {', '.join(map(str, args.seeds))}"
+        + (f", overrides {' '.join(args.opts)}" if args.opts else "")
+        + f"{det_ap}; {cpu_model()}."
+    )
+    names = [c[0] for c in cols]
+    text = table(table_rows, names, note)
+    write_text_atomic(out_root / "study.md", text)
+    print(text)
+    print(
+        "study: "
+        + "; ".join(
+            f"{label} " + ", ".join(f"{c} {ablate.cell(by[c], 'kp')}" for c in names)
+            for label, by in table_rows
+        )
+        + f" ({budget}, seeds {', '.join(map(str, args.seeds))})"
+    )
+
+
+if __name__ == "__main__":
+    main()
