@@ -79,6 +79,22 @@ def add_multitask_config(cfg: CN) -> CN:
     # Which of the head's convs (1-based, conv_fcn<i>) are DCNv2
     # (multitask_pose/layers/deform_conv.py).
     kp.DEFORM_CONVS = ()
+
+    # Hybrid Task Cascade (MODEL.ROI_HEADS.NAME "HybridTaskCascadeROIHeads",
+    # multitask_pose/modeling/htc.py) on detectron2's cascade keys (ROI_BOX_CASCADE_HEAD.IOUS
+    # gives the stages); ignored by other ROI heads. The defaults are the HTC paper's.
+    htc = cfg.MODEL.HTC = CN()
+    htc.INTERLEAVED = True  # stage t's mask branch trains on the boxes stage t just refined
+    htc.MASK_INFO_FLOW = True  # each mask head adds the previous stage's mask features (1x1 conv)
+    htc.MASK_AVERAGE = True  # inference: mean of every stage's mask probabilities (False: last)
+    htc.STAGE_LOSS_WEIGHTS = (1.0, 0.5, 0.25)  # each stage's box and mask losses (mmdetection)
+    htc.SEMANTIC_ON = True  # semantic branch on the FPN; target: the union of instance masks
+    # the branch's inputs, each resized to SEMANTIC_FUSE_LEVEL and summed; that level's stride is
+    # the stride of the branch's output, of its embedding and of its target
+    htc.SEMANTIC_IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+    htc.SEMANTIC_FUSE_LEVEL = "p3"
+    htc.SEMANTIC_NUM_CONVS = 4  # 3x3 convs after the fusion
+    htc.SEMANTIC_LOSS_WEIGHT = 0.2  # of its cross-entropy (mmdetection's HTC)
     return cfg
 
 

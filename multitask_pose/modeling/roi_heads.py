@@ -8,6 +8,7 @@ cascade, HTC) without overriding their private forward methods.
 
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
+from torch import nn
 
 __all__ = ["MultiTaskCascadeROIHeads", "MultiTaskROIHeads", "TaskLossWeights"]
 
@@ -42,8 +43,11 @@ class TaskLossWeights:
                     k: box_weight * predictor.loss_weight.get(k, 1.0)
                     for k in ("loss_cls", "loss_box_reg")
                 }
-        if ret.get("mask_head") is not None:
-            ret["mask_head"].loss_weight = cfg.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT
+        heads = ret.get("mask_head")
+        # one head, or one per stage (HybridTaskCascadeROIHeads' ModuleList)
+        for head in heads if isinstance(heads, nn.ModuleList) else [heads]:
+            if head is not None:
+                head.loss_weight = cfg.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT
         return ret
 
 
