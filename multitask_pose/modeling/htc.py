@@ -358,14 +358,19 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, CascadeROIHeads):
             x = x + self.semantic_mask_pooler([self._semantic], boxes)
         return x
 
-    def _stage_mask_logits(self, x, stage):
+    def _stage_mask_logits(self, x, stage, every=False):
         """Stage ``stage``'s mask logits on pooled features ``x``; with mask information flow the
-        earlier stages' heads run first on the same features, each feeding the next."""
-        prev = None
-        if self.mask_info_flow:
-            for j in range(stage):
-                prev = self.mask_head[j].features(x, prev)
-        return self.mask_head[stage].logits(self.mask_head[stage].features(x, prev))
+        earlier stages' heads run first on the same features, each feeding the next. ``every``:
+        the logits of stages 0..``stage`` from the same single pass."""
+        prev, out = None, []
+        for j in range(stage + 1):
+            if j < stage and not (self.mask_info_flow or every):
+                continue
+            feats = self.mask_head[j].features(x, prev if self.mask_info_flow else None)
+            if every or j == stage:
+                out.append(self.mask_head[j].logits(feats))
+            prev = feats
+        return out if every else out[-1]
 
     def _train_masks(self, features, targets):
         """Every stage's mask loss; returns (losses, the last stage's mask proposals)."""
@@ -390,10 +395,11 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, CascadeROIHeads):
         if self.training:
             raise RuntimeError("HybridTaskCascadeROIHeads trains its masks in forward()")
         x = self._mask_features(features, [i.pred_boxes for i in instances])
-        stages = range(len(self.mask_head)) if self.mask_average else [len(self.mask_head) - 1]
+        last = len(self.mask_head) - 1
+        logits = self._stage_mask_logits(x, last, every=self.mask_average)
         probs = []
-        for k in stages:
-            mask_rcnn_inference(self._stage_mask_logits(x, k), instances)
+        for lg in logits if self.mask_average else [logits]:
+            mask_rcnn_inference(lg, instances)
             probs.append(cat([i.pred_masks for i in instances]))
         if len(probs) > 1:
             mean = torch.stack(probs).mean(dim=0)
