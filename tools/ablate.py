@@ -198,9 +198,10 @@ def run_one(name, path, args, out_root, seed):
         "dataset": results[0].stem[len("results_") :],
         "box": res.get("bbox", {}).get("AP"),
         "mask": res.get("segm", {}).get("AP"),
-        "kp": res["keypoints"]["AP"],
-        "kp50": res["keypoints"]["AP50"],
-        "kp75": res["keypoints"]["AP75"],
+        # (None for a model without keypoints, e.g. a person detector: "-" in the table)
+        "kp": res.get("keypoints", {}).get("AP"),
+        "kp50": res.get("keypoints", {}).get("AP50"),
+        "kp75": res.get("keypoints", {}).get("AP75"),
         "train_min": train_s / 60,
         "infer_ms": infer_ms,
         "wall_min": (time.perf_counter() - start) / 60,
@@ -212,6 +213,74 @@ def run_one(name, path, args, out_root, seed):
         flush=True,
     )
     return row
+
+
+# ---- helpers of the studies built on this runner (projects/TopDown/study.py,
+# tools/detector_study.py): each step writes one output and is skipped when it exists.
+
+
+def run_logged(cmd, log, what, prefix="ablate"):
+    """Run ``cmd`` from the repository root, its output appended to ``log``; exit naming
+    ``what`` and the log if it fails."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"{prefix}: {what} failed (exit {proc.returncode}); see {log}")
+
+
+def detect_persons(detector, dataset, path, prefix="ablate"):
+    """tools/detect_persons.py with a trained detector's folder (config.yaml, model_final.pth)
+    on ``dataset`` into ``path`` (kept if it exists; a cut run resumes); returns ``path``."""
+    path = Path(path)
+    if not path.exists():
+        det = Path(detector).resolve()
+        print(f"{prefix}: detecting persons in {dataset} with {det}", flush=True)
+        cmd = [
+            sys.executable,
+            str(ROOT / "tools" / "detect_persons.py"),
+            "--config-file",
+            str(det / "config.yaml"),
+            "--dataset",
+            dataset,
+            "--output",
+            str(path),
+            "--resume",
+            "--quiet",
+            "MODEL.WEIGHTS",
+            str(det / "model_final.pth"),
+        ]
+        run_logged(cmd, path.with_suffix(".log"), f"detect_persons on {dataset}", prefix)
+    return path
+
+
+def results_file(eval_dir, dataset):
+    """The COCO results json an evaluation in ``eval_dir`` wrote for ``dataset``."""
+    return Path(eval_dir) / "inference" / dataset / "coco_instances_results.json"
+
+
+def evaluate_run(config, eval_dir, dataset, opts, what, topdown, prefix="ablate"):
+    """``--eval-only`` of ``config`` (a run's config.yaml; ``topdown``: with the top-down
+    project's train_net.py) on ``dataset`` into ``eval_dir``, kept if done; the results dict."""
+    eval_dir = Path(eval_dir)
+    done = eval_dir / f"results_{dataset}.json"
+    if not done.exists():
+        print(f"{prefix}: evaluating {what}", flush=True)
+        script = TOPDOWN / "train_net.py" if topdown else ROOT / "tools" / "train_net.py"
+        cmd = [
+            sys.executable,
+            str(script),
+            "--config-file",
+            str(config),
+            "--eval-only",
+            "OUTPUT_DIR",
+            str(eval_dir),
+            "DATASETS.TEST",
+            f"('{dataset}',)",
+            *opts,
+        ]
+        run_logged(cmd, eval_dir / "eval_stdout.txt", what, prefix)
+    return json.loads(done.read_text())
 
 
 def fmt(ap):
@@ -230,7 +299,9 @@ def cell(runs, key):
 
 def versus_first(runs, first):
     """Keypoint AP difference of the means from the first config's, and whether it exceeds the
-    seed spread: the larger max - min over seeds of the two configs."""
+    seed spread: the larger max - min over seeds of the two configs ("-" without keypoints)."""
+    if any(r["kp"] is None for r in (*runs, *first)):
+        return "-"
     mean = sum(r["kp"] for r in runs) / len(runs)
     mean0 = sum(r["kp"] for r in first) / len(first)
     spread = max(max(r["kp"] for r in rs) - min(r["kp"] for r in rs) for rs in (runs, first))

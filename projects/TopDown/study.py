@@ -27,9 +27,7 @@ Steps, each skipped when its output exists, so a killed study resumes with the s
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -123,64 +121,6 @@ def settings(args):
     return [(f"{d}_{b}", d, b) for d in args.datasets for b in boxes]
 
 
-def run(cmd, log, what):
-    """Run ``cmd`` from the repository root, output appended to ``log``; exit naming ``what``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as f:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"study: {what} failed (exit {proc.returncode}); see {log}")
-
-
-def detections(args, out_root, dataset):
-    """The detector's results file on ``dataset`` (written once, resumed if cut)."""
-    path = out_root / "detections" / f"{dataset}.json"
-    if not path.exists():
-        det = Path(args.detector).resolve()
-        print(f"study: detecting persons in {dataset} with {det}", flush=True)
-        cmd = [
-            sys.executable,
-            str(ROOT / "tools" / "detect_persons.py"),
-            "--config-file",
-            str(det / "config.yaml"),
-            "--dataset",
-            dataset,
-            "--output",
-            str(path),
-            "--resume",
-            "--quiet",
-            "MODEL.WEIGHTS",
-            str(det / "model_final.pth"),
-        ]
-        run(cmd, path.with_suffix(".log"), f"detect_persons on {dataset}")
-    return path
-
-
-def results_file(eval_dir, dataset):
-    return eval_dir / "inference" / dataset / "coco_instances_results.json"
-
-
-def evaluate(config, eval_dir, dataset, opts, what):
-    """``--eval-only`` of ``config`` on ``dataset`` into ``eval_dir``; the results dict."""
-    done = eval_dir / f"results_{dataset}.json"
-    if not done.exists():
-        print(f"study: evaluating {what}", flush=True)
-        cmd = [
-            sys.executable,
-            str(HERE / "train_net.py"),
-            "--config-file",
-            str(config),
-            "--eval-only",
-            "OUTPUT_DIR",
-            str(eval_dir),
-            "DATASETS.TEST",
-            f"('{dataset}',)",
-            *opts,
-        ]
-        run(cmd, eval_dir / "study_stdout.txt", what)
-    return json.loads(done.read_text())
-
-
 def box_opts(box, det_file):
     if box == "gt":
         return ["TEST.TOPDOWN.BOX_SOURCE", "gt"]
@@ -244,7 +184,12 @@ def main(argv=None):
     # 2. detector boxes
     det_files = {}
     if not args.no_detector:
-        det_files = {d: detections(args, out_root, d) for d in args.datasets}
+        det_files = {
+            d: ablate.detect_persons(
+                args.detector, d, out_root / "detections" / f"{d}.json", "study"
+            )
+            for d in args.datasets
+        }
 
     # 3. evaluation of the trained models
     table_rows = []
@@ -259,10 +204,11 @@ def main(argv=None):
                 if model in HINTED:
                     opts += ["TEST.TOPDOWN.HINT.SOURCE", "center" if box == "gt" else "keypoints"]
                 eval_dir = run_dir / "eval" / name
-                res = evaluate(
-                    run_dir / "config.yaml", eval_dir, dataset, opts, f"{model} seed {seed} {name}"
+                what = f"{model} seed {seed} {name}"
+                res = ablate.evaluate_run(
+                    run_dir / "config.yaml", eval_dir, dataset, opts, what, True, "study"
                 )
-                results[model, seed, name] = results_file(eval_dir, dataset)
+                results[model, seed, name] = ablate.results_file(eval_dir, dataset)
                 by_col.setdefault(name, []).append(row(res, r["train_min"]))
         table_rows.append((MODELS[model][1], by_col))
 
@@ -273,7 +219,7 @@ def main(argv=None):
         for seed in args.seeds:
             hrnet_dir, hrnet_row = runs["hrnet"][seed]
             # The training's final evaluation refines HRNet's results of its own evaluation.
-            own = results_file(hrnet_dir, hrnet_row["dataset"])
+            own = ablate.results_file(hrnet_dir, hrnet_row["dataset"])
             seed_args = SimpleNamespace(
                 max_iter=train_args.max_iter,
                 opts=[*train_args.opts, "TEST.TOPDOWN.DET_FILE", str(own)],
@@ -283,12 +229,14 @@ def main(argv=None):
             for name, dataset, _ in cols:
                 opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
                 opts += box_opts("det", results["hrnet", seed, name])
-                res = evaluate(
+                res = ablate.evaluate_run(
                     run_dir / "config.yaml",
                     run_dir / "eval" / name,
                     dataset,
                     opts,
                     f"posefix seed {seed} {name}",
+                    topdown=True,
+                    prefix="study",
                 )
                 by_col.setdefault(name, []).append(row(res, r["train_min"]))
         table_rows.append((label, by_col))
@@ -311,12 +259,14 @@ def main(argv=None):
                 "",
             ]
             for name, dataset, box in cols:
-                res = evaluate(
+                res = ablate.evaluate_run(
                     members[0] / "config.yaml",
                     ens_dir / "eval" / name,
                     dataset,
                     ens_opts + box_opts(box, det_files.get(dataset)),
                     f"ensemble seed {seed} {name}",
+                    topdown=True,
+                    prefix="study",
                 )
                 by_col.setdefault(name, []).append(row(res))
         table_rows.append((label, by_col))

@@ -1,0 +1,102 @@
+"""tools/detector_study.py: box AP/AR of a detection file against an independent count, its
+argument checks, and (slow) a whole two-iteration study whose cells are read from their files and
+whose second run trains, detects and evaluates nothing."""
+
+import json
+import sys
+
+import pytest
+from detectron2.data import DatasetCatalog
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import detector_study  # noqa: E402
+
+SAMPLE = "coco_person_sample"
+
+
+def gt_detections():
+    """Every non-crowd annotated person of the sample as a detection (COCO xywh, score 1)."""
+    from detectron2.structures import BoxMode
+
+    return [
+        {"image_id": r["image_id"], "category_id": 1, "score": 1.0,
+         "bbox": BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYWH_ABS)}
+        for r in DatasetCatalog.get(SAMPLE) for a in r["annotations"] if not a.get("iscrowd", 0)
+    ]  # fmt: skip
+
+
+def test_box_ap_and_ar_against_a_count(tmp_path):
+    """Ground-truth boxes as detections: AP and AR@100 are 100; half of them: AR is the recalled
+    fraction (every kept box matches at every IoU threshold)."""
+    dets = gt_detections()
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(dets))
+    ap, ar = detector_study.box_ap_ar(path, SAMPLE)
+    assert ap == pytest.approx(100.0) and ar == pytest.approx(100.0)
+    # keep every second box: AR@100 averages recall over the IoU thresholds and over the images'
+    # persons pooled, so it is the fraction kept
+    kept = dets[::2]
+    path.write_text(json.dumps(kept))
+    ap, ar = detector_study.box_ap_ar(path, SAMPLE)
+    assert ar == pytest.approx(100.0 * len(kept) / len(dets), abs=0.01)
+    assert ap < 100.0
+    path.write_text("[]")
+    assert detector_study.box_ap_ar(path, SAMPLE) == (0.0, 0.0)
+
+
+def test_argument_errors(tmp_path, capsys):
+    def error(*argv):
+        with pytest.raises(SystemExit):
+            detector_study.parse_args(list(argv))
+        return capsys.readouterr().err
+
+    assert "--topdown" in error()
+    assert "no config.yaml" in error("--topdown", str(tmp_path))
+    (tmp_path / "config.yaml").write_text("")
+    assert "no model_final.pth" in error("--topdown", str(tmp_path))
+    (tmp_path / "model_final.pth").write_text("")
+    assert "KEY VALUE pairs" in error("--topdown", str(tmp_path), "--", "SEED")
+    with pytest.raises(SystemExit, match="no such config"):
+        detector_study.main(["--topdown", str(tmp_path), "--configs", str(tmp_path / "x.yaml")])
+
+
+@pytest.mark.slow
+def test_detector_study_end_to_end(tmp_path, capsys):
+    """Two detectors and the top-down model (trained by the top-down study's runner) at two
+    iterations each on the COCO sample (about 2 minutes alone)."""
+    sys.path.insert(0, str(ROOT / "projects" / "TopDown"))
+    import study
+
+    tiny = ["DATASETS.TRAIN", f"('{SAMPLE}',)", "DATASETS.TEST", f"('{SAMPLE}',)",
+            "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0"]  # fmt: skip
+    study.main(["--output", str(tmp_path / "td"), "--seeds", "1", "--max-iter", "2",
+                "--no-detector", "--no-posefix", "--ensemble", "--models", "hrnet",
+                "--datasets", SAMPLE, "--", *tiny])  # fmt: skip
+    td = tmp_path / "td" / "hrnet_w18_small_synth_basic" / "seed1"
+    det = ROOT / "configs" / "Synthetic" / "detectors"
+    argv = ["--output", str(tmp_path / "ds"), "--seeds", "1", "--max-iter", "2",
+            "--datasets", SAMPLE, "--topdown", str(td),
+            "--configs", str(det / "faster_rcnn_R_18_FPN_synth_basic.yaml"),
+            str(det / "htc_keypoint_R_18_FPN_synth_basic.yaml"), "--", *tiny]  # fmt: skip
+    capsys.readouterr()
+    detector_study.main(argv)
+    first = capsys.readouterr().out
+    table = (tmp_path / "ds" / "detector_study.md").read_text()
+    assert table in first and first.strip().splitlines()[-1].startswith("detector_study: ")
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines()[4:]}
+    assert list(rows) == ["faster_rcnn_R_18_FPN_synth_basic", "htc_keypoint_R_18_FPN_synth_basic",
+                          "ground-truth boxes"]  # fmt: skip
+    for name in ("faster_rcnn_R_18_FPN_synth_basic", "htc_keypoint_R_18_FPN_synth_basic"):
+        run = tmp_path / "ds" / name / "seed1"
+        ap, ar = detector_study.box_ap_ar(run / "detections" / f"{SAMPLE}.json", SAMPLE)
+        res = json.loads((run / "topdown" / SAMPLE / f"results_{SAMPLE}.json").read_text())
+        assert rows[name][1:4] == [f"{ap / 100:.3f}", f"{ar / 100:.3f}",
+                                   f"{res['keypoints']['AP'] / 100:.3f}"]  # fmt: skip
+        cfg = (run / "topdown" / SAMPLE / "config.yaml").read_text()
+        assert f"DET_FILE: {run / 'detections' / f'{SAMPLE}.json'}" in cfg
+    detector_study.main(argv)
+    again = capsys.readouterr().out
+    assert "training" not in again and "evaluating" not in again and "detecting" not in again
+    assert (tmp_path / "ds" / "detector_study.md").read_text() == table
