@@ -244,6 +244,64 @@ def test_oks_and_oks_nms_equal_the_loop_reference(vis_thresh):
     assert 6 <= len(oks_nms(kpts, scores, areas, SIGMAS, 0.5, vis_thresh)) < 48
 
 
+def _greedy_per_kept(kpts, scores, areas, thresh, vis_thresh):
+    """The greedy algorithm with numpy over the remaining candidates per kept pose: no pruning,
+    no all-pairs pass (an independent reference for larger sets than the loop one)."""
+    var = (2 * SIGMAS) ** 2
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        e = ((kpts[rest, :, :2] - kpts[i, :, :2]) ** 2).sum(-1) / var
+        e = e / ((areas[i] + areas[rest]) / 2 + np.spacing(1))[:, None] / 2
+        if vis_thresh is None:
+            oks = np.exp(-e).mean(-1)
+        else:
+            both = (kpts[rest, :, 2] > vis_thresh) & (kpts[i, :, 2] > vis_thresh)
+            n = both.sum(-1)
+            oks = np.where(n > 0, (np.exp(-e) * both).sum(-1) / np.maximum(n, 1), 0.0)
+        order = rest[oks <= thresh]
+    return keep
+
+
+def _persons_with_duplicates(rng, persons, dup):
+    """Poses of a random 17-point template scaled to 50-300 px, each ``dup`` times jittered by 3%
+    of its height, a quarter of them without any keypoint above 0.2."""
+    template = rng.uniform(-0.5, 0.5, (17, 2)) * np.array([0.5, 1.0])
+    centre = rng.uniform(0, 800, (persons, 1, 1, 2))
+    height = rng.uniform(50, 300, (persons, 1, 1, 1))
+    xy = centre + height * template + rng.normal(0, 1, (persons, dup, 17, 2)) * height * 0.03
+    kpts = np.concatenate([xy.reshape(-1, 17, 2), rng.uniform(0, 1, (persons * dup, 17, 1))], -1)
+    kpts[rng.uniform(0, 1, len(kpts)) < 0.25, :, 2] = 0.1
+    areas = np.repeat(height.reshape(-1), dup) ** 2 / 2
+    scores = rng.integers(0, 40, len(kpts)) / 40.0  # many ties
+    return kpts, scores, areas
+
+
+@pytest.mark.parametrize("path", ["adaptive", "one_by_one", "all_pairs"])
+def test_oks_nms_both_paths_equal_the_greedy_reference(monkeypatch, path):
+    """oks_nms compares one kept pose at a time or all remaining pairs at once (and prunes pairs
+    by a distance bound in both): each path, with several blocks, keeps exactly what the plain
+    greedy algorithm keeps, on sets of few and of many duplicates, with ties, at thresholds
+    below 0 to 1, with and without a visibility threshold."""
+    from multitask_pose.shared import oks as oks_module
+
+    if path != "adaptive":
+        monkeypatch.setattr(oks_module, "_cheaper_all_pairs", lambda *a: path == "all_pairs")
+    monkeypatch.setattr(oks_module, "_BLOCK", 7)
+    rng = np.random.default_rng(5)
+    for persons, dup in ((15, 4), (3, 30), (40, 1)):
+        kpts, scores, areas = _persons_with_duplicates(rng, persons, dup)
+        for thresh in (-0.1, 0.0, 0.3, 0.5, 0.9, 1.0):
+            for vis in (None, 0.2):
+                keep = oks_nms(kpts, scores, areas, SIGMAS, thresh, vis).tolist()
+                assert keep == _greedy_per_kept(kpts, scores, areas, thresh, vis), (
+                    persons, dup, thresh, vis,
+                )  # fmt: skip
+    assert keep == np.argsort(-scores, kind="stable").tolist()  # thresh 1: everything kept
+
+
 def test_oks_nms_edge_cases():
     empty = oks_nms(torch.zeros(0, 17, 3), torch.zeros(0), torch.zeros(0), SIGMAS, 0.5)
     assert empty.numel() == 0
