@@ -112,6 +112,18 @@ def test_decode_without_offsets_equals_detectron2():
     ref = heatmaps_to_keypoints(logits, rois)
     assert torch.allclose(ours[..., :2], ref[..., :2], atol=1e-3)
     assert torch.allclose(ours[..., 2], ref[..., 3], rtol=1e-4)
+    # Peaks on the map's borders and corners, boxes from 6 px (many cells per pixel) to 400 px
+    # (many pixels per cell): the window and the cells its taps read stay inside the map.
+    xy = torch.rand(40, 2, generator=gen) * 200
+    rois = torch.cat([xy, xy + 6 + torch.rand(40, 2, generator=gen) * 394], dim=1)
+    centres = torch.randint(0, 4, (40 * K, 2), generator=gen).float() * (S - 1) / 3
+    codec_maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma**2)
+    logits = (8 * codec_maps + 0.3 * torch.randn(40 * K, S, S, generator=gen)).view(40, K, S, S)
+    logits = F.avg_pool2d(logits, 3, 1, 1, count_include_pad=False)
+    ours = decoded(codec, logits, rois)
+    ref = heatmaps_to_keypoints(logits, rois)
+    assert torch.allclose(ours[..., :2], ref[..., :2], atol=1e-3)
+    assert torch.allclose(ours[..., 2], ref[..., 3], rtol=1e-4)
 
 
 def test_heatmaps_equal_detectron2_head_and_checkpoint_loads():
