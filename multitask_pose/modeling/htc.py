@@ -313,6 +313,18 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, CascadeROIHeads):
             self._semantic = None
             self._stages = None
 
+    def forward_with_given_boxes(self, features, instances):
+        """detectron2's masks (and keypoints) on given boxes; called on its own (test-time
+        augmentation, ``GeneralizedRCNN.inference(detected_instances=...)``), it computes the
+        semantic embedding the mask features fuse, as ``forward`` does."""
+        if self.semantic_head is None or self._semantic is not None:
+            return super().forward_with_given_boxes(features, instances)
+        try:
+            _, self._semantic = self.semantic_head(features)
+            return super().forward_with_given_boxes(features, instances)
+        finally:
+            self._semantic = None
+
     def _run_stage(self, features, proposals, stage):
         """detectron2's stage with the semantic embedding added to the box features."""
         box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])

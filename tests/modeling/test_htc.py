@@ -147,6 +147,19 @@ def test_mask_information_flow_and_averaging():
         assert torch.equal(heads._stage_mask_logits(x, 2), before)  # without flow: independent
 
 
+def test_masks_on_given_boxes_fuse_the_semantic_embedding():
+    """Called on its own (test-time augmentation), forward_with_given_boxes fuses the semantic
+    branch as the whole forward does."""
+    heads, features, inst = _heads_and_features()
+    with torch.no_grad():
+        given = heads.forward_with_given_boxes(features, [inst])[0].pred_masks
+        _, heads._semantic = heads.semantic_head(features)
+        fused = heads._forward_mask(features, [inst])[0].pred_masks
+        heads._semantic = None
+        plain = heads._forward_mask(features, [inst])[0].pred_masks
+    assert torch.equal(given, fused) and not torch.allclose(given, plain)
+
+
 @pytest.mark.parametrize("interleaved", [True, False])
 def test_interleaved_masks_train_on_the_boxes_their_stage_refined(monkeypatch, interleaved):
     cfg = cfg_of("MODEL.HTC.INTERLEAVED", str(interleaved))
