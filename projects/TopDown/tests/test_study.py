@@ -64,9 +64,10 @@ def test_table_cells_and_spread():
 
 
 @pytest.mark.slow
-def test_study_end_to_end(memorised_rcnn, tmp_path, capsys):
-    """Two-iteration trainings (about 3 minutes alone on a 2-core AMD EPYC)."""
-    det, _ = memorised_rcnn
+def test_study_end_to_end(trained_run, tmp_path, capsys):
+    """Two-iteration trainings (about 2 minutes alone on a 2-core AMD EPYC); the detector is the
+    session's trained R-CNN run (shared with tests/engine/test_training.py in `make test-slow`)."""
+    det, _ = trained_run
     out = tmp_path / "study"
     argv = [
         "--output", str(out), "--seeds", "1", "--max-iter", "2", "--detector", str(det),
