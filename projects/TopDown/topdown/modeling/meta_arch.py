@@ -40,7 +40,7 @@ from .base import TopDownPoseNet
 from .build import build_pose_net
 from .losses import build_topdown_loss
 
-__all__ = ["TopDownPoseEstimator", "dataset_keypoint_spec"]
+__all__ = ["TopDownPoseEstimator", "dataset_keypoint_spec", "nms_poses"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,34 @@ def dataset_keypoint_spec(cfg):
             f" {names[0]!r} has {specs[0].num_keypoints} keypoints"
         )
     return specs[0]
+
+
+def nms_poses(boxes, box_of, scores, keypoints, areas, sigmas, iou_thresh, oks_thresh,
+              vis_thresh=None) -> torch.Tensor:  # fmt: skip
+    """The top-down stage's duplicate removal: box IoU-NMS, then OKS-NMS of the surviving poses.
+
+    Args:
+        boxes: (B, 4) the person boxes; box_of: (N,) each pose's box; scores: (N,) pose scores;
+        keypoints: (N, K, 3); areas: (N,) each pose's area for OKS (its crop's); sigmas: (K,).
+        iou_thresh, oks_thresh: 1.0 (or more) disables either; vis_thresh: OKS-NMS counts only
+        keypoints scoring above it in both poses (None: all).
+
+    Returns:
+        the kept pose indices, best score first. IoU-NMS scores each box by its best pose and
+        keeps every pose of a kept box (with one pose per box: plain NMS of the poses' boxes).
+    """
+    keep = torch.arange(len(box_of), device=scores.device)
+    if iou_thresh < 1.0:
+        box_score = torch.full((len(boxes),), -float("inf"), device=scores.device)
+        box_score = box_score.scatter_reduce(0, box_of, scores, "amax")
+        alive = torch.zeros(len(boxes), dtype=torch.bool, device=scores.device)
+        alive[nms(boxes, box_score, iou_thresh)] = True
+        keep = torch.nonzero(alive[box_of]).flatten()
+        keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
+    if oks_thresh < 1.0:
+        kept = oks_nms(keypoints[keep], scores[keep], areas[keep], sigmas, oks_thresh, vis_thresh)
+        keep = keep[kept.to(keep.device)]
+    return keep
 
 
 @META_ARCH_REGISTRY.register()
@@ -392,28 +420,11 @@ class TopDownPoseEstimator(nn.Module):
             kp_score = (keypoints[..., 2] * valid).sum(1) / valid.sum(1).clamp_min(1)
             scores = scores * kp_score
         boxes = boxes.to(self.device, torch.float32)
-        keep = torch.arange(len(box_of), device=self.device)
-        if self.iou_nms_thresh < 1.0:
-            # IoU-NMS between boxes, each scored by its best pose; the poses of a kept box stay
-            # (with one pose per box this is plain NMS of the poses' boxes).
-            box_score = torch.full((len(boxes),), -float("inf"), device=self.device)
-            box_score = box_score.scatter_reduce(0, box_of, scores, "amax")
-            alive = torch.zeros(len(boxes), dtype=torch.bool, device=self.device)
-            alive[nms(boxes, box_score, self.iou_nms_thresh)] = True
-            keep = torch.nonzero(alive[box_of]).flatten()
-            keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
-        if self.oks_nms_thresh < 1.0:
-            areas = torch.as_tensor(size.prod(1), dtype=torch.float32, device=self.device)[keep]
-            keep = keep[
-                oks_nms(
-                    keypoints[keep],
-                    scores[keep],
-                    areas,
-                    self.oks_sigmas,
-                    self.oks_nms_thresh,
-                    self.oks_nms_vis_thresh,
-                ).to(self.device)
-            ]
+        areas = torch.as_tensor(size.prod(1), dtype=torch.float32, device=self.device)
+        keep = nms_poses(
+            boxes, box_of, scores, keypoints, areas, self.oks_sigmas,
+            self.iou_nms_thresh, self.oks_nms_thresh, self.oks_nms_vis_thresh,
+        )  # fmt: skip
         result.pred_boxes = Boxes(boxes[box_of[keep]])
         result.scores = scores[keep]
         result.pred_classes = torch.zeros(len(keep), dtype=torch.long, device=self.device)
