@@ -26,11 +26,11 @@ _EPS = np.finfo(np.float64).eps
 # each suppressed so far predicts how many of the remaining will be kept.
 _LEARN = 4
 # rows per block of the all-pairs comparison (memory: block x candidates x keypoints float64s)
-_FAR = 1e150  # the keypoint box of a pose with no counted keypoint: far from everything
 _BLOCK = 256
+_FAR = 1e150  # the keypoint box of a pose with no counted keypoint: far from everything
 
 
-def _as_numpy(x, name):
+def _as_numpy(x):
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
@@ -90,11 +90,11 @@ def keypoint_oks(
         for a pair with no keypoint counted.
     """
     device = kpts_a.device if isinstance(kpts_a, torch.Tensor) else torch.device("cpu")
-    a, b = _as_numpy(kpts_a, "kpts_a"), _as_numpy(kpts_b, "kpts_b")
-    sig = _as_numpy(sigmas, "sigmas").reshape(-1)
+    a, b = _as_numpy(kpts_a), _as_numpy(kpts_b)
+    sig = _as_numpy(sigmas).reshape(-1)
     _check(a, b, sig)
-    areas_a = _as_numpy(areas_a, "areas_a").reshape(-1)
-    areas_b = _as_numpy(areas_b, "areas_b").reshape(-1)
+    areas_a = _as_numpy(areas_a).reshape(-1)
+    areas_b = _as_numpy(areas_b).reshape(-1)
     scale = (areas_a[:, None] + areas_b[None, :]) / 2 + _EPS
     counted = None
     if vis_thresh is not None:
@@ -132,16 +132,16 @@ def oks_nms(
     against the official algorithm.
     """
     device = scores.device if isinstance(scores, torch.Tensor) else torch.device("cpu")
-    s = _as_numpy(scores, "scores").reshape(-1)
+    s = _as_numpy(scores).reshape(-1)
     n = len(s)
-    sig = _as_numpy(sigmas, "sigmas").reshape(-1)
+    sig = _as_numpy(sigmas).reshape(-1)
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=device)
     order = np.argsort(-s, kind="stable")
-    kp = _as_numpy(keypoints, "keypoints")
+    kp = _as_numpy(keypoints)
     _check(kp, kp, sig)
     kp = kp[order]
-    ar = _as_numpy(areas, "areas").reshape(-1)[order]
+    ar = _as_numpy(areas).reshape(-1)[order]
     x, y = kp[..., 0], kp[..., 1]
     var = (2 * sig) ** 2
     counted = None if vis_thresh is None else kp[..., 2] > vis_thresh
