@@ -26,10 +26,9 @@ line to paste into a note. About 2 minutes on a quiet 2-core CPU (--quick: 1 rep
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from bench_topdown import median_time  # the same timing as the other benchmarks
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.env import cpu_model
@@ -126,13 +125,7 @@ def real_sets(rng, dup=8):
 
 
 def median_ms(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+    return 1000 * median_time(fn, repeats)
 
 
 def main():

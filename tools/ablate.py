@@ -68,12 +68,26 @@ def parse_args(argv=None):
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="config overrides for every run, after --"
     )
+    return parse_overrides(parser, argv)
+
+
+def parse_overrides(parser, argv=None):
+    """``parser.parse_args`` with the config overrides after ``--`` (``opts``) checked to come
+    in KEY VALUE pairs; shared by the studies built on this runner."""
     args = parser.parse_args(argv)
     if args.opts and args.opts[0] == "--":
         args.opts = args.opts[1:]
     if len(args.opts) % 2:
         parser.error(f"overrides come in KEY VALUE pairs, got {args.opts}")
     return args
+
+
+def check_run_dir(parser, flag, path):
+    """A finished training run's folder, as the studies take them: config.yaml and
+    model_final.pth, or a parser error naming ``flag``."""
+    for f in ("config.yaml", "model_final.pth"):
+        if not (Path(path) / f).is_file():
+            parser.error(f"{flag} {path}: no {f} there (a finished training run?)")
 
 
 def resolve(name):

@@ -62,14 +62,8 @@ def parse_args(argv=None):
         help="a trained top-down output folder (config.yaml, model_final.pth) run on the boxes",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
-    args = parser.parse_args(argv)
-    if args.opts and args.opts[0] == "--":
-        args.opts = args.opts[1:]
-    if len(args.opts) % 2:
-        parser.error(f"overrides come in KEY VALUE pairs, got {args.opts}")
-    for f in ("config.yaml", "model_final.pth"):
-        if not (Path(args.topdown) / f).is_file():
-            parser.error(f"--topdown {args.topdown}: no {f} there (a finished top-down run?)")
+    args = ablate.parse_overrides(parser, argv)
+    ablate.check_run_dir(parser, "--topdown", args.topdown)
     return args
 
 

@@ -88,17 +88,11 @@ def parse_args(argv=None):
         help="members of the ensemble row (models without a cue; none: no ensemble row)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
-    args = parser.parse_args(argv)
-    if args.opts and args.opts[0] == "--":
-        args.opts = args.opts[1:]
-    if len(args.opts) % 2:
-        parser.error(f"overrides come in KEY VALUE pairs, got {args.opts}")
+    args = ablate.parse_overrides(parser, argv)
     if bool(args.detector) == args.no_detector:
         parser.error("give --detector RUN_DIR (a trained multitask R-CNN) or --no-detector")
     if args.detector:
-        for f in ("config.yaml", "model_final.pth"):
-            if not (Path(args.detector) / f).is_file():
-                parser.error(f"--detector {args.detector}: no {f} there (a finished training run?)")
+        ablate.check_run_dir(parser, "--detector", args.detector)
     if args.posefix and "hrnet" not in args.models:
         parser.error(
             "the PoseFix row refines HRNet's results: add hrnet to --models or --no-posefix"
