@@ -14,7 +14,10 @@ whole two-stage pipeline per image with and without flip test.
 3. Two-stage pipeline on the real COCO sample (4 images): detectron2's Faster R-CNN R-50-FPN at
    800 px (random weights: the first stage's cost) then HRNet-W32 256x192 on the sample's real
    person detections (test_coco_det_AP_H_56.json, all 118 boxes, as the official test uses every
-   box), through TopDownPredictor, with and without flip test: ms per image.
+   box), through TopDownPredictor (its default TEST.TOPDOWN.BACKEND), with and without flip test:
+   ms per image; then, with flip test, ms per image of each stage (reading the JPEG, the detector,
+   crops, the pose network, flip, decoding, rescoring + NMS, the rest of the predictor call) and
+   the share of everything outside the two networks (the goal of issue 16: at most 10%).
 
 Prints a table and a last line to paste into a note. About 4 minutes on a quiet 2-core CPU;
 --quick (batches 1 and 8, 100 and 300 candidates, 1 repeat) about 1 minute.
@@ -176,6 +179,7 @@ def bench_pipeline(repeats):
     t_pose = {
         flip: median_time(lambda: run_pose(flip), repeats) / len(images) for flip in (False, True)
     }
+    breakdown = pipeline_breakdown(dicts, detector, pose, boxes, repeats)
     for flip in (False, True):
         print(
             f"two-stage, flip test {'on ' if flip else 'off'}: detector {1000 * t_det:.0f} + poses"
@@ -183,7 +187,46 @@ def bench_pipeline(repeats):
             f" ({n_boxes / len(images):.1f} persons/img)",
             flush=True,
         )
-    return t_det, t_pose, n_boxes / len(images)
+    return t_det, t_pose, n_boxes / len(images), breakdown
+
+
+def pipeline_breakdown(dicts, detector, pose, boxes, repeats):
+    """ms per image of each stage of the two-stage pipeline with flip test (the official test
+    setting): reading and decoding the JPEG, the detector, then the pose stage's own marks
+    (topdown.runtime.StageTimes: crop, pose network, flip, decode, rescore + NMS) and the rest of
+    the predictor call ("other": array checks, image to tensor, box filters, Instances). The
+    sum of the mean over ``repeats`` passes; prints the table, returns {stage: ms per image}."""
+    from topdown.runtime import StageTimes
+
+    pose.model.flip_test = True
+    totals = {}
+
+    def add(name, seconds):
+        totals[name] = totals.get(name, 0.0) + seconds
+
+    for _ in range(repeats):
+        for d, (b, s) in zip(dicts, boxes):
+            t = time.perf_counter()
+            im = cv2.imread(d["file_name"])
+            add("read + decode image", time.perf_counter() - t)
+            t = time.perf_counter()
+            detector(im)
+            add("detector", time.perf_counter() - t)
+            t = time.perf_counter()
+            with StageTimes() as st:
+                pose(im, boxes=b, scores=s)
+            whole = time.perf_counter() - t
+            for name, sec in st.seconds.items():
+                add(name, sec)
+            add("other", whole - sum(st.seconds.values()))
+    n = repeats * len(dicts)
+    ms = {k: 1000 * v / n for k, v in totals.items()}
+    total = sum(ms.values())
+    outside = total - ms["detector"] - ms["pose network"]
+    for k, v in ms.items():
+        print(f"  {k:20s} {v:8.1f} ms/img  {100 * v / total:5.1f}%", flush=True)
+    print(f"  outside the two networks: {outside:.1f} ms/img ({100 * outside / total:.1f}%)")
+    return ms
 
 
 def main():
@@ -202,8 +245,9 @@ def main():
         torch.set_num_threads(args.threads)
     hr = bench_hrnet(args.batches, args.repeats)
     nms_rows = bench_oks_nms(args.candidates, args.repeats)
-    t_det, t_pose, per_img = bench_pipeline(args.repeats)
+    t_det, t_pose, per_img, breakdown = bench_pipeline(args.repeats)
     crops = ", ".join(f"batch {b} {v:.1f}" for b, v in hr.items())
+    outside = sum(breakdown.values()) - breakdown["detector"] - breakdown["pose network"]
     nms_txt = ", ".join(
         f"{n}: {1000 * a:.2f} ms vs {1000 * b:.0f} ms ({b / a:.0f}x)"
         for n, (a, b, _) in nms_rows.items()
@@ -213,7 +257,9 @@ def main():
         f" two-stage (R-50 Faster R-CNN 800px + HRNet-W32, {per_img:.1f} persons/img)"
         f" {1000 * (t_det + t_pose[False]):.0f} ms/img,"
         f" flip test {1000 * (t_det + t_pose[True]):.0f} ms/img"
-        f" ({(t_det + t_pose[True]) / (t_det + t_pose[False]):.2f}x);"
+        f" ({(t_det + t_pose[True]) / (t_det + t_pose[False]):.2f}x); breakdown with flip test"
+        f" ({', '.join(f'{k} {v:.0f}' for k, v in breakdown.items())} ms/img):"
+        f" {100 * outside / sum(breakdown.values()):.1f}% outside the two networks;"
         f" {cpu_model()}, {torch.get_num_threads()} threads"
     )
 

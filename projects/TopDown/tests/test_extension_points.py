@@ -58,7 +58,9 @@ def toy_cfg(*opts):
                        "MODEL.TOPDOWN.INPUT_SIZE", "(48, 64)",
                        "MODEL.TOPDOWN.HEATMAP_SIZE", "(12, 16)",
                        "MODEL.TOPDOWN.CODEC.SIGMA", "1.0", "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0",
-                       "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0", *opts)
+                       "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0",
+                       # eager: the test reads the cues the module itself received
+                       "TEST.TOPDOWN.BACKEND", "eager", *opts)
     # fmt: on
 
 

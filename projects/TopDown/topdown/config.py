@@ -149,6 +149,13 @@ def add_topdown_config(cfg: CN) -> CN:
     # softmax probabilities, often about 0.1; a top-down pass's are heatmap maxima).
     tt.HINT.SCORE_THRESH = 0.05
     tt.HINT.PEAK_STRIDE = 4  # "heatmap_peaks": image pixels per cell of the pasted heatmap
+    # How inference runs the pose network (topdown/runtime.py): "eager" (as trained), "fused"
+    # (BatchNorm folded into the convolutions, channels-last), "onnxruntime" (exported to ONNX and
+    # run by ONNX Runtime on CPU) or "auto": onnxruntime on CPU when it imports, else fused.
+    tt.BACKEND = "auto"
+    # An ONNX file of this model's weights (tools/export_model.py) for the onnxruntime backend;
+    # "": export in memory whenever the weights change.
+    tt.ONNX_FILE = ""
     return cfg
 
 

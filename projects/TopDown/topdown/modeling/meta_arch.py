@@ -36,6 +36,7 @@ from ..codec import build_topdown_codec
 from ..data.boxes import PersonDetector, filter_person_boxes
 from ..data.cues import build_cue, crop_sample_points
 from ..data.hints import HintSource
+from ..runtime import InferenceNet, stage
 from .base import TopDownPoseNet
 from .build import build_pose_net
 from .losses import build_topdown_loss
@@ -123,6 +124,8 @@ class TopDownPoseEstimator(nn.Module):
         det_min_size: float = 0.0,
         detector: Optional[PersonDetector] = None,
         hint_source: Optional[HintSource] = None,
+        backend: str = "auto",
+        onnx_file: str = "",
     ):
         """
         Args:
@@ -146,6 +149,7 @@ class TopDownPoseEstimator(nn.Module):
             detector: finds person boxes when the inputs carry none.
             hint_source: gives a hint cue its inference hints (``topdown/data/hints.py``);
                 None: the box centre.
+            backend, onnx_file: how inference runs the network (``topdown/runtime.py``).
         """
         super().__init__()
         name = type(pose_net).__name__
@@ -207,6 +211,7 @@ class TopDownPoseEstimator(nn.Module):
         )
         # Not a submodule: the detector keeps its own weights and checkpoints.
         self.__dict__["detector"] = detector
+        self.runner = InferenceNet(backend, onnx_file, codec.input_size)
 
     @classmethod
     def from_config(cls, cfg):
@@ -259,6 +264,8 @@ class TopDownPoseEstimator(nn.Module):
             det_topk=t.DET_TOPK,
             det_min_size=t.DET_MIN_SIZE,
             detector=detector,
+            backend=t.BACKEND,
+            onnx_file=t.ONNX_FILE,
         )
 
     @property
@@ -269,9 +276,14 @@ class TopDownPoseEstimator(nn.Module):
         return (images.to(self.device, torch.float32) - self.pixel_mean) / self.pixel_std
 
     def _outputs(
-        self, crops: torch.Tensor, cues: Optional[torch.Tensor]
+        self, crops: torch.Tensor, cues: Optional[torch.Tensor], inference: bool = False
     ) -> Dict[str, torch.Tensor]:
-        outs = self.pose_net(crops, cues)
+        """The network's outputs by name; with ``inference``, only the prediction, run by the
+        configured backend."""
+        if inference:
+            outs = {self.pose_net.prediction: self.runner.infer(self.pose_net, crops, cues)}
+        else:
+            outs = self.pose_net(crops, cues)
         pred = outs[self.pose_net.prediction]
         expected = tuple(reversed(self.codec.heatmap_size))
         if tuple(pred.shape[-2:]) != expected:
@@ -321,7 +333,8 @@ class TopDownPoseEstimator(nn.Module):
                 )
             image = x["image"].permute(1, 2, 0).cpu().numpy()
             rgb = image if self.input_format == "RGB" else image[:, :, ::-1]
-            inst = self.detector.detect(np.ascontiguousarray(rgb))
+            with stage("detector", self.device):
+                inst = self.detector.detect(np.ascontiguousarray(rgb))
         if inst.has("pred_boxes"):
             scores = inst.scores if inst.has("scores") else torch.ones(len(inst))
             return inst.pred_boxes.tensor, scores, inst
@@ -389,42 +402,53 @@ class TopDownPoseEstimator(nn.Module):
             result.pred_classes = torch.zeros(0, dtype=torch.long, device=self.device)
             result.pred_keypoints = torch.zeros(0, k, 3, device=self.device)
             return result
-        box_of, crop_hints = self._crop_hints(hints, len(boxes))
-        center, size = box_to_center_size(
-            boxes.cpu().numpy(), self.codec.input_size[0] / self.codec.input_size[1], self.padding
-        )
-        center, size = center[box_of.numpy()], size[box_of.numpy()]
-        affine = crop_affine(center, size, 0.0, self.codec.input_size)
-        crops = self._normalize(self.crop(image, affine))
-        cues = None
-        if self.cue is not None:
-            cue_boxes = boxes.cpu().numpy()[box_of.numpy()]
-            cues = self.cue(cue_boxes, affine, self.codec.input_size, crop_hints).to(self.device)
-        pred = self.pose_net.prediction
-        heatmaps = self._outputs(crops, cues)[pred]
-        if self.flip_test:
-            flipped = self._outputs(crops.flip(-1), self.flip_cues(cues))[pred]
-            heatmaps = 0.5 * (
-                heatmaps
-                + flip_heatmaps(flipped, self.flip_indices.cpu().numpy(), self.shift_heatmap)
+        dev = self.device
+        with stage("crop", dev):
+            box_of, crop_hints = self._crop_hints(hints, len(boxes))
+            center, size = box_to_center_size(
+                boxes.cpu().numpy(),
+                self.codec.input_size[0] / self.codec.input_size[1],
+                self.padding,
             )
-        coords, maxvals = self.codec.decode(heatmaps)
-        inv = torch.as_tensor(invert_affine(affine), dtype=torch.float32, device=coords.device)
-        xy = torch.einsum("nij,nkj->nki", inv[..., :2], coords) + inv[:, None, :, 2]
-        # Back from the official pixel-index frame to detectron2's pixel centres.
-        keypoints = torch.cat([xy + 0.5, maxvals[..., None]], -1).to(self.device)
-        box_of = box_of.to(self.device)
-        scores = scores.to(self.device, torch.float32)[box_of]
-        if self.rescore:
-            valid = (keypoints[..., 2] > self.rescore_thresh).float()
-            kp_score = (keypoints[..., 2] * valid).sum(1) / valid.sum(1).clamp_min(1)
-            scores = scores * kp_score
-        boxes = boxes.to(self.device, torch.float32)
-        areas = torch.as_tensor(size.prod(1), dtype=torch.float32, device=self.device)
-        keep = nms_poses(
-            boxes, box_of, scores, keypoints, areas, self.oks_sigmas,
-            self.iou_nms_thresh, self.oks_nms_thresh, self.oks_nms_vis_thresh,
-        )  # fmt: skip
+            center, size = center[box_of.numpy()], size[box_of.numpy()]
+            affine = crop_affine(center, size, 0.0, self.codec.input_size)
+            crops = self._normalize(self.crop(image, affine))
+            cues = None
+            if self.cue is not None:
+                cue_boxes = boxes.cpu().numpy()[box_of.numpy()]
+                cues = self.cue(cue_boxes, affine, self.codec.input_size, crop_hints).to(dev)
+        pred = self.pose_net.prediction
+        with stage("pose network", dev):
+            heatmaps = self._outputs(crops, cues, inference=True)[pred]
+        if self.flip_test:
+            with stage("flip", dev):
+                flip_crops, flip_cues = crops.flip(-1), self.flip_cues(cues)
+            with stage("pose network", dev):
+                flipped = self._outputs(flip_crops, flip_cues, inference=True)[pred]
+            with stage("flip", dev):
+                heatmaps = 0.5 * (
+                    heatmaps
+                    + flip_heatmaps(flipped, self.flip_indices.cpu().numpy(), self.shift_heatmap)
+                )
+        with stage("decode", dev):
+            coords, maxvals = self.codec.decode(heatmaps)
+            inv = torch.as_tensor(invert_affine(affine), dtype=torch.float32, device=coords.device)
+            xy = torch.einsum("nij,nkj->nki", inv[..., :2], coords) + inv[:, None, :, 2]
+            # Back from the official pixel-index frame to detectron2's pixel centres.
+            keypoints = torch.cat([xy + 0.5, maxvals[..., None]], -1).to(dev)
+        with stage("rescore + NMS", dev):
+            box_of = box_of.to(dev)
+            scores = scores.to(dev, torch.float32)[box_of]
+            if self.rescore:
+                valid = (keypoints[..., 2] > self.rescore_thresh).float()
+                kp_score = (keypoints[..., 2] * valid).sum(1) / valid.sum(1).clamp_min(1)
+                scores = scores * kp_score
+            boxes = boxes.to(dev, torch.float32)
+            areas = torch.as_tensor(size.prod(1), dtype=torch.float32, device=dev)
+            keep = nms_poses(
+                boxes, box_of, scores, keypoints, areas, self.oks_sigmas,
+                self.iou_nms_thresh, self.oks_nms_thresh, self.oks_nms_vis_thresh,
+            )  # fmt: skip
         result.pred_boxes = Boxes(boxes[box_of[keep]])
         result.scores = scores[keep]
         result.pred_classes = torch.zeros(len(keep), dtype=torch.long, device=self.device)

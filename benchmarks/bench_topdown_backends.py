@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Top-down inference backends (projects/TopDown/topdown/runtime.py): HRNet-W32 256x192 crops per
+second at batch 1, 8 and 32 for each TEST.TOPDOWN.BACKEND against the reference.
+
+    python benchmarks/bench_topdown_backends.py [--batches 1 8 32] [--repeats N] [--threads N]
+                                                [--config COCO/hrnet_w32_256x192.yaml]
+
+Reference: our PoseHighResolutionNet module as the official code runs it: plain eager forward,
+BatchNorm unfolded, contiguous (NCHW) memory, under ``torch.inference_mode()``, same thread count.
+Rows: "fused" (BatchNorm folded, channels-last), "onnxruntime" (exported in memory, ONNX Runtime's
+CPU provider) and "auto" (what the default picks here). Random weights with He-initialised
+convolutions and random BatchNorm statistics (speed does not depend on the values; the outputs are
+far from zero, so the printed max relative difference to the reference means something). Each
+figure is the median of --repeats timed runs after one warm-up. The goal (issue 16): every backend
+row that "auto" can pick at least 1.5x the reference at each batch, outputs within 1e-4.
+
+Prints a table and a last line to paste into a note (about 3 minutes on a quiet 2-core CPU).
+"""
+
+import argparse
+import os
+import statistics
+import time
+import warnings
+
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning
+)
+
+import torch  # noqa: E402
+
+import multitask_pose  # noqa: E402,F401  (registers the datasets)
+from multitask_pose.env import cpu_model  # noqa: E402
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown", "configs")
+
+
+def median_time(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def random_net(config):
+    from topdown import get_topdown_cfg
+    from topdown.modeling import build_pose_net
+
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(os.path.join(CONFIGS, config))
+    cfg.MODEL.DEVICE = "cpu"
+    torch.manual_seed(0)
+    net = build_pose_net(cfg).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.kaiming_normal_(m.weight)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+    return net, tuple(cfg.MODEL.TOPDOWN.INPUT_SIZE), cfg.MODEL.TOPDOWN.POSE_NET
+
+
+def main():
+    from topdown.runtime import InferenceNet, resolve_backend
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads")
+    ap.add_argument("--config", default="COCO/hrnet_w32_256x192.yaml", help="under configs/")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    net, (w, h), name = random_net(args.config)
+    from fvcore.nn import FlopCountAnalysis
+
+    # fvcore counts one multiply-add as one "flop": GMAC per crop, so the rows can say how close
+    # to the cores' arithmetic limit each backend runs.
+    counter = FlopCountAnalysis(net, (torch.zeros(1, 3, h, w),))
+    counter.unsupported_ops_warnings(False)
+    counter.uncalled_modules_warnings(False)
+    gmac = counter.total() / 1e9
+    print(f"{name} {w}x{h}: {gmac:.2f} GMAC per crop", flush=True)
+    auto = resolve_backend("auto", "cpu")
+    backends = ["fused", "onnxruntime"]
+    runners = {}
+    for b in backends:
+        t = time.perf_counter()
+        runners[b] = InferenceNet(b, input_size=(w, h))
+        runners[b].infer(net, torch.zeros(1, 3, h, w))  # builds (and checks) once
+        print(f"{b}: built and checked in {time.perf_counter() - t:.1f} s", flush=True)
+    rows = {}
+    for batch in args.batches:
+        x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch))
+        with torch.inference_mode():
+            ref_out = net(x)[net.prediction]
+            t_ref = median_time(lambda: net(x), args.repeats)
+        scale = max(1.0, float(ref_out.abs().max()))
+        line = (
+            f"batch {batch:3d}: reference {batch / t_ref:6.1f} crops/s"
+            f" ({gmac * batch / t_ref:.0f} GMAC/s)"
+        )
+        rows[batch] = {}
+        for b in backends:
+            out = runners[b].infer(net, x)
+            err = float((out - ref_out).abs().max()) / scale
+            t = median_time(lambda: runners[b].infer(net, x), args.repeats)
+            rows[batch][b] = (batch / t, t_ref / t, err)
+            line += (
+                f" | {b} {batch / t:6.1f} crops/s ({gmac * batch / t:.0f} GMAC/s)"
+                f" {t_ref / t:4.2f}x (diff {err:.1e})"
+            )
+        print(line, flush=True)
+    cells = "; ".join(
+        f"batch {batch}: "
+        + ", ".join(f"{b} {r[1]:.2f}x ({r[0]:.1f} crops/s)" for b, r in row.items())
+        for batch, row in rows.items()
+    )
+    worst_auto = min(row[auto][1] for row in rows.values())
+    worst_err = max(r[2] for row in rows.values() for r in row.values())
+    print(
+        f"bench_topdown_backends: {name} {w}x{h} vs eager inference_mode reference ({cells});"
+        f" {gmac:.2f} GMAC/crop; auto = {auto}, worst {worst_auto:.2f}x (goal 1.5x:"
+        f" {'met' if worst_auto >= 1.5 else 'NOT met'}); max relative difference {worst_err:.1e};"
+        f" {cpu_model()}, {torch.get_num_threads()} threads"
+    )
+
+
+if __name__ == "__main__":
+    main()

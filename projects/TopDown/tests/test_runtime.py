@@ -1,0 +1,257 @@
+"""Inference backends (topdown/runtime.py): the folded + channels-last network and the ONNX Runtime
+export give the eager forward's prediction within 1e-4 for every registered top-down network, on
+random weights with non-trivial BatchNorm statistics; an exported file runs only with the weights
+it came from; the built network follows the weights as they change; bad settings are refused."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+from test_ensemble import SMALL, member
+
+from topdown import get_topdown_cfg
+from topdown.data import TopDownTestMapper
+from topdown.modeling import build_pose_net
+from topdown.modeling.build import POSE_NET_REGISTRY
+from topdown.runtime import (
+    TOLERANCE,
+    OnnxPoseNet,
+    _Fused,
+    check_outputs,
+    export_onnx,
+    resolve_backend,
+)
+from topdown_testing import SAMPLE, sample_cfg
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SMALL_RESNET = ["MODEL.POSE_RESNET.DEPTH", "18", *SMALL]
+
+# One small recipe per registered network (the ensemble is built from member files below).
+NETS = {
+    "PoseHighResolutionNet": ("Synthetic/hrnet_w18_small_synth_basic.yaml", []),
+    "PoseResNet": ("Synthetic/simple_baseline_R50_synth.yaml", SMALL_RESNET),
+    "StackedHourglass": ("Synthetic/hourglass_2stack_synth.yaml", []),
+    "PCRHRNet": ("Synthetic/pcr_hrnet_w18_small_synth_basic.yaml", []),
+    "PCRResNet": ("COCO/pcr_R50_256x192.yaml", SMALL_RESNET),
+    "HintPoseHRNet": ("Synthetic/hintpose_w18_small_synth_basic.yaml", []),
+    "PoseFixHRNet": ("Synthetic/posefix_hrnet_w18_small_synth_basic.yaml", []),
+}
+
+
+def randomise(net, seed=0):
+    """Weights that give heatmaps well above zero and BatchNorm statistics far from (0, 1), so a
+    wrong folding shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                # He init (the official N(0, 0.001) makes heatmaps of about 1e-3)
+                fan_in = (
+                    m.weight[0].numel()
+                    if isinstance(m, torch.nn.Conv2d)
+                    else (m.weight.shape[0] * m.weight[0, 0].numel())
+                )
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2 / fan_in) ** 0.5)
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+    return net.eval()
+
+
+def build_net(name):
+    recipe, opts = NETS[name]
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(str(CONFIGS / recipe))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
+    torch.manual_seed(0)
+    return randomise(build_pose_net(cfg)), tuple(cfg.MODEL.TOPDOWN.INPUT_SIZE)
+
+
+def test_every_registered_network_is_covered():
+    ours = {n for n, obj in POSE_NET_REGISTRY if obj.__module__.startswith("topdown.")}
+    assert ours == set(NETS) | {"HeatmapEnsemble"}
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_fused_and_onnx_equal_the_eager_forward(name, tmp_path):
+    net, size = build_net(name)
+    fused = _Fused(net, size)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    left = sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.module.modules())
+    assert n_bn > 0 and left < n_bn / 2, f"{left} of {n_bn} BatchNorms left unfolded"
+    assert check_outputs(fused, net, size, "fused") <= TOLERANCE
+    path = tmp_path / f"{name}.onnx"
+    export_onnx(net, str(path), size)
+    onnx_net = OnnxPoseNet(str(path))
+    assert onnx_net.metadata["multitask_pose.pose_net"] == name
+    assert check_outputs(onnx_net, net, size, "onnx") <= TOLERANCE
+    # Another batch size than the export's example (the batch axis is dynamic).
+    images = torch.randn(5, 3, size[1], size[0])
+    cues = torch.rand(5, net.cue_channels, size[1], size[0]) if net.cue_channels else None
+    with torch.inference_mode():
+        ref = net(images, cues)[net.prediction]
+    scale = max(1.0, float(ref.abs().max()))
+    assert float(ref.abs().max()) > 1e-2  # heatmaps well above zero: the check means something
+    for fast in (fused, onnx_net):
+        got = fast(images, cues)
+        assert float((got - ref).abs().max()) / scale <= TOLERANCE
+
+
+def test_the_ensemble_exports_too(tmp_path):
+    a_cfg, a_w, _ = member(tmp_path, "a", 0)
+    b_cfg, b_w, _ = member(tmp_path, "b", 1, "MODEL.TOPDOWN.INPUT_SIZE", "(32, 64)",
+                           "MODEL.TOPDOWN.HEATMAP_SIZE", "(8, 16)")  # fmt: skip
+    cfg = sample_cfg(*SMALL, "MODEL.TOPDOWN.POSE_NET", "HeatmapEnsemble",
+                     "MODEL.ENSEMBLE.CONFIGS", str([a_cfg, b_cfg]),
+                     "MODEL.ENSEMBLE.WEIGHTS", str([a_w, b_w]))  # fmt: skip
+    net = randomise(build_model(cfg).pose_net)
+    size = tuple(cfg.MODEL.TOPDOWN.INPUT_SIZE)
+    assert check_outputs(_Fused(net, size), net, size, "fused") <= TOLERANCE
+    export_onnx(net, str(tmp_path / "ens.onnx"), size)
+    assert check_outputs(OnnxPoseNet(str(tmp_path / "ens.onnx")), net, size, "onnx") <= TOLERANCE
+
+
+def _model(*opts):
+    torch.manual_seed(0)
+    model = build_model(sample_cfg(*SMALL, *opts))
+    randomise(model.pose_net)
+    return model.eval()
+
+
+def _poses(model, x):
+    with torch.no_grad():
+        return model([x])[0]["instances"]
+
+
+def _same_poses(got, want):
+    """Equal but for rounding: random networks make flat heatmaps, whose argmax can move to a
+    near-equal cell when the last digits change, so a few keypoints may jump."""
+    assert len(got) == len(want) > 0
+    d = (got.pred_keypoints[..., :2] - want.pred_keypoints[..., :2]).norm(dim=-1)
+    assert float((d < 0.01).float().mean()) >= 0.95, d
+    torch.testing.assert_close(got.pred_keypoints[..., 2], want.pred_keypoints[..., 2],
+                               atol=1e-4, rtol=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["fused", "onnxruntime"])
+def test_the_pipeline_runs_the_backend_and_follows_weight_changes(backend):
+    x = TopDownTestMapper(sample_cfg(*SMALL), SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
+    eager = _model("TEST.TOPDOWN.BACKEND", "eager")
+    fast = _model("TEST.TOPDOWN.BACKEND", backend)
+    crops = torch.randn(3, 3, 96, 64)
+
+    def same_heatmaps():
+        want = eager._outputs(crops, None, inference=True)["heatmap"]
+        got = fast._outputs(crops, None, inference=True)["heatmap"]
+        assert float((got - want).abs().max()) <= TOLERANCE * max(1, float(want.abs().max()))
+        return want
+
+    before = same_heatmaps()
+    assert fast.runner.resolved == backend and eager.runner.resolved == "eager"
+    _same_poses(_poses(fast, x), _poses(eager, x))
+    # A training step (in-place optimizer update) must reach the built network.
+    for m in (eager, fast):
+        m.train()
+        opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        for p in m.parameters():
+            p.grad = torch.full_like(p, 0.01)
+        opt.step()
+        m.eval()
+    after = same_heatmaps()
+    assert float((after - before).abs().max()) > 1e-2
+    # So must load_state_dict.
+    with torch.no_grad():
+        for p in eager.parameters():
+            p.mul_(0.9)
+    fast.load_state_dict(eager.state_dict())
+    same_heatmaps()
+
+
+def test_an_onnx_file_runs_only_with_its_weights(tmp_path):
+    x = TopDownTestMapper(sample_cfg(*SMALL), SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
+    eager = _model("TEST.TOPDOWN.BACKEND", "eager")
+    path = tmp_path / "model.onnx"
+    export_onnx(eager.pose_net, str(path), (64, 96))
+    model = _model("TEST.TOPDOWN.BACKEND", "onnxruntime", "TEST.TOPDOWN.ONNX_FILE", str(path))
+    _same_poses(_poses(model, x), _poses(eager, x))
+    with torch.no_grad():
+        next(model.pose_net.parameters()).add_(0.1)
+    with pytest.raises(ValueError, match="was not exported from this model.*export_model.py"):
+        _poses(model, x)
+    other = _model(
+        "TEST.TOPDOWN.BACKEND",
+        "onnxruntime",
+        "TEST.TOPDOWN.ONNX_FILE",
+        str(path),
+        "MODEL.TOPDOWN.INPUT_SIZE",
+        "(32, 64)",
+        "MODEL.TOPDOWN.HEATMAP_SIZE",
+        "(8, 16)",
+    )
+    with pytest.raises(ValueError, match="was not exported from this model"):
+        _poses(other, x)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="BACKEND must be one of"):
+        _model("TEST.TOPDOWN.BACKEND", "tensorrt")
+    with pytest.raises(ValueError, match="ONNX_FILE is set but.*'fused'"):
+        _model("TEST.TOPDOWN.BACKEND", "fused", "TEST.TOPDOWN.ONNX_FILE", "x.onnx")
+    with pytest.raises(ValueError, match="CPU provider.*cuda"):
+        resolve_backend("onnxruntime", "cuda")
+    assert resolve_backend("auto", "cuda") == "fused"
+    assert resolve_backend("auto", "cpu") == "onnxruntime"  # the set-up installs it
+
+
+def test_export_tool_writes_a_checked_file_that_the_pipeline_runs(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+    import export_model
+
+    eager = _model("TEST.TOPDOWN.BACKEND", "eager")
+    torch.save({"model": eager.state_dict()}, tmp_path / "model.pth")
+    cfg = sample_cfg(*SMALL)
+    (tmp_path / "cfg.yaml").write_text(cfg.dump())
+    out = tmp_path / "out" / "model.onnx"
+    args = ["--config-file", str(tmp_path / "cfg.yaml"), "--output", str(out), "--batch", "2"]
+    assert export_model.main([*args, "MODEL.WEIGHTS", str(tmp_path / "model.pth")]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("export_model: PoseHighResolutionNet 64x96 ->") and "x) on" in summary
+    x = TopDownTestMapper(cfg, SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
+    model = _model("TEST.TOPDOWN.BACKEND", "onnxruntime", "TEST.TOPDOWN.ONNX_FILE", str(out))
+    model.load_state_dict(eager.state_dict())
+    _same_poses(_poses(model, x), _poses(eager, x))
+    # Clear refusals, and nothing written.
+    bad = tmp_path / "bad.onnx"
+    assert (
+        export_model.main(["--config-file", str(tmp_path / "cfg.yaml"), "--output", str(bad)]) == 2
+    )
+    assert "no MODEL.WEIGHTS" in capsys.readouterr().err
+    rcnn = Path(__file__).resolve().parents[3] / "configs" / "Base-MultiTask-RCNN-FPN.yaml"
+    assert export_model.main(["--config-file", str(rcnn), "--output", str(bad),
+                              "MODEL.WEIGHTS", str(tmp_path / "model.pth")]) == 2  # fmt: skip
+    assert "top-down networks" in capsys.readouterr().err
+    assert not bad.exists()
+
+
+def test_stage_times_cover_the_inference_stages():
+    from topdown.runtime import StageTimes
+
+    x = TopDownTestMapper(sample_cfg(*SMALL), SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
+    model = _model("TEST.TOPDOWN.BACKEND", "eager")
+    _poses(model, x)  # nothing is recorded without an active StageTimes
+    with StageTimes() as times:
+        _poses(model, x)
+        with pytest.raises(RuntimeError, match="does not nest"):
+            with StageTimes():
+                pass
+    stages = {"crop", "pose network", "flip", "decode", "rescore + NMS"}
+    assert set(times.seconds) == stages and all(v > 0 for v in times.seconds.values())
+    with StageTimes() as again:  # usable again after the block
+        _poses(model, x)
+    assert set(again.seconds) == stages

@@ -1,0 +1,394 @@
+"""How inference runs a top-down pose network: ``TEST.TOPDOWN.BACKEND``.
+
+- ``"eager"``: the module as trained, under ``torch.inference_mode()``.
+- ``"fused"``: a copy with every BatchNorm folded into the convolution before it
+  (``fold_batchnorm``), in channels-last memory, under ``torch.inference_mode()``. Runs on CPU
+  and CUDA.
+- ``"onnxruntime"``: the network exported to ONNX (in memory, or the file ``TEST.TOPDOWN.ONNX_FILE``
+  that ``tools/export_model.py`` wrote) and run by ONNX Runtime's CPU provider, with as many
+  threads as torch uses.
+- ``"auto"`` (default): the fastest that the environment has for the model's device: onnxruntime
+  on CPU when it imports, otherwise fused (the README's performance section has the figures).
+
+``InferenceNet`` keeps the built network and rebuilds it only when the weights change (a training
+step, ``load_state_dict``, a move to another device), so the evaluator hook during training sees
+the current weights. Every built network is checked against the eager forward on a random batch:
+outputs must agree within ``TOLERANCE`` (relative to the output's largest magnitude, at least 1),
+else a ``RuntimeError`` names the backend and the difference (no silent fallback).
+"""
+
+import contextlib
+import copy
+import hashlib
+import io
+import logging
+import time
+import warnings
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BACKENDS",
+    "InferenceNet",
+    "OnnxPoseNet",
+    "StageTimes",
+    "TOLERANCE",
+    "export_onnx",
+    "fold_batchnorm",
+    "resolve_backend",
+    "stage",
+    "weights_digest",
+]
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "eager", "fused", "onnxruntime")
+TOLERANCE = 1e-4  # max |backend - eager| / max(1, max |eager|) on the check batch
+OPSET = 17
+_META_DIGEST = "multitask_pose.weights_sha256"
+_META_INPUTS = "multitask_pose.inputs"  # "HxW+C": crop size and cue channels
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(name: str, device) -> str:
+    """The backend ``name`` ("auto" resolved) for a model on ``device``; a clear error for an
+    unknown name, or onnxruntime where it cannot run."""
+    if name not in BACKENDS:
+        raise ValueError(f"TEST.TOPDOWN.BACKEND must be one of {BACKENDS}, got {name!r}")
+    cpu = torch.device(device).type == "cpu"
+    if name == "auto":
+        return "onnxruntime" if cpu and onnxruntime_available() else "fused"
+    if name == "onnxruntime":
+        if not onnxruntime_available():
+            raise ImportError(
+                "TEST.TOPDOWN.BACKEND 'onnxruntime' needs the onnxruntime package (the project's"
+                " set-up installs it; `pip install onnxruntime onnx` in your own environment),"
+                " or choose 'fused' / 'eager'"
+            )
+        if not cpu:
+            raise ValueError(
+                f"TEST.TOPDOWN.BACKEND 'onnxruntime' runs ONNX Runtime's CPU provider, but the"
+                f" model is on {device}: use 'fused' or 'auto' there"
+            )
+    return name
+
+
+def weights_digest(net: nn.Module) -> str:
+    """sha256 of the network's state dict (names, dtypes, shapes and values, in order)."""
+    h = hashlib.sha256()
+    for name, t in net.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def example_inputs(net, input_size: Sequence[int], batch: int = 2, seed: int = 0):
+    """A seeded random (images, cues or None) batch of crops of ``input_size`` (w, h)."""
+    g = torch.Generator().manual_seed(seed)
+    w, h = input_size
+    device = next(net.parameters()).device
+    images = torch.randn(batch, 3, h, w, generator=g).to(device)
+    cues = None
+    if net.cue_channels:
+        cues = torch.rand(batch, net.cue_channels, h, w, generator=g).to(device)
+    return images, cues
+
+
+class _Prediction(nn.Module):
+    """The network's prediction alone, as a plain tensor (what tracing and export need)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.prediction = net.prediction
+
+    def forward(self, images, cues=None):
+        return self.net(images, cues)[self.prediction]
+
+
+def fold_batchnorm(net: nn.Module, images: torch.Tensor, cues=None) -> nn.Module:
+    """An eval-mode copy of a pose network with each BatchNorm2d that only ever normalises the
+    output of one Conv2d folded into that convolution (``torch.nn.utils.fusion``) and replaced by
+    an identity.
+
+    The pairs come from one forward pass on ``images`` (and ``cues``) with hooks, not from
+    tracing: torch.fx cannot trace the networks' input checks and loops over hops. A pair needs
+    every call of the BatchNorm to take the output of the same convolution, and that
+    convolution to be called as often as the BatchNorm. A convolution whose output also feeds
+    something else is not detectable this way; ``InferenceNet`` compares the folded network with
+    the eager one on every build and refuses it if it differs.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    produced, conv_calls, bn_inputs, held = {}, {}, {}, []
+
+    def on_conv(m, inputs, output):
+        produced[id(output)] = m
+        conv_calls[m] = conv_calls.get(m, 0) + 1
+        held.append(output)  # keeps ids unique during the pass
+
+    def on_bn(m, inputs, output):
+        bn_inputs.setdefault(m, []).append(produced.get(id(inputs[0])))
+
+    hooks = [
+        m.register_forward_hook(on_conv if isinstance(m, nn.Conv2d) else on_bn)
+        for m in net.modules()
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))
+    ]
+    try:
+        with torch.no_grad():
+            net(images, cues)
+    finally:
+        for h in hooks:
+            h.remove()
+    pairs = {}
+    for bn, convs in bn_inputs.items():
+        conv = convs[0]
+        if conv is not None and all(c is conv for c in convs) and conv_calls[conv] == len(convs):
+            pairs[bn] = conv
+    parents = {id(child): (parent, name) for parent in net.modules()
+               for name, child in parent.named_children()}  # fmt: skip
+    for bn, conv in pairs.items():
+        parent, name = parents[id(conv)]
+        setattr(parent, name, fuse_conv_bn_eval(conv, bn))
+        parent, name = parents[id(bn)]
+        setattr(parent, name, nn.Identity())
+    return net
+
+
+def export_onnx(net: nn.Module, f, input_size: Sequence[int]) -> None:
+    """Write the network's prediction as ONNX to ``f`` (a path or a binary file object): inputs
+    ``images`` (N, 3, H, W) and, for a network with cue channels, ``cues``; output ``heatmaps``;
+    N dynamic; opset 17; the weights' digest and input sizes in the metadata."""
+    import onnx
+
+    wrapped = _Prediction(copy.deepcopy(net).eval().cpu())
+    images, cues = example_inputs(wrapped.net, input_size)
+    args = (images,) if cues is None else (images, cues)
+    names = ["images"] + (["cues"] if cues is not None else [])
+    axes = {n: {0: "n"} for n in names + ["heatmaps"]}
+    buf = io.BytesIO()
+    # The TorchScript exporter (dynamo=False): it exports HRNet-W32 in about 10 s here against
+    # 46 s for the torch.export one, with outputs as close; its deprecation warning is muted.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapped, args, buf, input_names=names, output_names=["heatmaps"],
+            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
+    model = onnx.load_from_string(buf.getvalue())
+    w, h = input_size
+    for key, value in (
+        (_META_DIGEST, weights_digest(net)),
+        (_META_INPUTS, f"{h}x{w}+{net.cue_channels}"),
+        ("multitask_pose.pose_net", type(net).__name__),
+    ):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    data = model.SerializeToString()
+    if hasattr(f, "write"):
+        f.write(data)
+    else:
+        with open(f, "wb") as out:
+            out.write(data)
+
+
+class OnnxPoseNet:
+    """An exported pose network run by ONNX Runtime: ``net(images, cues)`` returns the
+    prediction (a CPU tensor); ``metadata`` holds what ``export_onnx`` recorded."""
+
+    def __init__(self, model, threads: Optional[int] = None):
+        """
+        Args:
+            model: the ONNX file's path or its bytes.
+            threads: intra-op threads (default: ``torch.get_num_threads()``).
+        """
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def __call__(self, images: torch.Tensor, cues: Optional[torch.Tensor] = None) -> torch.Tensor:
+        feeds = {"images": images.detach().cpu().float().contiguous().numpy()}
+        if "cues" in self.input_names:
+            if cues is None:
+                raise ValueError("this ONNX pose network takes cues: none were given")
+            feeds["cues"] = cues.detach().cpu().float().contiguous().numpy()
+        return torch.from_numpy(self.session.run(["heatmaps"], feeds)[0])
+
+    def check_matches(self, net: nn.Module, input_size: Sequence[int], source: str) -> None:
+        """ValueError unless the file was exported from ``net``'s weights at this input size."""
+        w, h = input_size
+        want = {_META_DIGEST: weights_digest(net), _META_INPUTS: f"{h}x{w}+{net.cue_channels}"}
+        for key, value in want.items():
+            if self.metadata.get(key) != value:
+                raise ValueError(
+                    f"{source} was not exported from this model ({key}: file"
+                    f" {self.metadata.get(key, '(missing)')!r}, model {value!r}); export it again"
+                    " with tools/export_model.py"
+                )
+
+
+def check_outputs(fast, net: nn.Module, input_size: Sequence[int], what: str) -> float:
+    """Max relative difference of ``fast`` to the eager prediction of ``net`` on a seeded random
+    batch; RuntimeError above ``TOLERANCE``."""
+    images, cues = example_inputs(net, input_size)
+    with torch.inference_mode():
+        ref = net(images, cues)[net.prediction].float().cpu()
+        got = fast(images, cues).float().cpu()
+    if got.shape != ref.shape:
+        raise RuntimeError(f"{what}: output shape {tuple(got.shape)} != {tuple(ref.shape)}")
+    err = float((got - ref).abs().max() / max(1.0, float(ref.abs().max())))
+    if not err <= TOLERANCE:
+        raise RuntimeError(
+            f"{what}: outputs differ from the eager forward by {err:.2e} (relative), above"
+            f" {TOLERANCE:g}; use TEST.TOPDOWN.BACKEND 'eager'"
+        )
+    return err
+
+
+class _Fused:
+    """The folded network in channels-last memory; returns the prediction."""
+
+    def __init__(self, net: nn.Module, input_size: Sequence[int]):
+        images, cues = example_inputs(net, input_size)
+        self.module = fold_batchnorm(net, images, cues).to(memory_format=torch.channels_last)
+        self.prediction = net.prediction
+
+    def __call__(self, images, cues=None):
+        images = images.contiguous(memory_format=torch.channels_last)
+        if cues is not None:
+            cues = cues.contiguous(memory_format=torch.channels_last)
+        return self.module(images, cues)[self.prediction]
+
+
+class InferenceNet:
+    """The pose network as ``TEST.TOPDOWN.BACKEND`` runs it, rebuilt when the weights change.
+
+    ``infer(net, images, cues)`` returns ``net``'s prediction (on the images' device)."""
+
+    def __init__(self, backend: str = "auto", onnx_file: str = "", input_size=(192, 256)):
+        if backend not in BACKENDS:
+            raise ValueError(f"TEST.TOPDOWN.BACKEND must be one of {BACKENDS}, got {backend!r}")
+        if onnx_file and backend not in ("onnxruntime", "auto"):
+            raise ValueError(
+                f"TEST.TOPDOWN.ONNX_FILE is set but TEST.TOPDOWN.BACKEND is {backend!r}: the file"
+                " runs only with 'onnxruntime' (or 'auto')"
+            )
+        self.backend, self.onnx_file, self.input_size = backend, onnx_file, tuple(input_size)
+        self._built = None
+        self._key = None
+        self.resolved = None  # the backend in use, once built
+
+    @staticmethod
+    def _weights_key(net: nn.Module):
+        # data_ptr + version counter: changed by optimizer steps, load_state_dict and .to().
+        return tuple((t.data_ptr(), t._version) for t in net.state_dict(keep_vars=True).values())
+
+    def _build(self, net: nn.Module, device):
+        name = resolve_backend(self.backend, device)
+        if self.onnx_file and name != "onnxruntime":
+            raise ValueError(
+                f"TEST.TOPDOWN.ONNX_FILE {self.onnx_file} needs the onnxruntime backend, which"
+                f" does not run on {device}"
+            )
+        if name == "eager":
+            built = None
+        elif name == "fused":
+            built = _Fused(net, self.input_size)
+            check_outputs(built, net, self.input_size, "the fused network")
+        else:
+            if self.onnx_file:
+                built = OnnxPoseNet(self.onnx_file)
+                built.check_matches(
+                    net, self.input_size, f"TEST.TOPDOWN.ONNX_FILE {self.onnx_file}"
+                )
+            else:
+                buf = io.BytesIO()
+                export_onnx(net, buf, self.input_size)
+                built = OnnxPoseNet(buf.getvalue())
+            check_outputs(built, net, self.input_size, "the ONNX Runtime network")
+        if name != self.resolved:
+            logger.info(f"Top-down inference backend: {name} (TEST.TOPDOWN.BACKEND {self.backend})")
+        self.resolved = name
+        return built
+
+    def infer(
+        self, net: nn.Module, images: torch.Tensor, cues: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        key = self._weights_key(net)
+        if self._key != key:
+            self._built = self._build(net, images.device)
+            self._key = key
+        with torch.inference_mode():
+            if self._built is None:
+                return net(images, cues)[net.prediction]
+            return self._built(images, cues).to(images.device)
+
+    def __deepcopy__(self, memo):
+        # A copied model (or a pickled one) rebuilds its own network: sessions do not copy.
+        return InferenceNet(self.backend, self.onnx_file, self.input_size)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_built": None, "_key": None}
+
+
+class StageTimes:
+    """Wall time of each named stage of top-down inference, summed while active:
+
+        with StageTimes() as t:
+            predictor(image, boxes=boxes)
+        t.seconds  # {"crop": ..., "pose network": ..., "flip": ..., "decode": ..., ...}
+
+    The meta-architecture and the predictor mark their stages with ``stage(name)``; with no
+    ``StageTimes`` active a mark costs one attribute read. On CUDA each mark synchronises the
+    device (so that the time lands in the right stage); use it for measurements only.
+    """
+
+    _active = None
+
+    def __enter__(self):
+        if StageTimes._active is not None:
+            raise RuntimeError("StageTimes does not nest")
+        self.seconds = {}
+        StageTimes._active = self
+        return self
+
+    def __exit__(self, *exc):
+        StageTimes._active = None
+        return False
+
+
+@contextlib.contextmanager
+def stage(name: str, device=None):
+    """Adds the block's wall time to the active ``StageTimes`` under ``name``."""
+    times = StageTimes._active
+    if times is None:
+        yield
+        return
+    cuda = device is not None and torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.seconds[name] = times.seconds.get(name, 0.0) + time.perf_counter() - start
