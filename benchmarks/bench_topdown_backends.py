@@ -19,7 +19,6 @@ Prints a table and a last line to paste into a note (about 3 minutes on a quiet 
 
 import argparse
 import os
-import statistics
 import time
 import warnings
 
@@ -28,21 +27,12 @@ warnings.filterwarnings(
 )
 
 import torch  # noqa: E402
+from bench_topdown import median_time  # noqa: E402  (the same timing as the other benchmarks)
 
 import multitask_pose  # noqa: E402,F401  (registers the datasets)
 from multitask_pose.env import cpu_model  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown", "configs")
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def random_net(config):
