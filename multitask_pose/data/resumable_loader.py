@@ -19,6 +19,11 @@ other images, augmented otherwise, than the run it continues. Here:
   first (``resume_point``), so the groups continue as they were.
 - The model's own randomness (proposal sampling, dropout) is reseeded from (SEED, rank,
   iteration) before every step by ``IterationSeed`` (``multitask_pose.engine.trainer``).
+- Without grouping, a worker sends each batch with its same-shape tensor fields stacked
+  (``stack_batch``), one shared-memory tensor per field instead of one per sample, and the
+  main process hands the trainer the usual list of dicts holding views of them
+  (``unstack_batch``): the top-down recipes' 32 crops and targets per batch waited 6-7% of each
+  iteration for the per-tensor transfers.
 """
 
 import hashlib
@@ -33,7 +38,47 @@ from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 from torch.utils import data as torchdata
 
-__all__ = ["PositionedDataset", "ResumableTrainLoader", "mix_seed", "resume_point"]
+__all__ = [
+    "PositionedDataset",
+    "ResumableTrainLoader",
+    "mix_seed",
+    "resume_point",
+    "stack_batch",
+    "unstack_batch",
+]
+
+
+class _StackedBatch:
+    """A batch as a worker sends it: ``fields[key]`` is one stacked tensor (every sample's value
+    a tensor of one shape and dtype) or the list of the samples' values."""
+
+    def __init__(self, size: int, fields: dict):
+        self.size, self.fields = size, fields
+
+
+def stack_batch(dicts: List[dict]):
+    """The worker side of the transfer: a list of dicts with the same keys becomes a
+    :class:`_StackedBatch`; other lists (different keys) stay as they are."""
+    keys = list(dicts[0]) if dicts else []
+    if not dicts or any(list(d) != keys for d in dicts):
+        return dicts
+    fields = {}
+    for k in keys:
+        vals = [d[k] for d in dicts]
+        first = vals[0]
+        same = isinstance(first, torch.Tensor) and all(
+            isinstance(v, torch.Tensor) and v.shape == first.shape and v.dtype == first.dtype
+            for v in vals
+        )
+        fields[k] = torch.stack(vals) if same else vals
+    return _StackedBatch(len(dicts), fields)
+
+
+def unstack_batch(batch) -> List[dict]:
+    """The main-process side: the list of dicts again, tensors as views of the stacked ones."""
+    if not isinstance(batch, _StackedBatch):
+        return batch
+    return [{k: v[i] for k, v in batch.fields.items()} for i in range(batch.size)]
 
 
 def mix_seed(*parts) -> int:
@@ -194,10 +239,11 @@ class ResumableTrainLoader:
             # detectron2's grouping, made here so its groups start empty (what start_at assumes).
             yield from AspectRatioGroupedDataset(loader, self.batch_size)
         else:
-            yield from torchdata.DataLoader(
+            loader = torchdata.DataLoader(
                 items,
                 batch_size=self.batch_size,
                 drop_last=True,
-                collate_fn=trivial_batch_collator,
+                collate_fn=stack_batch if self.num_workers else trivial_batch_collator,
                 **common,
             )
+            yield from map(unstack_batch, loader)

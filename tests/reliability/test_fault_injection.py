@@ -19,7 +19,11 @@ import torch
 from coco_testing import gt_as_predictions
 
 import multitask_pose  # noqa: F401
-from multitask_pose.data.resumable_loader import PositionedDataset, ResumableTrainLoader
+from multitask_pose.data.resumable_loader import (
+    PositionedDataset,
+    ResumableTrainLoader,
+    stack_batch,
+)
 from multitask_pose.engine.run_lock import RunLockError, _start_time, output_dir_lock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +153,42 @@ def test_stream_resumes_exactly_with_aspect_ratio_groups_waiting(workers):
     # Every image is seen, once per epoch of the stream.
     first_epoch = sorted(d["id"] for b in whole[:3] for d in b)
     assert len(set(first_epoch)) == len(first_epoch)
+
+
+class _TensorMapper:
+    """Tensor fields of one shape (stacked by the workers), one of varying shape (sent as a
+    list) and plain values, all from the position's random draws."""
+
+    def __call__(self, d):
+        return {
+            "id": d["id"],
+            "image": torch.rand(3, 4, 5),
+            "target": torch.randint(0, 9, (2, 3)),
+            "ragged": torch.rand(d["id"] % 3 + 1),
+        }
+
+
+def test_stacked_worker_batches_equal_the_in_process_ones():
+    """Without grouping, workers send batches with their same-shape tensors stacked; the trainer
+    still gets a list of per-sample dicts, each equal to its stream position mapped here."""
+    dicts = [{"id": i, "width": 40, "height": 30} for i in range(7)]
+    dataset = PositionedDataset(dicts, _TensorMapper(), seed=3)
+    loader = ResumableTrainLoader(dataset, 4, aspect_ratio_grouping=False, num_workers=2)
+    it = iter(loader)
+    for _ in range(4):
+        batch = next(it)
+        assert isinstance(batch, list) and len(batch) == 4
+        for got in batch:
+            want = dataset[got["stream_position"]]
+            assert list(got) == list(want) and got["id"] == want["id"]
+            for k in ("image", "target", "ragged"):
+                assert got[k].dtype == want[k].dtype
+                torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+        # One transfer per field: the samples' images are views of one stacked tensor.
+        storages = {d["image"].untyped_storage().data_ptr() for d in batch}
+        assert len(storages) == 1
+    # A batch whose dicts differ in keys is passed as it is.
+    assert stack_batch([{"a": 1}, {"b": 2}]) == [{"a": 1}, {"b": 2}]
 
 
 def test_killed_generation_leaves_no_complete_looking_cache(tmp_path):

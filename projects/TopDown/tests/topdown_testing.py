@@ -38,8 +38,9 @@ def sample_cfg(*opts):
 
 
 class OraclePoseNet(TopDownPoseNet):
-    """Returns the codec's encoding of given heatmaps, the flipped version on the flip-test call:
-    a perfect pose network, to test the geometry around it."""
+    """Returns queued heatmaps (the codec's encoding of known poses), as many as the batch has
+    crops: with flip test, the crops' heatmaps then their flipped version (the model runs crops
+    and mirrors in one batch). A perfect pose network, to test the geometry around it."""
 
     def __init__(self):
         super().__init__()
@@ -47,7 +48,11 @@ class OraclePoseNet(TopDownPoseNet):
         self.queue = []
 
     def forward(self, crops, cues=None):
-        return {"heatmap": self.queue.pop(0)}
+        out = []
+        while sum(len(h) for h in out) < len(crops):
+            out.append(self.queue.pop(0))
+        assert sum(len(h) for h in out) == len(crops), "queued heatmaps do not fill the batch"
+        return {"heatmap": torch.cat(out)}
 
 
 def _oracle_model(cfg, flip_test):

@@ -417,18 +417,22 @@ class TopDownPoseEstimator(nn.Module):
             if self.cue is not None:
                 cue_boxes = boxes.cpu().numpy()[box_of.numpy()]
                 cues = self.cue(cue_boxes, affine, self.codec.input_size, crop_hints).to(dev)
-        pred = self.pose_net.prediction
+        pred, n = self.pose_net.prediction, len(crops)
+        if self.flip_test:
+            # The crops and their mirror images in one batch: one network call per image.
+            with stage("flip", dev):
+                flip_cues = self.flip_cues(cues)
+                crops = torch.cat([crops, crops.flip(-1)])
+                cues = None if cues is None else torch.cat([cues, flip_cues])
         with stage("pose network", dev):
             heatmaps = self._outputs(crops, cues, inference=True)[pred]
         if self.flip_test:
             with stage("flip", dev):
-                flip_crops, flip_cues = crops.flip(-1), self.flip_cues(cues)
-            with stage("pose network", dev):
-                flipped = self._outputs(flip_crops, flip_cues, inference=True)[pred]
-            with stage("flip", dev):
                 heatmaps = 0.5 * (
-                    heatmaps
-                    + flip_heatmaps(flipped, self.flip_indices.cpu().numpy(), self.shift_heatmap)
+                    heatmaps[:n]
+                    + flip_heatmaps(
+                        heatmaps[n:], self.flip_indices.cpu().numpy(), self.shift_heatmap
+                    )
                 )
         with stage("decode", dev):
             coords, maxvals = self.codec.decode(heatmaps)
