@@ -9,8 +9,9 @@ Each recipe (default: every yaml under configs/Synthetic/ and projects/TopDown/c
 trains in its own process, as ``train_net.py`` would run it (its trainer, data loader and
 workers, the recipe's thread count), for --warmup + --iters iterations from scratch, with
 evaluation and checkpoints off (and no test datasets: a recipe whose evaluation reads another
-run's output trains as it would). From detectron2's own per-iteration records of that run (``SimpleTrainer``'s ``data_time``,
-the ``IterationTimer``'s ``time``) over the last --iters iterations:
+run's output trains as it would). From detectron2's own per-iteration records of that run
+(``SimpleTrainer``'s ``data_time``, the ``IterationTimer``'s ``time``) over the last --iters
+iterations:
 - data wait: sum of data_time / sum of time (the goal: at most 5%);
 - throughput: SOLVER.IMS_PER_BATCH / mean iteration time (images for the R-CNN and detectors,
   crops for the top-down models);
