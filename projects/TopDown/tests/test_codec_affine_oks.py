@@ -335,3 +335,52 @@ def test_oks_nms_ties_and_the_threshold():
         keypoint_oks(
             torch.zeros(2, 14, 3), torch.zeros(2, 14, 3), torch.ones(2), torch.ones(2), SIGMAS
         )
+
+
+def _greedy_box_nms(boxes, scores, thresh):
+    """Greedy IoU-NMS with numpy over the remaining boxes per kept box (IoU without +1)."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order, keep = np.argsort(-scores, kind="stable"), []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        lo = np.maximum(boxes[i, :2], boxes[rest, :2])
+        hi = np.minimum(boxes[i, 2:], boxes[rest, 2:])
+        inter = np.clip(hi - lo, 0, None).prod(1)
+        order = rest[inter / (area[i] + area[rest] - inter) <= thresh]
+    return keep
+
+
+@pytest.mark.parametrize("per_box", [1, 3])
+def test_pipeline_nms_is_box_nms_then_greedy_oks_nms(per_box):
+    """The top-down stage's duplicate removal (nms_poses) equals, on random sets with one or
+    several poses per box: boxes scored by their best pose through greedy IoU-NMS, every pose of
+    a kept box, then greedy OKS-NMS of those, best score first; 1.0 disables either stage."""
+    from topdown.modeling.meta_arch import nms_poses
+
+    rng = np.random.default_rng(3)
+    removed = []
+    for persons, dup in ((10, 4), (3, 12), (30, 1)):
+        kpts, _, areas = _persons_with_duplicates(rng, persons, dup)
+        kpts, areas = kpts.astype(np.float32), areas.astype(np.float32)
+        scores = rng.uniform(0, 1, len(kpts)).astype(np.float32)  # no ties between boxes
+        box_of = np.arange(len(kpts)) // per_box
+        lo = np.stack([kpts[box_of == b, :, :2].min((0, 1)) for b in range(box_of.max() + 1)])
+        hi = np.stack([kpts[box_of == b, :, :2].max((0, 1)) for b in range(box_of.max() + 1)])
+        boxes = np.concatenate([lo - 5, hi + 5], 1).astype(np.float32)
+        t = [torch.from_numpy(x) for x in (boxes, box_of, scores, kpts, areas)]
+        for iou, oks in ((0.6, 0.5), (0.3, 0.9), (1.0, 0.5), (0.6, 1.0), (1.0, 1.0)):
+            keep = nms_poses(*t, SIGMAS, iou, oks).tolist()
+            ref = np.arange(len(kpts))
+            if iou < 1.0:
+                best = np.full(len(boxes), -np.inf)
+                np.maximum.at(best, box_of, scores.astype(np.float64))
+                kept_boxes = _greedy_box_nms(boxes.astype(np.float64), best, iou)
+                ref = np.flatnonzero(np.isin(box_of, kept_boxes))
+                ref = ref[np.argsort(-scores[ref], kind="stable")]
+            if oks < 1.0:
+                sub = (x[ref].astype(np.float64) for x in (kpts, scores, areas))
+                ref = ref[_greedy_per_kept(*sub, oks, None)]
+            assert keep == ref.tolist(), (persons, dup, iou, oks)
+            removed.append(len(keep) < len(kpts))
+    assert any(removed) and not all(removed)  # the sets exercise both outcomes

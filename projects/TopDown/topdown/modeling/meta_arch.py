@@ -81,18 +81,23 @@ def nms_poses(boxes, box_of, scores, keypoints, areas, sigmas, iou_thresh, oks_t
         the kept pose indices, best score first. IoU-NMS scores each box by its best pose and
         keeps every pose of a kept box (with one pose per box: plain NMS of the poses' boxes).
     """
-    keep = torch.arange(len(box_of), device=scores.device)
-    if iou_thresh < 1.0:
-        box_score = torch.full((len(boxes),), -float("inf"), device=scores.device)
-        box_score = box_score.scatter_reduce(0, box_of, scores, "amax")
-        alive = torch.zeros(len(boxes), dtype=torch.bool, device=scores.device)
-        alive[nms(boxes, box_score, iou_thresh)] = True
-        keep = torch.nonzero(alive[box_of]).flatten()
-        keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
-    if oks_thresh < 1.0:
-        kept = oks_nms(keypoints[keep], scores[keep], areas[keep], sigmas, oks_thresh, vis_thresh)
-        keep = keep[kept.to(keep.device)]
-    return keep
+    # The bookkeeping in numpy: a handful of small torch ops cost more than both NMS calls on a
+    # typical image (about 0.25 ms against 0.05 ms; benchmarks/bench_oks_nms.py).
+    device = scores.device
+    keep = np.arange(len(box_of))
+    if iou_thresh < 1.0 and len(keep) > 1:
+        s, b_of = scores.detach().cpu().numpy(), box_of.cpu().numpy()
+        box_score = np.full(len(boxes), -np.inf, dtype=s.dtype)
+        np.maximum.at(box_score, b_of, s)
+        alive = np.zeros(len(boxes), dtype=bool)
+        box_score = torch.from_numpy(box_score).to(boxes.device, boxes.dtype)
+        alive[nms(boxes, box_score, iou_thresh).cpu().numpy()] = True
+        keep = np.flatnonzero(alive[b_of])
+        keep = keep[np.argsort(-s[keep], kind="stable")]
+    if oks_thresh < 1.0 and len(keep) > 1:
+        kp, s, a = (t.detach().cpu().numpy()[keep] for t in (keypoints, scores, areas))
+        keep = keep[oks_nms(kp, s, a, sigmas, oks_thresh, vis_thresh).numpy()]
+    return torch.as_tensor(keep, dtype=torch.long, device=device)
 
 
 @META_ARCH_REGISTRY.register()
