@@ -1,0 +1,214 @@
+"""Converters from AI Challenger's and CrowdPose's annotation files to COCO-format json that
+detectron2's ``load_coco_json`` (and :func:`register_coco_person`) reads, in the dataset's own
+14-keypoint layout or mapped to COCO's 17 (:func:`map_keypoints`: the 12 limb joints kept, head
+top and neck dropped, COCO's face points unlabelled).
+
+- AI Challenger's raw release: a json list of ``{"image_id": <file stem>, "keypoint_annotations":
+  {"human1": [x, y, v] * 14, ...}, "human_annotations": {"human1": [x1, y1, x2, y2], ...}}`` with
+  v = 1 visible, 2 occluded, 3 not labelled (COCO: 2, 1, 0). Image sizes are read from the image
+  files' headers.
+- CrowdPose: COCO-style json already (images carry ``crowdIndex``, kept), but without ``area``.
+
+Neither gives a person's area, which COCO's OKS needs: it is filled as the box area times
+``AREA_FACTOR`` of the layout: 1.0 for AI Challenger (its official evaluation's OKS scale is the
+box area) and 0.53 for CrowdPose (what MMPose fills in for annotations without an area, about a
+person's share of their box), at least 1.
+"""
+
+import json
+import os
+from typing import Dict
+
+import numpy as np
+
+from ..shared.atomic_io import write_json_atomic
+from .datasets import DatasetFormatError
+from .keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON, KeypointSpec, map_keypoints
+
+__all__ = ["AREA_FACTOR", "convert_aic", "convert_crowdpose", "summary"]
+
+AREA_FACTOR = {AIC_PERSON.name: 1.0, CROWDPOSE_PERSON.name: 0.53}
+_AIC_VISIBILITY = {1: 2, 2: 1, 3: 0}  # AI Challenger's flag -> COCO's
+
+
+def _category(spec: KeypointSpec) -> Dict:
+    idx = {n: i + 1 for i, n in enumerate(spec.keypoint_names)}
+    return {
+        "id": 1,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(spec.keypoint_names),
+        "skeleton": [[idx[a], idx[b]] for a, b, _ in spec.connection_rules],
+    }
+
+
+def _person(keypoints: np.ndarray, src: KeypointSpec, out: KeypointSpec, box_xywh, area_factor):
+    """A COCO annotation (without ids) of (K_src, 3) COCO-flagged keypoints."""
+    kp = map_keypoints(keypoints, src, out) if out is not src else np.array(keypoints, float)
+    kp[kp[:, 2] == 0, :2] = 0  # an unlabelled point has no position
+    w, h = float(box_xywh[2]), float(box_xywh[3])
+    flat = [float(v) if i % 3 < 2 else int(v) for i, v in enumerate(kp.reshape(-1))]
+    return {
+        "category_id": 1,
+        "iscrowd": 0,
+        "bbox": [float(box_xywh[0]), float(box_xywh[1]), w, h],
+        "area": max(1.0, w * h * area_factor),
+        "keypoints": flat,
+        "num_keypoints": int((kp[:, 2] > 0).sum()),
+    }
+
+
+def _layout(layout: str, own: KeypointSpec) -> KeypointSpec:
+    if layout not in ("coco", "own"):
+        raise ValueError(f"layout must be 'coco' or 'own', got {layout!r}")
+    return COCO_PERSON if layout == "coco" else own
+
+
+class _Problems:
+    """Stops at the first invalid input, or (``skip``) counts and lists them."""
+
+    def __init__(self, source: str, skip: bool):
+        self.source, self.skip, self.items = source, skip, []
+
+    def __call__(self, where: str, what: str):
+        if not self.skip:
+            raise DatasetFormatError(f"{self.source}: {where}: {what} (--skip-invalid skips it)")
+        self.items.append(f"{where}: {what}")
+
+
+def convert_aic(
+    raw_file: str,
+    image_root: str,
+    out_file: str,
+    layout: str = "coco",
+    skip_invalid: bool = False,
+) -> Dict:
+    """Convert an AI Challenger raw keypoint file (module docstring) to COCO-format json.
+
+    Args:
+        raw_file: the release's ``keypoint_*_annotations_*.json``.
+        image_root: the folder of its images (``<image_id>.jpg``).
+        out_file: the COCO json to write (atomically).
+        layout: "coco" (COCO's 17 keypoints) or "own" (AI Challenger's 14).
+        skip_invalid: skip (and count) invalid persons and unknown images instead of stopping.
+
+    Returns:
+        a report: images, persons, skipped (what and where), the output file.
+
+    Raises:
+        DatasetFormatError naming the image and person: a keypoint list that is not 14 x 3
+        numbers, a visibility outside 1-3, an image not under ``image_root``, a box without
+        positive size.
+    """
+    from PIL import Image
+
+    out = _layout(layout, AIC_PERSON)
+    with open(raw_file) as f:
+        raw = json.load(f)
+    if not isinstance(raw, list):
+        raise DatasetFormatError(
+            f"{raw_file}: not an AI Challenger raw file (a json list of images expected, got"
+            f" {type(raw).__name__})"
+        )
+    problem = _Problems(raw_file, skip_invalid)
+    images, annotations = [], []
+    for entry in raw:
+        stem = entry.get("image_id")
+        path = os.path.join(image_root, f"{stem}.jpg")
+        if not os.path.isfile(path):
+            problem(f"image {stem!r}", f"no file {path}")
+            continue
+        with Image.open(path) as im:
+            width, height = im.size
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": f"{stem}.jpg", "width": width,
+                       "height": height, "aic_image_id": stem})  # fmt: skip
+        boxes = entry.get("human_annotations", {})
+        for human, values in entry.get("keypoint_annotations", {}).items():
+            where = f"image {stem!r}, person {human!r}"
+            if not isinstance(values, list) or len(values) != 3 * AIC_PERSON.num_keypoints:
+                n = len(values) if isinstance(values, list) else type(values).__name__
+                problem(where, f"{n} keypoint numbers, expected {3 * AIC_PERSON.num_keypoints}")
+                continue
+            kp = np.asarray(values, dtype=np.float64).reshape(-1, 3)
+            bad = sorted({int(v) for v in kp[:, 2] if v not in _AIC_VISIBILITY})
+            if bad:
+                problem(where, f"visibility {bad} outside 1 (visible), 2 (occluded), 3 (none)")
+                continue
+            box = boxes.get(human)
+            if box is None or len(box) != 4 or not (box[2] > box[0] and box[3] > box[1]):
+                problem(where, f"box {box} (x1, y1, x2, y2) without positive size")
+                continue
+            kp[:, 2] = [_AIC_VISIBILITY[int(v)] for v in kp[:, 2]]
+            xywh = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
+            ann = _person(kp, AIC_PERSON, out, xywh, AREA_FACTOR[AIC_PERSON.name])
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
+    return _write(out_file, images, annotations, out, problem)
+
+
+def convert_crowdpose(
+    json_file: str, out_file: str, layout: str = "coco", skip_invalid: bool = False
+) -> Dict:
+    """Convert CrowdPose's COCO-style json to COCO-format json with areas (module docstring),
+    in COCO's layout ("coco") or its own ("own"). Images keep their ``crowdIndex``.
+
+    Raises:
+        DatasetFormatError naming the image and person: a keypoint list that is not 14 x 3
+        numbers, a visibility outside 0-2, an unknown image, a box without positive size.
+    """
+    out = _layout(layout, CROWDPOSE_PERSON)
+    with open(json_file) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
+        raise DatasetFormatError(f"{json_file}: not a COCO-style file (no images/annotations)")
+    problem = _Problems(json_file, skip_invalid)
+    images = [dict(im) for im in data["images"]]
+    known = {im["id"] for im in images}
+    annotations = []
+    for a in data["annotations"]:
+        where = f"image {a.get('image_id')!r}, person {a.get('id')!r}"
+        values = a.get("keypoints", [])
+        if a.get("image_id") not in known:
+            problem(where, "an image the file does not list")
+            continue
+        if len(values) != 3 * CROWDPOSE_PERSON.num_keypoints:
+            problem(where, f"{len(values)} keypoint numbers, expected 42")
+            continue
+        kp = np.asarray(values, dtype=np.float64).reshape(-1, 3)
+        bad = sorted({int(v) for v in kp[:, 2] if v not in (0, 1, 2)})
+        if bad:
+            problem(where, f"visibility {bad} outside 0-2")
+            continue
+        box = a.get("bbox", [])
+        if len(box) != 4 or not (box[2] > 0 and box[3] > 0):
+            problem(where, f"box {box} (x, y, w, h) without positive size")
+            continue
+        ann = _person(kp, CROWDPOSE_PERSON, out, box, AREA_FACTOR[CROWDPOSE_PERSON.name])
+        ann["iscrowd"] = int(a.get("iscrowd", 0))
+        annotations.append({"id": a["id"], "image_id": a["image_id"], **ann})
+    return _write(out_file, images, annotations, out, problem)
+
+
+def _write(out_file, images, annotations, spec, problem) -> Dict:
+    data = {"images": images, "annotations": annotations, "categories": [_category(spec)]}
+    write_json_atomic(out_file, data)
+    return {
+        "output": str(out_file),
+        "layout": spec.name,
+        "images": len(images),
+        "persons": len(annotations),
+        "skipped": len(problem.items),
+        "skipped_items": problem.items,
+    }
+
+
+def summary(report: Dict, prefix: str) -> str:
+    """One line for a log or a note; the first skipped items when there are any."""
+    line = (
+        f"{prefix}: {report['images']} images, {report['persons']} persons in the"
+        f" {report['layout']} layout, {report['skipped']} skipped -> {report['output']}"
+    )
+    items = report["skipped_items"]
+    if items:
+        line += " (" + "; ".join(items[:3]) + (" ..." if len(items) > 3 else "") + ")"
+    return line
