@@ -1,0 +1,60 @@
+"""Data selection by box/keypoint consistency (the OKS team's filter, COCO keypoint challenge).
+
+For each person annotation with n labelled keypoints, the similarity between its box centre and
+the centre (mean) of its labelled keypoints, on the box's scale:
+
+    ks = exp(-||c_box - c_kps||^2 / (2 * area_box))        (area_box = box width x height)
+
+Plotted against n, consistent annotations lie right of the line through (ks, n) = (0.45, 1) and
+(0.65, K) (K: the layout's keypoint count, 17 for COCO); only those are kept:
+
+    keep  <=>  ks > 0.45 + 0.2 * (n - 1) / (K - 1)
+
+An annotation the keypoints say little about (one point far from its box centre) or that
+disagrees with its box (many points whose centre is far off it) is dropped. Annotations without
+labelled keypoints (persons for detection only) are not judged: kept.
+"""
+
+from typing import Dict, List
+
+import numpy as np
+
+__all__ = ["KS_AT_ONE", "KS_AT_ALL", "consistency", "keep_mask", "select_annotations"]
+
+KS_AT_ONE, KS_AT_ALL = 0.45, 0.65  # the line's ks at n = 1 and at n = K
+
+
+def consistency(annotations: List[Dict], num_keypoints: int):
+    """(ks, n) per COCO annotation: the box/keypoint-centre similarity and the number of labelled
+    keypoints (ks is NaN where n = 0). Vectorised over the annotations."""
+    if not annotations:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    kp = np.array([a["keypoints"] for a in annotations], dtype=np.float64)
+    if kp.shape[1] != 3 * num_keypoints:
+        raise ValueError(
+            f"consistency: keypoint lists of {kp.shape[1]} numbers, expected {3 * num_keypoints}"
+        )
+    kp = kp.reshape(len(kp), num_keypoints, 3)
+    box = np.array([a["bbox"] for a in annotations], dtype=np.float64)  # XYWH
+    labelled = kp[..., 2] > 0
+    n = labelled.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre_kps = (kp[..., :2] * labelled[..., None]).sum(1) / n[:, None]
+        centre_box = box[:, :2] + box[:, 2:] / 2
+        area = np.maximum(box[:, 2] * box[:, 3], 1e-12)
+        ks = np.exp(-((centre_box - centre_kps) ** 2).sum(1) / (2 * area))
+    ks[n == 0] = np.nan
+    return ks, n
+
+
+def keep_mask(ks: np.ndarray, n: np.ndarray, num_keypoints: int) -> np.ndarray:
+    """True where an annotation lies right of the line (or has no labelled keypoint)."""
+    line = KS_AT_ONE + (KS_AT_ALL - KS_AT_ONE) * (n - 1) / (num_keypoints - 1)
+    return (n == 0) | (np.nan_to_num(ks, nan=-1.0) > line)
+
+
+def select_annotations(annotations: List[Dict], num_keypoints: int):
+    """The annotations kept by the filter, and (ks, n, keep) for every one of them."""
+    ks, n = consistency(annotations, num_keypoints)
+    keep = keep_mask(ks, n, num_keypoints)
+    return [a for a, k in zip(annotations, keep) if k], (ks, n, keep)
