@@ -46,6 +46,11 @@ def add_pose_config(cfg: CN) -> CN:
     # detectron2's loader (its samplers other than TrainingSampler), which restarts its stream.
     cfg.DATALOADER.EXACT_RESUME = True
     cfg.DATALOADER.SKIP_DAMAGED_IMAGES = False
+    # The OKS team's data selection on the training annotations (multitask_pose/data/
+    # selection.py): a person whose box centre and keypoint centre disagree for its number of
+    # keypoints loses its keypoints; its box and mask still train the R-CNN, and the top-down
+    # stage leaves it out. tools/select_data.py applies the same rule to a json file.
+    cfg.DATASETS.KEYPOINT_SELECTION = False
     return cfg
 
 

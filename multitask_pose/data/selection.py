@@ -13,13 +13,25 @@ Plotted against n, consistent annotations lie right of the line through (ks, n) 
 An annotation the keypoints say little about (one point far from its box centre) or that
 disagrees with its box (many points whose centre is far off it) is dropped. Annotations without
 labelled keypoints (persons for detection only) are not judged: kept.
+
+As a loading option (``DATASETS.KEYPOINT_SELECTION``, :func:`unlabel_inconsistent`) a rejected
+person keeps its box and mask and loses its keypoints (all unlabelled): the R-CNN still learns
+it as a person, and the top-down stage, which crops only persons with labelled keypoints, leaves
+it out.
 """
 
 from typing import Dict, List
 
 import numpy as np
 
-__all__ = ["KS_AT_ONE", "KS_AT_ALL", "consistency", "keep_mask", "select_annotations"]
+__all__ = [
+    "KS_AT_ONE",
+    "KS_AT_ALL",
+    "consistency",
+    "keep_mask",
+    "select_annotations",
+    "unlabel_inconsistent",
+]
 
 KS_AT_ONE, KS_AT_ALL = 0.45, 0.65  # the line's ks at n = 1 and at n = K
 
@@ -58,3 +70,35 @@ def select_annotations(annotations: List[Dict], num_keypoints: int):
     ks, n = consistency(annotations, num_keypoints)
     keep = keep_mask(ks, n, num_keypoints)
     return [a for a, k in zip(annotations, keep) if k], (ks, n, keep)
+
+
+def unlabel_inconsistent(dicts: List[Dict]):
+    """detectron2 dataset dicts with the keypoints of every rejected person unlabelled (new
+    annotation and record dicts; the input is not changed). Returns (dicts, judged, rejected)."""
+    from detectron2.structures import BoxMode
+
+    judged = [
+        (i, j)
+        for i, r in enumerate(dicts)
+        for j, a in enumerate(r.get("annotations", ()))
+        if a.get("keypoints") and not a.get("iscrowd", 0)
+    ]
+    if not judged:
+        return dicts, 0, 0
+    anns = []
+    for i, j in judged:
+        a = dicts[i]["annotations"][j]
+        mode = a.get("bbox_mode", BoxMode.XYWH_ABS)
+        anns.append({"bbox": BoxMode.convert(list(a["bbox"]), mode, BoxMode.XYWH_ABS),
+                     "keypoints": a["keypoints"]})  # fmt: skip
+    k = len(anns[0]["keypoints"]) // 3
+    ks, n = consistency(anns, k)
+    keep = keep_mask(ks, n, k)
+    out = list(dicts)
+    for (i, j), ok, cnt in zip(judged, keep, n):
+        if ok or cnt == 0:
+            continue
+        if out[i] is dicts[i]:
+            out[i] = dict(dicts[i], annotations=list(dicts[i]["annotations"]))
+        out[i]["annotations"][j] = dict(out[i]["annotations"][j], keypoints=[0.0] * (3 * k))
+    return out, int((n > 0).sum()), int(((n > 0) & ~keep).sum())

@@ -118,7 +118,8 @@ class PoseTrainer(DefaultTrainer):
         # detectron2's dataset dicts for the config (a placeholder sampler: the real one is
         # built below, on the checked list's length).
         dicts = d2_build._train_loader_from_config(cfg, sampler=[])["dataset"]
-        dicts = check_images(cfg, dicts, f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}")
+        what = f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}"
+        dicts = select_training_annotations(cfg, check_images(cfg, dicts, what), what)
         return cls.build_resumable_train_loader(cfg, dicts, DatasetMapper(cfg, True))
 
     @staticmethod
@@ -249,6 +250,24 @@ class IterationSeed(HookBase):
         random.seed(s)
         np.random.seed(s % 2**32)
         torch.manual_seed(s)
+
+
+def select_training_annotations(cfg, dicts, what):
+    """With DATASETS.KEYPOINT_SELECTION, the training dicts with the keypoints of the persons
+    the OKS team's filter rejects unlabelled (:func:`unlabel_inconsistent`), logged."""
+    if not cfg.DATASETS.KEYPOINT_SELECTION:
+        return dicts
+    from ..data.selection import unlabel_inconsistent
+
+    dicts, judged, rejected = unlabel_inconsistent(dicts)
+    logger.info(
+        "DATASETS.KEYPOINT_SELECTION: %d of %d persons with keypoints in %s fail the box/keypoint"
+        " consistency line; their keypoints are unlabelled",
+        rejected,
+        judged,
+        what,
+    )
+    return dicts
 
 
 def check_images(cfg, dicts, what):

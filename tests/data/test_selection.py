@@ -86,3 +86,33 @@ def test_select_tool_writes_the_filtered_file_and_report(tmp_path):
     missing = subprocess.run([sys.executable, str(tool), "--input", str(tmp_path / "no.json"),
                               "--output", str(out)], capture_output=True, text=True)  # fmt: skip
     assert missing.returncode == 2 and "no.json" in missing.stderr
+
+
+def test_loading_option_unlabels_the_rejected_persons_keypoints():
+    """DATASETS.KEYPOINT_SELECTION on detectron2 dicts (XYWH boxes as load_coco_json gives, and
+    XYXY): the inconsistent person keeps its box but loses its keypoints; the consistent one,
+    a crowd region and the input dicts are untouched; off, nothing changes."""
+    from detectron2.structures import BoxMode
+
+    from multitask_pose import get_multitask_cfg
+    from multitask_pose.engine.trainer import select_training_annotations
+
+    good = _person([(5.0, 0.0)] * 17)
+    bad = _person([(_offset_for(0.3), 0.0)] * 5)
+    x, y, w, h = BOX
+    bad_xyxy = dict(bad, bbox=[x, y, x + w, y + h], bbox_mode=BoxMode.XYXY_ABS)
+    crowd = dict(bad, iscrowd=1)
+    for a in (good, bad, crowd):
+        a["bbox_mode"] = BoxMode.XYWH_ABS
+    dicts = [{"image_id": 1, "annotations": [good, bad]},
+             {"image_id": 2, "annotations": [bad_xyxy, crowd]}]  # fmt: skip
+    before = json.dumps(dicts)
+    cfg = get_multitask_cfg()
+    assert select_training_annotations(cfg, dicts, "test") is dicts  # off by default
+    cfg.DATASETS.KEYPOINT_SELECTION = True
+    out = select_training_annotations(cfg, dicts, "test")
+    assert json.dumps(dicts) == before  # the input is not changed
+    assert out[0]["annotations"][0] is good and out[1]["annotations"][1] is crowd
+    for rejected, src in ((out[0]["annotations"][1], bad), (out[1]["annotations"][0], bad_xyxy)):
+        assert rejected["bbox"] == src["bbox"] and not any(rejected["keypoints"])
+        assert len(rejected["keypoints"]) == 51

@@ -9,7 +9,7 @@ from detectron2.data import (
 
 from multitask_pose.engine import PoseTrainer
 from multitask_pose.engine.checkpoint import SafeCheckpointer
-from multitask_pose.engine.trainer import check_images
+from multitask_pose.engine.trainer import check_images, select_training_annotations
 from multitask_pose.evaluation import PoseCOCOEvaluator
 
 from .config import add_topdown_config
@@ -71,7 +71,8 @@ class TopDownTrainer(PoseTrainer):
         """Person crops of DATASETS.TRAIN with the targets of ``codec`` (the model's; by default
         built from the config as the model builds it)."""
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
-        dicts = check_images(cfg, dicts, f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}")
+        what = f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}"
+        dicts = select_training_annotations(cfg, check_images(cfg, dicts, what), what)
         persons = person_dicts(
             dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS, cfg.INPUT.TOPDOWN.GT_BOX_MINUS_ONE
         )
