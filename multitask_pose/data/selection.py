@@ -31,6 +31,7 @@ __all__ = [
     "keep_mask",
     "select_annotations",
     "unlabel_inconsistent",
+    "hard_examples",
 ]
 
 KS_AT_ONE, KS_AT_ALL = 0.45, 0.65  # the line's ks at n = 1 and at n = K
@@ -102,3 +103,44 @@ def unlabel_inconsistent(dicts: List[Dict]):
             out[i] = dict(dicts[i], annotations=list(dicts[i]["annotations"]))
         out[i]["annotations"][j] = dict(out[i]["annotations"][j], keypoints=[0.0] * (3 * k))
     return out, int((n > 0).sum()), int(((n > 0) & ~keep).sum())
+
+
+def hard_examples(gt: Dict, results: List[Dict], sigmas, thresh: float):
+    """Hard-example selection (the OKS team's step 2): the ground-truth persons with labelled
+    keypoints (not crowd) whose best OKS with any prediction on their image is below
+    ``thresh`` (a person no prediction covers has OKS 0: hard).
+
+    Args:
+        gt: a COCO keypoint dataset (``images``, ``annotations`` with ``area``).
+        results: a COCO keypoint results list (``image_id``, ``keypoints``), e.g. a model's
+            ``coco_instances_results.json`` on these images.
+        sigmas: (K,) the layout's OKS sigmas; thresh: the OKS below which a person is hard.
+
+    Returns:
+        (the hard annotations, {annotation id: best OKS} of every judged person). OKS as
+        pycocotools computes it (the person's own area and labelled keypoints).
+    """
+    from collections import defaultdict
+
+    from ..evaluation.error_analysis import coco_oks
+
+    k = len(sigmas)
+    preds = defaultdict(list)
+    for r in results:
+        preds[r["image_id"]].append(r["keypoints"])
+    persons = defaultdict(list)
+    for a in gt["annotations"]:
+        if not a.get("iscrowd", 0) and any(v > 0 for v in a.get("keypoints", [])[2::3]):
+            persons[a["image_id"]].append(a)
+    best = {}
+    for image_id, anns in persons.items():
+        kp = np.array([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3)
+        if preds.get(image_id):
+            p = np.array(preds[image_id], dtype=np.float64).reshape(-1, k, 3)
+            areas = np.array([a["area"] for a in anns], dtype=np.float64)
+            oks = coco_oks(p[..., :2], kp, areas, sigmas).max(0)  # (G,)
+        else:
+            oks = np.zeros(len(anns))
+        best.update({a["id"]: float(o) for a, o in zip(anns, oks)})
+    hard = [a for anns in persons.values() for a in anns if best[a["id"]] < thresh]
+    return hard, best

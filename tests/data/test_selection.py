@@ -116,3 +116,54 @@ def test_loading_option_unlabels_the_rejected_persons_keypoints():
     for rejected, src in ((out[0]["annotations"][1], bad), (out[1]["annotations"][0], bad_xyxy)):
         assert rejected["bbox"] == src["bbox"] and not any(rejected["keypoints"])
         assert len(rejected["keypoints"]) == 51
+
+
+def test_hard_examples_are_the_persons_the_model_misses():
+    """On the real COCO sample: ground truth fed back as predictions leaves nothing hard; a
+    person whose prediction is moved by a fifth of its height, and a person without any
+    prediction, are hard; crowd regions and persons without keypoints are not judged."""
+    from multitask_pose.data import COCO_PERSON
+    from multitask_pose.data.selection import hard_examples
+
+    gt = json.loads((samples_root() / "coco" / "test_coco.json").read_text())
+    with_kp = [a for a in gt["annotations"] if sum(a["keypoints"][2::3]) > 0]
+    perfect = [{"image_id": a["image_id"], "keypoints": a["keypoints"], "score": 1.0}
+               for a in with_kp]  # fmt: skip
+    hard, best = hard_examples(gt, perfect, COCO_PERSON.oks_sigmas, 0.5)
+    assert hard == [] and len(best) == len(with_kp) == 12
+    assert all(v == pytest.approx(1.0) for v in best.values())
+    moved, dropped = with_kp[0], with_kp[1]
+    preds = [p for p, a in zip(perfect, with_kp) if a is not dropped]
+    shift = 0.2 * moved["bbox"][3]
+    kp = np.array(moved["keypoints"], dtype=np.float64).reshape(17, 3)
+    kp[:, 0] += shift
+    preds[0] = {**preds[0], "keypoints": kp.reshape(-1).tolist()}
+    hard, best = hard_examples(gt, preds, COCO_PERSON.oks_sigmas, 0.5)
+    assert sorted(a["id"] for a in hard) == sorted([moved["id"], dropped["id"]])
+    assert best[dropped["id"]] < 1e-6 and 0.01 < best[moved["id"]] < 0.5
+
+
+def test_hard_examples_tool_names_results_for_another_dataset(tmp_path):
+    tool = samples_root().parents[1] / "tools" / "select_hard_examples.py"
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"image_id": 123456789, "category_id": 1, "score": 1.0,
+                                  "keypoints": [0.0] * 51}]))  # fmt: skip
+    run = subprocess.run([sys.executable, str(tool), "--dataset", "coco_person_sample",
+                          "--results", str(wrong), "--output", str(tmp_path / "o.json")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 2 and "not in dataset 'coco_person_sample'" in run.stderr
+    gt = json.loads((samples_root() / "coco" / "test_coco.json").read_text())
+    preds = [
+        {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+        for a in gt["annotations"]
+        if sum(a["keypoints"][2::3]) > 0
+    ][1:]
+    good = tmp_path / "preds.json"
+    good.write_text(json.dumps(preds))
+    run = subprocess.run([sys.executable, str(tool), "--dataset", "coco_person_sample",
+                          "--results", str(good), "--output", str(tmp_path / "o.json")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "select_hard_examples: 1 of 12 persons below OKS 0.5 in 1 images" in run.stdout
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert len(out["annotations"]) == 1 and len(out["images"]) == 1
