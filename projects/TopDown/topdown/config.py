@@ -117,6 +117,13 @@ def add_topdown_config(cfg: CN) -> CN:
     # loaders clean them: x2 = min(W - 1, x1 + w - 1), i.e. one pixel narrower and lower
     # (topdown/data/boxes.py official_gt_boxes); False keeps the COCO box.
     tin.GT_BOX_MINUS_ONE = False
+    # Hard-negative detection mining (multitask_pose/data/hard_negatives.py): a detection file
+    # (COCO results: image_id, bbox XYWH, score) over the training images; its detections
+    # scoring at least HARD_NEGATIVE_SCORE with IoU below HARD_NEGATIVE_IOU with every person
+    # become extra training crops whose targets are all-zero heatmaps at full weight. "" is off.
+    tin.HARD_NEGATIVES_FILE = ""
+    tin.HARD_NEGATIVE_SCORE = 0.5
+    tin.HARD_NEGATIVE_IOU = 0.3
 
     tt = cfg.TEST.TOPDOWN = CN()  # inference (topdown/modeling/meta_arch.py, topdown/data/boxes.py)
     tt.BOX_SOURCE = "gt"  # "gt" (dataset boxes), "file" (DET_FILE) or "detector" (DETECTOR_CONFIG)

@@ -83,12 +83,46 @@ class TopDownTrainer(PoseTrainer):
                 " (INPUT.TOPDOWN.MIN_KEYPOINTS)"
             )
         logger.info("Top-down training on %d persons from %d images", len(persons), len(dicts))
+        if cfg.INPUT.TOPDOWN.HARD_NEGATIVES_FILE:
+            persons = persons + cls._hard_negatives(cfg, dicts)
         return cls.build_resumable_train_loader(
             cfg,
             persons,
             TopDownTrainMapper(cfg, is_train=True, codec=codec),
             aspect_ratio_grouping=False,
         )
+
+    @staticmethod
+    def _hard_negatives(cfg, dicts):
+        """INPUT.TOPDOWN.HARD_NEGATIVES_FILE's mined crops (:func:`negative_person_dicts`)."""
+        import json
+
+        from .data.mapper import negative_person_dicts
+
+        path, tin = cfg.INPUT.TOPDOWN.HARD_NEGATIVES_FILE, cfg.INPUT.TOPDOWN
+        if cfg.MODEL.TOPDOWN.CUE:
+            raise ValueError(
+                "INPUT.TOPDOWN.HARD_NEGATIVES_FILE with a cue model (MODEL.TOPDOWN.CUE"
+                f" {cfg.MODEL.TOPDOWN.CUE!r}) is not supported: negatives have no hints"
+            )
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"INPUT.TOPDOWN.HARD_NEGATIVES_FILE not found: {path}")
+        with open(path) as f:
+            detections = json.load(f)
+        try:
+            negatives, report = negative_person_dicts(
+                dicts, detections, cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
+                tin.HARD_NEGATIVE_SCORE, tin.HARD_NEGATIVE_IOU,
+            )  # fmt: skip
+        except ValueError as e:
+            raise ValueError(f"INPUT.TOPDOWN.HARD_NEGATIVES_FILE {path}: {e}") from None
+        logger.info(
+            "Hard negatives: %d crops mined from %d of %d detections scoring >= %s (IoU < %s with"
+            " every person) in %d images",
+            len(negatives), report["confident"], report["detections"], tin.HARD_NEGATIVE_SCORE,
+            tin.HARD_NEGATIVE_IOU, report["images_with_negatives"],
+        )  # fmt: skip
+        return negatives
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -1,0 +1,57 @@
+"""Hard-negative detection mining in top-down training (INPUT.TOPDOWN.HARD_NEGATIVES_FILE): the
+COCO sample's real detections become crops with all-zero heatmaps at full weight."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog
+
+import multitask_pose  # noqa: F401  (registers the datasets)
+from multitask_pose.data.datasets import samples_root
+from multitask_pose.data.hard_negatives import mine_hard_negatives
+from topdown.data.mapper import TopDownTrainMapper, negative_person_dicts, person_dicts
+from topdown.engine import TopDownTrainer
+from topdown_testing import SAMPLE, sample_cfg
+
+DETECTIONS = samples_root() / "coco" / "test_coco_det_AP_H_56.json"
+
+
+def test_negatives_are_the_mined_detections_and_train_to_nothing():
+    dicts = DatasetCatalog.get(SAMPLE)
+    dets = json.loads(DETECTIONS.read_text())
+    negatives, report = negative_person_dicts(dicts, dets, 17, 0.5, 0.3)
+    gt = json.loads((samples_root() / "coco" / "test_coco.json").read_text())
+    assert report["mined"] == mine_hard_negatives(gt, dets, 0.5, 0.3)[1]["mined"] > 0
+    assert len(negatives) == report["mined"]  # none clipped away on the sample
+    assert all(n["negative"] and not n["keypoints"].any() for n in negatives)
+    mapper = TopDownTrainMapper(sample_cfg(), is_train=True)
+    np.random.seed(0)
+    neg = mapper(negatives[0])["targets"]
+    assert not neg["heatmaps"].any() and (neg["target_weight"] == 1).all()
+    pos = mapper(person_dicts(dicts)[0])["targets"]
+    assert pos["heatmaps"].max() > 0.5  # a person still has its Gaussians
+    assert set(pos["target_weight"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_training_loader_mixes_negatives_in_and_refuses_bad_settings(tmp_path):
+    cfg = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(DETECTIONS),
+                     "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8")  # fmt: skip
+    it = iter(TopDownTrainer.build_train_loader(cfg))
+    crops = [c for _ in range(4) for c in next(it)]
+    negative = [
+        c for c in crops
+        if not c["targets"]["heatmaps"].any() and bool((c["targets"]["target_weight"] == 1).all())
+    ]  # fmt: skip
+    assert 0 < len(negative) < len(crops)
+    missing = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(tmp_path / "none.json"))
+    with pytest.raises(FileNotFoundError, match="HARD_NEGATIVES_FILE not found"):
+        TopDownTrainer.build_train_loader(missing)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"image_id": 424242, "bbox": [0, 0, 9, 9], "score": 1.0}]))
+    with pytest.raises(ValueError, match=r"other.json: detection 0: image 424242 is not in"):
+        TopDownTrainer.build_train_loader(
+            sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(other))
+        )
+    assert torch.is_tensor(crops[0]["image"])
