@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Pseudo-labels from a trained model's keypoint results (multitask_pose/data/pseudo_labels.py).
+
+    PY=$(tools/install/setup_env.sh)
+    # 1. the model over unlabelled images (resumable, --num-gpus N shards), e.g. the R-CNN:
+    $PY tools/detect_persons.py --config-file <R-CNN config> --input unlabelled/ \
+        --output output/pl/dets.json MODEL.WEIGHTS <model>
+    # 2. confident keypoints as labels:
+    $PY tools/pseudo_label.py --results output/pl/dets.json \
+        --images output/pl/dets.json.images.json --output output/pl/pseudo.json
+    # or on a registered dataset's images (e.g. the top-down evaluator's results on it):
+    $PY tools/pseudo_label.py --results .../coco_instances_results.json --dataset <name> \
+        --output pseudo.json
+
+Keypoints scoring above --kp-thresh (0.9) are labelled, the rest unlabelled; detections below
+--box-thresh and persons with fewer than --min-keypoints labelled points are dropped. The output
+is COCO person-keypoints json in the COCO layout (or --layout aic/crowdpose), written atomically;
+register it with ``register_coco_person``. Prints a one-line summary.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import multitask_pose  # noqa: F401  (registers the built-in datasets)
+from multitask_pose.data.keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON
+from multitask_pose.data.pseudo_labels import pseudo_label
+from multitask_pose.shared.atomic_io import write_json_atomic
+
+LAYOUTS = {"coco": COCO_PERSON, "aic": AIC_PERSON, "crowdpose": CROWDPOSE_PERSON}
+
+
+def images_of(args):
+    """COCO image entries (id, file_name, width, height) of --dataset or --images."""
+    if args.dataset:
+        from detectron2.data import DatasetCatalog
+
+        if args.dataset not in DatasetCatalog.list():
+            raise ValueError(f"dataset {args.dataset!r} is not registered")
+        return [{"id": d["image_id"], "file_name": d["file_name"], "width": d["width"],
+                 "height": d["height"]} for d in DatasetCatalog.get(args.dataset)]  # fmt: skip
+    from PIL import Image
+
+    with open(args.images) as f:
+        listed = json.load(f)
+    out = []
+    for e in listed:
+        if not os.path.isfile(e["file_name"]):
+            raise ValueError(f"{args.images}: image {e['id']}: no file {e['file_name']}")
+        with Image.open(e["file_name"]) as im:
+            out.append({"id": e["id"], "file_name": e["file_name"], "width": im.size[0],
+                        "height": im.size[1]})  # fmt: skip
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--results", required=True, help="COCO keypoint results (with bbox, score)")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="a registered dataset the results are on")
+    source.add_argument("--images", help="detect_persons.py's <output>.images.json")
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--kp-thresh", type=float, default=0.9)
+    ap.add_argument("--min-keypoints", type=int, default=4)
+    ap.add_argument("--box-thresh", type=float, default=0.0)
+    ap.add_argument("--layout", choices=sorted(LAYOUTS), default="coco")
+    args = ap.parse_args(argv)
+    spec = LAYOUTS[args.layout]
+    try:
+        with open(args.results) as f:
+            results = json.load(f)
+        if not isinstance(results, list):
+            raise ValueError("not a COCO results list")
+        data, report = pseudo_label(results, images_of(args), spec.num_keypoints,
+                                    args.kp_thresh, args.min_keypoints, args.box_thresh)  # fmt: skip
+    except (OSError, ValueError, KeyError) as e:
+        print(f"pseudo_label: {args.results}: {e}", file=sys.stderr)
+        return 2
+    idx = {n: i + 1 for i, n in enumerate(spec.keypoint_names)}
+    data["categories"][0].update(
+        keypoints=list(spec.keypoint_names),
+        skeleton=[[idx[a], idx[b]] for a, b, _ in spec.connection_rules],
+    )
+    write_json_atomic(args.output, data)
+    print(
+        f"pseudo_label: {report['persons']} persons ({report['labelled_keypoints']} keypoints"
+        f" above {args.kp_thresh}) on {report['images_with_persons']} of {report['images']}"
+        f" images from {report['detections']} detections; dropped {report['dropped'] or 0}"
+        f" -> {args.output}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
