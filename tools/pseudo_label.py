@@ -72,8 +72,11 @@ def main(argv=None):
             results = json.load(f)
         if not isinstance(results, list):
             raise ValueError("not a COCO results list")
-        data, report = pseudo_label(results, images_of(args), spec.num_keypoints,
-                                    args.kp_thresh, args.min_keypoints, args.box_thresh)  # fmt: skip
+        images = images_of(args)
+        data, report = pseudo_label(
+            results, images, spec.num_keypoints, args.kp_thresh, args.min_keypoints,
+            args.box_thresh,
+        )  # fmt: skip
     except (OSError, ValueError, KeyError) as e:
         print(f"pseudo_label: {args.results}: {e}", file=sys.stderr)
         return 2
