@@ -14,6 +14,7 @@ import os
 from unittest import mock
 
 import faster_coco_eval
+import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
@@ -125,7 +126,45 @@ class PoseCOCOEvaluator(COCOEvaluator):
             return {
                 m: 0.0 for m in (metrics if iou_type != "keypoints" else metrics[:3] + metrics[4:])
             }
-        return super()._derive_coco_results(coco_eval, iou_type, class_names)
+        results = super()._derive_coco_results(coco_eval, iou_type, class_names)
+        if iou_type == "keypoints":
+            results.update(crowd_level_ap(coco_eval))
+        return results
+
+
+# CrowdPose's crowding levels by the images' crowdIndex, as its evaluation (xtcocotools'
+# "keypoints_crowd") splits them: easy below 0.2, medium below 0.8, hard from 0.8.
+CROWD_LEVELS = (("APeasy", 0.0, 0.2), ("APmedium", 0.2, 0.8), ("APhard", 0.8, float("inf")))
+
+
+def crowd_level_ap(coco_eval) -> dict:
+    """Keypoint AP (x 100) per CrowdPose crowding level when the ground truth's images carry a
+    ``crowdIndex`` (CrowdPose), else {}: the same evaluation restricted to each level's images
+    (NaN for a level without images). Equal to xtcocotools' per-level figure, the mean of the
+    precision over IoU thresholds and recall levels, which has no -1 entries for one category
+    with ground truth."""
+    import copy
+
+    imgs = coco_eval.cocoGt.imgs
+    index = {i: im.get("crowdIndex") for i, im in imgs.items()}
+    if not index or any(v is None for v in index.values()):
+        return {}
+    out = {}
+    for name, lo, hi in CROWD_LEVELS:
+        ids = sorted(i for i in coco_eval.params.imgIds if lo <= index[i] < hi)
+        if not ids:
+            out[name] = float("nan")
+            continue
+        level = type(coco_eval)(coco_eval.cocoGt, coco_eval.cocoDt, "keypoints")
+        level.params = copy.deepcopy(coco_eval.params)
+        level.params.imgIds = ids
+        with contextlib.redirect_stdout(io.StringIO()):
+            level.evaluate()
+            level.accumulate()
+        precision = np.asarray(level.eval["precision"])[:, :, :, 0, -1]
+        valid = precision[precision > -1]
+        out[name] = float(100 * valid.mean()) if valid.size else float("nan")
+    return out
 
 
 def _tasks_of(cfg):
