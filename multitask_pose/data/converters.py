@@ -25,7 +25,15 @@ from ..shared.atomic_io import write_json_atomic
 from .datasets import DatasetFormatError
 from .keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON, KeypointSpec, map_keypoints
 
-__all__ = ["AREA_FACTOR", "convert_aic", "convert_crowdpose", "summary"]
+__all__ = [
+    "AREA_FACTOR",
+    "convert_aic",
+    "convert_crowdpose",
+    "register_aic",
+    "register_crowdpose",
+    "summary",
+]
+CONVERTER_VERSION = 1  # part of the cache key of converted files: bump when the output changes
 
 AREA_FACTOR = {AIC_PERSON.name: 1.0, CROWDPOSE_PERSON.name: 0.53}
 _AIC_VISIBILITY = {1: 2, 2: 1, 3: 0}  # AI Challenger's flag -> COCO's
@@ -212,3 +220,47 @@ def summary(report: Dict, prefix: str) -> str:
     if items:
         line += " (" + "; ".join(items[:3]) + (" ..." if len(items) > 3 else "") + ")"
     return line
+
+
+def _cached_json(name: str, source: str, layout: str) -> str:
+    """Where the converted file of ``source`` lives: the datasets cache, keyed by the source's
+    path, size and modification time, the layout and the converter version."""
+    import hashlib
+
+    from .datasets import synth_cache_root
+
+    st = os.stat(source)
+    key = f"{os.path.abspath(source)}|{st.st_size}|{st.st_mtime_ns}|{layout}|{CONVERTER_VERSION}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return str(synth_cache_root() / "converted" / f"{name}-{digest}.json")
+
+
+def _register_converted(name, source, image_root, layout, own, convert):
+    from .datasets import register_coco_person
+
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"dataset {name!r}: annotation file not found: {source}")
+    out = _cached_json(name, source, layout)
+
+    def prepare():
+        if not os.path.isfile(out):
+            convert(out)
+
+    register_coco_person(name, out, image_root, _layout(layout, own), prepare=prepare,
+                         source_file=str(source))  # fmt: skip
+
+
+def register_aic(name: str, raw_file: str, image_root: str, layout: str = "coco") -> None:
+    """Register a copy of AI Challenger in one line: its raw release file is converted
+    (:func:`convert_aic`) into the datasets cache on first load (again when the file changes),
+    in COCO's layout (``layout="coco"``) or its own 14 keypoints (``"own"``)."""
+    _register_converted(name, raw_file, image_root, layout, AIC_PERSON,
+                        lambda out: convert_aic(raw_file, image_root, out, layout))  # fmt: skip
+
+
+def register_crowdpose(name: str, json_file: str, image_root: str, layout: str = "own") -> None:
+    """Register a copy of CrowdPose in one line (converted by :func:`convert_crowdpose` into the
+    datasets cache on first load), in its own 14 keypoints (default: its evaluation, with AP per
+    crowding level) or COCO's (``layout="coco"``)."""
+    _register_converted(name, json_file, image_root, layout, CROWDPOSE_PERSON,
+                        lambda out: convert_crowdpose(json_file, out, layout))  # fmt: skip

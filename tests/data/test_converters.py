@@ -158,3 +158,45 @@ def test_crowdpose_bad_input_names_image_and_person(tmp_path):
     report = convert_crowdpose(str(src), str(tmp_path / "out.json"), skip_invalid=True)
     assert report["skipped"] == 2 and report["persons"] == 3
     assert any("an image the file does not list" in s for s in report["skipped_items"])
+
+
+def test_register_helpers_convert_on_first_load(tmp_path, monkeypatch):
+    """register_aic / register_crowdpose: one line registers a copy; the converted file lands in
+    the datasets cache on first load with the layout's keypoint metadata, and is rebuilt when the
+    source file changes."""
+    from detectron2.data import MetadataCatalog
+
+    from multitask_pose.data import CROWDPOSE_PERSON
+    from multitask_pose.data.converters import register_aic, register_crowdpose
+
+    monkeypatch.setenv("MTP_DATASETS_CACHE", str(tmp_path / "cache"))
+    raw, images, _ = _raw_aic(tmp_path)
+    register_aic("test_register_aic", str(raw), str(images))
+    register_crowdpose("test_register_cp", str(CROWDPOSE / "test_crowdpose.json"), str(CROWDPOSE))
+    try:
+        meta = MetadataCatalog.get("test_register_aic")
+        assert not (tmp_path / "cache" / "converted").exists()  # nothing before the first load
+        dicts = DatasetCatalog.get("test_register_aic")
+        assert sum(len(d["annotations"]) for d in dicts) == 9
+        assert tuple(meta.keypoint_names) == COCO_PERSON.keypoint_names
+        first = meta.json_file
+        entries = json.loads(raw.read_text())
+        entries[0]["keypoint_annotations"].popitem()
+        raw.write_text(json.dumps(entries))
+        register_aic("test_register_aic2", str(raw), str(images))
+        try:
+            assert MetadataCatalog.get("test_register_aic2").json_file != first
+            assert sum(len(d["annotations"]) for d in DatasetCatalog.get("test_register_aic2")) == 8
+        finally:
+            DatasetCatalog.remove("test_register_aic2")
+            MetadataCatalog.remove("test_register_aic2")
+        cp = DatasetCatalog.get("test_register_cp")
+        assert len(cp) == 2
+        cp_meta = MetadataCatalog.get("test_register_cp")
+        assert tuple(cp_meta.keypoint_names) == CROWDPOSE_PERSON.keypoint_names
+    finally:
+        for name in ("test_register_aic", "test_register_cp"):
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+    with pytest.raises(FileNotFoundError, match="annotation file not found"):
+        register_aic("test_register_missing", str(tmp_path / "none.json"), str(images))
