@@ -50,7 +50,8 @@ __all__ = [
 
 class _StackedBatch:
     """A batch as a worker sends it: ``fields[key]`` is one stacked tensor (every sample's value
-    a tensor of one shape and dtype) or the list of the samples' values."""
+    a tensor of one shape and dtype), a nested ``_StackedBatch`` (every sample's value a dict
+    with the same keys, e.g. the top-down targets) or the list of the samples' values."""
 
     def __init__(self, size: int, fields: dict):
         self.size, self.fields = size, fields
@@ -59,18 +60,24 @@ class _StackedBatch:
 def stack_batch(dicts: List[dict]):
     """The worker side of the transfer: a list of dicts with the same keys becomes a
     :class:`_StackedBatch`; other lists (different keys) stay as they are."""
-    keys = list(dicts[0]) if dicts else []
-    if not dicts or any(list(d) != keys for d in dicts):
+    if not dicts or not all(isinstance(d, dict) for d in dicts):
+        return dicts
+    keys = list(dicts[0])
+    if any(list(d) != keys for d in dicts):
         return dicts
     fields = {}
     for k in keys:
         vals = [d[k] for d in dicts]
         first = vals[0]
-        same = isinstance(first, torch.Tensor) and all(
+        if isinstance(first, torch.Tensor) and all(
             isinstance(v, torch.Tensor) and v.shape == first.shape and v.dtype == first.dtype
             for v in vals
-        )
-        fields[k] = torch.stack(vals) if same else vals
+        ):
+            fields[k] = torch.stack(vals)
+        elif isinstance(first, dict):
+            fields[k] = stack_batch(vals)  # a nested _StackedBatch, or the list as it is
+        else:
+            fields[k] = vals
     return _StackedBatch(len(dicts), fields)
 
 
@@ -78,7 +85,8 @@ def unstack_batch(batch) -> List[dict]:
     """The main-process side: the list of dicts again, tensors as views of the stacked ones."""
     if not isinstance(batch, _StackedBatch):
         return batch
-    return [{k: v[i] for k, v in batch.fields.items()} for i in range(batch.size)]
+    fields = {k: unstack_batch(v) for k, v in batch.fields.items()}
+    return [{k: v[i] for k, v in fields.items()} for i in range(batch.size)]
 
 
 def mix_seed(*parts) -> int:

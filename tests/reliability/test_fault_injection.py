@@ -165,6 +165,7 @@ class _TensorMapper:
             "image": torch.rand(3, 4, 5),
             "target": torch.randint(0, 9, (2, 3)),
             "ragged": torch.rand(d["id"] % 3 + 1),
+            "targets": {"heatmaps": torch.rand(2, 3, 3), "weight": torch.rand(2)},
         }
 
 
@@ -184,9 +185,13 @@ def test_stacked_worker_batches_equal_the_in_process_ones():
             for k in ("image", "target", "ragged"):
                 assert got[k].dtype == want[k].dtype
                 torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+            assert list(got["targets"]) == ["heatmaps", "weight"]
+            torch.testing.assert_close(got["targets"], want["targets"], rtol=0, atol=0)
         # One transfer per field: the samples' images are views of one stacked tensor.
         storages = {d["image"].untyped_storage().data_ptr() for d in batch}
         assert len(storages) == 1
+        nested = {d["targets"]["heatmaps"].untyped_storage().data_ptr() for d in batch}
+        assert len(nested) == 1
     # A batch whose dicts differ in keys is passed as it is.
     assert stack_batch([{"a": 1}, {"b": 2}]) == [{"a": 1}, {"b": 2}]
 
