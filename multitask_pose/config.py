@@ -51,6 +51,16 @@ def add_pose_config(cfg: CN) -> CN:
     # keypoints loses its keypoints; its box and mask still train the R-CNN, and the top-down
     # stage leaves it out. tools/select_data.py applies the same rule to a json file.
     cfg.DATASETS.KEYPOINT_SELECTION = False
+    # Joint training (multitask_pose/data/joint_training.py): one weight per DATASETS.TRAIN entry,
+    # the share of training samples drawn from it whatever its size (e.g. (0.7, 0.3)); empty
+    # concatenates the datasets (every sample equally likely). Datasets after the first are
+    # mapped into the first one's keypoint layout, their missing joints unlabelled (no loss).
+    cfg.DATASETS.TRAIN_RATIOS = ()
+    # COCO-format json files to register before the run, so that DATASETS.TRAIN / TEST can name
+    # them without a script: entries (name, json_file, image_root) or (name, json_file,
+    # image_root, layout), layout one of "coco" (default), "aic", "crowdpose"
+    # (multitask_pose/data/datasets.py register_config_datasets).
+    cfg.DATASETS.REGISTER_COCO = ()
     return cfg
 
 
@@ -84,6 +94,15 @@ def add_multitask_config(cfg: CN) -> CN:
     # Which of the head's convs (1-based, conv_fcn<i>) are DCNv2
     # (multitask_pose/layers/deform_conv.py).
     kp.DEFORM_CONVS = ()
+
+    # Hard-negative detection mining for the R-CNN (multitask_pose/modeling/
+    # hard_negative_proposals.py): a detection file (COCO results: image_id, bbox XYWH, score)
+    # over DATASETS.TRAIN[0]'s images; its detections scoring at least HARD_NEGATIVE_SCORE with
+    # IoU below HARD_NEGATIVE_IOU with every person join that image's proposals in training, as
+    # background. "" is off. (The top-down stage's are INPUT.TOPDOWN.HARD_NEGATIVES_*.)
+    cfg.INPUT.HARD_NEGATIVES_FILE = ""
+    cfg.INPUT.HARD_NEGATIVE_SCORE = 0.5
+    cfg.INPUT.HARD_NEGATIVE_IOU = 0.3
 
     # Hybrid Task Cascade (MODEL.ROI_HEADS.NAME "HybridTaskCascadeROIHeads",
     # multitask_pose/modeling/htc.py) on detectron2's cascade keys (ROI_BOX_CASCADE_HEAD.IOUS

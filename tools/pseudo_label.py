@@ -24,11 +24,9 @@ import os
 import sys
 
 import multitask_pose  # noqa: F401  (registers the built-in datasets)
-from multitask_pose.data.keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON
+from multitask_pose.data.datasets import LAYOUTS
 from multitask_pose.data.pseudo_labels import pseudo_label
 from multitask_pose.shared.atomic_io import write_json_atomic
-
-LAYOUTS = {"coco": COCO_PERSON, "aic": AIC_PERSON, "crowdpose": CROWDPOSE_PERSON}
 
 
 def images_of(args):

@@ -5,6 +5,7 @@ metadata (``multitask_pose.data.keypoints``) in ``MetadataCatalog``. Annotations
 load, so a malformed one fails with the file and annotation id in the message instead of deep
 inside a data loader worker.
 """
+
 import logging
 import os
 from pathlib import Path
@@ -14,10 +15,12 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .keypoints import COCO_PERSON, KeypointSpec
+from .keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON, KeypointSpec
 
 __all__ = [
+    "LAYOUTS",
     "DatasetFormatError",
+    "register_config_datasets",
     "register_coco_person",
     "validate_dataset_dicts",
     "samples_root",
@@ -34,12 +37,15 @@ class DatasetFormatError(ValueError):
 
 def samples_root() -> Path:
     """The real sample data shipped with the repository (``datasets/samples``)."""
-    return Path(os.environ.get("MTP_SAMPLES", Path(__file__).resolve().parents[2] / "datasets" / "samples"))
+    return Path(
+        os.environ.get("MTP_SAMPLES", Path(__file__).resolve().parents[2] / "datasets" / "samples")
+    )
 
 
 def synth_cache_root() -> Path:
-    """Where generated datasets are cached: ``$MTP_DATASETS_CACHE`` or ~/.cache/multitask_pose/datasets
-    (outside the clone, so a fresh clone reuses what an earlier one generated)."""
+    """Where generated datasets are cached: ``$MTP_DATASETS_CACHE`` or
+    ~/.cache/multitask_pose/datasets (outside the clone, so a fresh clone reuses what an earlier
+    one generated)."""
     default = Path.home() / ".cache" / "multitask_pose" / "datasets"
     return Path(os.environ.get("MTP_DATASETS_CACHE", default))
 
@@ -51,14 +57,18 @@ def validate_dataset_dicts(dicts: List[Dict], spec: KeypointSpec, source: str) -
     k3 = 3 * spec.num_keypoints
     for d in dicts:
         if not os.path.isfile(d["file_name"]):
-            raise DatasetFormatError(f"{source}: image {d.get('image_id')} file not found: {d['file_name']}")
+            raise DatasetFormatError(
+                f"{source}: image {d.get('image_id')} file not found: {d['file_name']}"
+            )
         for a in d.get("annotations", []):
             where = f"{source}: annotation id {a.get('id')} (image {d.get('image_id')})"
             box = a.get("bbox")
             if box is None or len(box) != 4:
                 raise DatasetFormatError(f"{where}: bbox must have 4 numbers, got {box!r}")
             if not (box[2] > 0 and box[3] > 0):
-                raise DatasetFormatError(f"{where}: bbox {list(box)} has non-positive width or height")
+                raise DatasetFormatError(
+                    f"{where}: bbox {list(box)} has non-positive width or height"
+                )
             kp = a.get("keypoints")
             if kp is not None:
                 if len(kp) != k3:
@@ -71,8 +81,14 @@ def validate_dataset_dicts(dicts: List[Dict], spec: KeypointSpec, source: str) -
     return dicts
 
 
-def register_coco_person(name: str, json_file: str, image_root: str, spec: KeypointSpec = COCO_PERSON,
-                         prepare=None, **metadata) -> None:
+def register_coco_person(
+    name: str,
+    json_file: str,
+    image_root: str,
+    spec: KeypointSpec = COCO_PERSON,
+    prepare=None,
+    **metadata,
+) -> None:
     """Register a COCO-format person-keypoints dataset with its keypoint metadata.
 
     ``prepare``, if given, is called before loading (it may create ``json_file``, as the
@@ -98,6 +114,50 @@ def register_coco_person(name: str, json_file: str, image_root: str, spec: Keypo
     )
 
 
+LAYOUTS = {"coco": COCO_PERSON, "aic": AIC_PERSON, "crowdpose": CROWDPOSE_PERSON}
+
+
+def register_config_datasets(entries) -> List[str]:
+    """Register DATASETS.REGISTER_COCO's entries, ``(name, json_file, image_root[, layout])``
+    (layout a key of :data:`LAYOUTS`, default "coco"), with :func:`register_coco_person`; an
+    entry already registered with the same file, image root and layout is left as it is.
+    Returns the names. ValueError naming the entry: a malformed one, an unknown layout, a
+    missing file, or a name registered otherwise."""
+    names = []
+    for entry in entries:
+        if not isinstance(entry, (list, tuple)) or len(entry) not in (3, 4):
+            raise ValueError(
+                f"DATASETS.REGISTER_COCO entry {entry!r}: expected (name, json_file, image_root)"
+                " or (name, json_file, image_root, layout)"
+            )
+        name, json_file, image_root = (str(x) for x in entry[:3])
+        layout = str(entry[3]) if len(entry) == 4 else "coco"
+        if layout not in LAYOUTS:
+            raise ValueError(
+                f"DATASETS.REGISTER_COCO entry {name!r}: layout {layout!r} is not one of"
+                f" {sorted(LAYOUTS)}"
+            )
+        if not os.path.isfile(json_file):
+            raise ValueError(f"DATASETS.REGISTER_COCO entry {name!r}: no file {json_file}")
+        json_file, image_root = os.path.abspath(json_file), os.path.abspath(image_root)
+        if name in DatasetCatalog.list():
+            meta = MetadataCatalog.get(name)
+            same = (
+                meta.get("json_file") == json_file
+                and meta.get("image_root") == image_root
+                and tuple(meta.get("keypoint_names", ())) == LAYOUTS[layout].keypoint_names
+            )
+            if not same:
+                raise ValueError(
+                    f"DATASETS.REGISTER_COCO entry {name!r}: a dataset of that name is already"
+                    f" registered with other files ({meta.get('json_file')})"
+                )
+        else:
+            register_coco_person(name, json_file, image_root, LAYOUTS[layout])
+        names.append(name)
+    return names
+
+
 def _register_synth_people() -> None:
     from .synth_people import SPLITS, ensure_split, split_dir
 
@@ -109,7 +169,10 @@ def _register_synth_people() -> None:
             ensure_split(split, root)
 
         register_coco_person(
-            split, os.path.join(out, "annotations.json"), os.path.join(out, "images"), prepare=prepare
+            split,
+            os.path.join(out, "annotations.json"),
+            os.path.join(out, "images"),
+            prepare=prepare,
         )
 
 
@@ -128,5 +191,8 @@ def register_builtin() -> None:
     # the OKS sigmas; complete them so every keypoint dataset has one metadata source.
     for name in DatasetCatalog.list():
         meta = MetadataCatalog.get(name)
-        if name.startswith("keypoints_coco_") and tuple(meta.get("keypoint_names", ())) == COCO_PERSON.keypoint_names:
+        if (
+            name.startswith("keypoints_coco_")
+            and tuple(meta.get("keypoint_names", ())) == COCO_PERSON.keypoint_names
+        ):
             meta.set(keypoint_oks_sigmas=list(COCO_PERSON.oks_sigmas))

@@ -14,9 +14,10 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
+from detectron2.data import DatasetMapper
 from torchvision.ops import box_iou
 
-__all__ = ["mine_hard_negatives"]
+__all__ = ["HardNegativeMapper", "mine_dataset_dicts", "mine_hard_negatives", "with_hard_negatives"]
 
 
 def _xyxy(boxes: np.ndarray) -> torch.Tensor:
@@ -78,3 +79,55 @@ def mine_hard_negatives(
         "iou_thresh": iou_thresh,
     }
     return out, report
+
+
+def mine_dataset_dicts(dataset_dicts: List[Dict], detections: List[Dict], score_thresh: float,
+                       iou_thresh: float) -> Tuple[Dict[int, np.ndarray], Dict]:  # fmt: skip
+    """:func:`mine_hard_negatives` over detectron2 dataset dicts (their annotations' boxes in
+    any ``bbox_mode``) instead of a COCO json."""
+    from detectron2.structures import BoxMode
+
+    gt = {"images": [{"id": d["image_id"]} for d in dataset_dicts], "annotations": []}
+    for d in dataset_dicts:
+        for a in d.get("annotations", []):
+            xywh = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYWH_ABS)
+            gt["annotations"].append({"image_id": d["image_id"], "bbox": xywh})
+    return mine_hard_negatives(gt, detections, score_thresh, iou_thresh)
+
+
+def with_hard_negatives(dataset_dicts: List[Dict], detections: List[Dict], score_thresh: float,
+                        iou_thresh: float) -> Tuple[List[Dict], Dict]:  # fmt: skip
+    """The R-CNN side: copies of ``dataset_dicts`` whose images with hard negatives carry them
+    as ``hard_negatives`` ((M, 4) XYXY boxes, clipped to the image) for
+    :class:`HardNegativeMapper`. Returns (dicts, the mining report)."""
+    mined, report = mine_dataset_dicts(dataset_dicts, detections, score_thresh, iou_thresh)
+    out = []
+    for d in dataset_dicts:
+        rows = mined.get(d["image_id"])
+        if rows is not None:
+            xyxy = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:4]], 1)
+            xyxy = np.clip(xyxy, 0, [d["width"], d["height"], d["width"], d["height"]])
+            xyxy = xyxy[(xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])]
+            if len(xyxy):
+                d = {**d, "hard_negatives": xyxy.astype(np.float32)}
+        out.append(d)
+    return out, report
+
+
+class HardNegativeMapper(DatasetMapper):
+    """detectron2's ``DatasetMapper`` that also carries a dict's ``hard_negatives`` boxes
+    through the augmentation of its annotations, as an (M, 4) float tensor in the input image's
+    frame (the ROI heads add them to the proposals: ``multitask_pose/modeling/
+    hard_negative_proposals.py``). detectron2's mapper transforms only annotations and
+    precomputed proposals, hence the subclass."""
+
+    def _transform_annotations(self, dataset_dict, transforms, image_shape):
+        super()._transform_annotations(dataset_dict, transforms, image_shape)
+        boxes = dataset_dict.pop("hard_negatives", None)
+        if boxes is None:
+            return
+        b = transforms.apply_box(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+        h, w = image_shape
+        b = np.clip(b, 0, [w, h, w, h])
+        b = b[(b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)]
+        dataset_dict["hard_negatives"] = torch.as_tensor(b, dtype=torch.float32)

@@ -10,6 +10,10 @@ other images, augmented otherwise, than the run it continues. Here:
   Position p is dataset index ``perm_e[p mod N]`` of epoch ``e = p // N``, whose permutation is
   drawn from a generator seeded by (SEED, e): any position is found without replaying the
   stream (``PositionedDataset``).
+- With several datasets mixed by ratios (``DATASETS.TRAIN_RATIOS``, ``joint_training.py``),
+  each block of ``MIX_BLOCK`` positions holds each dataset's exact quota in an order shuffled by
+  (SEED, block); a dataset's k-th sample is its own stream's position k (its epochs' permutations
+  seeded by (SEED, dataset, epoch)). Again a function of p alone.
 - The mapper of position p runs with Python's, numpy's and torch's generators seeded from
   (SEED, p) and restored afterwards: its random augmentation depends on p alone, not on the
   worker, the number of workers or what the worker did before.
@@ -30,7 +34,7 @@ import hashlib
 import itertools
 import operator
 import random
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,6 +43,7 @@ from detectron2.utils import comm
 from torch.utils import data as torchdata
 
 __all__ = [
+    "MIX_BLOCK",
     "PositionedDataset",
     "ResumableTrainLoader",
     "mix_seed",
@@ -95,19 +100,33 @@ def mix_seed(*parts) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+MIX_BLOCK = 1000  # positions per block of exact per-dataset quotas (mixed datasets)
+
+
 class PositionedDataset(torchdata.Dataset):
     """Stream position -> mapped dataset dict, deterministic in (seed, position) (module doc).
 
     Args:
-        dicts: the dataset dicts (detectron2 format).
+        dicts: the dataset dicts (detectron2 format); with ``part_sizes``, the datasets' dicts
+            concatenated.
         mapper: dict -> training sample (e.g. detectron2's DatasetMapper); None results are
             replaced by the next index's sample, deterministically. A dict sample gets its
             position as "stream_position" (what the resume tests compare).
         seed: the run's seed.
         shuffle: shuffle each epoch (else the dataset order, repeated).
+        part_sizes, ratios: the number of dicts of each dataset and the share of the stream
+            each gets (normalised weights, ``joint_training.check_ratios``); None: one dataset.
     """
 
-    def __init__(self, dicts: Sequence[dict], mapper: Callable, seed: int, shuffle: bool = True):
+    def __init__(
+        self,
+        dicts: Sequence[dict],
+        mapper: Callable,
+        seed: int,
+        shuffle: bool = True,
+        part_sizes: Optional[Sequence[int]] = None,
+        ratios: Optional[Sequence[float]] = None,
+    ):
         if not len(dicts):
             raise ValueError("PositionedDataset: the dataset is empty")
         self.dataset = DatasetFromList(list(dicts), copy=False, serialize=True)
@@ -118,8 +137,52 @@ class PositionedDataset(torchdata.Dataset):
             [d.get("width", 0) > d.get("height", 0) for d in dicts], dtype=bool
         )
         self._epoch, self._perm = None, None
+        self.parts = None
+        if (part_sizes is None) != (ratios is None):
+            raise ValueError("PositionedDataset: give part_sizes and ratios together")
+        if part_sizes is not None:
+            from .joint_training import block_quota
+
+            sizes = np.asarray(part_sizes, dtype=np.int64)
+            if len(sizes) != len(ratios) or sizes.sum() != self.num or (sizes <= 0).any():
+                raise ValueError(
+                    f"PositionedDataset: part sizes {tuple(sizes)} (for {len(ratios)} ratios)"
+                    f" must be positive and sum to the {self.num} dicts"
+                )
+            self.parts = sizes
+            self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            self.quota = block_quota(np.asarray(ratios, dtype=np.float64), MIX_BLOCK)
+            self._block, self._part_perms = None, {}
+
+    def _mix_block(self, block: int):
+        """(dataset of each position of ``block``, its count among the block's earlier ones)."""
+        if block != self._block:
+            which = np.repeat(np.arange(len(self.quota)), self.quota)
+            g = torch.Generator().manual_seed(mix_seed(self.seed, block, 1))
+            which = which[torch.randperm(MIX_BLOCK, generator=g).numpy()]
+            rank = np.empty(MIX_BLOCK, dtype=np.int64)
+            for d in range(len(self.quota)):
+                rank[which == d] = np.arange(self.quota[d])
+            self._block, self._which, self._rank = block, which, rank
+        return self._which, self._rank
+
+    def _part_index(self, part: int, k: int) -> int:
+        """Index (into the concatenation) of dataset ``part``'s k-th sample."""
+        epoch, i = divmod(k, int(self.parts[part]))
+        if self.shuffle:
+            if self._part_perms.get(part, (None,))[0] != epoch:
+                g = torch.Generator().manual_seed(mix_seed(self.seed, part, epoch, 2))
+                perm = torch.randperm(int(self.parts[part]), generator=g).numpy()
+                self._part_perms[part] = (epoch, perm)
+            i = int(self._part_perms[part][1][i])
+        return int(self.offsets[part]) + i
 
     def index(self, position: int) -> int:
+        if self.parts is not None:
+            block, r = divmod(int(position), MIX_BLOCK)
+            which, rank = self._mix_block(block)
+            part = int(which[r])
+            return self._part_index(part, block * int(self.quota[part]) + int(rank[r]))
         epoch, i = divmod(int(position), self.num)
         if not self.shuffle:
             return i
@@ -128,19 +191,29 @@ class PositionedDataset(torchdata.Dataset):
             self._perm, self._epoch = torch.randperm(self.num, generator=g).numpy(), epoch
         return int(self._perm[i])
 
+    def part_of(self, index: int) -> int:
+        """Which dataset an index of the concatenation belongs to (0 for one dataset)."""
+        if self.parts is None:
+            return 0
+        return int(np.searchsorted(self.offsets, index, side="right") - 1)
+
     def __len__(self):  # positions are endless; this is the dataset's size
         return self.num
 
     def __getitem__(self, position: int):
         idx = self.index(position)
-        for attempt in range(self.num):
+        # None from the mapper: the next dicts of the same dataset, in order.
+        part = self.part_of(idx)
+        start, size = (0, self.num) if self.parts is None else (
+            int(self.offsets[part]), int(self.parts[part]))  # fmt: skip
+        for attempt in range(size):
             states = random.getstate(), np.random.get_state(), torch.get_rng_state()
             s = mix_seed(self.seed, position, attempt)
             random.seed(s)
             np.random.seed(s % 2**32)
             torch.manual_seed(s)
             try:
-                out = self.mapper(self.dataset[(idx + attempt) % self.num])
+                out = self.mapper(self.dataset[start + (idx - start + attempt) % size])
             finally:
                 random.setstate(states[0])
                 np.random.set_state(states[1])
@@ -149,7 +222,7 @@ class PositionedDataset(torchdata.Dataset):
                 if isinstance(out, dict):
                     out["stream_position"] = int(position)
                 return out
-        raise RuntimeError("the mapper returned None for every image of the dataset")
+        raise RuntimeError(f"the mapper returned None for every image of dataset {part}")
 
 
 class _PositionSampler(torchdata.Sampler):

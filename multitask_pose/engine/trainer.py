@@ -113,27 +113,94 @@ class PoseTrainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         """detectron2's loader of DATASETS.TRAIN (its dataset dicts and DatasetMapper), whose
-        image files are checked first (:func:`check_images`); resumable exactly with
+        image files are checked first (:func:`check_images`); several datasets are mapped into
+        the first one's keypoint layout and mixed by DATASETS.TRAIN_RATIOS
+        (:mod:`multitask_pose.data.joint_training`); resumable exactly with
         DATALOADER.EXACT_RESUME (:meth:`build_resumable_train_loader`)."""
-        # detectron2's dataset dicts for the config (a placeholder sampler: the real one is
-        # built below, on the checked list's length).
-        dicts = d2_build._train_loader_from_config(cfg, sampler=[])["dataset"]
-        what = f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}"
-        dicts = select_training_annotations(cfg, check_images(cfg, dicts, what), what)
-        return cls.build_resumable_train_loader(cfg, dicts, DatasetMapper(cfg, True))
+        from detectron2.data import get_detection_dataset_dicts
+
+        kp_on = cfg.MODEL.KEYPOINT_ON
+        names = tuple(cfg.DATASETS.TRAIN)
+        proposals = dict(zip(names, cfg.DATASETS.PROPOSAL_FILES_TRAIN))
+
+        def load(name):
+            return get_detection_dataset_dicts(
+                [name],
+                filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+                proposal_files=[proposals[name]] if cfg.MODEL.LOAD_PROPOSALS else None,
+            )
+
+        parts = training_parts(
+            cfg, load, kp_on, cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if kp_on else 0
+        )
+        mapper = DatasetMapper
+        if cfg.INPUT.get("HARD_NEGATIVES_FILE"):  # a multitask R-CNN key
+            from ..data.hard_negatives import HardNegativeMapper
+
+            parts[0] = cls._hard_negatives(cfg, parts[0])
+            mapper = HardNegativeMapper
+        # detectron2's mapper takes its flip map from every DATASETS.TRAIN entry and refuses
+        # different layouts; after the mapping above, the first dataset's is every sample's.
+        first = cfg.clone()
+        first.defrost()
+        first.DATASETS.TRAIN = names[:1]
+        return cls.build_resumable_train_loader(cfg, parts, mapper(first, True))
 
     @staticmethod
-    def build_resumable_train_loader(cfg, dicts, mapper, aspect_ratio_grouping=None):
-        """With DATALOADER.EXACT_RESUME (default) a :class:`ResumableTrainLoader` of ``dicts``
-        through ``mapper``, whose batches are a function of (SEED, rank, iteration) so that a
-        resumed run continues exactly; otherwise detectron2's ``build_detection_train_loader``.
-        ``aspect_ratio_grouping`` None means DATALOADER.ASPECT_RATIO_GROUPING."""
+    def _hard_negatives(cfg, dicts):
+        """``dicts`` with INPUT.HARD_NEGATIVES_FILE's mined boxes (``with_hard_negatives``)."""
+        import json
+
+        from ..data.hard_negatives import with_hard_negatives
+
+        path, i = cfg.INPUT.HARD_NEGATIVES_FILE, cfg.INPUT
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"INPUT.HARD_NEGATIVES_FILE not found: {path}")
+        with open(path) as f:
+            detections = json.load(f)
+        try:
+            dicts, report = with_hard_negatives(
+                dicts, detections, i.HARD_NEGATIVE_SCORE, i.HARD_NEGATIVE_IOU
+            )
+        except ValueError as e:
+            raise ValueError(f"INPUT.HARD_NEGATIVES_FILE {path}: {e}") from None
+        logger.info(
+            "Hard negatives: %d background proposals mined from %d of %d detections scoring"
+            " >= %s (IoU < %s with every person) in %d images",
+            report["mined"], report["confident"], report["detections"], i.HARD_NEGATIVE_SCORE,
+            i.HARD_NEGATIVE_IOU, report["images_with_negatives"],
+        )  # fmt: skip
+        return dicts
+
+    @staticmethod
+    def build_resumable_train_loader(cfg, parts, mapper, aspect_ratio_grouping=None):
+        """With DATALOADER.EXACT_RESUME (default) a :class:`ResumableTrainLoader` of ``parts``
+        (a list of dicts per training dataset, or one list of dicts) through ``mapper``, whose
+        batches are a function of (SEED, rank, iteration) so that a resumed run continues
+        exactly, each dataset drawn by DATASETS.TRAIN_RATIOS when set; otherwise detectron2's
+        ``build_detection_train_loader``. ``aspect_ratio_grouping`` None means
+        DATALOADER.ASPECT_RATIO_GROUPING."""
+        from ..data.joint_training import check_ratios, describe_parts
+
+        if parts and isinstance(parts[0], dict):
+            parts = [parts]
+        dicts = [d for p in parts for d in p]
+        ratios = check_ratios(cfg.DATASETS.TRAIN_RATIOS, cfg.DATASETS.TRAIN)
+        if ratios is not None and len(parts) != len(ratios):
+            raise ValueError(
+                f"DATASETS.TRAIN_RATIOS has {len(ratios)} weights for {len(parts)} datasets"
+            )
         grouping = (
             cfg.DATALOADER.ASPECT_RATIO_GROUPING
             if aspect_ratio_grouping is None
             else aspect_ratio_grouping
         )
         if not cfg.DATALOADER.EXACT_RESUME:
+            if ratios is not None:
+                raise ValueError(
+                    "DATASETS.TRAIN_RATIOS needs DATALOADER.EXACT_RESUME True (its loader draws"
+                    " the datasets by ratio; detectron2's samplers cannot)"
+                )
             return build_detection_train_loader(
                 cfg, dataset=dicts, mapper=mapper, aspect_ratio_grouping=grouping
             )
@@ -148,9 +215,13 @@ class PoseTrainer(DefaultTrainer):
                 " the killed one would have; set SEED to resume exactly",
                 cfg.SEED,
             )
+        if len(parts) > 1:
+            unit = "images" if isinstance(mapper, DatasetMapper) else "samples"
+            logger.info(describe_parts(cfg.DATASETS.TRAIN, [len(p) for p in parts], ratios, unit))
         seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        mix = {} if ratios is None else dict(part_sizes=[len(p) for p in parts], ratios=ratios)
         return ResumableTrainLoader(
-            PositionedDataset(dicts, mapper, seed),
+            PositionedDataset(dicts, mapper, seed, **mix),
             cfg.SOLVER.IMS_PER_BATCH,
             aspect_ratio_grouping=grouping,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
@@ -252,6 +323,28 @@ class IterationSeed(HookBase):
         torch.manual_seed(s)
 
 
+def training_parts(cfg, load, keypoints, min_keypoints=0):
+    """DATASETS.TRAIN's dicts, one list per dataset: loaded by ``load(name)``, mapped into the
+    model's keypoint layout (:func:`~multitask_pose.data.joint_training.load_training_parts`),
+    their images checked (:func:`check_images`) and their annotations selected
+    (:func:`select_training_annotations`)."""
+    from ..data.joint_training import check_ratios, load_training_parts
+
+    names = tuple(cfg.DATASETS.TRAIN)
+    if not names:
+        raise ValueError("DATASETS.TRAIN is empty: name the training dataset(s)")
+    check_ratios(cfg.DATASETS.TRAIN_RATIOS, names)  # a bad list fails before any loading
+    parts, _ = load_training_parts(names, load, keypoints, min_keypoints)
+    out = []
+    for name, dicts in zip(names, parts):
+        what = f"DATASETS.TRAIN dataset {name!r}"
+        dicts = select_training_annotations(cfg, check_images(cfg, dicts, what), what)
+        if not dicts:
+            raise ValueError(f"{what} has no training image left")
+        out.append(dicts)
+    return out
+
+
 def select_training_annotations(cfg, dicts, what):
     """With DATASETS.KEYPOINT_SELECTION, the training dicts with the keypoints of the persons
     the OKS team's filter rejects unlabelled (:func:`unlabel_inconsistent`), logged."""
@@ -282,6 +375,17 @@ class MultiTaskTrainer(PoseTrainer):
     """The multitask R-CNN's trainer: its config keys and keypoint test-time augmentation."""
 
     add_config = staticmethod(add_multitask_config)
+
+    @classmethod
+    def build_model(cls, cfg):
+        """detectron2's model; with INPUT.HARD_NEGATIVES_FILE its ROI heads take the batch's
+        mined hard negatives as extra proposals (:func:`attach_hard_negatives`)."""
+        model = super().build_model(cfg)
+        if cfg.INPUT.HARD_NEGATIVES_FILE:
+            from ..modeling.hard_negative_proposals import attach_hard_negatives
+
+            attach_hard_negatives(model)
+        return model
 
     @classmethod
     def test_with_TTA(cls, cfg, model):
@@ -359,11 +463,15 @@ def check_device(cfg):
 
 
 def check_datasets(cfg):
-    """Fail early, naming the key, on an unregistered dataset or a keypoint head whose size does
-    not match the keypoint layout of the data."""
+    """Register DATASETS.REGISTER_COCO's files, then fail early, naming the key, on an
+    unregistered dataset or a keypoint head whose size does not match the keypoint layout of the
+    data (the test datasets' and the first training dataset's: the others are mapped into it)."""
+    from ..data.datasets import register_config_datasets
+
+    register_config_datasets(cfg.DATASETS.REGISTER_COCO)
     known = set(DatasetCatalog.list())
     for key in ("TRAIN", "TEST"):
-        for name in getattr(cfg.DATASETS, key):
+        for i, name in enumerate(getattr(cfg.DATASETS, key)):
             if name not in known:
                 raise KeyError(
                     f"DATASETS.{key} names {name!r}, which is not a registered dataset; "
@@ -372,6 +480,7 @@ def check_datasets(cfg):
             names = MetadataCatalog.get(name).get("keypoint_names")
             if (
                 cfg.MODEL.KEYPOINT_ON
+                and (key == "TEST" or i == 0)
                 and names
                 and len(names) != cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
             ):

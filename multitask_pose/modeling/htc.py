@@ -51,7 +51,8 @@ from detectron2.utils.events import get_event_storage
 from fvcore.nn import weight_init
 from torch import nn
 
-from .roi_heads import TaskLossWeights
+from .hard_negative_proposals import HardNegativeProposals
+from .roi_heads import TaskLossWeights, images_with_masks
 
 __all__ = ["HTCMaskHead", "HybridTaskCascadeROIHeads", "SemanticFusionHead", "semantic_targets"]
 
@@ -171,7 +172,7 @@ def semantic_targets(targets: List[Instances], size, stride, ignore=255):
 
 
 @ROI_HEADS_REGISTRY.register()
-class HybridTaskCascadeROIHeads(TaskLossWeights, CascadeROIHeads):
+class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeROIHeads):
     """Hybrid Task Cascade on detectron2's ``CascadeROIHeads`` (module docstring)."""
 
     @configurable
@@ -393,7 +394,7 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, CascadeROIHeads):
                 boxes = self.box_predictor[k].predict_boxes(predictions, props)
                 props = self._create_proposals_from_boxes(boxes, image_sizes)
                 props = self._match_and_label_boxes(props, k, targets, log=False)
-            fg, _ = select_foreground_proposals(props, self.num_classes)
+            fg, _ = select_foreground_proposals(images_with_masks(props), self.num_classes)
             head = self.mask_head[k]
             x = self._mask_features(features, [p.proposal_boxes for p in fg])
             # (no foreground box in the batch: detectron2's loss is a zero on the graph)

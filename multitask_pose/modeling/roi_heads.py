@@ -10,7 +10,23 @@ from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
 from torch import nn
 
-__all__ = ["MultiTaskCascadeROIHeads", "MultiTaskROIHeads", "TaskLossWeights"]
+from .hard_negative_proposals import HardNegativeProposals
+
+__all__ = [
+    "MaskFreeImages",
+    "MultiTaskCascadeROIHeads",
+    "MultiTaskROIHeads",
+    "TaskLossWeights",
+    "images_with_masks",
+]
+
+
+def images_with_masks(instances):
+    """Per image, its training proposals, or none (an empty ``Instances``) where its ground truth
+    has no masks: a dataset without segmentation (AI Challenger joined to COCO,
+    ``multitask_pose/data/joint_training.py``) trains the box and keypoint heads, not the mask
+    head."""
+    return [x if x.has("gt_masks") or not len(x) else x[:0] for x in instances]
 
 
 class TaskLossWeights:
@@ -51,13 +67,29 @@ class TaskLossWeights:
         return ret
 
 
+class MaskFreeImages:
+    """Mixin for a detectron2 ROI-heads class whose mask branch is detectron2's
+    ``_forward_mask``: in training, images without ground-truth masks give the mask loss no
+    proposal (:func:`images_with_masks`) instead of failing on the missing ``gt_masks``;
+    detectron2's loss is then a zero on the graph when no image of the batch has masks."""
+
+    def _forward_mask(self, features, instances):
+        if self.training and self.mask_on:
+            instances = images_with_masks(instances)
+        return super()._forward_mask(features, instances)
+
+
 @ROI_HEADS_REGISTRY.register()
-class MultiTaskROIHeads(TaskLossWeights, StandardROIHeads):
+class MultiTaskROIHeads(TaskLossWeights, MaskFreeImages, HardNegativeProposals, StandardROIHeads):
     """detectron2's ``StandardROIHeads`` (box, mask and keypoint heads on the same FPN ROI
-    features) with a weight on each task's losses (``TaskLossWeights``)."""
+    features) with a weight on each task's losses (``TaskLossWeights``); images without masks
+    train no mask (``MaskFreeImages``); mined hard negatives join the proposals
+    (``HardNegativeProposals``)."""
 
 
 @ROI_HEADS_REGISTRY.register()
-class MultiTaskCascadeROIHeads(TaskLossWeights, CascadeROIHeads):
+class MultiTaskCascadeROIHeads(
+    TaskLossWeights, MaskFreeImages, HardNegativeProposals, CascadeROIHeads
+):
     """detectron2's ``CascadeROIHeads`` with a weight on each task's losses: every stage's box
     predictor carries the box weight."""

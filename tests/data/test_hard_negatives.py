@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from multitask_pose.data.datasets import samples_root
 from multitask_pose.data.hard_negatives import mine_hard_negatives
@@ -58,3 +59,105 @@ def test_real_detections_on_the_coco_sample():
                 iw = max(0.0, min(x + w, px + pw) - max(x, px))
                 ih = max(0.0, min(y + h, py + ph) - max(y, py))
                 assert iw * ih / (w * h + pw * ph - iw * ih) < 0.3
+
+
+# --------------------------------------------------------------------------- the R-CNN side
+
+DETECTIONS = samples_root() / "coco" / "test_coco_det_AP_H_56.json"
+
+
+def _rcnn_cfg(*opts):
+    from multitask_pose.config import get_multitask_cfg
+
+    cfg = get_multitask_cfg()
+    cfg.merge_from_file("configs/Synthetic/multitask_rcnn_R_18_FPN_synth_basic.yaml")
+    cfg.merge_from_list(["DATASETS.TRAIN", "('coco_person_sample',)", "DATALOADER.NUM_WORKERS",
+                         "0", "OUTPUT_DIR", "", "MODEL.DEVICE", "cpu", *opts])  # fmt: skip
+    return cfg
+
+
+def test_the_mapper_augments_hard_negatives_as_it_augments_the_annotations():
+    from detectron2.data import DatasetCatalog
+
+    from multitask_pose.data.hard_negatives import HardNegativeMapper
+
+    d = DatasetCatalog.get("coco_person_sample")[0]
+    person = np.array(d["annotations"][0]["bbox"], dtype=np.float32)  # XYWH
+    # The person's own box as a "negative": after mapping it must equal the person's gt box,
+    # whatever resize and flip were drawn (a test of the transform, not of the mining).
+    d = {**d, "hard_negatives": np.array([[*person[:2], *(person[:2] + person[2:])]])}
+    mapper = HardNegativeMapper(_rcnn_cfg(), True)
+    flips = set()
+    for seed in range(6):
+        np.random.seed(seed)
+        out = mapper(dict(d))
+        gt = out["instances"].gt_boxes.tensor[0]
+        neg = out["hard_negatives"]
+        assert neg.shape == (1, 4) and torch.allclose(neg[0], gt, atol=1e-3)
+        scale = out["image"].shape[2] / d["width"]
+        x0, x1 = person[0] * scale, (person[0] + person[2]) * scale
+        flipped = abs(float(gt[0]) - (out["image"].shape[2] - x1)) < 1e-2
+        assert flipped or abs(float(gt[0]) - x0) < 1e-2
+        flips.add(flipped)
+    assert flips == {True, False}  # both flipped and unflipped draws were checked
+
+
+def test_hard_negatives_join_the_proposals_as_background():
+    from detectron2.modeling import build_model
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    torch.manual_seed(0)
+    model = build_model(_rcnn_cfg())
+    heads = model.roi_heads
+    heads.train()
+    gt = Instances((240, 320), gt_boxes=Boxes(torch.tensor([[10.0, 10.0, 60.0, 110.0]])),
+                   gt_classes=torch.tensor([0]))  # fmt: skip
+    rpn = Instances((240, 320), proposal_boxes=Boxes(torch.tensor([[12.0, 8.0, 58.0, 112.0]])),
+                    objectness_logits=torch.tensor([3.0]))  # fmt: skip
+    far = torch.tensor([[200.0, 120.0, 260.0, 230.0]])
+    with EventStorage():  # detectron2 logs the sampling statistics
+        plain = heads.label_and_sample_proposals([rpn], [gt])[0]
+        heads.hard_negatives = [far]
+        mined = heads.label_and_sample_proposals([rpn], [gt])[0]
+    assert heads.hard_negatives is None  # used once
+    is_far = (mined.proposal_boxes.tensor == far).all(1)
+    assert is_far.sum() == 1 and mined.gt_classes[is_far].item() == heads.num_classes
+    assert not (plain.proposal_boxes.tensor == far).all(1).any()
+
+
+def test_rcnn_training_takes_the_sample_detections_as_background_proposals(tmp_path):
+    from unittest import mock
+
+    from detectron2.modeling import StandardROIHeads
+    from detectron2.utils.events import EventStorage
+
+    from multitask_pose.engine import MultiTaskTrainer
+
+    cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(DETECTIONS), "SOLVER.IMS_PER_BATCH", "4")
+    batch = next(iter(MultiTaskTrainer.build_train_loader(cfg)))
+    negatives = [x.get("hard_negatives") for x in batch]
+    assert sum(len(n) for n in negatives if n is not None) > 0
+    model = MultiTaskTrainer.build_model(cfg)
+    model.train()
+    seen = []
+    original = StandardROIHeads.label_and_sample_proposals
+
+    def spy(self, proposals, targets):
+        seen.extend(proposals)
+        return original(self, proposals, targets)
+
+    with mock.patch.object(StandardROIHeads, "label_and_sample_proposals", spy), EventStorage():
+        model(batch)
+    assert len(seen) == len(batch)
+    for props, neg in zip(seen, negatives):
+        if neg is not None:
+            assert (props.proposal_boxes.tensor[-len(neg) :] == neg).all()
+    # Bad settings are named.
+    missing = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(tmp_path / "none.json"))
+    with pytest.raises(FileNotFoundError, match="INPUT.HARD_NEGATIVES_FILE not found"):
+        MultiTaskTrainer.build_train_loader(missing)
+    stock = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(DETECTIONS),
+                      "MODEL.ROI_HEADS.NAME", "StandardROIHeads")  # fmt: skip
+    with pytest.raises(ValueError, match="ROI heads that take extra proposals"):
+        MultiTaskTrainer.build_model(stock)

@@ -137,7 +137,7 @@ def test_training_refuses_damaged_images_before_the_first_iteration(tmp_path):
     with pytest.raises(DamagedImageError) as e:
         MultiTaskTrainer(cfg)
     msg = str(e.value)
-    assert "DATASETS.TRAIN ('damaged_sample_train',)" in msg and "1 of 4" in msg
+    assert "DATASETS.TRAIN dataset 'damaged_sample_train'" in msg and "1 of 4" in msg
     assert str(victim) in msg and "SKIP_DAMAGED_IMAGES" in msg
     from topdown import get_topdown_cfg
     from topdown.engine import TopDownTrainer

@@ -118,7 +118,7 @@ def add_topdown_config(cfg: CN) -> CN:
     # (topdown/data/boxes.py official_gt_boxes); False keeps the COCO box.
     tin.GT_BOX_MINUS_ONE = False
     # Hard-negative detection mining (multitask_pose/data/hard_negatives.py): a detection file
-    # (COCO results: image_id, bbox XYWH, score) over the training images; its detections
+    # (COCO results: image_id, bbox XYWH, score) over DATASETS.TRAIN[0]'s images; its detections
     # scoring at least HARD_NEGATIVE_SCORE with IoU below HARD_NEGATIVE_IOU with every person
     # become extra training crops whose targets are all-zero heatmaps at full weight. "" is off.
     tin.HARD_NEGATIVES_FILE = ""

@@ -9,7 +9,7 @@ from detectron2.data import (
 
 from multitask_pose.engine import PoseTrainer
 from multitask_pose.engine.checkpoint import SafeCheckpointer
-from multitask_pose.engine.trainer import check_images, select_training_annotations
+from multitask_pose.engine.trainer import training_parts
 from multitask_pose.evaluation import PoseCOCOEvaluator
 
 from .config import add_topdown_config
@@ -69,25 +69,35 @@ class TopDownTrainer(PoseTrainer):
     @classmethod
     def build_train_loader(cls, cfg, codec=None):
         """Person crops of DATASETS.TRAIN with the targets of ``codec`` (the model's; by default
-        built from the config as the model builds it)."""
-        dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
-        what = f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)}"
-        dicts = select_training_annotations(cfg, check_images(cfg, dicts, what), what)
-        persons = person_dicts(
-            dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS, cfg.INPUT.TOPDOWN.GT_BOX_MINUS_ONE
+        built from the config as the model builds it). Several datasets are mapped into the
+        first one's keypoint layout and mixed by DATASETS.TRAIN_RATIOS
+        (:mod:`multitask_pose.data.joint_training`); a dataset's hard negatives
+        (INPUT.TOPDOWN.HARD_NEGATIVES_FILE, over the first dataset's images) are drawn with its
+        persons."""
+        parts = training_parts(
+            cfg, lambda name: get_detection_dataset_dicts([name], filter_empty=False), True
         )
-        if not persons:
-            raise ValueError(
-                f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)} has no person with at least"
-                f" {cfg.INPUT.TOPDOWN.MIN_KEYPOINTS} labelled keypoints"
-                " (INPUT.TOPDOWN.MIN_KEYPOINTS)"
+        samples = []
+        for i, (name, dicts) in enumerate(zip(cfg.DATASETS.TRAIN, parts)):
+            persons = person_dicts(
+                dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS, cfg.INPUT.TOPDOWN.GT_BOX_MINUS_ONE
             )
-        logger.info("Top-down training on %d persons from %d images", len(persons), len(dicts))
-        if cfg.INPUT.TOPDOWN.HARD_NEGATIVES_FILE:
-            persons = persons + cls._hard_negatives(cfg, dicts)
+            if not persons:
+                raise ValueError(
+                    f"DATASETS.TRAIN dataset {name!r} has no person with at least"
+                    f" {cfg.INPUT.TOPDOWN.MIN_KEYPOINTS} labelled keypoints"
+                    " (INPUT.TOPDOWN.MIN_KEYPOINTS)"
+                )
+            logger.info(
+                "Top-down training on %d persons from %d images of %s",
+                len(persons), len(dicts), name,
+            )  # fmt: skip
+            if cfg.INPUT.TOPDOWN.HARD_NEGATIVES_FILE and i == 0:
+                persons = persons + cls._hard_negatives(cfg, dicts)
+            samples.append(persons)
         return cls.build_resumable_train_loader(
             cfg,
-            persons,
+            samples,
             TopDownTrainMapper(cfg, is_train=True, codec=codec),
             aspect_ratio_grouping=False,
         )

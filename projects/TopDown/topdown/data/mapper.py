@@ -104,14 +104,9 @@ def negative_person_dicts(dataset_dicts: List[Dict], detections: List[Dict], num
     ``detections`` over ``dataset_dicts`` as person dicts like :func:`person_dicts`'s, with
     ``negative`` True and every keypoint unlabelled (the mapper gives them all-zero heatmaps at
     full weight). Returns (dicts, the mining report)."""
-    from multitask_pose.data.hard_negatives import mine_hard_negatives
+    from multitask_pose.data.hard_negatives import mine_dataset_dicts
 
-    gt = {"images": [{"id": d["image_id"]} for d in dataset_dicts], "annotations": []}
-    for d in dataset_dicts:
-        for a in d.get("annotations", []):
-            xywh = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYWH_ABS)
-            gt["annotations"].append({"image_id": d["image_id"], "bbox": xywh})
-    mined, report = mine_hard_negatives(gt, detections, score_thresh, iou_thresh)
+    mined, report = mine_dataset_dicts(dataset_dicts, detections, score_thresh, iou_thresh)
     out = []
     for d in dataset_dicts:
         for x, y, bw, bh, _ in mined.get(d["image_id"], ()):

@@ -47,9 +47,10 @@ logger = logging.getLogger(__name__)
 
 
 def dataset_keypoint_spec(cfg):
-    """The keypoint layout of the config's datasets (all must share one), checked against
-    MODEL.TOPDOWN.NUM_KEYPOINTS."""
-    names = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)
+    """The keypoint layout of the config's test datasets and first training dataset (all must
+    share one; the other training datasets are mapped into it, ``joint_training.py``), checked
+    against MODEL.TOPDOWN.NUM_KEYPOINTS."""
+    names = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)[:1]
     if not names:
         raise ValueError(
             "TopDownPoseEstimator needs DATASETS.TEST or DATASETS.TRAIN: the flip map and OKS"
