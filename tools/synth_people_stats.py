@@ -32,12 +32,14 @@ def _load(path: str) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--splits", nargs="*", default=None,
-                    help=f"SynthPeople splits (default: all of {sorted(SPLITS)})")
+                    help="SynthPeople splits (default: the COCO-layout ones)")
     ap.add_argument("--json", nargs="*", default=(), help="extra COCO keypoint files")
     ap.add_argument("--anatomy", action="store_true",
                     help="also print leg/trunk proportions against the real COCO sample")
     args = ap.parse_args(argv)
-    splits = list(SPLITS) if args.splits is None else args.splits
+    # (the study splits are another layout or hide their annotations: not in the default table)
+    default = [n for n, s in SPLITS.items() if s.layout == "coco" and not s.view]
+    splits = default if args.splits is None else args.splits
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         ap.error(f"unknown splits {unknown}; known: {sorted(SPLITS)}")

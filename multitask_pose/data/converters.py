@@ -27,6 +27,7 @@ from .keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON, KeypointSpec, 
 
 __all__ = [
     "AREA_FACTOR",
+    "aic_raw_from_coco",
     "convert_aic",
     "convert_crowdpose",
     "register_aic",
@@ -195,6 +196,41 @@ def convert_crowdpose(
         ann["iscrowd"] = int(a.get("iscrowd", 0))
         annotations.append({"id": a["id"], "image_id": a["image_id"], **ann})
     return _write(out_file, images, annotations, out, problem)
+
+
+def aic_raw_from_coco(coco: Dict) -> list:
+    """The inverse of :func:`convert_aic` (layout "own"): a COCO-format dataset in AI
+    Challenger's 14-keypoint layout as the raw release writes it (image entries named by file
+    stem, persons ``human1``, ... with integer x1, y1, x2, y2 boxes and integer keypoints, flags 1
+    visible / 2 occluded / 3 none at (0, 0)). Its images must be ``<stem>.jpg`` files. The
+    SynthPeople AIC split is published this way, so that its converter reads it as it reads the
+    real release. ValueError on another layout or another image extension."""
+    names = coco.get("categories", [{}])[0].get("keypoints")
+    if names is not None and tuple(names) != AIC_PERSON.keypoint_names:
+        raise ValueError(f"aic_raw_from_coco: keypoints {names} are not AI Challenger's")
+    to_flag = {v: k for k, v in _AIC_VISIBILITY.items()}
+    by_image = {im["id"]: [] for im in coco["images"]}
+    for a in coco["annotations"]:
+        by_image[a["image_id"]].append(a)
+    raw = []
+    for im in coco["images"]:
+        stem, ext = os.path.splitext(im["file_name"])
+        if ext != ".jpg" or os.sep in stem:
+            raise ValueError(f"aic_raw_from_coco: image {im['id']}: {im['file_name']} is not a"
+                             " <stem>.jpg name in the image folder")  # fmt: skip
+        keypoints, boxes = {}, {}
+        for k, a in enumerate(by_image[im["id"]], 1):
+            kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)
+            flags = np.array([to_flag[int(v)] for v in kp[:, 2]])
+            xy = np.where(flags[:, None] == 3, 0, np.rint(kp[:, :2])).astype(int)
+            keypoints[f"human{k}"] = np.column_stack([xy, flags]).reshape(-1).tolist()
+            x, y, w, h = a["bbox"]
+            x1, y1 = int(np.floor(x)), int(np.floor(y))
+            x2, y2 = max(int(np.ceil(x + w)), x1 + 1), max(int(np.ceil(y + h)), y1 + 1)
+            boxes[f"human{k}"] = [x1, y1, x2, y2]
+        raw.append({"image_id": stem, "keypoint_annotations": keypoints,
+                    "human_annotations": boxes})  # fmt: skip
+    return raw
 
 
 def _write(out_file, images, annotations, spec, problem) -> Dict:

@@ -87,12 +87,15 @@ def register_coco_person(
     image_root: str,
     spec: KeypointSpec = COCO_PERSON,
     prepare=None,
+    transform=None,
     **metadata,
 ) -> None:
     """Register a COCO-format person-keypoints dataset with its keypoint metadata.
 
     ``prepare``, if given, is called before loading (it may create ``json_file``, as the
-    generated datasets do). Extra ``metadata`` (e.g. ``detections_file``) goes into MetadataCatalog.
+    generated datasets do); ``transform``, if given, maps the loaded dicts to the registered
+    ones (the SynthPeople study splits' views). Extra ``metadata`` (e.g. ``detections_file``)
+    goes into MetadataCatalog.
     """
 
     def load():
@@ -101,7 +104,8 @@ def register_coco_person(
         if not os.path.isfile(json_file):
             raise FileNotFoundError(f"dataset {name!r}: annotation file not found: {json_file}")
         dicts = load_coco_json(json_file, image_root, name, extra_annotation_keys=["id"])
-        return validate_dataset_dicts(dicts, spec, json_file)
+        dicts = validate_dataset_dicts(dicts, spec, json_file)
+        return transform(dicts) if transform is not None else dicts
 
     DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(
@@ -159,21 +163,23 @@ def register_config_datasets(entries) -> List[str]:
 
 
 def _register_synth_people() -> None:
-    from .synth_people import SPLITS, ensure_split, split_dir
+    from .synth_people import SPLITS, ensure_aic_split, ensure_split, split_dir, view_dicts
 
     root = str(synth_cache_root())
-    for split in SPLITS:
-        out = split_dir(split, root)
-
-        def prepare(split=split):
-            ensure_split(split, root)
-
+    for name, split in SPLITS.items():
+        out = split_dir(name, root)
+        images = os.path.join(out, "images")
+        if split.layout == "aic":  # generated, published in AIC's raw format, converted back
+            register_coco_person(
+                name, os.path.join(out, "aic_converted.json"), images, AIC_PERSON,
+                prepare=lambda name=name: ensure_aic_split(name, root),
+            )  # fmt: skip
+            continue
         register_coco_person(
-            split,
-            os.path.join(out, "annotations.json"),
-            os.path.join(out, "images"),
-            prepare=prepare,
-        )
+            name, os.path.join(out, "annotations.json"), images,
+            prepare=lambda name=name: ensure_split(name, root),
+            transform=(lambda dicts, split=split: view_dicts(dicts, split)) if split.view else None,
+        )  # fmt: skip
 
 
 def register_builtin() -> None:
@@ -186,6 +192,10 @@ def register_builtin() -> None:
         # Real person detections on the same images (person AP 56.4 detector), a box source.
         detections_file=str(coco / "test_coco_det_AP_H_56.json"),
     )
+    # 3 real AI Challenger images with 9 persons in its own 14-keypoint layout (MMPose's COCO-
+    # style copy of the release's annotations; PROVENANCE.md there): for tests.
+    aic = samples_root() / "aic"
+    register_coco_person("aic_person_sample", str(aic / "test_aic.json"), str(aic), AIC_PERSON)
     _register_synth_people()
     # detectron2 registers the COCO keypoint splits with names, flip map and skeleton but without
     # the OKS sigmas; complete them so every keypoint dataset has one metadata source.

@@ -46,10 +46,24 @@ command line ``python -m multitask_pose.data.synth_people``), ``stats`` (split s
 leg/trunk proportions checked against COCO's annotators; ``tools/synth_people_stats.py``).
 """
 from .generator import GENERATOR_VERSION, SynthPeople
-from .splits import SPLITS, SynthSplit, ensure_split, main, split_dir
+from .splits import (
+    INCONSISTENT_FRACTION,
+    SPLITS,
+    SynthSplit,
+    ensure_aic_split,
+    ensure_split,
+    main,
+    make_inconsistent,
+    split_dir,
+    view_dicts,
+)
 
 __all__ = [
     "GENERATOR_VERSION",
+    "INCONSISTENT_FRACTION",
+    "ensure_aic_split",
+    "make_inconsistent",
+    "view_dicts",
     "SynthSplit",
     "SPLITS",
     "SynthPeople",

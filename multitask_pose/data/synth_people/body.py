@@ -34,7 +34,13 @@ _KEYPOINT_PARTS = {
     "left_hip": ("torso", "thigh_l"), "right_hip": ("torso", "thigh_r"),
     "left_knee": ("thigh_l", "shin_l"), "right_knee": ("thigh_r", "shin_r"),
     "left_ankle": ("shin_l", "foot_l"), "right_ankle": ("shin_r", "foot_r"),
+    # AI Challenger's two extra joints (the AIC-format split): the crown, just inside the top of
+    # the skull, and the base of the neck between the shoulders.
+    "head_top": ("head", "hair"), "neck": ("neck", "torso"),
 }
+# How far inside the skull's top the head-top point sits (fraction of the vertical semi-axis):
+# on the outline itself, half the pixels under it would be background.
+_HEAD_TOP_INSET = 0.85
 # Shoulders and hips sit inside the trunk; annotators call them visible while the trunk around them
 # is seen, i.e. up to ~50 deg of turn for the far side. Depth (body heights) a trunk joint may lie
 # behind the visible surface and still count as visible; limb joints get twice the limb radius.
@@ -261,6 +267,8 @@ def _build_figure(pose: Dict, sh: _Shape) -> _Figure:
     nose_root, nose_tip = head_pt([0.0, 0.0, 0.050]), head_pt([0.0, -0.016, 0.063])
     caps.append(("nose", nose_root, nose_tip, 0.0065 * hs, 0.0075 * hs))
     kp["nose"] = nose_tip
+    kp["head_top"] = centre + r_head @ np.array([0.0, _HEAD_TOP_INSET * semi[1], 0.0])
+    kp["neck"] = neck_base
     face_n["nose"] = r_head @ _FWD
     if sh.long_hair > 0:
         caps.append(("hair", head_pt([0.0, -0.004, -0.02]),

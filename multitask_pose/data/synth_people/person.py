@@ -217,6 +217,8 @@ class _Person:
                 facing = -float((self.rot @ self.fig.face_normals[n])[2])
                 ok[k] = facing > _FACE_FACING_MIN[n]
                 tol[k] = max(0.35 * _HEAD_SEMI[2] * s, 1.5)
+            elif n == "head_top":  # inside the skull: the surface in front is about a semi-axis
+                tol[k] = max(_HEAD_SEMI[2] * s, 1.5)
             else:
                 r = max(radius[p] for p in _KEYPOINT_PARTS[n] if p in radius)
                 tol[k] = max(max(2.0 * r, _TRUNK_JOINT_DEPTH if "torso" in _KEYPOINT_PARTS[n]

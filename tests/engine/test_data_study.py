@@ -1,0 +1,110 @@
+"""tools/data_study.py: its argument checks, each row's training overrides, the table, and (slow)
+a whole two-iteration study on the real samples whose cells are read from their files and whose
+second run trains, labels and evaluates nothing."""
+
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import data_study  # noqa: E402
+
+SAMPLE = "coco_person_sample"
+SAMPLE_DETS = ROOT / "datasets" / "samples" / "coco" / "test_coco_det_AP_H_56.json"
+
+
+def test_argument_errors(tmp_path, capsys):
+    def error(*argv):
+        with pytest.raises(SystemExit):
+            data_study.parse_args(list(argv))
+        return capsys.readouterr().err
+
+    assert "give --detector" in error()
+    assert "expected DATASET=FILE" in error("--detections", "synth_people_basic_val")
+    assert "expected DATASET=FILE" in error("--detections", f"x={tmp_path / 'none.json'}")
+    assert "no config.yaml" in error("--detector", str(tmp_path))
+    assert "--rows needs baseline" in error(
+        "--detections", f"synth_people_basic_val={SAMPLE_DETS}", "--rows", "aic"
+    )
+    # Only the validation set's boxes are needed without the HNDM and pseudo-label rows.
+    args = data_study.parse_args(
+        ["--detections", f"synth_people_basic_val={SAMPLE_DETS}", "--rows", "baseline", "aic"]
+    )
+    assert data_study.needed_detections(args) == ["synth_people_basic_val"]
+
+
+def test_each_row_trains_on_its_data():
+    args = data_study.parse_args(["--detections", f"synth_people_basic_val={SAMPLE_DETS}",
+                                  f"synth_people_basic_train={SAMPLE_DETS}",
+                                  f"synth_people_basic_unlabelled={SAMPLE_DETS}"])  # fmt: skip
+    det = args.detections
+
+    def opts(row, pseudo=None):
+        o = data_study.variant_opts(row, args, det, pseudo)
+        return dict(zip(o[::2], o[1::2]))
+
+    assert opts("baseline") == {"DATASETS.TRAIN": "('synth_people_basic_train',)"}
+    assert opts("aic") == {
+        "DATASETS.TRAIN": "('synth_people_basic_train', 'synth_people_aic_train')",
+        "DATASETS.TRAIN_RATIOS": "(1, 1)",
+    }
+    assert opts("hndm")["INPUT.TOPDOWN.HARD_NEGATIVES_FILE"] == str(SAMPLE_DETS)
+    sel = opts("inconsistent_selected")
+    assert sel["DATASETS.KEYPOINT_SELECTION"] == "True"
+    assert sel["DATASETS.TRAIN"] == opts("inconsistent")["DATASETS.TRAIN"]
+    assert "KEYPOINT_SELECTION" not in str(opts("inconsistent"))
+    pseudo = opts("pseudo", "/x/seed42.json")
+    assert pseudo["DATASETS.TRAIN"] == "('synth_people_basic_train', 'pseudo_seed42')"
+    assert pseudo["DATASETS.REGISTER_COCO"].startswith("(('pseudo_seed42', '/x/seed42.json', '")
+
+
+def test_table_cells_and_spread_verdicts():
+    base = {"GT": [{"kp": 40.0, "train_min": 1.0}, {"kp": 42.0, "train_min": 3.0}]}
+    other = {"GT": [{"kp": 50.0, "train_min": 2.0}, {"kp": 51.0, "train_min": 2.0}]}
+    text = data_study.table([("baseline", base), ("+ x", other)], ["GT"], "note")
+    lines = text.splitlines()
+    assert lines[0] == "note"
+    assert lines[4] == "| baseline | 0.410 (0.400, 0.420) | - | 2.0 |"
+    assert lines[5] == "| + x | 0.505 (0.500, 0.510) | +0.095 (spread 0.020: yes) | 2.0 |"
+
+
+@pytest.mark.slow
+def test_data_study_end_to_end(tmp_path, capsys):
+    """Every row at two iterations on the real COCO and AIC samples, with the sample's real
+    detections as the detector's boxes (about 6 minutes alone)."""
+    tiny = ["SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0"]
+    argv = ["--output", str(tmp_path / "ds"), "--seeds", "1", "--max-iter", "2",
+            "--train", SAMPLE, "--aic", "aic_person_sample", "--unlabelled", SAMPLE,
+            "--inconsistent", SAMPLE, "--val", SAMPLE, "--detections", f"{SAMPLE}={SAMPLE_DETS}",
+            "--kp-thresh", "0", "--box-thresh", "0", "--min-keypoints", "1",
+            "--", *tiny]  # fmt: skip
+    capsys.readouterr()
+    data_study.main(argv)
+    first = capsys.readouterr().out
+    out = tmp_path / "ds"
+    text = (out / "data_study.md").read_text()
+    assert text in first and first.strip().splitlines()[-1].startswith("data_study: ")
+    rows = {ln.split(" | ")[0][2:]: ln.split(" | ") for ln in text.splitlines()[4:10]}
+    assert list(rows) == list(data_study.ROWS.values())
+    for key, label in data_study.ROWS.items():
+        for i, box in ((1, "gt"), (3, "det")):
+            res = json.loads((out / key / "seed1" / "eval" / f"{SAMPLE}_{box}" /
+                              f"results_{SAMPLE}.json").read_text())  # fmt: skip
+            assert rows[label][i] == f"{res['keypoints']['AP'] / 100:.3f}"
+    cfg = (out / "pseudo" / "seed1" / "config.yaml").read_text()
+    assert "pseudo_seed1" in cfg and "TRAIN_RATIOS:" in cfg
+    pseudo = json.loads((out / "pseudo_labels" / "seed1.json").read_text())
+    assert pseudo["annotations"] and "pseudo-labels seed 1:" in text
+    assert "HNDM:" in text and "data selection on coco_person_sample" in text
+    assert (
+        "HARD_NEGATIVES_FILE: " + str(SAMPLE_DETS)
+        in (out / "hndm" / "seed1" / "config.yaml").read_text()
+    )
+    data_study.main(argv)
+    again = capsys.readouterr().out
+    assert ": training" not in again and "evaluating" not in again
+    assert "pseudo-labels of" not in again
+    assert (out / "data_study.md").read_text() == text

@@ -1,0 +1,318 @@
+#!/usr/bin/env python
+"""The reports' data strategies compared on SynthPeople (issue 17): HRNet-W18-small trained on the
+basic level alone, and with each strategy, at one training budget and the same seeds.
+
+    PY=$(tools/install/setup_env.sh)
+    $PY tools/data_study.py --detector output/long/rcnn_basic_1080 --seeds 42 43
+
+Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iterations):
+
+- baseline: ``--train`` alone;
+- joint AIC layout: ``--train`` + ``--aic`` (AI Challenger's 14-keypoint layout and raw format,
+  converted; mapped into COCO's, face points unlabelled), DATASETS.TRAIN_RATIOS 1:1;
+- pseudo-labels: ``--train`` + the baseline's (same seed) confident keypoints on ``--unlabelled``
+  (its poses on the detector's boxes, tools/pseudo_label.py: keypoints above ``--kp-thresh``,
+  boxes above ``--box-thresh``, persons with ``--min-keypoints``), 1:1;
+- HNDM: ``--train`` + hard negatives mined from the detector's boxes on it
+  (INPUT.TOPDOWN.HARD_NEGATIVES_FILE);
+- inconsistent: ``--train`` + ``--inconsistent`` (30% of its persons with keypoints displaced
+  from their boxes), 1:1, without and with data selection (DATASETS.KEYPOINT_SELECTION).
+
+Steps, each skipped when its output exists, so a killed study resumes with the same command:
+the detector's boxes on the training, unlabelled and validation sets (tools/detect_persons.py);
+the trainings (tools/ablate.py's runner, ``<output>/<row>/seed<seed>``); the baseline's
+evaluation on the unlabelled set (its AP there, against the hidden labels, is the pseudo-labels'
+quality) and the pseudo-label file; every model's keypoint AP on ``--val`` with ground-truth
+and detector boxes; the table (``mean (seed values)``, the difference from the baseline and
+whether it exceeds the seed spread) in ``<output>/data_study.md``, printed with the data counts
+and a one-line summary.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ablate  # noqa: E402  (the training runner, the study helpers, the table cells)
+
+from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
+
+ROOT = ablate.ROOT
+RECIPE = (
+    ROOT / "projects" / "TopDown" / "configs" / "Synthetic" / "hrnet_w18_small_synth_basic.yaml"
+)
+ROWS = {
+    "baseline": "baseline",
+    "aic": "+ AIC-layout data (1:1)",
+    "pseudo": "+ pseudo-labels (1:1)",
+    "hndm": "+ hard negatives",
+    "inconsistent": "+ inconsistent data (1:1)",
+    "inconsistent_selected": "+ inconsistent data (1:1), data selection",
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", default="output/data_study")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
+    parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
+    parser.add_argument(
+        "--detector",
+        help="a trained person detector's output folder (config.yaml, model_final.pth), e.g. "
+        "make demo's multitask R-CNN; its boxes on the datasets --detections does not cover",
+    )
+    parser.add_argument(
+        "--detections",
+        nargs="+",
+        default=[],
+        metavar="DATASET=FILE",
+        help="person detections (COCO results) to use for a dataset instead of the detector's",
+    )
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--train", default="synth_people_basic_train")
+    parser.add_argument("--aic", default="synth_people_aic_train")
+    parser.add_argument("--unlabelled", default="synth_people_basic_unlabelled")
+    parser.add_argument("--inconsistent", default="synth_people_basic_inconsistent")
+    parser.add_argument("--val", default="synth_people_basic_val")
+    # The report's 0.9 keeps about 1% of this budget's keypoints (heatmap maxima of a model
+    # trained for minutes rarely reach it); 0.5 keeps about three quarters of those on boxes
+    # scoring 0.5 or more.
+    parser.add_argument("--kp-thresh", type=float, default=0.5)
+    parser.add_argument("--box-thresh", type=float, default=0.5)
+    parser.add_argument("--min-keypoints", type=int, default=4)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
+    args = ablate.parse_overrides(parser, argv)
+    given = {}
+    for item in args.detections:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            parser.error(f"--detections {item!r}: expected DATASET=FILE with an existing file")
+        given[name] = Path(path).resolve()
+    args.detections = given
+    missing = [d for d in needed_detections(args) if d not in given]
+    if missing and not args.detector:
+        parser.error(f"give --detector (or --detections for {missing})")
+    if args.detector:
+        ablate.check_run_dir(parser, "--detector", args.detector)
+    if "baseline" not in args.rows:
+        parser.error("--rows needs baseline (the reference, and the pseudo-labels' source)")
+    return args
+
+
+def needed_detections(args):
+    """The datasets whose person boxes the study uses: the validation set's (its detector-box
+    column), the training set's (HNDM), the unlabelled set's (pseudo-labels)."""
+    needs = [args.val] + [args.train] * ("hndm" in args.rows)
+    return list(dict.fromkeys(needs + [args.unlabelled] * ("pseudo" in args.rows)))
+
+
+def variant_opts(row, args, det, pseudo):
+    """The training overrides of ``row`` (``pseudo``: its seed's pseudo-label file)."""
+    pair = lambda other: [  # noqa: E731
+        "DATASETS.TRAIN", f"('{args.train}', '{other}')", "DATASETS.TRAIN_RATIOS", "(1, 1)",
+    ]  # fmt: skip
+    if row == "baseline":
+        return ["DATASETS.TRAIN", f"('{args.train}',)"]
+    if row == "aic":
+        return pair(args.aic)
+    if row == "pseudo":
+        name = f"pseudo_{Path(pseudo).stem}"
+        from detectron2.data import MetadataCatalog
+
+        images = MetadataCatalog.get(args.unlabelled).image_root
+        return ["DATASETS.REGISTER_COCO", f"(('{name}', '{pseudo}', '{images}'),)", *pair(name)]
+    if row == "hndm":
+        return ["DATASETS.TRAIN", f"('{args.train}',)",
+                "INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(det[args.train])]  # fmt: skip
+    if row == "inconsistent":
+        return pair(args.inconsistent)
+    return [*pair(args.inconsistent), "DATASETS.KEYPOINT_SELECTION", "True"]
+
+
+def box_opts(box, det_file):
+    if box == "gt":
+        return ["TEST.TOPDOWN.BOX_SOURCE", "gt"]
+    return ["TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", str(det_file)]
+
+
+def pseudo_labels(args, out_root, run_dir, seed, det):
+    """The baseline's poses on the unlabelled set (its keypoint AP there, against the hidden
+    labels) and the pseudo-label file made from them; returns (file, AP, the tool's line)."""
+    res = ablate.evaluate_run(
+        run_dir / "config.yaml", run_dir / "eval" / "unlabelled", args.unlabelled,
+        ["MODEL.WEIGHTS", str(run_dir / "model_final.pth"), *box_opts("det", det[args.unlabelled])],
+        f"the baseline seed {seed} on {args.unlabelled}", True, "data_study",
+    )  # fmt: skip
+    path = out_root / "pseudo_labels" / f"seed{seed}.json"
+    line_file = path.with_suffix(".txt")
+    if not path.exists():
+        print(f"data_study: pseudo-labels of seed {seed}", flush=True)
+        cmd = [
+            sys.executable, str(ROOT / "tools" / "pseudo_label.py"),
+            "--results", str(ablate.results_file(run_dir / "eval" / "unlabelled", args.unlabelled)),
+            "--dataset", args.unlabelled, "--output", str(path),
+            "--kp-thresh", str(args.kp_thresh), "--box-thresh", str(args.box_thresh),
+            "--min-keypoints", str(args.min_keypoints),
+        ]  # fmt: skip
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(f"data_study: pseudo_label.py failed: {out.stderr.strip()}")
+        write_text_atomic(line_file, out.stdout.strip().splitlines()[-1] + "\n")
+    persons = len(json.loads(path.read_text())["annotations"])
+    if not persons:
+        raise SystemExit(
+            f"data_study: no pseudo-labelled person in {path} (lower --kp-thresh, --box-thresh or"
+            " --min-keypoints)"
+        )
+    return path, res["keypoints"]["AP"], line_file.read_text().strip()
+
+
+def data_counts(args, det):
+    """What the strategies add, counted in this process: mined hard negatives, and data
+    selection's decisions on the inconsistent set against its known displaced persons."""
+    import numpy as np
+    from detectron2.data import DatasetCatalog
+
+    from multitask_pose.data.hard_negatives import mine_dataset_dicts
+    from multitask_pose.data.selection import unlabel_inconsistent
+
+    notes = []
+    if "hndm" in args.rows:
+        cfg = _recipe_cfg()
+        _, report = mine_dataset_dicts(
+            DatasetCatalog.get(args.train), json.loads(Path(det[args.train]).read_text()),
+            cfg.INPUT.TOPDOWN.HARD_NEGATIVE_SCORE, cfg.INPUT.TOPDOWN.HARD_NEGATIVE_IOU,
+        )  # fmt: skip
+        notes.append(
+            f"HNDM: {report['mined']} hard negatives in {report['images_with_negatives']} of"
+            f" {report['images']} images ({report['confident']} of {report['detections']}"
+            f" detections scoring >= {report['score_thresh']})"
+        )
+    if "inconsistent_selected" in args.rows:
+        dicts = DatasetCatalog.get(args.inconsistent)
+        selected, judged, rejected = unlabel_inconsistent(dicts)
+
+        def labelled(ds):
+            return np.array([(np.asarray(a.get("keypoints", [0, 0, 0])).reshape(-1, 3)[:, 2] > 0)
+                             .any() for d in ds for a in d["annotations"]])  # fmt: skip
+
+        flags = np.array([bool(a.get("inconsistent")) for d in dicts for a in d["annotations"]])
+        before, dropped = labelled(dicts), labelled(dicts) & ~labelled(selected)
+        notes.append(
+            f"data selection on {args.inconsistent}: {rejected} of {judged} persons with"
+            f" keypoints unlabelled: {int(dropped[flags & before].sum())} of"
+            f" {int((flags & before).sum())} displaced ones, {int(dropped[~flags & before].sum())}"
+            f" of {int((~flags & before).sum())} clean ones"
+        )
+    return notes
+
+
+def _recipe_cfg():
+    sys.path.insert(0, str(ROOT / "projects" / "TopDown"))
+    from topdown import get_topdown_cfg
+
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(str(RECIPE))
+    return cfg
+
+
+def _box_sources(args, det):
+    given = [f"{d} {f}" for d, f in det.items() if d in args.detections]
+    ran = [d for d in det if d not in args.detections]
+    return ", ".join(given + ([f"detector {Path(args.detector).resolve()} on {', '.join(ran)}"]
+                              if ran else []))  # fmt: skip
+
+
+def table(rows, cols, note):
+    """``rows``: [(label, {col: [ablate-style row per seed]})]."""
+    base = rows[0][1]
+    head = " | ".join(f"kp AP {c} | vs baseline (exceeds seed spread?)" for c in cols)
+    lines = [
+        note,
+        "",
+        f"| training data | {head} | train min |",
+        "|---|" + "---|" * (2 * len(cols) + 1),
+    ]
+    for label, by_col in rows:
+        cells = []
+        for c in cols:
+            verdict = "-" if by_col is base else ablate.versus_first(by_col[c], base[c])
+            cells += [ablate.cell(by_col[c], "kp"), verdict]
+        train = [r["train_min"] for r in by_col[cols[0]] if r["train_min"] == r["train_min"]]
+        minutes = f"{sum(train) / len(train):.1f}" if train else "-"
+        lines.append(f"| {label} | {' | '.join(cells)} | {minutes} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import multitask_pose  # noqa: F401  (registers the datasets)
+
+    out_root = Path(args.output) if os.path.isabs(args.output) else ROOT / args.output
+    base_opts = ["TEST.EVAL_PERIOD", "0", "DATASETS.TEST", f"('{args.val}',)"]
+    det = {
+        d: args.detections.get(d)
+        or ablate.detect_persons(
+            args.detector, d, out_root / "detections" / f"{d}.json", "data_study"
+        )  # fmt: skip
+        for d in needed_detections(args)
+    }
+    cols = {"gt": "GT boxes", "det": "detector boxes"}
+    by_row, pseudo_notes = {}, []
+    for row in args.rows:
+        for seed in args.seeds:
+            pseudo = None
+            if row == "pseudo":
+                base_dir = out_root / "baseline" / f"seed{seed}"
+                pseudo, ap, line = pseudo_labels(args, out_root, base_dir, seed, det)
+                pseudo_notes.append(
+                    f"seed {seed}: baseline kp AP {ablate.fmt(ap)} on {args.unlabelled}'s hidden"
+                    f" labels; {line}"
+                )
+            opts = [*base_opts, *variant_opts(row, args, det, pseudo), *args.opts]
+            r = ablate.run_one(row, RECIPE, SimpleNamespace(max_iter=args.max_iter, opts=opts),
+                               out_root, seed)  # fmt: skip
+            run_dir = out_root / row / f"seed{seed}"
+            for box, label in cols.items():
+                weights = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
+                res = ablate.evaluate_run(
+                    run_dir / "config.yaml", run_dir / "eval" / f"{args.val}_{box}", args.val,
+                    [*weights, *box_opts(box, det[args.val])],
+                    f"{row} seed {seed} on {args.val}, {label}", True, "data_study",
+                )  # fmt: skip
+                by_row.setdefault(row, {}).setdefault(label, []).append(
+                    {"kp": res["keypoints"]["AP"], "train_min": r["train_min"]}
+                )
+
+    from multitask_pose.env import cpu_model
+
+    budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "the recipe's schedule"
+    note = (
+        f"Data study: {RECIPE.stem}, {budget}, SEED {', '.join(map(str, args.seeds))}, evaluated"
+        f" on {args.val}"
+        + (f", overrides {' '.join(args.opts)}" if args.opts else "")
+        + f"; boxes: {_box_sources(args, det)}; {cpu_model()}."
+    )
+    rows = [(ROWS[r], by_row[r]) for r in args.rows]
+    notes = [f"pseudo-labels {n}" for n in pseudo_notes] + data_counts(args, det)
+    text = table(rows, list(cols.values()), note) + "".join(f"\n- {n}" for n in notes) + "\n"
+    write_text_atomic(out_root / "data_study.md", text)
+    print(text)
+    print(
+        "data_study: "
+        + "; ".join(
+            f"{label} " + ", ".join(f"{c} {ablate.cell(by[c], 'kp')}" for c in cols.values())
+            for label, by in rows
+        )
+        + f" ({budget}, seeds {', '.join(map(str, args.seeds))})"
+    )
+
+
+if __name__ == "__main__":
+    main()
