@@ -16,6 +16,17 @@ threshold (TEST.TOPDOWN.DET_SCORE_THRESH).
 and ``results.json`` there: a COCO results list (boxes xywh, RLE masks, keypoints, scores), each
 entry with the ``file_name`` it came from and, when ``--dataset`` names a registered dataset that
 contains the image, that dataset's ``image_id`` (otherwise the input's position).
+
+``--video-input FILE`` runs on every frame of a video (OpenCV reads it) and writes the drawn
+video, ``<stem>_pred.mp4`` (same size and frame rate, MPEG-4), and ``<stem>_results.json``: the
+COCO results list with ``image_id`` = ``frame`` = the frame's index and ``time_s`` its time.
+``--webcam`` does the same on camera 0 until Ctrl-C or ``--max-frames``, into ``webcam_pred.mp4``
+and ``webcam_results.json``. Both are written whole or not at all; the progress bar shows frames
+per second. A file OpenCV cannot open or decode, or a machine without a camera, is an error
+naming it.
+
+    python tools/demo.py --config-file ... --video-input walk.mp4 --output output/demo_video \
+        MODEL.WEIGHTS output/.../model_final.pth
 """
 
 import argparse
@@ -105,6 +116,87 @@ def topdown_predictor(cfg, dataset):
     return predictor, boxes_of
 
 
+class VideoError(RuntimeError):
+    """A video or camera OpenCV cannot open or read."""
+
+
+def open_capture(source):
+    """cv2.VideoCapture of a file path or a camera index, and its frame rate (25 when the
+    container gives none); VideoError when OpenCV cannot open it or decode its first frame."""
+    what = f"camera {source}" if isinstance(source, int) else f"video {source}"
+    if not isinstance(source, int) and not Path(source).is_file():
+        raise VideoError(f"{what}: no such file")
+    cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    if not cap.isOpened():
+        raise VideoError(
+            f"{what}: OpenCV cannot open it"
+            + (" (no camera on this machine?)" if isinstance(source, int)
+               else " (not a video, damaged, or a codec this OpenCV build lacks)")
+        )  # fmt: skip
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return cap, fps if fps and fps > 0 else 25.0
+
+
+def frames(cap, source, max_frames=None):
+    """(index, BGR frame) of an opened capture until its end or ``max_frames``; VideoError when
+    not even the first frame decodes."""
+    i = 0
+    while max_frames is None or i < max_frames:
+        ok, frame = cap.read()
+        if not ok:
+            if i == 0:
+                raise VideoError(f"video {source}: no frame could be decoded (damaged?)")
+            return
+        yield i, frame
+        i += 1
+
+
+def run_video(args, predict, metadata, source, stem):
+    """Every frame of ``source`` (a file or a camera index) through ``predict``, drawn into
+    ``<stem>_pred.mp4`` and listed in ``<stem>_results.json`` (both atomic). Returns the number
+    of frames, of persons and the frames per second."""
+    cap, fps = open_capture(source)
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not isinstance(source, int) else 0
+    video_path = os.path.join(args.output, f"{stem}_pred.mp4")
+    tmp_path = os.path.join(args.output, f".{stem}_pred.tmp.mp4")
+    writer, results, start, n = None, [], time.perf_counter(), 0
+    bar = tqdm.tqdm(total=total or None, desc="demo", unit="frame")
+    try:
+        for i, frame in frames(cap, source, args.max_frames):
+            instances = predict(frame, None)
+            vis = Visualizer(frame[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
+            drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                if not writer.isOpened():
+                    raise VideoError(f"OpenCV cannot write an MPEG-4 video to {tmp_path}")
+            writer.write(drawn)
+            for r in instances_to_coco_json(instances, i):
+                r.update(category_id=1, frame=i, time_s=round(i / fps, 4))
+                results.append(r)
+            n = i + 1
+            bar.update(1)
+            bar.set_postfix(fps=f"{n / (time.perf_counter() - start):.2f}")
+    except KeyboardInterrupt:  # the webcam's way to stop: keep what was recorded
+        if not isinstance(source, int):
+            raise
+    finally:
+        bar.close()
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if n:
+        os.replace(tmp_path, video_path)
+    write_json_atomic(os.path.join(args.output, f"{stem}_results.json"), results)
+    if total and n < total:
+        print(
+            f"demo: video {source} announced {total} frames but only {n} decoded (cut short?)",
+            file=sys.stderr,
+        )
+    return n, len(results), n / max(time.perf_counter() - start, 1e-9)
+
+
 def image_ids_of(dataset):
     if not dataset:
         return {}
@@ -116,7 +208,11 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config-file", required=True)
-    parser.add_argument("--input", nargs="+", required=True, help="image files and/or folders")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", nargs="+", help="image files and/or folders")
+    source.add_argument("--video-input", help="a video file (every frame)")
+    source.add_argument("--webcam", action="store_true", help="camera 0, until Ctrl-C")
+    parser.add_argument("--max-frames", type=int, help="stop a video or the camera after these")
     parser.add_argument("--output", required=True, help="folder for drawn images and results.json")
     parser.add_argument("--dataset", default="", help="registered dataset whose image ids to use")
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
@@ -126,15 +222,34 @@ def main(argv=None):
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     args = parser.parse_args(argv)
 
+    if (args.video_input or args.webcam) and args.topdown and args.dataset:
+        parser.error("--dataset gives boxes of a dataset's images, not of video frames")
     cfg = setup(args)
-    files = list_images(args.input)
+    files = list_images(args.input) if args.input else []
     if args.topdown:
         predictor, boxes_of = topdown_predictor(cfg, args.dataset)
     else:
         predictor, boxes_of = PosePredictor(cfg), None
+
+    def predict(img, path):
+        if boxes_of is None:
+            return predictor(img)["instances"].to("cpu")
+        boxes = boxes_of(path)
+        return predictor(img, *(boxes or ()))["instances"].to("cpu")
+
     metadata = MetadataCatalog.get(args.dataset or cfg.DATASETS.TEST[0])
     ids = image_ids_of(args.dataset)
     os.makedirs(args.output, exist_ok=True)
+    if not files:
+        source = 0 if args.webcam else args.video_input
+        stem = "webcam" if args.webcam else Path(args.video_input).stem
+        try:
+            n, persons, fps = run_video(args, predict, metadata, source, stem)
+        except VideoError as e:
+            print(f"demo: {e}", file=sys.stderr)
+            return 2
+        print(f"demo: {n} frames, {persons} persons, {fps:.2f} frames/s -> {args.output}")
+        return 0
 
     results, skipped, start = [], [], time.perf_counter()
     for i, path in enumerate(tqdm.tqdm(files, desc="demo", unit="img")):
@@ -144,11 +259,7 @@ def main(argv=None):
             tqdm.tqdm.write(f"demo: skipping {e}", file=sys.stderr)
             skipped.append(str(e))
             continue
-        if boxes_of is None:
-            instances = predictor(img)["instances"].to("cpu")
-        else:
-            boxes = boxes_of(path)
-            instances = predictor(img, *(boxes or ()))["instances"].to("cpu")
+        instances = predict(img, path)
         vis = Visualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
         drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
         ok, jpeg = cv2.imencode(".jpg", drawn)

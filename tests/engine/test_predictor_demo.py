@@ -24,8 +24,7 @@ def predictor_cfg(weights):
     cfg = get_multitask_cfg()
     cfg.merge_from_file(str(RECIPE))
     cfg.merge_from_list(
-        MEMORISE_OPTS
-        + ["MODEL.WEIGHTS", str(weights), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.05"]
+        MEMORISE_OPTS + ["MODEL.WEIGHTS", str(weights), "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.05"]
     )
     return cfg
 
@@ -44,9 +43,12 @@ def test_default_predictor_finds_the_memorised_people(memorised_rcnn):
     out_dir, _ = memorised_rcnn
     predictor = DefaultPredictor(predictor_cfg(out_dir / "model_final.pth"))
     coco = json.loads((SAMPLES / "test_coco.json").read_text())
-    image = max(coco["images"], key=lambda im: sum(a["image_id"] == im["id"] and
-                                                    a["num_keypoints"] >= 10
-                                                    for a in coco["annotations"]))
+    image = max(
+        coco["images"],
+        key=lambda im: sum(
+            a["image_id"] == im["id"] and a["num_keypoints"] >= 10 for a in coco["annotations"]
+        ),
+    )
     img = cv2.imread(str(SAMPLES / image["file_name"]))
     inst = predictor(img)["instances"]
     n = len(inst)
@@ -60,8 +62,9 @@ def test_default_predictor_finds_the_memorised_people(memorised_rcnn):
     # within 5% of the person's height (median), in image coordinates (COCO's pixel indices +
     # 0.5, detectron2's continuous ones).
     pred = inst.pred_keypoints[..., :2].numpy()
-    people = [a for a in coco["annotations"]
-              if a["image_id"] == image["id"] and a["num_keypoints"] >= 10]
+    people = [
+        a for a in coco["annotations"] if a["image_id"] == image["id"] and a["num_keypoints"] >= 10
+    ]
     assert len(people) >= 2
     for a in people:
         gt = np.asarray(a["keypoints"], np.float64).reshape(k, 3)
@@ -179,3 +182,64 @@ def test_eval_only_with_flip_tta(memorised_rcnn, tmp_path):
     assert (
         tmp_path / "inference_TTA" / "coco_person_sample" / "coco_instances_results.json"
     ).exists()
+
+
+def _demo_module():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import demo
+
+    return demo
+
+
+def test_demo_tool_on_a_video(memorised_rcnn, tmp_path, capsys):
+    """An 8-frame video of the COCO sample images, written here: the drawn video has every frame
+    at the input's size, and each frame's results equal the predictor's on that decoded frame."""
+    out_dir, _ = memorised_rcnn
+    video = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (640, 480))
+    images = sorted(SAMPLES.glob("*.jpg"))
+    for path in images + images:
+        writer.write(cv2.resize(cv2.imread(str(path)), (640, 480)))
+    writer.release()
+    cap = cv2.VideoCapture(str(video))
+    decoded = [f for ok, f in iter(lambda: cap.read(), (False, None)) if ok]
+    assert len(decoded) == 8
+    demo = _demo_module()
+    out = tmp_path / "demo"
+    opts = [*MEMORISE_OPTS, "MODEL.WEIGHTS", str(out_dir / "model_final.pth")]
+    argv = ["--config-file", str(RECIPE), "--video-input", str(video), "--output", str(out),
+            "--confidence-threshold", "0.05", *opts]  # fmt: skip
+    assert demo.main(argv) == 0
+    assert "demo: 8 frames" in capsys.readouterr().out
+    drawn = cv2.VideoCapture(str(out / "walk_pred.mp4"))
+    frames = [f for ok, f in iter(lambda: drawn.read(), (False, None)) if ok]
+    assert len(frames) == 8 and all(f.shape == (480, 640, 3) for f in frames)
+    results = json.loads((out / "walk_results.json").read_text())
+    assert {r["frame"] for r in results} == set(range(8))
+    assert all(r["image_id"] == r["frame"] and r["time_s"] == r["frame"] / 5 for r in results)
+    predictor = DefaultPredictor(predictor_cfg(out_dir / "model_final.pth"))
+    for i, frame in enumerate(decoded):
+        inst = predictor(frame)["instances"].to("cpu")
+        mine = [r for r in results if r["frame"] == i]
+        assert len(mine) == len(inst) > 0
+        boxes = torch.tensor([r["bbox"] for r in mine])
+        ref = inst.pred_boxes.tensor.clone()
+        ref[:, 2:] -= ref[:, :2]  # xyxy -> xywh
+        assert torch.allclose(boxes, ref, atol=1e-3)
+        kps = torch.tensor([r["keypoints"] for r in mine]).view(len(mine), -1, 3)
+        # (COCO results are in pixel indices: detectron2's continuous coordinates - 0.5)
+        assert torch.allclose(kps[..., :2] + 0.5, inst.pred_keypoints[..., :2], atol=1e-2)
+
+
+def test_demo_tool_names_an_unreadable_video_and_a_missing_camera(tmp_path, capsys):
+    demo = _demo_module()
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    base = ["--config-file", str(RECIPE), "--output", str(tmp_path / "o"), *MEMORISE_OPTS]
+    assert demo.main(["--video-input", str(bad), *base]) == 2
+    err = capsys.readouterr().err
+    assert f"video {bad}" in err and ("cannot open" in err or "no frame" in err)
+    assert not list((tmp_path / "o").glob("*.mp4"))  # nothing half-written
+    if not cv2.VideoCapture(0).isOpened():
+        assert demo.main(["--webcam", *base]) == 2
+        assert "camera 0: OpenCV cannot open it (no camera" in capsys.readouterr().err
