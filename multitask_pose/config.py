@@ -70,6 +70,12 @@ def add_multitask_config(cfg: CN) -> CN:
     add_pose_config(cfg)
     if "OFFSET_ON" in cfg.MODEL.ROI_KEYPOINT_HEAD:
         return cfg
+    # Modulation of the DCNv2 stages (MODEL.RESNETS.DEFORM_ON_PER_STAGE with DEFORM_MODULATED):
+    # "2sigmoid" (ours: 2 x sigmoid of the mask logits, 1 at the zero-initialised start, so a
+    # plain checkpoint keeps its outputs) or "sigmoid" (detectron2's and DCNv2's: for detectron2
+    # deformable checkpoints, multitask_pose/layers/deform_conv.py).
+    cfg.MODEL.RESNETS.DEFORM_MODULATION = "2sigmoid"
+
     # Per-task loss weights of the ROI heads (TaskLossWeights: MultiTaskROIHeads,
     # MultiTaskCascadeROIHeads). The keypoint weight is detectron2's own
     # MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT; these two complete the set.

@@ -6,9 +6,10 @@ runs code. detectron2 reads ``.pkl`` files (its model zoo's format) with the ful
 ``SafeCheckpointer`` reads them with ``RestrictedUnpickler``, which builds only dicts, lists,
 tuples, numbers, strings, bytes and numpy arrays and scalars (all a zoo file holds), and reads
 ``.pth`` files with ``torch.load(weights_only=True)`` (tensors, containers, numbers and the
-optimizer/scheduler state detectron2 saves). Anything else is refused with
-``UnsafeCheckpointError`` naming the file and the type. ``MODEL.TRUST_PICKLED_WEIGHTS: True``
-(config) turns both checks off for trusted legacy files.
+optimizer/scheduler state detectron2 saves), numpy arrays and scalars admitted too, as in the
+``.pkl`` files (MMPose's checkpoints keep their dataset metadata in them). Anything else is
+refused with ``UnsafeCheckpointError`` naming the file and the type.
+``MODEL.TRUST_PICKLED_WEIGHTS: True`` (config) turns both checks off for trusted legacy files.
 """
 
 import functools
@@ -136,13 +137,29 @@ class SafeCheckpointer(DetectionCheckpointer):
         return loaded if "model" in loaded else {"model": loaded}
 
 
+def _numpy_globals():
+    """What ``weights_only`` needs to rebuild numpy arrays and scalars (data, no code)."""
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1
+        from numpy.core import multiarray
+    kinds = (np.bool_, np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32,
+             np.int64, np.uint64, np.float16, np.float32, np.float64, np.complex64,
+             np.complex128)  # fmt: skip
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype] + [
+        type(np.dtype(k)) for k in kinds
+    ]
+
+
 def torch_load(filename, *, trusted=False):
     """``torch.load(filename, map_location="cpu", weights_only=not trusted)``; a refused file
     raises ``UnsafeCheckpointError`` naming the file and the type torch refused."""
     if trusted:
         logger.warning("MODEL.TRUST_PICKLED_WEIGHTS: %s loads with the full pickle", filename)
     try:
-        with open(filename, "rb") as f:
+        with open(filename, "rb") as f, torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(f, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as e:
         # torch's message names the global it refused ("... GLOBAL os.system ..."). Other

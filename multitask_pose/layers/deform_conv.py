@@ -14,7 +14,9 @@ convolution: the predictor is zero-initialised, so offsets are 0 and the modulat
 ``2 * sigmoid(0) = 1``. (DCNv2's paper and detectron2 use ``sigmoid``, which starts at 0.5 and
 would halve every response of a pretrained convolution swapped for a deformable one.) So a plain
 checkpoint loads into a deformable model with only ``*.offset.*`` missing and gives the same
-outputs until the offsets learn.
+outputs until the offsets learn. ``modulation="sigmoid"`` is detectron2's (its
+``DeformBottleneckBlock``: the same predictor layout, offsets then mask logits), for its
+deformable checkpoints (``tools/convert_checkpoint.py --from detectron2``).
 """
 
 import torch
@@ -26,6 +28,10 @@ from torchvision.ops import deform_conv2d
 __all__ = ["DeformConv2d", "deform_offset_parameters", "sampled_deform_conv2d"]
 
 IMPLS = ("auto", "torchvision", "sampled")
+MODULATIONS = {  # mask logits -> modulation
+    "2sigmoid": lambda z: 2 * torch.sigmoid(z),  # ours: 1 at the zero initialisation
+    "sigmoid": torch.sigmoid,  # DCNv2's paper and detectron2's: 0.5 at zero
+}
 
 
 def sampled_deform_conv2d(
@@ -101,10 +107,17 @@ class DeformConv2d(nn.Module):
         norm: nn.Module = None,
         activation=None,
         impl: str = "auto",
+        modulation: str = "2sigmoid",
     ):
         super().__init__()
         if impl not in IMPLS:
             raise ValueError(f"DCN: impl must be one of {IMPLS}, got {impl!r}")
+        if modulation not in MODULATIONS:
+            raise ValueError(
+                f"DCN: modulation must be one of {sorted(MODULATIONS)}"
+                f" (MODEL.RESNETS.DEFORM_MODULATION), got {modulation!r}"
+            )
+        self.modulation = modulation
         # "auto": torchvision's kernel on CUDA, the sampled form on the CPU (see the module doc).
         self.impl = impl
         if in_channels % deform_groups:
@@ -140,7 +153,11 @@ class DeformConv2d(nn.Module):
 
     @classmethod
     def from_conv(
-        cls, conv: Conv2d, deform_groups: int = 1, modulated: bool = True
+        cls,
+        conv: Conv2d,
+        deform_groups: int = 1,
+        modulated: bool = True,
+        modulation: str = "2sigmoid",
     ) -> "DeformConv2d":
         """The deformable twin of a detectron2 ``Conv2d`` (square kernel, no channel groups): same
         weights, bias, norm and activation."""
@@ -162,6 +179,7 @@ class DeformConv2d(nn.Module):
             bias=conv.bias is not None,
             norm=conv.norm,
             activation=conv.activation,
+            modulation=modulation,
         )
         with torch.no_grad():
             layer.weight.copy_(conv.weight)
@@ -183,7 +201,7 @@ class DeformConv2d(nn.Module):
         predicted = self.offset(x)
         taps2 = 2 * self.deform_groups * self.weight.shape[-1] ** 2
         offset = predicted[:, :taps2]
-        mask = 2 * torch.sigmoid(predicted[:, taps2:]) if self.modulated else None
+        mask = MODULATIONS[self.modulation](predicted[:, taps2:]) if self.modulated else None
         impl = self.impl if self.impl != "auto" else ("torchvision" if x.is_cuda else "sampled")
         op = deform_conv2d if impl == "torchvision" else sampled_deform_conv2d
         x = op(
@@ -207,6 +225,7 @@ class DeformConv2d(nn.Module):
         return (
             f"{i}, {o}, kernel_size={k}, stride={self.stride[0]}, padding={self.padding[0]}, "
             f"deform_groups={self.deform_groups}, modulated={self.modulated}, impl={self.impl}"
+            + (f", modulation={self.modulation}" if self.modulated else "")
         )
 
 

@@ -83,7 +83,7 @@ def build_multitask_resnet_backbone(cfg, input_shape: ShapeSpec):
     for name in deformed:  # all built: _check_deform_keys refused stages past the last output
         for block in getattr(resnet, name):
             block.conv2 = DeformConv2d.from_conv(
-                block.conv2, r.DEFORM_NUM_GROUPS, r.DEFORM_MODULATED
+                block.conv2, r.DEFORM_NUM_GROUPS, r.DEFORM_MODULATED, r.DEFORM_MODULATION
             )
     return resnet
 
