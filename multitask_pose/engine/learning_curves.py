@@ -1,9 +1,12 @@
 """Learning curves of training runs: losses and COCO AP against iteration, read from the
 ``metrics.json`` detectron2's ``JSONWriter`` writes in each run's OUTPUT_DIR (one json object per
-logged iteration; the evaluation hook logs ``bbox/AP``, ``keypoints/AP``, ... at its iterations),
-plus the run's final ``results_<dataset>.json`` (written by ``train_net_main``) when no evaluation
-was logged at the end. Drawn by ``tools/plot_curves.py`` and by ``make demo``.
+logged iteration; the evaluation hook logs ``bbox/AP``, ``keypoints/AP``, ... at its iterations)
+or from the TensorBoard event files its ``TensorboardXWriter`` writes beside it (the same scalars
+by tag and step; ``tensorboard --logdir OUTPUT_DIR`` shows them live), plus the run's final
+``results_<dataset>.json`` (written by ``train_net_main``) when no evaluation was logged at the
+end. Drawn by ``tools/plot_curves.py`` and by ``make demo``.
 """
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +14,13 @@ from typing import Dict, List, Sequence, Tuple
 
 from ..shared.atomic_io import save_figure_atomic
 
-__all__ = ["LearningCurves", "plot_learning_curves", "read_learning_curves", "summary_line"]
+__all__ = [
+    "SOURCES",
+    "LearningCurves",
+    "plot_learning_curves",
+    "read_learning_curves",
+    "summary_line",
+]
 
 AP_TASKS = ("keypoints", "bbox", "segm")
 
@@ -24,16 +33,10 @@ class LearningCurves:
     ap: Dict[str, Tuple[List[int], List[float]]] = field(default_factory=dict)
 
 
-def read_learning_curves(run_dir, name: str = "") -> LearningCurves:
-    """The curves of one run (its OUTPUT_DIR). A resumed run logs some iterations twice: the
-    last record of an iteration wins. Raises FileNotFoundError / ValueError naming the file when
-    there is no metrics.json or it holds no loss."""
-    run_dir = Path(run_dir)
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: not a training OUTPUT_DIR, or no iteration logged"
-        )
+SOURCES = ("auto", "json", "tensorboard")
+
+
+def _json_records(path: Path) -> Dict[int, Dict]:
     records: Dict[int, Dict] = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -44,6 +47,58 @@ def read_learning_curves(run_dir, name: str = "") -> LearningCurves:
             raise ValueError(f"{path}, line {n}: not json ({e})") from e
         if isinstance(rec, dict) and "iteration" in rec:
             records.setdefault(int(rec["iteration"]), {}).update(rec)
+    return records
+
+
+def _event_records(run_dir: Path) -> Dict[int, Dict]:
+    """Scalars of the run's TensorBoard event files by step (files in name order, i.e. by
+    creation time: a resumed run's later values win), read with TensorBoard's own reader."""
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    except ImportError as e:
+        raise ImportError(
+            "reading TensorBoard events needs the tensorboard package (pip install tensorboard)"
+        ) from e
+    from tensorboard.util import tensor_util
+
+    records: Dict[int, Dict] = {}
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.HasField("tensor"):
+                    number = tensor_util.make_ndarray(value.tensor)
+                elif value.HasField("simple_value"):
+                    number = value.simple_value
+                else:
+                    continue
+                records.setdefault(int(event.step), {})[value.tag] = float(number)
+    return records
+
+
+def read_learning_curves(run_dir, name: str = "", source: str = "auto") -> LearningCurves:
+    """The curves of one run (its OUTPUT_DIR) from ``source``: "json" (metrics.json),
+    "tensorboard" (its event files) or "auto" (metrics.json if there, else the events). A
+    resumed run logs some iterations twice: the last record of an iteration wins. Raises
+    FileNotFoundError / ValueError naming the file when there is no such file or it holds no
+    loss."""
+    run_dir = Path(run_dir)
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    path = run_dir / "metrics.json"
+    events = sorted(run_dir.glob("events.out.tfevents.*"))
+    if source == "tensorboard" or (source == "auto" and not path.is_file() and events):
+        if not events:
+            raise FileNotFoundError(
+                f"no TensorBoard event file (events.out.tfevents.*) in {run_dir}"
+            )
+        path = events[-1]
+        records = _event_records(run_dir)
+    elif not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: not a training OUTPUT_DIR, or no iteration logged"
+        )
+    else:
+        records = _json_records(path)
     curves = LearningCurves(name or run_dir.name)
     for it in sorted(records):
         for key, value in records[it].items():

@@ -68,3 +68,34 @@ def test_tool_writes_the_plot_and_a_summary(tmp_path):
     missing = subprocess.run([*tool, str(tmp_path / "nowhere")], capture_output=True, text=True,
                              timeout=300)  # fmt: skip
     assert missing.returncode == 2 and "nowhere/metrics.json not found" in missing.stderr
+
+
+def test_tensorboard_events_hold_the_losses_and_ap(memorised_rcnn, tmp_path):
+    """A real short run (the shared memorising R-CNN): its TensorBoard events hold every loss and
+    the keypoint / box AP at the same iterations as metrics.json, with the same values (float32
+    in the events); the tool plots from them alone."""
+    out_dir, _ = memorised_rcnn
+    js = read_learning_curves(out_dir, source="json")
+    tb = read_learning_curves(out_dir, source="tensorboard")
+    assert set(tb.losses) == set(js.losses) >= {"total_loss", "loss_keypoint", "loss_mask"}
+    for key in ("keypoints/AP", "bbox/AP", "segm/AP"):
+        assert key in tb.ap
+    for series_tb, series_js in [(tb.losses[k], js.losses[k]) for k in js.losses] + [
+        (tb.ap[k], js.ap[k]) for k in js.ap
+    ]:
+        assert series_tb[0] == series_js[0]
+        assert series_tb[1] == pytest.approx(series_js[1], rel=1e-6, abs=1e-7)
+    assert tb.ap["keypoints/AP"][1][-1] > 0.5  # the memorised sample's AP, as logged
+    # Events alone (no metrics.json): the tool reads them by itself.
+    events_only = tmp_path / "events_only"
+    events_only.mkdir()
+    for f in out_dir.glob("events.out.tfevents.*"):
+        (events_only / f.name).write_bytes(f.read_bytes())
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "plot_curves.py"), str(events_only)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (events_only / "learning_curves.png").stat().st_size > 0
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event file"):
+        read_learning_curves(tmp_path, source="tensorboard")
