@@ -17,7 +17,7 @@ demo:
 demo-topdown:
 	@PY=$$($(SETUP)) && $$PY tools/main_job.py --pipeline topdown
 
-# The default test suite (9-17 minutes on a 2-core CPU; includes the memorisation checks).
+# The default test suite (10-20 minutes on a 2-core CPU; includes the memorisation checks).
 test:
 	@PY=$$($(SETUP)) && $$PY -m pytest -m "not slow" tests projects/TopDown/tests
 

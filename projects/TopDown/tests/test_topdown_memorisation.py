@@ -49,10 +49,17 @@ FAMILIES = {
 
 
 # The hourglass needs the most iterations (about 150 s alone on a 2-core CPU, 350 s with other
-# work on the cores): it runs in `make test-slow`, keeping `make test` within its time budget.
+# work on the cores) and SimpleBaseline the heaviest network (65 s alone): both run in
+# `make test-slow`, keeping `make test` within its time budget; HRNet stays in `make test`.
+SLOW_FAMILIES = ("hourglass", "simple_baseline")
+
+
 @pytest.mark.parametrize(
     "family",
-    [pytest.param(f, marks=pytest.mark.slow) if f == "hourglass" else f for f in sorted(FAMILIES)],
+    [
+        pytest.param(f, marks=pytest.mark.slow) if f in SLOW_FAMILIES else f
+        for f in sorted(FAMILIES)
+    ],
 )
 def test_topdown_family_memorises_the_coco_sample(family, tmp_path):
     iters, opts = FAMILIES[family]
