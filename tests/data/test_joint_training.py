@@ -255,3 +255,28 @@ def test_datasets_register_from_the_config_and_join_training(tmp_path):
     for value, message in bad.items():
         with pytest.raises(ValueError, match=message):
             check_datasets(_cfg("DATASETS.REGISTER_COCO", value))
+
+
+def test_rcnn_trains_on_a_mix_through_the_trainers_loader():
+    """MultiTaskTrainer's own loader over COCO + AIC at 1:1: batches hold both datasets' images,
+    the AIC ones with no face keypoint and no mask, and the model's losses on them are finite."""
+    from detectron2.modeling import build_model
+
+    cfg = _cfg("DATASETS.TRAIN_RATIOS", "(1, 1)", "SOLVER.IMS_PER_BATCH", "2",
+               "DATALOADER.ASPECT_RATIO_GROUPING", "False", "SEED", "3")  # fmt: skip
+    it = iter(MultiTaskTrainer.build_train_loader(cfg))
+    batches = [next(it) for _ in range(4)]
+    samples = [x for b in batches for x in b]
+    aic = [x for x in samples if "/aic/" in x["file_name"]]
+    assert 0 < len(aic) < len(samples)
+    for x in aic:
+        kp = x["instances"].gt_keypoints.tensor
+        assert kp.shape[1:] == (17, 3) and (kp[:, FACE, 2] == 0).all()
+        assert not x["instances"].has("gt_masks")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    with EventStorage():
+        for batch in batches:
+            losses = model(batch)
+            assert all(torch.isfinite(v) for v in losses.values()), losses
