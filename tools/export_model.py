@@ -14,7 +14,19 @@ from other weights (their sha256 is in the file's metadata). Before the file is 
 Runtime's output is compared with PyTorch's on a random batch (relative difference at most
 ``topdown.runtime.TOLERANCE``); the last line printed is a one-line summary with that difference
 and both backends' speed at ``--batch``. Trailing ``KEY VALUE`` pairs override the config. Every
-top-down network exports; the multitask R-CNN does not yet (the ecosystem issue extends this).
+top-down network exports.
+
+The multitask R-CNN (a ``GeneralizedRCNN`` config) exports to TorchScript (``--output *.ts``):
+``model.inference(do_postprocess=False)`` traced through detectron2's ``TracingAdapter`` on the
+first image of DATASETS.TEST[0], resized as ``DefaultPredictor`` resizes (shortest edge
+MIN_SIZE_TEST, at most MAX_SIZE_TEST). Input: one ``uint8`` (3, H, W) image in INPUT.FORMAT at
+that scale, any H and W; outputs, in this order: ``pred_boxes`` (N, 4), ``pred_classes`` (N,),
+the keypoint heatmaps (N, K, S, S), with KeypointOffsetHead its offsets (N, 2K, S, S),
+``pred_keypoints`` (N, K, 3), ``pred_masks`` (N, 1, M, M: the RoI's mask logits, not pasted),
+``scores`` (N,) and the image size (2,); boxes and keypoints in the resized image's pixels.
+Before the file is written the traced module is run on up to 4 images of that dataset and must
+give PyTorch's outputs (at most ``RCNN_TOLERANCE`` apart). ONNX is not offered for the R-CNN yet:
+detectron2's keypoint decode (``heatmaps_to_keypoints``, scripted) has no ONNX form.
 """
 
 import argparse
@@ -22,6 +34,7 @@ import io
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -34,8 +47,8 @@ from multitask_pose.shared.atomic_io import atomic_write
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", required=True, help="a top-down config")
-    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--config-file", required=True, help="a top-down or R-CNN config")
+    parser.add_argument("--output", required=True, help="the .onnx (.ts for the R-CNN) to write")
     parser.add_argument("--batch", type=int, default=8, help="crops per call in the timing")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
@@ -50,18 +63,28 @@ def load_cfg(args):
     cfg = add_topdown_config(multitask_pose.get_multitask_cfg())
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    if cfg.MODEL.META_ARCHITECTURE != "TopDownPoseEstimator":
+    rcnn = cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+    torchscript = args.output.endswith((".ts", ".pt"))
+    if rcnn and not torchscript:
+        raise ValueError(
+            f"{args.config_file} is a multitask R-CNN config: it exports to TorchScript (an"
+            " --output ending in .ts); ONNX is not offered yet (detectron2's keypoint decode has"
+            " no ONNX form)"
+        )
+    if not rcnn and cfg.MODEL.META_ARCHITECTURE != "TopDownPoseEstimator":
         raise ValueError(
             f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE} config: export_model.py"
-            " exports the top-down networks (projects/TopDown/configs) only for now"
+            " exports the top-down networks and the multitask R-CNN"
         )
+    if not rcnn and torchscript:
+        raise ValueError("top-down networks export to ONNX: give an --output ending in .onnx")
     if not cfg.MODEL.WEIGHTS:
         raise ValueError("no MODEL.WEIGHTS: give the trained checkpoint (MODEL.WEIGHTS <file>)")
     if not os.path.isfile(cfg.MODEL.WEIGHTS):
         raise FileNotFoundError(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS}: no such file")
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
-    cfg.MODEL.DEVICE = "cpu"  # ONNX Runtime's CPU provider
+    cfg.MODEL.DEVICE = "cpu"  # ONNX Runtime's CPU provider; the R-CNN is traced on the CPU
     cfg.TEST.TOPDOWN.BOX_SOURCE = "gt"  # the network alone: no detector to load
     cfg.freeze()
     return cfg
@@ -107,10 +130,104 @@ def export(cfg, output: str, batch: int = 8) -> str:
     )
 
 
+RCNN_TOLERANCE = 1e-4  # largest absolute difference of the traced R-CNN from PyTorch
+
+
+def _tracing_adapter():
+    """detectron2's ``TracingAdapter``. Its package's ``__init__`` imports caffe2, which recent
+    torch lacks: the ``flatten`` module is loaded under a bare package of the same path."""
+    import importlib
+    import types
+
+    import detectron2
+
+    try:
+        from detectron2.export.flatten import TracingAdapter
+    except ImportError:
+        pkg = types.ModuleType("detectron2.export")
+        pkg.__path__ = [os.path.join(detectron2.__path__[0], "export")]
+        sys.modules["detectron2.export"] = pkg
+        TracingAdapter = importlib.import_module("detectron2.export.flatten").TracingAdapter
+    return TracingAdapter
+
+
+def rcnn_images(cfg, count=4):
+    """Up to ``count`` images of DATASETS.TEST[0] as the traced model takes them: (3, H, W)
+    uint8 in INPUT.FORMAT, resized as DefaultPredictor does."""
+    from detectron2.data import DatasetCatalog
+    from detectron2.data import transforms as T
+
+    from multitask_pose.data.image_check import read_image_checked
+
+    if not cfg.DATASETS.TEST:
+        raise ValueError("DATASETS.TEST is empty: the R-CNN is traced and checked on its images")
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    out = []
+    for d in DatasetCatalog.get(cfg.DATASETS.TEST[0])[:count]:
+        img = read_image_checked(d["file_name"], format=cfg.INPUT.FORMAT)
+        img = resize.get_transform(img).apply_image(img)
+        out.append(torch.as_tensor(np.ascontiguousarray(img.transpose(2, 0, 1))))
+    return out
+
+
+def export_rcnn(cfg, output: str) -> str:
+    """Trace the R-CNN to TorchScript, check it on the test images, write it; the summary."""
+    model = build_model(cfg).eval()
+    checkpointer_for(cfg)(model).load(cfg.MODEL.WEIGHTS)
+    images = rcnn_images(cfg)
+
+    def inference(model, inputs):
+        return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
+
+    adapter = _tracing_adapter()(model, [{"image": images[0]}], inference)
+    t0 = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns at every Python-side shape use; the outputs are checked below instead.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
+    seconds = time.perf_counter() - t0
+    err, counts = 0.0, []
+    with torch.no_grad():
+        for x in images:
+            got, ref = traced(x), adapter(x)
+            shapes = [tuple(t.shape) for t in got], [tuple(t.shape) for t in ref]
+            if shapes[0] != shapes[1]:
+                raise ValueError(
+                    f"the traced R-CNN's outputs {shapes[0]} differ from PyTorch's {shapes[1]}"
+                )
+            err = max(
+                [err]
+                + [
+                    float((a.float() - b.float()).abs().max())
+                    for a, b in zip(got, ref)
+                    if a.numel()
+                ]
+            )
+            counts.append(len(ref[0]))
+        eager_ms = _median_ms(lambda: adapter(images[0]))
+        traced_ms = _median_ms(lambda: traced(images[0]))
+    if err > RCNN_TOLERANCE:
+        raise ValueError(f"the traced R-CNN differs from PyTorch by {err:.1e} (> {RCNN_TOLERANCE})")
+    with atomic_write(output, "wb") as f:
+        torch.jit.save(traced, f)
+    mb = os.path.getsize(output) / 2**20
+    return (
+        f"export_model: GeneralizedRCNN ({cfg.MODEL.ROI_HEADS.NAME},"
+        f" {cfg.MODEL.ROI_KEYPOINT_HEAD.NAME}) -> {output} (TorchScript, {mb:.1f} MB, traced in"
+        f" {seconds:.1f} s); on {len(images)} {cfg.DATASETS.TEST[0]} images"
+        f" ({'/'.join(map(str, counts))} detections) max difference to PyTorch {err:.1e};"
+        f" eager {eager_ms:.0f} ms/img, traced {traced_ms:.0f} ms/img on"
+        f" {torch.get_num_threads()} threads"
+    )
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = load_cfg(args)
+        if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+            print(export_rcnn(cfg, args.output))
+            return 0
     except (FileNotFoundError, ValueError) as e:
         print(f"export_model: {e}", file=sys.stderr)
         return 2

@@ -243,3 +243,42 @@ def test_demo_tool_names_an_unreadable_video_and_a_missing_camera(tmp_path, caps
     if not cv2.VideoCapture(0).isOpened():
         assert demo.main(["--webcam", *base]) == 2
         assert "camera 0: OpenCV cannot open it (no camera" in capsys.readouterr().err
+
+
+def test_rcnn_exports_to_torchscript_with_pytorchs_outputs(memorised_rcnn, tmp_path, capsys):
+    """tools/export_model.py on the memorising R-CNN: the TorchScript file, loaded alone, gives
+    the eager model's boxes, scores, masks and keypoints on every sample image (other sizes and
+    detection counts than the traced one) and finds the memorised people."""
+    out_dir, _ = memorised_rcnn
+    sys.path.insert(0, str(ROOT / "tools"))
+    import export_model
+
+    out = tmp_path / "rcnn.ts"
+    opts = [*MEMORISE_OPTS, "MODEL.WEIGHTS", str(out_dir / "model_final.pth")]
+    argv = ["--config-file", str(RECIPE), "--output", str(out), *opts]
+    assert export_model.main(argv) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("export_model: GeneralizedRCNN") and "TorchScript" in summary
+    traced = torch.jit.load(str(out))
+    cfg = predictor_cfg(out_dir / "model_final.pth")
+    cfg.MODEL.DEVICE = "cpu"
+    model = DefaultPredictor(cfg).model
+    images = export_model.rcnn_images(cfg)
+    assert len(images) == 4 and len({tuple(x.shape) for x in images}) > 1
+    coco = json.loads((SAMPLES / "test_coco.json").read_text())
+    for x, image in zip(images, coco["images"]):
+        with torch.no_grad():
+            got = traced(x)
+            inst = model.inference([{"image": x}], do_postprocess=False)[0]
+        boxes, classes, heatmaps, keypoints, masks, scores, size = got
+        assert torch.allclose(boxes, inst.pred_boxes.tensor, atol=1e-4)
+        assert torch.allclose(scores, inst.scores, atol=1e-5)
+        assert torch.allclose(keypoints, inst.pred_keypoints, atol=1e-4)
+        assert torch.allclose(masks, inst.pred_masks, atol=1e-4)
+        assert size.tolist() == list(x.shape[1:])
+        people = sum(a["image_id"] == image["id"] for a in coco["annotations"])
+        assert int((scores > 0.5).sum()) >= people - 1
+    # ONNX is refused for the R-CNN, by name.
+    assert export_model.main(["--config-file", str(RECIPE), "--output", str(tmp_path / "r.onnx"),
+                              *opts]) == 2  # fmt: skip
+    assert "exports to TorchScript" in capsys.readouterr().err
