@@ -25,8 +25,9 @@ the keypoint heatmaps (N, K, S, S), with KeypointOffsetHead its offsets (N, 2K, 
 ``pred_keypoints`` (N, K, 3), ``pred_masks`` (N, 1, M, M: the RoI's mask logits, not pasted),
 ``scores`` (N,) and the image size (2,); boxes and keypoints in the resized image's pixels.
 Before the file is written the traced module is run on up to 4 images of that dataset and must
-give PyTorch's outputs (at most ``RCNN_TOLERANCE`` apart). ONNX is not offered for the R-CNN yet:
-detectron2's keypoint decode (``heatmaps_to_keypoints``, scripted) has no ONNX form.
+give PyTorch's outputs (at most ``RCNN_TOLERANCE`` apart). Not yet: ONNX for the R-CNN
+(detectron2's keypoint decode, ``heatmaps_to_keypoints``, is scripted with indexing ONNX cannot
+express) and the KeypointOffsetHead (its decode's window is sized from the boxes at run time).
 """
 
 import argparse
@@ -75,6 +76,13 @@ def load_cfg(args):
         raise ValueError(
             f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE} config: export_model.py"
             " exports the top-down networks and the multitask R-CNN"
+        )
+    if rcnn and cfg.MODEL.KEYPOINT_ON and cfg.MODEL.ROI_KEYPOINT_HEAD.NAME == "KeypointOffsetHead":
+        # Its decode sizes its search window from the boxes (int(...) of a tensor): a trace would
+        # freeze the traced image's window for every later image.
+        raise ValueError(
+            "MODEL.ROI_KEYPOINT_HEAD.NAME KeypointOffsetHead does not export yet: its decode's"
+            " search window depends on the box sizes, which tracing would freeze"
         )
     if not rcnn and torchscript:
         raise ValueError("top-down networks export to ONNX: give an --output ending in .onnx")

@@ -282,3 +282,6 @@ def test_rcnn_exports_to_torchscript_with_pytorchs_outputs(memorised_rcnn, tmp_p
     assert export_model.main(["--config-file", str(RECIPE), "--output", str(tmp_path / "r.onnx"),
                               *opts]) == 2  # fmt: skip
     assert "exports to TorchScript" in capsys.readouterr().err
+    offset = ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead"]
+    assert export_model.main([*argv, *offset]) == 2
+    assert "KeypointOffsetHead does not export yet" in capsys.readouterr().err
