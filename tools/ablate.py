@@ -268,6 +268,13 @@ def detect_persons(detector, dataset, path, prefix="ablate"):
     return path
 
 
+def box_opts(box, det_file):
+    """The top-down overrides of a box source: "gt", or a detection file for "det"."""
+    if box == "gt":
+        return ["TEST.TOPDOWN.BOX_SOURCE", "gt"]
+    return ["TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", str(det_file)]
+
+
 def results_file(eval_dir, dataset):
     """The COCO results json an evaluation in ``eval_dir`` wrote for ``dataset``."""
     return Path(eval_dir) / "inference" / dataset / "coco_instances_results.json"

@@ -135,18 +135,13 @@ def variant_opts(row, args, det, pseudo):
     return [*pair(args.inconsistent), "DATASETS.KEYPOINT_SELECTION", "True"]
 
 
-def box_opts(box, det_file):
-    if box == "gt":
-        return ["TEST.TOPDOWN.BOX_SOURCE", "gt"]
-    return ["TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", str(det_file)]
-
-
 def pseudo_labels(args, out_root, run_dir, seed, det):
     """The baseline's poses on the unlabelled set (its keypoint AP there, against the hidden
     labels) and the pseudo-label file made from them; returns (file, AP, the tool's line)."""
     res = ablate.evaluate_run(
         run_dir / "config.yaml", run_dir / "eval" / "unlabelled", args.unlabelled,
-        ["MODEL.WEIGHTS", str(run_dir / "model_final.pth"), *box_opts("det", det[args.unlabelled])],
+        ["MODEL.WEIGHTS", str(run_dir / "model_final.pth"),
+         *ablate.box_opts("det", det[args.unlabelled])],
         f"the baseline seed {seed} on {args.unlabelled}", True, "data_study",
     )  # fmt: skip
     path = out_root / "pseudo_labels" / f"seed{seed}.json"
@@ -283,7 +278,7 @@ def main(argv=None):
                 weights = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
                 res = ablate.evaluate_run(
                     run_dir / "config.yaml", run_dir / "eval" / f"{args.val}_{box}", args.val,
-                    [*weights, *box_opts(box, det[args.val])],
+                    [*weights, *ablate.box_opts(box, det[args.val])],
                     f"{row} seed {seed} on {args.val}, {label}", True, "data_study",
                 )  # fmt: skip
                 by_row.setdefault(row, {}).setdefault(label, []).append(

@@ -17,7 +17,13 @@ import torch
 from detectron2.data import DatasetMapper
 from torchvision.ops import box_iou
 
-__all__ = ["HardNegativeMapper", "mine_dataset_dicts", "mine_hard_negatives", "with_hard_negatives"]
+__all__ = [
+    "HardNegativeMapper",
+    "load_detection_file",
+    "mine_dataset_dicts",
+    "mine_hard_negatives",
+    "with_hard_negatives",
+]
 
 
 def _xyxy(boxes: np.ndarray) -> torch.Tensor:
@@ -79,6 +85,24 @@ def mine_hard_negatives(
         "iou_thresh": iou_thresh,
     }
     return out, report
+
+
+def load_detection_file(path: str, key: str) -> List[Dict]:
+    """The detections of config key ``key``'s file (a COCO results list); FileNotFoundError or
+    ValueError naming the key and the file."""
+    import json
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{key} not found: {path}")
+    with open(path) as f:
+        try:
+            detections = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{key} {path}: not json ({e})") from None
+    if not isinstance(detections, list):
+        raise ValueError(f"{key} {path}: not a COCO results list")
+    return detections
 
 
 def mine_dataset_dicts(dataset_dicts: List[Dict], detections: List[Dict], score_thresh: float,

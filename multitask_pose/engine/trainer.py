@@ -149,15 +149,10 @@ class PoseTrainer(DefaultTrainer):
     @staticmethod
     def _hard_negatives(cfg, dicts):
         """``dicts`` with INPUT.HARD_NEGATIVES_FILE's mined boxes (``with_hard_negatives``)."""
-        import json
-
-        from ..data.hard_negatives import with_hard_negatives
+        from ..data.hard_negatives import load_detection_file, with_hard_negatives
 
         path, i = cfg.INPUT.HARD_NEGATIVES_FILE, cfg.INPUT
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"INPUT.HARD_NEGATIVES_FILE not found: {path}")
-        with open(path) as f:
-            detections = json.load(f)
+        detections = load_detection_file(path, "INPUT.HARD_NEGATIVES_FILE")
         try:
             dicts, report = with_hard_negatives(
                 dicts, detections, i.HARD_NEGATIVE_SCORE, i.HARD_NEGATIVE_IOU

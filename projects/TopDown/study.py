@@ -115,12 +115,6 @@ def settings(args):
     return [(f"{d}_{b}", d, b) for d in args.datasets for b in boxes]
 
 
-def box_opts(box, det_file):
-    if box == "gt":
-        return ["TEST.TOPDOWN.BOX_SOURCE", "gt"]
-    return ["TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", str(det_file)]
-
-
 def row(res, train_min=float("nan")):
     return {
         "box": res.get("bbox", {}).get("AP"),
@@ -194,7 +188,7 @@ def main(argv=None):
             for seed in args.seeds:
                 run_dir, r = runs[model][seed]
                 opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
-                opts += box_opts(box, det_files.get(dataset))
+                opts += ablate.box_opts(box, det_files.get(dataset))
                 if model in HINTED:
                     opts += ["TEST.TOPDOWN.HINT.SOURCE", "center" if box == "gt" else "keypoints"]
                 eval_dir = run_dir / "eval" / name
@@ -222,7 +216,7 @@ def main(argv=None):
             run_dir = out_root / stem / f"seed{seed}"
             for name, dataset, _ in cols:
                 opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
-                opts += box_opts("det", results["hrnet", seed, name])
+                opts += ablate.box_opts("det", results["hrnet", seed, name])
                 res = ablate.evaluate_run(
                     run_dir / "config.yaml",
                     run_dir / "eval" / name,
@@ -257,7 +251,7 @@ def main(argv=None):
                     members[0] / "config.yaml",
                     ens_dir / "eval" / name,
                     dataset,
-                    ens_opts + box_opts(box, det_files.get(dataset)),
+                    ens_opts + ablate.box_opts(box, det_files.get(dataset)),
                     f"ensemble seed {seed} {name}",
                     topdown=True,
                     prefix="study",

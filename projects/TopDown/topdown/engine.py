@@ -105,7 +105,7 @@ class TopDownTrainer(PoseTrainer):
     @staticmethod
     def _hard_negatives(cfg, dicts):
         """INPUT.TOPDOWN.HARD_NEGATIVES_FILE's mined crops (:func:`negative_person_dicts`)."""
-        import json
+        from multitask_pose.data.hard_negatives import load_detection_file
 
         from .data.mapper import negative_person_dicts
 
@@ -115,10 +115,7 @@ class TopDownTrainer(PoseTrainer):
                 "INPUT.TOPDOWN.HARD_NEGATIVES_FILE with a cue model (MODEL.TOPDOWN.CUE"
                 f" {cfg.MODEL.TOPDOWN.CUE!r}) is not supported: negatives have no hints"
             )
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"INPUT.TOPDOWN.HARD_NEGATIVES_FILE not found: {path}")
-        with open(path) as f:
-            detections = json.load(f)
+        detections = load_detection_file(path, "INPUT.TOPDOWN.HARD_NEGATIVES_FILE")
         try:
             negatives, report = negative_person_dicts(
                 dicts, detections, cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
