@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Export a trained top-down pose network (projects/TopDown) to ONNX, checked against PyTorch.
+"""Export a trained top-down pose network (projects/TopDown) to ONNX, or the multitask R-CNN to
+ONNX or TorchScript, checked against PyTorch.
 
     python tools/export_model.py \\
         --config-file projects/TopDown/configs/Synthetic/hrnet_w18_small_synth_basic.yaml \\
@@ -16,21 +17,26 @@ Runtime's output is compared with PyTorch's on a random batch (relative differen
 and both backends' speed at ``--batch``. Trailing ``KEY VALUE`` pairs override the config. Every
 top-down network exports.
 
-The multitask R-CNN (a ``GeneralizedRCNN`` config) exports to TorchScript (``--output *.ts``):
+The multitask R-CNN (a ``GeneralizedRCNN`` config) exports to TorchScript (``--output *.ts``) or
+ONNX (``--output *.onnx``, opset 17, the TorchScript-based exporter, run in ONNX Runtime):
 ``model.inference(do_postprocess=False)`` traced through detectron2's ``TracingAdapter`` on the
 first image of DATASETS.TEST[0], resized as ``DefaultPredictor`` resizes (shortest edge
-MIN_SIZE_TEST, at most MAX_SIZE_TEST). Input: one ``uint8`` (3, H, W) image in INPUT.FORMAT at
-that scale, any H and W; outputs, in this order: ``pred_boxes`` (N, 4), ``pred_classes`` (N,),
-the keypoint heatmaps (N, K, S, S), with KeypointOffsetHead its offsets (N, 2K, S, S),
-``pred_keypoints`` (N, K, 3), ``pred_masks`` (N, 1, M, M: the RoI's mask logits, not pasted),
-``scores`` (N,) and the image size (2,); boxes and keypoints in the resized image's pixels.
-Before the file is written the traced module is run on up to 4 images of that dataset and must
-give PyTorch's outputs (at most ``RCNN_TOLERANCE`` apart). Not yet: ONNX for the R-CNN
-(detectron2's keypoint decode, ``heatmaps_to_keypoints``, is scripted with indexing ONNX cannot
-express) and the KeypointOffsetHead (its decode's window is sized from the boxes at run time).
+MIN_SIZE_TEST, at most MAX_SIZE_TEST). Input: one ``uint8`` (3, H, W) image in INPUT.FORMAT at that
+scale, any H and W (ONNX: dynamic axes ``height``, ``width``); outputs, in this order:
+``pred_boxes`` (N, 4), ``pred_classes`` (N,), the keypoint heatmaps (N, K, S, S), with
+KeypointOffsetHead its offsets (N, 2K, S, S), ``pred_keypoints`` (N, K, 3), ``pred_masks`` (N, 1,
+M, M: the RoI's mask probabilities, not pasted), ``scores`` (N,) and the image size (2,); boxes and
+keypoints in the resized image's pixels; N dynamic, 0 included. Keypoints are decoded by the traced
+graph: KeypointOffsetHead's vectorised decode (``RoIHeatmapCodec``, its search window sized from
+each run's boxes) as in PyTorch; detectron2's head keeps detectron2's scripted decode in
+TorchScript and, in ONNX (which cannot express it), uses the same vectorised decode, equal to
+detectron2's up to its search window (the summary counts the keypoints where they agree). Before
+the file is written it is run on up to 4 images of that dataset and must give PyTorch's outputs (at
+most ``RCNN_TOLERANCE`` apart, relative to each output's largest value).
 """
 
 import argparse
+import contextlib
 import io
 import os
 import sys
@@ -49,7 +55,9 @@ from multitask_pose.shared.atomic_io import atomic_write
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True, help="a top-down or R-CNN config")
-    parser.add_argument("--output", required=True, help="the .onnx (.ts for the R-CNN) to write")
+    parser.add_argument(
+        "--output", required=True, help="the .onnx to write (or .ts: TorchScript, R-CNN only)"
+    )
     parser.add_argument("--batch", type=int, default=8, help="crops per call in the timing")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser.parse_args(argv)
@@ -66,23 +74,15 @@ def load_cfg(args):
     cfg.merge_from_list(args.opts)
     rcnn = cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
     torchscript = args.output.endswith((".ts", ".pt"))
-    if rcnn and not torchscript:
+    if not args.output.endswith((".ts", ".pt", ".onnx")):
         raise ValueError(
-            f"{args.config_file} is a multitask R-CNN config: it exports to TorchScript (an"
-            " --output ending in .ts); ONNX is not offered yet (detectron2's keypoint decode has"
-            " no ONNX form)"
+            f"--output {args.output}: give a file ending in .onnx (ONNX) or .ts (TorchScript,"
+            " the R-CNN only)"
         )
     if not rcnn and cfg.MODEL.META_ARCHITECTURE != "TopDownPoseEstimator":
         raise ValueError(
             f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE} config: export_model.py"
             " exports the top-down networks and the multitask R-CNN"
-        )
-    if rcnn and cfg.MODEL.KEYPOINT_ON and cfg.MODEL.ROI_KEYPOINT_HEAD.NAME == "KeypointOffsetHead":
-        # Its decode sizes its search window from the boxes (int(...) of a tensor): a trace would
-        # freeze the traced image's window for every later image.
-        raise ValueError(
-            "MODEL.ROI_KEYPOINT_HEAD.NAME KeypointOffsetHead does not export yet: its decode's"
-            " search window depends on the box sizes, which tracing would freeze"
         )
     if not rcnn and torchscript:
         raise ValueError("top-down networks export to ONNX: give an --output ending in .onnx")
@@ -138,7 +138,11 @@ def export(cfg, output: str, batch: int = 8) -> str:
     )
 
 
-RCNN_TOLERANCE = 1e-4  # largest absolute difference of the traced R-CNN from PyTorch
+# Largest difference of the exported R-CNN from PyTorch, relative to each output's largest value
+# (at least 1): heatmap logits reach about 60 and boxes the image size; ONNX Runtime's kernels
+# differ from torch's by about 1e-5 of that (TorchScript, about 1e-7).
+RCNN_TOLERANCE = 1e-4
+RCNN_OPSET = 17  # RoiAlign with half_pixel (detectron2's aligned=True) needs 16
 
 
 def _tracing_adapter():
@@ -178,55 +182,136 @@ def rcnn_images(cfg, count=4):
     return out
 
 
+@contextlib.contextmanager
+def _codec_keypoint_decode():
+    """detectron2's heatmap decode (``heatmaps_to_keypoints``, called by its keypoint heads'
+    inference) replaced by ``RoIHeatmapCodec.decode`` while the R-CNN is exported to ONNX:
+    detectron2's is scripted, one RoI at a time at each box's size, which ONNX cannot express;
+    ours is vectorised and traceable, and gives the same keypoints up to its search window (see
+    ``RoIHeatmapCodec.decode``). ``KeypointOffsetHead`` decodes with the codec anyway."""
+    from detectron2.modeling.roi_heads import keypoint_head
+
+    from multitask_pose.codecs import RoIHeatmapCodec
+
+    def decode(maps, rois):
+        xy, score = RoIHeatmapCodec(maps.shape[-1]).decode(maps, rois)
+        # detectron2's (x, y, logit, probability) columns; its caller keeps x, y, probability
+        return torch.cat([xy, score[..., None], score[..., None]], dim=2)
+
+    original = keypoint_head.heatmaps_to_keypoints
+    keypoint_head.heatmaps_to_keypoints = decode
+    try:
+        yield
+    finally:
+        keypoint_head.heatmaps_to_keypoints = original
+
+
+def _rcnn_output_names(model, image):
+    """The flattened outputs' names: the Instances fields in the adapter's (sorted) order, then
+    the image size."""
+    with torch.no_grad():
+        inst = model.inference([{"image": image}], do_postprocess=False)[0]
+    return sorted(inst.get_fields()) + ["image_size"]
+
+
 def export_rcnn(cfg, output: str) -> str:
-    """Trace the R-CNN to TorchScript, check it on the test images, write it; the summary."""
+    """Trace the R-CNN to TorchScript (``*.ts``) or ONNX (``*.onnx``), check the file on the
+    test images against PyTorch, write it; the summary line."""
     model = build_model(cfg).eval()
     checkpointer_for(cfg)(model).load(cfg.MODEL.WEIGHTS)
     images = rcnn_images(cfg)
+    onnx = output.endswith(".onnx")
 
     def inference(model, inputs):
         return [{"instances": model.inference(inputs, do_postprocess=False)[0]}]
 
-    adapter = _tracing_adapter()(model, [{"image": images[0]}], inference)
+    # (eval: torch.onnx.export restores the wrapper's own mode afterwards, a new module's is train)
+    adapter = _tracing_adapter()(model, [{"image": images[0]}], inference).eval()
+    decode = _codec_keypoint_decode() if onnx else contextlib.nullcontext()
     t0 = time.perf_counter()
-    with torch.no_grad(), warnings.catch_warnings():
+    with decode, torch.no_grad(), warnings.catch_warnings():
         # The tracer warns at every Python-side shape use; the outputs are checked below instead.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
-    seconds = time.perf_counter() - t0
-    err, counts = 0.0, []
-    with torch.no_grad():
+        warnings.simplefilter("ignore")
+        if onnx:
+            names = _rcnn_output_names(model, images[0])
+            buf = io.BytesIO()
+            torch.onnx.export(
+                adapter, adapter.flattened_inputs, buf, input_names=["image"],
+                output_names=names, opset_version=RCNN_OPSET, dynamo=False,
+                dynamic_axes={"image": {1: "height", 2: "width"},
+                              **{n: {0: "detections"} for n in names[:-1]}},
+            )  # fmt: skip
+            exported = rcnn_onnx_runner(buf.getvalue())
+        else:
+            exported = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
+        seconds = time.perf_counter() - t0
+        err, counts = 0.0, []
         for x in images:
-            got, ref = traced(x), adapter(x)
+            got, ref = exported(x), adapter(x)
             shapes = [tuple(t.shape) for t in got], [tuple(t.shape) for t in ref]
             if shapes[0] != shapes[1]:
                 raise ValueError(
-                    f"the traced R-CNN's outputs {shapes[0]} differ from PyTorch's {shapes[1]}"
+                    f"the exported R-CNN's outputs {shapes[0]} differ from PyTorch's {shapes[1]}"
                 )
-            err = max(
-                [err]
-                + [
-                    float((a.float() - b.float()).abs().max())
-                    for a, b in zip(got, ref)
-                    if a.numel()
-                ]
-            )
+            err = max([err] + [_relative_difference(a, b) for a, b in zip(got, ref)])
             counts.append(len(ref[0]))
         eager_ms = _median_ms(lambda: adapter(images[0]))
-        traced_ms = _median_ms(lambda: traced(images[0]))
+        exported_ms = _median_ms(lambda: exported(images[0]))
     if err > RCNN_TOLERANCE:
-        raise ValueError(f"the traced R-CNN differs from PyTorch by {err:.1e} (> {RCNN_TOLERANCE})")
+        raise ValueError(
+            f"the exported R-CNN differs from PyTorch by {err:.1e} relative to its outputs"
+            f" (> {RCNN_TOLERANCE})"
+        )
+    agree = ""
+    offset_head = cfg.MODEL.ROI_KEYPOINT_HEAD.NAME == "KeypointOffsetHead"
+    if onnx and "pred_keypoints" in names and not offset_head:
+        # How often the file's decode gives detectron2's own keypoints (the model as PyTorch runs
+        # it): the same up to the codec's search window.
+        k = names.index("pred_keypoints")
+        same = total = 0
+        with torch.no_grad():
+            for x in images:
+                ours, d2 = exported(x)[k], adapter(x)[k]
+                same += int(((ours[..., :2] - d2[..., :2]).abs().amax(-1) <= 1e-3).sum())
+                total += d2.shape[0] * d2.shape[1]
+        agree = f", keypoints equal to detectron2's decode {same}/{total}"
     with atomic_write(output, "wb") as f:
-        torch.jit.save(traced, f)
+        if onnx:
+            f.write(buf.getvalue())
+        else:
+            torch.jit.save(exported, f)
     mb = os.path.getsize(output) / 2**20
+    kind, runner = ("ONNX", "onnxruntime") if onnx else ("TorchScript", "traced")
     return (
         f"export_model: GeneralizedRCNN ({cfg.MODEL.ROI_HEADS.NAME},"
-        f" {cfg.MODEL.ROI_KEYPOINT_HEAD.NAME}) -> {output} (TorchScript, {mb:.1f} MB, traced in"
+        f" {cfg.MODEL.ROI_KEYPOINT_HEAD.NAME}) -> {output} ({kind}, {mb:.1f} MB, exported in"
         f" {seconds:.1f} s); on {len(images)} {cfg.DATASETS.TEST[0]} images"
-        f" ({'/'.join(map(str, counts))} detections) max difference to PyTorch {err:.1e};"
-        f" eager {eager_ms:.0f} ms/img, traced {traced_ms:.0f} ms/img on"
+        f" ({'/'.join(map(str, counts))} detections) max relative difference to PyTorch"
+        f" {err:.1e}{agree};"
+        f" eager {eager_ms:.0f} ms/img, {runner} {exported_ms:.0f} ms/img on"
         f" {torch.get_num_threads()} threads"
     )
+
+
+def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max(1, max |b|); 0 for empty outputs."""
+    if not b.numel():
+        return 0.0
+    a, b = a.double(), b.double()
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1))
+
+
+def rcnn_onnx_runner(data, threads: int = 0):
+    """An exported R-CNN ONNX file (a path or its bytes) in ONNX Runtime's CPU provider, as a
+    function of one (3, H, W) uint8 image tensor returning the outputs as tensors, in the order
+    and meaning of the TorchScript module's (``threads``: 0 = torch's thread count)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: [torch.from_numpy(o) for o in session.run(None, {name: x.numpy()})]
 
 
 def main(argv=None):

@@ -60,8 +60,10 @@ def argmax_2d(maps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Ten
 def gather_2d(maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Values of (..., h, w) maps at integer positions x, y of shape (...), clamped to the map."""
     h, w = maps.shape[-2:]
-    index = (y.clamp(0, h - 1) * w + x.clamp(0, w - 1)).unsqueeze(-1)
-    return maps.flatten(-2).gather(-1, index).squeeze(-1)
+    # The row, then the column: no flattening reshape, which the ONNX exporter writes with a -1
+    # that ONNX Runtime cannot infer for an empty batch.
+    rows = maps.gather(-2, y.clamp(0, h - 1)[..., None, None].expand(*y.shape, 1, w))
+    return rows.gather(-1, x.clamp(0, w - 1)[..., None, None]).squeeze(-1).squeeze(-1)
 
 
 def bilinear_sample(maps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -205,7 +205,8 @@ class KeypointOffsetHead(KRCNNConvDeconvUpsampleHead):
         boxes = cat([i.pred_boxes.tensor for i in instances], dim=0)
         xy, scores = self.codec.decode(heatmaps, boxes, offsets)
         keypoints = torch.cat([xy, scores[..., None]], dim=2)
-        counts = [len(i) for i in instances]
+        # (shape[0], not len(), which a trace would freeze to the traced image's count)
+        counts = [i.pred_boxes.tensor.shape[0] for i in instances]
         for i, (kp, hm) in enumerate(zip(keypoints.split(counts), heatmaps.split(counts))):
             instances[i].pred_keypoints = kp
             instances[i].pred_keypoint_heatmaps = hm

@@ -126,6 +126,59 @@ def test_decode_without_offsets_equals_detectron2():
     assert torch.allclose(ours[..., 2], ref[..., 3], rtol=1e-4)
 
 
+def _smooth_logits(codec, n, gen):
+    centres = 3 + torch.rand(n * K, 2, generator=gen) * (S - 6)
+    sigma = 1.5 + 2 * torch.rand(n * K, 1, 1, generator=gen)
+    maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma**2)
+    logits = (8 * maps + 0.3 * torch.randn(n * K, S, S, generator=gen)).view(n, K, S, S)
+    return F.avg_pool2d(logits, 3, 1, 1, count_include_pad=False)
+
+
+class _Decode(torch.nn.Module):
+    def __init__(self, codec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, heatmaps, rois, offsets):
+        return self.codec.decode(heatmaps, rois, offsets)
+
+
+def test_decode_traces_and_exports_with_the_window_sized_at_run_time():
+    """The decode traced (TorchScript) and exported (ONNX, run in ONNX Runtime) on small boxes
+    gives the eager decode's keypoints on boxes ten times larger (whose search window and tap
+    span are wider: a trace that froze them would search too narrow a window) and on no box."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    gen = torch.Generator().manual_seed(5)
+    codec = RoIHeatmapCodec(S)
+    small = torch.tensor([[10.0, 10.0, 40.0, 50.0], [0.0, 5.0, 25.0, 30.0]])
+    args = (_smooth_logits(codec, 2, gen), small, torch.randn(2, 2 * K, S, S, generator=gen))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the tracer's and the legacy exporter's deprecations)
+        traced = torch.jit.trace(_Decode(codec), args)
+        buf = io.BytesIO()
+        torch.onnx.export(
+            _Decode(codec), args, buf, input_names=["heatmaps", "rois", "offsets"],
+            dynamic_axes={n: {0: "r"} for n in ("heatmaps", "rois", "offsets")},
+            opset_version=17, dynamo=False,
+        )  # fmt: skip
+    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    xy = torch.rand(7, 2, generator=gen) * 100
+    large = torch.cat([xy, xy + 250 + torch.rand(7, 2, generator=gen) * 300], dim=1)
+    for rois in (large, large[:0]):
+        R = len(rois)
+        inputs = (_smooth_logits(codec, 7, gen)[:R], rois, torch.randn(7, 2 * K, S, S)[:R])
+        ref = codec.decode(*inputs)
+        feeds = dict(zip(["heatmaps", "rois", "offsets"], (t.numpy() for t in inputs)))
+        for got in (traced(*inputs), [torch.from_numpy(o) for o in session.run(None, feeds)]):
+            assert [tuple(t.shape) for t in got] == [(R, K, 2), (R, K)]
+            assert torch.allclose(got[0], ref[0], atol=1e-3)
+            assert torch.allclose(got[1], ref[1], rtol=1e-4, atol=1e-6)
+
+
 def test_heatmaps_equal_detectron2_head_and_checkpoint_loads():
     torch.manual_seed(0)
     stock = KRCNNConvDeconvUpsampleHead(

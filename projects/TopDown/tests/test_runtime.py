@@ -232,10 +232,13 @@ def test_export_tool_writes_a_checked_file_that_the_pipeline_runs(tmp_path, caps
         export_model.main(["--config-file", str(tmp_path / "cfg.yaml"), "--output", str(bad)]) == 2
     )
     assert "no MODEL.WEIGHTS" in capsys.readouterr().err
-    rcnn = Path(__file__).resolve().parents[3] / "configs" / "Base-MultiTask-RCNN-FPN.yaml"
-    assert export_model.main(["--config-file", str(rcnn), "--output", str(bad),
-                              "MODEL.WEIGHTS", str(tmp_path / "model.pth")]) == 2  # fmt: skip
-    assert "it exports to TorchScript" in capsys.readouterr().err  # the R-CNN: not to ONNX
+    weights = ["MODEL.WEIGHTS", str(tmp_path / "model.pth")]
+    for name, message in (("bad.ts", "top-down networks export to ONNX"),
+                          ("bad.bin", "give a file ending in .onnx")):  # fmt: skip
+        argv = ["--config-file", str(tmp_path / "cfg.yaml"), "--output", str(tmp_path / name)]
+        assert export_model.main([*argv, *weights]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / name).exists()
     assert not bad.exists()
 
 
