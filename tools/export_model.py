@@ -84,6 +84,13 @@ def load_cfg(args):
             f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE} config: export_model.py"
             " exports the top-down networks and the multitask R-CNN"
         )
+    if rcnn and cfg.TEST.AUG.ENABLED:
+        # The file holds model.inference on one image at one scale; the test-time augmentation
+        # (GeneralizedRCNNWithTTA: scales, flips, merged keypoints) runs around it in Python.
+        raise ValueError(
+            "TEST.AUG.ENABLED (test-time augmentation) does not export: export with it off and"
+            " run the file once per scale and flip"
+        )
     if not rcnn and torchscript:
         raise ValueError("top-down networks export to ONNX: give an --output ending in .onnx")
     if not cfg.MODEL.WEIGHTS:

@@ -360,3 +360,9 @@ def test_rcnn_with_the_offset_head_exports_with_its_offsets(memorised_rcnn, tmp_
             got, ref = _exported_outputs(tmp_path / name, x), _eager_outputs(model, x)
             assert "pred_keypoint_offsets" in got
             _assert_same(got, ref, x, keypoint_atol=1e-3)
+    # A feature the file cannot hold: refused by name, nothing written.
+    argv = ["--config-file", str(RECIPE), "--output", str(tmp_path / "tta.onnx"), *MEMORISE_OPTS,
+            "TEST.AUG.ENABLED", "True", "MODEL.WEIGHTS", str(weights)]  # fmt: skip
+    assert export_model.main(argv) == 2
+    assert "TEST.AUG.ENABLED (test-time augmentation) does not export" in capsys.readouterr().err
+    assert not (tmp_path / "tta.onnx").exists()
