@@ -17,6 +17,9 @@ each AP cell gives the mean and every seed's value, and a last column says by ho
 config's keypoint AP differs from the first config's and whether that difference exceeds the seed
 spread (the larger of the two configs' max - min over seeds): a smaller difference is noise.
 
+``--jobs N``: the seeds shared among N processes at once (one seed's runs per process, the CPU's
+threads divided among them); the table once all have finished.
+
 Killed half-way? Run the same command again: finished configs are read back from their results
 files, an interrupted one resumes from its last checkpoint (train_net --resume; its training
 minutes then count the resumed part only). A different budget needs a different --output.
@@ -65,6 +68,7 @@ def parse_args(argv=None):
         "--max-iter", type=int, help="SOLVER.MAX_ITER for every config (steps scaled to it)"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="SEED of each run")
+    add_jobs_argument(parser)
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, help="config overrides for every run, after --"
     )
@@ -80,6 +84,106 @@ def parse_overrides(parser, argv=None):
     if len(args.opts) % 2:
         parser.error(f"overrides come in KEY VALUE pairs, got {args.opts}")
     return args
+
+
+def add_jobs_argument(parser):
+    """``--jobs``, shared by the studies built on this runner (see ``run_seeds_in_parallel``)."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes to share the seeds among (each seed's trainings and evaluations in one"
+        " process, the CPU's threads divided among them); the table is made after all finish",
+    )
+    # set in the processes run_seeds_in_parallel starts: their runs only, no table
+    parser.add_argument("--seeds-only", action="store_true", help=argparse.SUPPRESS)
+
+
+def child_argv(argv, args):
+    """``argv`` (the command's arguments) without its --seeds, --jobs and the overrides after
+    ``--``: what run_seeds_in_parallel's processes share (it adds their seeds, the overrides)."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if "--" in raw:
+        raw = raw[: raw.index("--")]
+    elif args.opts:
+        raw = raw[: len(raw) - len(args.opts)]
+    kept, skipping = [], False
+    for tok in raw:
+        if tok.startswith("--"):
+            name = tok.split("=", 1)[0]
+            skipping = name in ("--seeds", "--jobs") and "=" not in tok  # (its values follow)
+            if name in ("--seeds", "--jobs", "--seeds-only"):
+                continue
+        elif skipping:
+            continue
+        kept.append(tok)
+    return kept
+
+
+def run_seeds_in_parallel(script, argv, args, out_root, prefix="ablate"):
+    """With ``--jobs N`` (N > 1) and several seeds, run ``script`` with the same arguments once
+    per share of the seeds (seed i in share i mod N) in N processes at once, each with
+    ``--seeds-only`` (its runs, no table) and, unless OMP_NUM_THREADS is set, the CPU count / N
+    threads; their lines are printed as they come, prefixed with their seeds, and kept in
+    ``<out_root>/jobs/seeds<...>.log``. Returns when all have finished: the caller's own pass
+    then finds every run done and makes the table. A process that fails stops the others and
+    the study, naming its log; so does an interrupt."""
+    import threading
+
+    if args.jobs < 1:
+        raise SystemExit(f"{prefix}: --jobs must be at least 1, got {args.jobs}")
+    shares = [args.seeds[i :: args.jobs] for i in range(min(args.jobs, len(args.seeds)))]
+    if len(shares) < 2 or args.seeds_only:
+        return
+    env = dict(os.environ)
+    threads = env.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // len(shares)))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=env.get("MKL_NUM_THREADS", threads))
+    base = [sys.executable, str(script), *child_argv(argv, args)]
+    (out_root / "jobs").mkdir(parents=True, exist_ok=True)
+    print(
+        f"{prefix}: seeds {' | '.join(' '.join(map(str, s)) for s in shares)} in {len(shares)}"
+        f" processes, {threads} thread(s) each; logs in {out_root / 'jobs'}",
+        flush=True,
+    )
+    procs, pumps = [], []
+    try:
+        for share in shares:
+            tag = "seeds" + "_".join(map(str, share))
+            cmd = [*base, "--seeds", *map(str, share), "--jobs", "1", "--seeds-only",
+                   "--", *args.opts]  # fmt: skip
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            log = out_root / "jobs" / f"{tag}.log"
+
+            def pump(proc=proc, log=log, tag=tag):
+                with open(log, "a") as f:
+                    for line in proc.stdout:
+                        f.write(line)
+                        f.flush()
+                        print(f"[{tag}] {line}", end="", flush=True)
+
+            procs.append((proc, log))
+            pumps.append(threading.Thread(target=pump, daemon=True))
+            pumps[-1].start()
+        while any(p.poll() is None for p, _ in procs):
+            failed = [(p, log) for p, log in procs if p.returncode]
+            if failed:
+                break
+            time.sleep(1)
+        failed = [(p, log) for p, log in procs if p.poll() is not None and p.returncode]
+        if failed:
+            p, log = failed[0]
+            raise SystemExit(f"{prefix}: a seed process failed (exit {p.returncode}); see {log}")
+    finally:
+        for p, _ in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p, _ in procs:
+            p.wait()
+        for t in pumps:
+            t.join(timeout=5)
 
 
 def check_run_dir(parser, flag, path):
@@ -359,10 +463,13 @@ def main(argv=None):
     names = args.configs or [n for n in ORDER if (ABLATION_DIR / f"{n}.yaml").exists()]
     configs = [resolve(n) for n in names]
     out_root = (ROOT / args.output) if not os.path.isabs(args.output) else Path(args.output)
+    run_seeds_in_parallel(Path(__file__), argv, args, out_root)
     groups = [
         (name, [run_one(name, path, args, out_root, seed) for seed in args.seeds])
         for name, path in configs
     ]
+    if args.seeds_only:
+        return
     from multitask_pose.env import cpu_model
 
     budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each config's own schedule"

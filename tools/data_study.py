@@ -3,7 +3,7 @@
 basic level alone, and with each strategy, at one training budget and the same seeds.
 
     PY=$(tools/install/setup_env.sh)
-    $PY tools/data_study.py --detector output/long/rcnn_basic_1080 --seeds 42 43
+    $PY tools/data_study.py --detector output/long/rcnn_basic_1080 --seeds 42 43 --jobs 2
 
 Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iterations):
 
@@ -17,6 +17,9 @@ Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iter
   (INPUT.TOPDOWN.HARD_NEGATIVES_FILE);
 - inconsistent: ``--train`` + ``--inconsistent`` (30% of its persons with keypoints displaced
   from their boxes), 1:1, without and with data selection (DATASETS.KEYPOINT_SELECTION).
+
+``--jobs 2``: the seeds in two processes at once (tools/ablate.py's run_seeds_in_parallel), the
+table once both have finished.
 
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 the detector's boxes on the training, unlabelled and validation sets (tools/detect_persons.py);
@@ -86,6 +89,7 @@ def parse_args(argv=None):
     parser.add_argument("--kp-thresh", type=float, default=0.5)
     parser.add_argument("--box-thresh", type=float, default=0.5)
     parser.add_argument("--min-keypoints", type=int, default=4)
+    ablate.add_jobs_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
     args = ablate.parse_overrides(parser, argv)
     given = {}
@@ -258,6 +262,8 @@ def main(argv=None):
         )  # fmt: skip
         for d in needed_detections(args)
     }
+    # (the boxes above first, once: every seed's process reads them)
+    ablate.run_seeds_in_parallel(Path(__file__), argv, args, out_root, "data_study")
     cols = {"gt": "GT boxes", "det": "detector boxes"}
     by_row, pseudo_notes = {}, []
     for row in args.rows:
@@ -285,6 +291,8 @@ def main(argv=None):
                     {"kp": res["keypoints"]["AP"], "train_min": r["train_min"]}
                 )
 
+    if args.seeds_only:
+        return
     from multitask_pose.env import cpu_model
 
     budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "the recipe's schedule"

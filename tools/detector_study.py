@@ -2,8 +2,11 @@
 """Person detectors compared on SynthPeople, and what their boxes give the top-down stage.
 
     PY=$(tools/install/setup_env.sh)
-    $PY tools/detector_study.py --seeds 42 43 \\
+    $PY tools/detector_study.py --seeds 42 43 --jobs 2 \\
         --topdown output/study_topdown_basic/hrnet_w18_small_synth_basic/seed42
+
+``--jobs 2``: the seeds in two processes at once (tools/ablate.py's run_seeds_in_parallel), the
+table once both have finished.
 
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 
@@ -61,6 +64,7 @@ def parse_args(argv=None):
         required=True,
         help="a trained top-down output folder (config.yaml, model_final.pth) run on the boxes",
     )
+    ablate.add_jobs_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
     args = ablate.parse_overrides(parser, argv)
     ablate.check_run_dir(parser, "--topdown", args.topdown)
@@ -111,6 +115,7 @@ def main(argv=None):
         )  # fmt: skip
         return res["keypoints"]["AP"]
 
+    ablate.run_seeds_in_parallel(Path(__file__), argv, args, out_root, "detector_study")
     rows = []
     for path in paths:
         name, runs = path.stem, []
@@ -130,6 +135,8 @@ def main(argv=None):
                 )
             runs.append(r)
         rows.append((name, runs))
+    if args.seeds_only:
+        return
     gt = {"train_min": float("nan"), "infer_ms": float("nan")}
     for d in args.datasets:
         gt[f"box_{d}"], gt[f"ar_{d}"] = 100.0, 100.0
