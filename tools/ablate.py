@@ -337,19 +337,21 @@ def run_one(name, path, args, out_root, seed):
 # tools/detector_study.py): each step writes one output and is skipped when it exists.
 
 
-def run_logged(cmd, log, what, prefix="ablate"):
-    """Run ``cmd`` from the repository root, its output appended to ``log``; exit naming
-    ``what`` and the log if it fails."""
+def run_logged(cmd, log, what, prefix="ablate", env=None):
+    """Run ``cmd`` from the repository root (``env``: its environment, default this one's), its
+    output appended to ``log``; exit naming ``what`` and the log if it fails."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
     if proc.returncode:
         raise SystemExit(f"{prefix}: {what} failed (exit {proc.returncode}); see {log}")
 
 
-def detect_persons(detector, dataset, path, prefix="ablate"):
+def detect_persons(detector, dataset, path, prefix="ablate", processes=1):
     """tools/detect_persons.py with a trained detector's folder (config.yaml, model_final.pth)
-    on ``dataset`` into ``path`` (kept if it exists; a cut run resumes); returns ``path``."""
+    on ``dataset`` into ``path`` (kept if it exists; a cut run resumes), its images shared among
+    ``processes`` (its --num-gpus: CPU processes without CUDA; the CPU's threads divided among
+    them unless OMP_NUM_THREADS is set); returns ``path``."""
     path = Path(path)
     if not path.exists():
         det = Path(detector).resolve()
@@ -365,10 +367,16 @@ def detect_persons(detector, dataset, path, prefix="ablate"):
             str(path),
             "--resume",
             "--quiet",
+            "--num-gpus",
+            str(processes),
             "MODEL.WEIGHTS",
             str(det / "model_final.pth"),
         ]
-        run_logged(cmd, path.with_suffix(".log"), f"detect_persons on {dataset}", prefix)
+        env = None
+        if processes > 1 and not os.environ.get("OMP_NUM_THREADS"):
+            threads = str(max(1, (os.cpu_count() or 1) // processes))
+            env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        run_logged(cmd, path.with_suffix(".log"), f"detect_persons on {dataset}", prefix, env)
     return path
 
 

@@ -18,8 +18,8 @@ Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iter
 - inconsistent: ``--train`` + ``--inconsistent`` (30% of its persons with keypoints displaced
   from their boxes), 1:1, without and with data selection (DATASETS.KEYPOINT_SELECTION).
 
-``--jobs 2``: the seeds in two processes at once (tools/ablate.py's run_seeds_in_parallel), the
-table once both have finished.
+``--jobs 2``: the detector's boxes computed by two processes, then the seeds in two processes at
+once (tools/ablate.py's run_seeds_in_parallel), the table once both have finished.
 
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 the detector's boxes on the training, unlabelled and validation sets (tools/detect_persons.py);
@@ -258,7 +258,8 @@ def main(argv=None):
     det = {
         d: args.detections.get(d)
         or ablate.detect_persons(
-            args.detector, d, out_root / "detections" / f"{d}.json", "data_study"
+            args.detector, d, out_root / "detections" / f"{d}.json", "data_study",
+            1 if args.seeds_only else args.jobs,
         )  # fmt: skip
         for d in needed_detections(args)
     }

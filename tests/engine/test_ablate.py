@@ -173,3 +173,29 @@ def test_seeds_run_in_parallel_processes(tmp_path, capsys, monkeypatch):
         args = SimpleNamespace(jobs=jobs, seeds=seeds, seeds_only=only, opts=[])
         ablate.run_seeds_in_parallel(script, ["--output", str(tmp_path)], args, tmp_path)
     assert not list(tmp_path.glob("started_5*"))
+
+
+def test_detect_persons_shares_the_images_among_processes(tmp_path, monkeypatch):
+    """The studies' detection step with processes > 1: detect_persons.py's --num-gpus and the
+    CPU's threads divided (unless OMP_NUM_THREADS is set); one process by default; a finished
+    file is kept. (That N processes write the same file as one: test_detect_persons.py.)"""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ablate
+
+    calls = []
+    monkeypatch.setattr(
+        ablate, "run_logged", lambda cmd, log, what, prefix, env=None: calls.append((cmd, env))
+    )
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(ablate.os, "cpu_count", lambda: 4)
+    ablate.detect_persons(tmp_path, "ds", tmp_path / "two.json", "x", 2)
+    ablate.detect_persons(tmp_path, "ds", tmp_path / "one.json")
+    (cmd2, env2), (cmd1, env1) = calls
+    assert cmd2[cmd2.index("--num-gpus") + 1] == "2" and env2["OMP_NUM_THREADS"] == "2"
+    assert cmd1[cmd1.index("--num-gpus") + 1] == "1" and env1 is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ablate.detect_persons(tmp_path, "ds", tmp_path / "three.json", "x", 2)
+    assert calls[-1][1] is None  # the user's thread count stands
+    (tmp_path / "done.json").write_text("[]")
+    ablate.detect_persons(tmp_path, "ds", tmp_path / "done.json", "x", 2)
+    assert len(calls) == 3
