@@ -120,6 +120,16 @@ def child_argv(argv, args):
     return kept
 
 
+def divided_threads(processes):
+    """This process's environment for one of ``processes`` processes sharing the CPU: its
+    OMP/MKL_NUM_THREADS the CPU count / ``processes``, unless OMP_NUM_THREADS is set (the
+    user's choice stands)."""
+    env = dict(os.environ)
+    threads = env.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // processes))
+    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=env.get("MKL_NUM_THREADS", threads))
+    return env
+
+
 def run_seeds_in_parallel(script, argv, args, out_root, prefix="ablate"):
     """With ``--jobs N`` (N > 1) and several seeds, run ``script`` with the same arguments once
     per share of the seeds (seed i in share i mod N) in N processes at once, each with
@@ -135,9 +145,8 @@ def run_seeds_in_parallel(script, argv, args, out_root, prefix="ablate"):
     shares = [args.seeds[i :: args.jobs] for i in range(min(args.jobs, len(args.seeds)))]
     if len(shares) < 2 or args.seeds_only:
         return
-    env = dict(os.environ)
-    threads = env.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // len(shares)))
-    env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=env.get("MKL_NUM_THREADS", threads))
+    env = divided_threads(len(shares))
+    threads = env["OMP_NUM_THREADS"]
     base = [sys.executable, str(script), *child_argv(argv, args)]
     (out_root / "jobs").mkdir(parents=True, exist_ok=True)
     print(
@@ -372,10 +381,7 @@ def detect_persons(detector, dataset, path, prefix="ablate", processes=1):
             "MODEL.WEIGHTS",
             str(det / "model_final.pth"),
         ]
-        env = None
-        if processes > 1 and not os.environ.get("OMP_NUM_THREADS"):
-            threads = str(max(1, (os.cpu_count() or 1) // processes))
-            env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        env = divided_threads(processes) if processes > 1 else None
         run_logged(cmd, path.with_suffix(".log"), f"detect_persons on {dataset}", prefix, env)
     return path
 

@@ -195,7 +195,7 @@ def test_detect_persons_shares_the_images_among_processes(tmp_path, monkeypatch)
     assert cmd1[cmd1.index("--num-gpus") + 1] == "1" and env1 is None
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     ablate.detect_persons(tmp_path, "ds", tmp_path / "three.json", "x", 2)
-    assert calls[-1][1] is None  # the user's thread count stands
+    assert calls[-1][1]["OMP_NUM_THREADS"] == "1"  # the user's thread count stands
     (tmp_path / "done.json").write_text("[]")
     ablate.detect_persons(tmp_path, "ds", tmp_path / "done.json", "x", 2)
     assert len(calls) == 3
