@@ -176,12 +176,10 @@ def run_seeds_in_parallel(script, argv, args, out_root, prefix="ablate"):
             procs.append((proc, log))
             pumps.append(threading.Thread(target=pump, daemon=True))
             pumps[-1].start()
-        while any(p.poll() is None for p, _ in procs):
-            failed = [(p, log) for p, log in procs if p.returncode]
-            if failed:
-                break
+        # until all have ended or one has failed
+        while None in (codes := [p.poll() for p, _ in procs]) and not any(codes):
             time.sleep(1)
-        failed = [(p, log) for p, log in procs if p.poll() is not None and p.returncode]
+        failed = [(p, log) for p, log in procs if p.returncode]
         if failed:
             p, log = failed[0]
             raise SystemExit(f"{prefix}: a seed process failed (exit {p.returncode}); see {log}")

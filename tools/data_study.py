@@ -259,7 +259,7 @@ def main(argv=None):
         d: args.detections.get(d)
         or ablate.detect_persons(
             args.detector, d, out_root / "detections" / f"{d}.json", "data_study",
-            1 if args.seeds_only else args.jobs,
+            args.jobs,
         )  # fmt: skip
         for d in needed_detections(args)
     }

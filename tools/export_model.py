@@ -252,9 +252,10 @@ def export_rcnn(cfg, output: str) -> str:
         else:
             exported = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
         seconds = time.perf_counter() - t0
-        err, counts = 0.0, []
+        err, counts, outputs = 0.0, [], []
         for x in images:
             got, ref = exported(x), adapter(x)
+            outputs.append(got)
             shapes = [tuple(t.shape) for t in got], [tuple(t.shape) for t in ref]
             if shapes[0] != shapes[1]:
                 raise ValueError(
@@ -277,8 +278,8 @@ def export_rcnn(cfg, output: str) -> str:
         k = names.index("pred_keypoints")
         same = total = 0
         with torch.no_grad():
-            for x in images:
-                ours, d2 = exported(x)[k], adapter(x)[k]
+            for x, got in zip(images, outputs):
+                ours, d2 = got[k], adapter(x)[k]
                 same += int(((ours[..., :2] - d2[..., :2]).abs().amax(-1) <= 1e-3).sum())
                 total += d2.shape[0] * d2.shape[1]
         agree = f", keypoints equal to detectron2's decode {same}/{total}"

@@ -96,6 +96,19 @@ def test_decode_recovers_subpixel_keypoints(heatmap_loss):
     )
 
 
+def _smooth_logits(codec, n, gen, centres=None, sigma=None):
+    """(n, K, S, S) logits peaked at ``centres`` (n * K, 2) heatmap coordinates (default: random
+    ones away from the border) with widths ``sigma`` (n * K, 1, 1), plus noise, smoothed as a
+    trained head's."""
+    if centres is None:
+        centres = 3 + torch.rand(n * K, 2, generator=gen) * (S - 6)
+    if sigma is None:
+        sigma = 1.5 + 2 * torch.rand(n * K, 1, 1, generator=gen)
+    maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma**2)
+    logits = (8 * maps + 0.3 * torch.randn(n * K, S, S, generator=gen)).view(n, K, S, S)
+    return F.avg_pool2d(logits, 3, 1, 1, count_include_pad=False)
+
+
 def test_decode_without_offsets_equals_detectron2():
     """On smooth, noisy random logits our vectorised decode gives detectron2's per-RoI
     ``heatmaps_to_keypoints`` locations and scores (same bicubic resampling, evaluated only near
@@ -103,11 +116,8 @@ def test_decode_without_offsets_equals_detectron2():
     gen = torch.Generator().manual_seed(2)
     rois = random_rois(40, gen)
     codec = RoIHeatmapCodec(S)
-    centres = 3 + torch.rand(40 * K, 2, generator=gen) * (S - 6)
     sigma = 1.5 + 2 * torch.rand(40 * K, 1, 1, generator=gen)
-    codec_maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma**2)
-    logits = (8 * codec_maps + 0.3 * torch.randn(40 * K, S, S, generator=gen)).view(40, K, S, S)
-    logits = F.avg_pool2d(logits, 3, 1, 1, count_include_pad=False)  # smooth, as a trained head's
+    logits = _smooth_logits(codec, 40, gen, sigma=sigma)
     ours = decoded(codec, logits, rois)
     ref = heatmaps_to_keypoints(logits, rois)
     assert torch.allclose(ours[..., :2], ref[..., :2], atol=1e-3)
@@ -117,21 +127,11 @@ def test_decode_without_offsets_equals_detectron2():
     xy = torch.rand(40, 2, generator=gen) * 200
     rois = torch.cat([xy, xy + 6 + torch.rand(40, 2, generator=gen) * 394], dim=1)
     centres = torch.randint(0, 4, (40 * K, 2), generator=gen).float() * (S - 1) / 3
-    codec_maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma**2)
-    logits = (8 * codec_maps + 0.3 * torch.randn(40 * K, S, S, generator=gen)).view(40, K, S, S)
-    logits = F.avg_pool2d(logits, 3, 1, 1, count_include_pad=False)
+    logits = _smooth_logits(codec, 40, gen, centres, sigma)
     ours = decoded(codec, logits, rois)
     ref = heatmaps_to_keypoints(logits, rois)
     assert torch.allclose(ours[..., :2], ref[..., :2], atol=1e-3)
     assert torch.allclose(ours[..., 2], ref[..., 3], rtol=1e-4)
-
-
-def _smooth_logits(codec, n, gen):
-    centres = 3 + torch.rand(n * K, 2, generator=gen) * (S - 6)
-    sigma = 1.5 + 2 * torch.rand(n * K, 1, 1, generator=gen)
-    maps = -((codec._cell_deltas(centres)) ** 2).sum(1) / (2 * sigma**2)
-    logits = (8 * maps + 0.3 * torch.randn(n * K, S, S, generator=gen)).view(n, K, S, S)
-    return F.avg_pool2d(logits, 3, 1, 1, count_include_pad=False)
 
 
 class _Decode(torch.nn.Module):
