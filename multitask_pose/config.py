@@ -109,6 +109,9 @@ def add_multitask_config(cfg: CN) -> CN:
     cfg.INPUT.HARD_NEGATIVES_FILE = ""
     cfg.INPUT.HARD_NEGATIVE_SCORE = 0.5
     cfg.INPUT.HARD_NEGATIVE_IOU = 0.3
+    # >= 0: also drop the detections holding more than this many labelled keypoints of one
+    # person (a box around half a person or two people); -1 is off, the reports' rule.
+    cfg.INPUT.HARD_NEGATIVE_MAX_KEYPOINTS = -1
 
     # Hybrid Task Cascade (MODEL.ROI_HEADS.NAME "HybridTaskCascadeROIHeads",
     # multitask_pose/modeling/htc.py) on detectron2's cascade keys (ROI_BOX_CASCADE_HEAD.IOUS

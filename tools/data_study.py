@@ -14,7 +14,8 @@ Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iter
   (its poses on the detector's boxes, tools/pseudo_label.py: keypoints above ``--kp-thresh``,
   boxes above ``--box-thresh``, persons with ``--min-keypoints``), 1:1;
 - HNDM: ``--train`` + hard negatives mined from the detector's boxes on it
-  (INPUT.TOPDOWN.HARD_NEGATIVES_FILE);
+  (INPUT.TOPDOWN.HARD_NEGATIVES_FILE), as the reports state the rule, and keeping only the boxes
+  that hold no labelled keypoint of any person (INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS 0);
 - inconsistent: ``--train`` + ``--inconsistent`` (30% of its persons with keypoints displaced
   from their boxes), 1:1, without and with data selection (DATASETS.KEYPOINT_SELECTION).
 
@@ -53,6 +54,7 @@ ROWS = {
     "aic": "+ AIC-layout data (1:1)",
     "pseudo": "+ pseudo-labels (1:1)",
     "hndm": "+ hard negatives",
+    "hndm_clean": "+ hard negatives holding no labelled keypoint",
     "inconsistent": "+ inconsistent data (1:1)",
     "inconsistent_selected": "+ inconsistent data (1:1), data selection",
 }
@@ -112,7 +114,7 @@ def parse_args(argv=None):
 def needed_detections(args):
     """The datasets whose person boxes the study uses: the validation set's (its detector-box
     column), the training set's (HNDM), the unlabelled set's (pseudo-labels)."""
-    needs = [args.val] + [args.train] * ("hndm" in args.rows)
+    needs = [args.val] + [args.train] * any(r.startswith("hndm") for r in args.rows)
     return list(dict.fromkeys(needs + [args.unlabelled] * ("pseudo" in args.rows)))
 
 
@@ -131,9 +133,10 @@ def variant_opts(row, args, det, pseudo):
 
         images = MetadataCatalog.get(args.unlabelled).image_root
         return ["DATASETS.REGISTER_COCO", f"(('{name}', '{pseudo}', '{images}'),)", *pair(name)]
-    if row == "hndm":
+    if row in ("hndm", "hndm_clean"):
+        clean = ["INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS", "0"] * (row == "hndm_clean")
         return ["DATASETS.TRAIN", f"('{args.train}',)",
-                "INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(det[args.train])]  # fmt: skip
+                "INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(det[args.train]), *clean]  # fmt: skip
     if row == "inconsistent":
         return pair(args.inconsistent)
     return [*pair(args.inconsistent), "DATASETS.KEYPOINT_SELECTION", "True"]
@@ -182,17 +185,21 @@ def data_counts(args, det):
     from multitask_pose.data.selection import unlabel_inconsistent
 
     notes = []
-    if "hndm" in args.rows:
+    for row, max_kps in (("hndm", -1), ("hndm_clean", 0)):
+        if row not in args.rows:
+            continue
         cfg = _recipe_cfg()
         _, report = mine_dataset_dicts(
             DatasetCatalog.get(args.train), json.loads(Path(det[args.train]).read_text()),
-            cfg.INPUT.TOPDOWN.HARD_NEGATIVE_SCORE, cfg.INPUT.TOPDOWN.HARD_NEGATIVE_IOU,
+            cfg.INPUT.TOPDOWN.HARD_NEGATIVE_SCORE, cfg.INPUT.TOPDOWN.HARD_NEGATIVE_IOU, max_kps,
         )  # fmt: skip
         notes.append(
-            f"HNDM: {report['mined']} hard negatives in {report['images_with_negatives']} of"
-            f" {report['images']} images ({report['confident']} of {report['detections']}"
-            f" detections scoring >= {report['score_thresh']})"
-        )
+            f"HNDM{', no labelled keypoint inside' * (max_kps == 0)}: {report['mined']} hard"
+            f" negatives in {report['images_with_negatives']} of {report['images']} images"
+            f" ({report['confident']} of {report['detections']} detections scoring >="
+            f" {report['score_thresh']}"
+            + (f"; {report['holding_keypoints']} holding one dropped)" if max_kps == 0 else ")")
+        )  # fmt: skip
     if "inconsistent_selected" in args.rows:
         dicts = DatasetCatalog.get(args.inconsistent)
         selected, judged, rejected = unlabel_inconsistent(dicts)

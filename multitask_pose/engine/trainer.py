@@ -149,21 +149,27 @@ class PoseTrainer(DefaultTrainer):
     @staticmethod
     def _hard_negatives(cfg, dicts):
         """``dicts`` with INPUT.HARD_NEGATIVES_FILE's mined boxes (``with_hard_negatives``)."""
-        from ..data.hard_negatives import load_detection_file, with_hard_negatives
+        from ..data.hard_negatives import holding_note, load_detection_file, with_hard_negatives
 
         path, i = cfg.INPUT.HARD_NEGATIVES_FILE, cfg.INPUT
+        if i.HARD_NEGATIVE_MAX_KEYPOINTS < -1:
+            raise ValueError(
+                f"INPUT.HARD_NEGATIVE_MAX_KEYPOINTS must be -1 (off) or >= 0,"
+                f" got {i.HARD_NEGATIVE_MAX_KEYPOINTS}"
+            )
         detections = load_detection_file(path, "INPUT.HARD_NEGATIVES_FILE")
         try:
             dicts, report = with_hard_negatives(
-                dicts, detections, i.HARD_NEGATIVE_SCORE, i.HARD_NEGATIVE_IOU
-            )
+                dicts, detections, i.HARD_NEGATIVE_SCORE, i.HARD_NEGATIVE_IOU,
+                i.HARD_NEGATIVE_MAX_KEYPOINTS,
+            )  # fmt: skip
         except ValueError as e:
             raise ValueError(f"INPUT.HARD_NEGATIVES_FILE {path}: {e}") from None
         logger.info(
             "Hard negatives: %d background proposals mined from %d of %d detections scoring"
-            " >= %s (IoU < %s with every person) in %d images",
+            " >= %s (IoU < %s with every person%s) in %d images",
             report["mined"], report["confident"], report["detections"], i.HARD_NEGATIVE_SCORE,
-            i.HARD_NEGATIVE_IOU, report["images_with_negatives"],
+            i.HARD_NEGATIVE_IOU, holding_note(report), report["images_with_negatives"],
         )  # fmt: skip
         return dicts
 

@@ -37,6 +37,37 @@ def test_far_confident_detections_are_mined_and_others_not():
     assert mine_hard_negatives(GT, dets, 0.5, 0.5)[1]["mined"] == 4
 
 
+def test_max_keypoints_drops_boxes_holding_one_persons_labelled_keypoints():
+    """A box below the IoU threshold that still shows a person's keypoints: mined under the
+    reports' rule (-1), dropped when it holds more than ``max_keypoints`` of any one person."""
+    left = [[10, 10, 2], [90, 20, 2], [95, 30, 1], [100, 40, 2], [99, 50, 0], [20, 90, 2]]
+    right = [[120, 20, 2], [130, 30, 2], [260, 10, 2], [125, 40, 0], [0, 0, 0], [0, 0, 0]]
+    # (a second person: 2 labelled points in the box)
+    gt = {
+        "images": [{"id": 1}],
+        "annotations": [
+            # (x, y, v) -> COCO's flat list; the box edge x = 100 counts as inside, v = 0 not
+            {"image_id": 1, "bbox": [0, 0, 100, 100], "keypoints": sum(left, [])},
+            {"image_id": 1, "bbox": [110, 0, 160, 100], "keypoints": sum(right, [])},
+            {"image_id": 1, "bbox": [400, 0, 50, 100]},  # a person without keypoints
+        ],
+    }
+    dets = [
+        {"image_id": 1, "bbox": [80, 0, 60, 100], "score": 0.9},  # 3 of left, 2 of right
+        {"image_id": 1, "bbox": [500, 300, 50, 50], "score": 0.9},  # nothing inside
+    ]
+    held = [3, 0]  # the most labelled keypoints of one person in each box
+    for max_kps in (-1, 0, 1, 2, 3, 4):
+        out, report = mine_hard_negatives(gt, dets, 0.5, 0.3, max_kps)
+        kept = [h for h in held if max_kps < 0 or h <= max_kps]
+        assert report["mined"] == len(kept) and report["max_keypoints"] == max_kps
+        assert report["holding_keypoints"] == len(held) - len(kept)
+        assert out[1][:, 4].tolist() == [0.9] * len(kept)
+    assert mine_hard_negatives(gt, dets, 0.5, 0.3, 0)[0][1][:, :4].tolist() == [[500, 300, 50, 50]]
+    with pytest.raises(ValueError, match="max_keypoints must be -1"):
+        mine_hard_negatives(gt, dets, 0.5, 0.3, -2)
+
+
 def test_bad_detection_files_are_named():
     with pytest.raises(ValueError, match="detection 0: image 7 is not in the dataset"):
         mine_hard_negatives(GT, [{"image_id": 7, "bbox": [0, 0, 1, 1], "score": 1}])

@@ -35,6 +35,36 @@ def test_negatives_are_the_mined_detections_and_train_to_nothing():
     assert set(pos["target_weight"].unique().tolist()) <= {0.0, 1.0}
 
 
+def test_max_keypoints_keeps_only_crops_showing_no_labelled_keypoint(tmp_path):
+    """INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS 0 on the sample's real detections plus a
+    whole-image box per image (below the IoU threshold with small persons, yet showing them):
+    every crop kept holds no labelled keypoint of any person (recounted here), the rest are
+    dropped."""
+    dicts = DatasetCatalog.get(SAMPLE)
+    whole = [{"image_id": d["image_id"], "bbox": [0, 0, d["width"], d["height"]], "score": 0.99}
+             for d in dicts]  # fmt: skip
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(json.loads(DETECTIONS.read_text()) + whole))
+    cfg = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(path))
+    every = TopDownTrainer._hard_negatives(cfg, dicts)
+    cfg.INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS = 0
+    clean = TopDownTrainer._hard_negatives(cfg, dicts)
+    kps = {d["image_id"]: [np.asarray(a["keypoints"]).reshape(-1, 3) for a in d["annotations"]]
+           for d in dicts}  # fmt: skip
+
+    def holds(n):
+        x0, y0, x1, y1 = n["bbox"]
+        return any(((k[:, 0] >= x0) & (k[:, 0] <= x1) & (k[:, 1] >= y0) & (k[:, 1] <= y1)
+                    & (k[:, 2] > 0)).any() for k in kps[n["image_id"]])  # fmt: skip
+
+    boxes = lambda ns: [(n["image_id"], n["bbox"].tolist()) for n in ns]  # noqa: E731
+    assert boxes(clean) == boxes([n for n in every if not holds(n)])
+    assert 0 < len(clean) < len(every) and any(n["bbox"][2] == n["width"] for n in every)
+    cfg.INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS = -2
+    with pytest.raises(ValueError, match="HARD_NEGATIVE_MAX_KEYPOINTS must be -1"):
+        TopDownTrainer._hard_negatives(cfg, dicts)
+
+
 def test_training_loader_mixes_negatives_in_and_refuses_bad_settings(tmp_path):
     cfg = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(DETECTIONS),
                      "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8")  # fmt: skip

@@ -124,6 +124,11 @@ def add_topdown_config(cfg: CN) -> CN:
     tin.HARD_NEGATIVES_FILE = ""
     tin.HARD_NEGATIVE_SCORE = 0.5
     tin.HARD_NEGATIVE_IOU = 0.3
+    # >= 0: also drop the detections holding more than this many labelled keypoints of one
+    # person, whose all-zero targets contradict that person's own crop (0 keeps crops showing
+    # no labelled keypoint: the data study's "+ hard negatives holding no labelled keypoint");
+    # -1 is off, the reports' rule.
+    tin.HARD_NEGATIVE_MAX_KEYPOINTS = -1
 
     tt = cfg.TEST.TOPDOWN = CN()  # inference (topdown/modeling/meta_arch.py, topdown/data/boxes.py)
     tt.BOX_SOURCE = "gt"  # "gt" (dataset boxes), "file" (DET_FILE) or "detector" (DETECTOR_CONFIG)

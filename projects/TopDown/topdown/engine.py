@@ -105,7 +105,7 @@ class TopDownTrainer(PoseTrainer):
     @staticmethod
     def _hard_negatives(cfg, dicts):
         """INPUT.TOPDOWN.HARD_NEGATIVES_FILE's mined crops (:func:`negative_person_dicts`)."""
-        from multitask_pose.data.hard_negatives import load_detection_file
+        from multitask_pose.data.hard_negatives import holding_note, load_detection_file
 
         from .data.mapper import negative_person_dicts
 
@@ -115,19 +115,24 @@ class TopDownTrainer(PoseTrainer):
                 "INPUT.TOPDOWN.HARD_NEGATIVES_FILE with a cue model (MODEL.TOPDOWN.CUE"
                 f" {cfg.MODEL.TOPDOWN.CUE!r}) is not supported: negatives have no hints"
             )
+        if tin.HARD_NEGATIVE_MAX_KEYPOINTS < -1:
+            raise ValueError(
+                f"INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS must be -1 (off) or >= 0,"
+                f" got {tin.HARD_NEGATIVE_MAX_KEYPOINTS}"
+            )
         detections = load_detection_file(path, "INPUT.TOPDOWN.HARD_NEGATIVES_FILE")
         try:
             negatives, report = negative_person_dicts(
                 dicts, detections, cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
-                tin.HARD_NEGATIVE_SCORE, tin.HARD_NEGATIVE_IOU,
+                tin.HARD_NEGATIVE_SCORE, tin.HARD_NEGATIVE_IOU, tin.HARD_NEGATIVE_MAX_KEYPOINTS,
             )  # fmt: skip
         except ValueError as e:
             raise ValueError(f"INPUT.TOPDOWN.HARD_NEGATIVES_FILE {path}: {e}") from None
         logger.info(
             "Hard negatives: %d crops mined from %d of %d detections scoring >= %s (IoU < %s with"
-            " every person) in %d images",
+            " every person%s) in %d images",
             len(negatives), report["confident"], report["detections"], tin.HARD_NEGATIVE_SCORE,
-            tin.HARD_NEGATIVE_IOU, report["images_with_negatives"],
+            tin.HARD_NEGATIVE_IOU, holding_note(report), report["images_with_negatives"],
         )  # fmt: skip
         return negatives
 
