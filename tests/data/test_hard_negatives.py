@@ -188,7 +188,41 @@ def test_rcnn_training_takes_the_sample_detections_as_background_proposals(tmp_p
     missing = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(tmp_path / "none.json"))
     with pytest.raises(FileNotFoundError, match="INPUT.HARD_NEGATIVES_FILE not found"):
         MultiTaskTrainer.build_train_loader(missing)
+    bad = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(DETECTIONS),
+                    "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS", "-2")  # fmt: skip
+    with pytest.raises(ValueError, match="INPUT.HARD_NEGATIVE_MAX_KEYPOINTS must be -1"):
+        MultiTaskTrainer.build_train_loader(bad)
     stock = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(DETECTIONS),
                       "MODEL.ROI_HEADS.NAME", "StandardROIHeads")  # fmt: skip
     with pytest.raises(ValueError, match="ROI heads that take extra proposals"):
         MultiTaskTrainer.build_model(stock)
+
+
+def test_rcnn_max_keypoints_drops_boxes_showing_a_person(tmp_path):
+    """INPUT.HARD_NEGATIVE_MAX_KEYPOINTS 0 on the R-CNN side: a whole-image box per image (below
+    IoU 0.3 with the sample's persons, yet showing them) is mined under the reports' rule and
+    dropped under this one, the sample's far detections kept under both."""
+    from detectron2.data import DatasetCatalog
+
+    from multitask_pose.engine import MultiTaskTrainer
+
+    dicts = DatasetCatalog.get("coco_person_sample")
+    whole = [{"image_id": d["image_id"], "bbox": [0, 0, d["width"], d["height"]], "score": 0.99}
+             for d in dicts]  # fmt: skip
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(json.loads(DETECTIONS.read_text()) + whole))
+
+    def mined(max_kps):
+        cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(path),
+                        "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS", str(max_kps))  # fmt: skip
+        out = MultiTaskTrainer._hard_negatives(cfg, dicts)
+        return {d["image_id"]: d["hard_negatives"].tolist() for d in out if "hard_negatives" in d}
+
+    every, clean = mined(-1), mined(0)
+    full = lambda d: [0, 0, d["width"], d["height"]]  # noqa: E731
+    shown = [d for d in dicts if full(d) in every.get(d["image_id"], [])]
+    assert shown  # some whole-image boxes pass the IoU rule
+    for d in dicts:
+        assert full(d) not in clean.get(d["image_id"], [])
+        rest = [b for b in every.get(d["image_id"], []) if b != full(d)]
+        assert clean.get(d["image_id"], []) == rest
