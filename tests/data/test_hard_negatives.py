@@ -40,13 +40,14 @@ def test_far_confident_detections_are_mined_and_others_not():
 def test_max_keypoints_drops_boxes_holding_one_persons_labelled_keypoints():
     """A box below the IoU threshold that still shows a person's keypoints: mined under the
     reports' rule (-1), dropped when it holds more than ``max_keypoints`` of any one person."""
-    left = [[10, 10, 2], [90, 20, 2], [95, 30, 1], [100, 40, 2], [99, 50, 0], [20, 90, 2]]
+    left = [[10, 10, 2], [90, 20, 2], [95, 30, 1], [80, 40, 2], [99, 50, 0], [20, 90, 2]]
     right = [[120, 20, 2], [130, 30, 2], [260, 10, 2], [125, 40, 0], [0, 0, 0], [0, 0, 0]]
     # (a second person: 2 labelled points in the box)
     gt = {
         "images": [{"id": 1}],
         "annotations": [
-            # (x, y, v) -> COCO's flat list; the box edge x = 100 counts as inside, v = 0 not
+            # (x, y, v) -> COCO's flat list; x = 80, the mined box's edge, counts as inside,
+            # v = 0 does not
             {"image_id": 1, "bbox": [0, 0, 100, 100], "keypoints": sum(left, [])},
             {"image_id": 1, "bbox": [110, 0, 160, 100], "keypoints": sum(right, [])},
             {"image_id": 1, "bbox": [400, 0, 50, 100]},  # a person without keypoints
