@@ -154,7 +154,7 @@ class PoseTrainer(DefaultTrainer):
         path, i = cfg.INPUT.HARD_NEGATIVES_FILE, cfg.INPUT
         if i.HARD_NEGATIVE_MAX_KEYPOINTS < -1:
             raise ValueError(
-                f"INPUT.HARD_NEGATIVE_MAX_KEYPOINTS must be -1 (off) or >= 0,"
+                "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS must be -1 (off) or >= 0,"
                 f" got {i.HARD_NEGATIVE_MAX_KEYPOINTS}"
             )
         detections = load_detection_file(path, "INPUT.HARD_NEGATIVES_FILE")

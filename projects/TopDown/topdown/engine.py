@@ -117,7 +117,7 @@ class TopDownTrainer(PoseTrainer):
             )
         if tin.HARD_NEGATIVE_MAX_KEYPOINTS < -1:
             raise ValueError(
-                f"INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS must be -1 (off) or >= 0,"
+                "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS must be -1 (off) or >= 0,"
                 f" got {tin.HARD_NEGATIVE_MAX_KEYPOINTS}"
             )
         detections = load_detection_file(path, "INPUT.TOPDOWN.HARD_NEGATIVES_FILE")
