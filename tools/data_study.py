@@ -58,6 +58,9 @@ ROWS = {
     "inconsistent": "+ inconsistent data (1:1)",
     "inconsistent_selected": "+ inconsistent data (1:1), data selection",
 }
+# The HNDM rows' INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS: the reports' rule (-1), and only the
+# boxes holding no labelled keypoint of any person (0).
+HNDM_MAX_KEYPOINTS = {"hndm": -1, "hndm_clean": 0}
 
 
 def parse_args(argv=None):
@@ -114,7 +117,7 @@ def parse_args(argv=None):
 def needed_detections(args):
     """The datasets whose person boxes the study uses: the validation set's (its detector-box
     column), the training set's (HNDM), the unlabelled set's (pseudo-labels)."""
-    needs = [args.val] + [args.train] * any(r.startswith("hndm") for r in args.rows)
+    needs = [args.val] + [args.train] * any(r in HNDM_MAX_KEYPOINTS for r in args.rows)
     return list(dict.fromkeys(needs + [args.unlabelled] * ("pseudo" in args.rows)))
 
 
@@ -133,10 +136,11 @@ def variant_opts(row, args, det, pseudo):
 
         images = MetadataCatalog.get(args.unlabelled).image_root
         return ["DATASETS.REGISTER_COCO", f"(('{name}', '{pseudo}', '{images}'),)", *pair(name)]
-    if row in ("hndm", "hndm_clean"):
-        clean = ["INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS", "0"] * (row == "hndm_clean")
+    if row in HNDM_MAX_KEYPOINTS:
+        max_kps = str(HNDM_MAX_KEYPOINTS[row])
         return ["DATASETS.TRAIN", f"('{args.train}',)",
-                "INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(det[args.train]), *clean]  # fmt: skip
+                "INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(det[args.train]),
+                "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS", max_kps]  # fmt: skip
     if row == "inconsistent":
         return pair(args.inconsistent)
     return [*pair(args.inconsistent), "DATASETS.KEYPOINT_SELECTION", "True"]
@@ -185,14 +189,15 @@ def data_counts(args, det):
     from multitask_pose.data.selection import unlabel_inconsistent
 
     notes = []
-    for row, max_kps in (("hndm", -1), ("hndm_clean", 0)):
-        if row not in args.rows:
-            continue
-        cfg = _recipe_cfg()
-        _, report = mine_dataset_dicts(
-            DatasetCatalog.get(args.train), json.loads(Path(det[args.train]).read_text()),
-            cfg.INPUT.TOPDOWN.HARD_NEGATIVE_SCORE, cfg.INPUT.TOPDOWN.HARD_NEGATIVE_IOU, max_kps,
-        )  # fmt: skip
+    hndm = [row for row in HNDM_MAX_KEYPOINTS if row in args.rows]
+    if hndm:  # (the training set and its detections read once for both rows)
+        tin = _recipe_cfg().INPUT.TOPDOWN
+        dicts = DatasetCatalog.get(args.train)
+        detections = json.loads(Path(det[args.train]).read_text())
+    for row in hndm:
+        max_kps = HNDM_MAX_KEYPOINTS[row]
+        _, report = mine_dataset_dicts(dicts, detections, tin.HARD_NEGATIVE_SCORE,
+                                       tin.HARD_NEGATIVE_IOU, max_kps)  # fmt: skip
         notes.append(
             f"HNDM{', no labelled keypoint inside' * (max_kps == 0)}: {report['mined']} hard"
             f" negatives in {report['images_with_negatives']} of {report['images']} images"

@@ -26,6 +26,7 @@ from torchvision.ops import box_iou
 
 __all__ = [
     "HardNegativeMapper",
+    "check_max_keypoints",
     "holding_note",
     "load_detection_file",
     "mine_dataset_dicts",
@@ -72,8 +73,7 @@ def mine_hard_negatives(
     """
     if not 0 <= iou_thresh <= 1:
         raise ValueError(f"iou_thresh must be in [0, 1], got {iou_thresh}")
-    if max_keypoints < -1:
-        raise ValueError(f"max_keypoints must be -1 (off) or >= 0, got {max_keypoints}")
+    check_max_keypoints(max_keypoints)
     images = {im["id"] for im in gt["images"]}
     persons, keypoints = defaultdict(list), defaultdict(list)
     for a in gt["annotations"]:
@@ -124,6 +124,13 @@ def mine_hard_negatives(
         "holding_keypoints": holding,
     }
     return out, report
+
+
+def check_max_keypoints(value: int, key: str = "max_keypoints") -> None:
+    """ValueError naming ``key`` (a config key, for the trainers) unless ``value`` is -1 or
+    >= 0."""
+    if value < -1:
+        raise ValueError(f"{key} must be -1 (off) or >= 0, got {value}")
 
 
 def holding_note(report: Dict) -> str:

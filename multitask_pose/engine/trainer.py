@@ -149,14 +149,15 @@ class PoseTrainer(DefaultTrainer):
     @staticmethod
     def _hard_negatives(cfg, dicts):
         """``dicts`` with INPUT.HARD_NEGATIVES_FILE's mined boxes (``with_hard_negatives``)."""
-        from ..data.hard_negatives import holding_note, load_detection_file, with_hard_negatives
+        from ..data.hard_negatives import (
+            check_max_keypoints,
+            holding_note,
+            load_detection_file,
+            with_hard_negatives,
+        )
 
         path, i = cfg.INPUT.HARD_NEGATIVES_FILE, cfg.INPUT
-        if i.HARD_NEGATIVE_MAX_KEYPOINTS < -1:
-            raise ValueError(
-                "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS must be -1 (off) or >= 0,"
-                f" got {i.HARD_NEGATIVE_MAX_KEYPOINTS}"
-            )
+        check_max_keypoints(i.HARD_NEGATIVE_MAX_KEYPOINTS, "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS")
         detections = load_detection_file(path, "INPUT.HARD_NEGATIVES_FILE")
         try:
             dicts, report = with_hard_negatives(

@@ -105,7 +105,11 @@ class TopDownTrainer(PoseTrainer):
     @staticmethod
     def _hard_negatives(cfg, dicts):
         """INPUT.TOPDOWN.HARD_NEGATIVES_FILE's mined crops (:func:`negative_person_dicts`)."""
-        from multitask_pose.data.hard_negatives import holding_note, load_detection_file
+        from multitask_pose.data.hard_negatives import (
+            check_max_keypoints,
+            holding_note,
+            load_detection_file,
+        )
 
         from .data.mapper import negative_person_dicts
 
@@ -115,11 +119,8 @@ class TopDownTrainer(PoseTrainer):
                 "INPUT.TOPDOWN.HARD_NEGATIVES_FILE with a cue model (MODEL.TOPDOWN.CUE"
                 f" {cfg.MODEL.TOPDOWN.CUE!r}) is not supported: negatives have no hints"
             )
-        if tin.HARD_NEGATIVE_MAX_KEYPOINTS < -1:
-            raise ValueError(
-                "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS must be -1 (off) or >= 0,"
-                f" got {tin.HARD_NEGATIVE_MAX_KEYPOINTS}"
-            )
+        key = "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS"
+        check_max_keypoints(tin.HARD_NEGATIVE_MAX_KEYPOINTS, key)
         detections = load_detection_file(path, "INPUT.TOPDOWN.HARD_NEGATIVES_FILE")
         try:
             negatives, report = negative_person_dicts(
