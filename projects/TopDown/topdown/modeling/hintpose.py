@@ -1,16 +1,24 @@
 """HintPose (a COCO keypoint challenge report): HRNet with an instance cue and recurrent
-refinement.
+refinement, each added as "two simple convolutional layers with a residual connection" so that an
+HRNet checkpoint is reused (report section 2).
 
 - Instance cue: one input channel saying which person the crop is about (``MODEL.TOPDOWN.CUE``,
-  ``topdown/data/cues.py``). It is merged into the stem's stride-4 features by an
-  input-refinement block, ``f + B(conv3x3(concat(f, cue)) -> BN -> ReLU -> conv3x3 -> BN)``, so
-  every layer of HRNet keeps its name and shape and an HRNet checkpoint loads into all of them
-  (only ``input_refine.*`` and the refinement blocks below are new).
-- Recurrent refinement: hop 1 runs HRNet as usual from the features F after ``layer1``; hop t > 1
-  feeds the previous hop's heatmaps H back onto F through two 1x1 conv blocks,
-  ``F_t = extract(F + update(H_{t-1}))`` (``update``: K -> 256 channels, ``extract``: 256 -> 256,
-  each conv + BN + ReLU), and runs stages 2-4 and the heatmap conv again (shared weights). Every
-  hop is supervised ("heatmap_hop<t>", the last one "heatmap", the prediction).
+  ``topdown/data/cues.py``). The input-refinement block adds it to the stem's stride-4 features
+  by element-wise summation (section 2.1): ``f + B(concat(f, cue))``, ``B = conv3x3 -> BN -> ReLU
+  -> conv3x3 -> BN``.
+- Recurrent refinement (section 2.2): hop 1 runs HRNet as usual from the features F after
+  ``layer1``; hop t > 1 feeds the previous hop's heatmaps H back onto F through two 1x1 conv
+  blocks, ``F_t = F + extract(update(H_{t-1}))`` (``update``: K -> 256 channels, conv + BN +
+  ReLU, "to update feature maps using the previous output"; ``extract``: 256 -> 256, conv + BN,
+  "to extract information for the next hop"), and runs stages 2-4 and the heatmap conv again
+  (shared weights). Every hop is supervised ("heatmap_hop<t>", the last one "heatmap", the
+  prediction: section 3.1).
+
+The last BN of each residual branch starts at weight 0 (``zero_init_residual``, as ResNets
+initialise their residual branches), so a loaded HRNet checkpoint gives HRNet's own output from
+every hop at the first step and training starts from the pretrained network; its gradient is not
+zero, so the branches learn from the first step. Only ``input_refine.*``, ``update.*`` and
+``extract.*`` are new: every HRNet layer keeps its name and shape.
 
 ``MODEL.HINTPOSE.HOPS`` (3 in the report), ``MODEL.HINTPOSE.CUE_ON`` (False: no cue channel, the
 refinement alone). HRNet's own keys (``MODEL.HRNET.*``) shape the network.
@@ -58,8 +66,23 @@ class HintPoseHRNet(PoseHighResolutionNet):
         if hops > 1:
             c = 64 * 4  # layer1's output (Bottleneck expansion 4)
             self.update = _conv_bn(num_keypoints, c, 1, relu=True)
-            self.extract = _conv_bn(c, c, 1, relu=True)
+            self.extract = _conv_bn(c, c, 1, relu=False)
         self.init_weights(hrnet_kwargs.get("init", "normal"))  # the new layers as HRNet's own
+        self.zero_init_residual()
+
+    def residual_norms(self):
+        """The last BN of each residual branch (input refinement, recurrent refinement)."""
+        return [
+            *([self.input_refine[1][1]] if self.cue_channels else []),
+            *([self.extract[1]] if self.hops > 1 else []),
+        ]
+
+    def zero_init_residual(self):
+        """Start every residual branch at exactly zero: HintPose is then HRNet (module
+        docstring)."""
+        for bn in self.residual_norms():
+            nn.init.zeros_(bn.weight)
+            nn.init.zeros_(bn.bias)
 
     @classmethod
     def from_config(cls, cfg):
@@ -96,7 +119,7 @@ class HintPoseHRNet(PoseHighResolutionNet):
         base = self.layer1(f)
         outputs, heat = {}, None
         for t in range(1, self.hops + 1):
-            feats = base if heat is None else self.extract(base + self.update(heat))
+            feats = base if heat is None else base + self.extract(self.update(heat))
             heat = self.final_layer(self.stages(feats))
             outputs["heatmap" if t == self.hops else f"heatmap_hop{t}"] = heat
         return outputs
