@@ -210,11 +210,115 @@ def test_hint_source_keypoints_reads_a_keypoint_results_file(tmp_path):
     path.write_text(json.dumps([entry]))
     with pytest.raises(DetectionFileError, match="no keypoints"):
         TopDownTestMapper(sample_cfg(*opts), SAMPLE, dicts)
-    # Ground-truth boxes carry no keypoints to read: a clear error, not a silent centre.
+    # Ground-truth boxes carry no keypoints to read: a clear error when the mapper is built (the
+    # trainer builds it before training), not a silent centre; and at inference on plain boxes.
     gt_opts = [*HINT, "TEST.TOPDOWN.HINT.SOURCE", "keypoints"]
+    with pytest.raises(ValueError, match="needs TEST.TOPDOWN.HINT.FILE"):
+        TopDownTestMapper(sample_cfg(*gt_opts), SAMPLE)
     model = build_model(sample_cfg(*gt_opts)).eval()
+    plain = TopDownTestMapper(sample_cfg(*HINT, "TEST.TOPDOWN.HINT.SOURCE", "center"), SAMPLE)(d)
     with pytest.raises(ValueError, match="needs pred_keypoints"), torch.no_grad():
-        model([TopDownTestMapper(sample_cfg(*gt_opts), SAMPLE)(d)])
+        model([plain])
+
+
+def _results_of_the_ground_truth(d, score=0.9):
+    """A keypoint results list holding every annotated person of image ``d`` (COCO's frame),
+    labelled keypoints scored ``score`` and the others 0; and the (G, K, 3) keypoints in
+    detectron2's pixel-centre frame with those scores."""
+    entries, poses = [], []
+    for a in d["annotations"]:
+        if "keypoints" not in a or not np.any(np.asarray(a["keypoints"])[2::3] > 0):
+            continue
+        kp = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3).copy()
+        kp[:, 2] = np.where(kp[:, 2] > 0, score, 0.0)
+        poses.append(kp)
+        entries.append({"image_id": d["image_id"], "category_id": 1, "bbox": list(a["bbox"]),
+                        "score": 0.8, "keypoints": (kp - [0.5, 0.5, 0]).ravel().tolist()})  # fmt: skip
+    return entries, np.stack(poses)
+
+
+def test_hint_file_cues_ground_truth_boxes_with_the_keypoints_inside_each_box(tmp_path):
+    """TEST.TOPDOWN.HINT.FILE: another model's keypoints cue ground-truth boxes. Each box's hints
+    are the file's keypoints inside it (of every entry), best first; MAX_PER_BOX 0 takes them
+    all, one crop (so, with NMS off, one pose) each, as the report feeds one crop per peak."""
+    dicts = DatasetCatalog.get(SAMPLE)
+    d = max(dicts, key=lambda x: len(x["annotations"]))
+    entries, poses = _results_of_the_ground_truth(d)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(entries))
+    opts = [*HINT, "TEST.TOPDOWN.HINT.FILE", str(path), "TEST.TOPDOWN.HINT.MAX_PER_BOX", "0",
+            "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0", "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0",
+            "TEST.TOPDOWN.FLIP_TEST", "False", "TEST.TOPDOWN.BACKEND", "eager"]  # fmt: skip
+    cfg = sample_cfg(*opts)
+    x = TopDownTestMapper(cfg, SAMPLE, dicts)(d)
+    torch.testing.assert_close(x["hint_instances"].pred_keypoints.double(),
+                               torch.from_numpy(poses))  # fmt: skip
+    boxes = x["instances"].gt_boxes.tensor
+    hints = HintSource(cfg)(x["hint_instances"], None, boxes, (d["height"], d["width"]),
+                            own=False)  # fmt: skip
+    points = poses.reshape(-1, 3)
+    points = points[points[:, 2] > 0]
+    expected_total = 0
+    for b, h in zip(boxes.numpy(), hints.numpy()):  # an independent count per box
+        inside = ((points[:, 0] >= b[0]) & (points[:, 0] <= b[2]) & (points[:, 1] >= b[1])
+                  & (points[:, 1] <= b[3]))  # fmt: skip
+        got = h[np.isfinite(h).all(1)]
+        assert len(got) == inside.sum()
+        assert sorted(map(tuple, got[:, :2].round(3))) == sorted(
+            map(tuple, points[inside, :2].astype(np.float32).round(3))
+        )
+        expected_total += max(int(inside.sum()), 1)  # a box without any: its centre, once
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model([x])[0]["instances"]
+    assert len(out) == expected_total > len(boxes)
+    # A wrong file is named by its key.
+    missing = sample_cfg(*HINT, "TEST.TOPDOWN.HINT.FILE", str(tmp_path / "none.json"))
+    with pytest.raises(FileNotFoundError, match="TEST.TOPDOWN.HINT.FILE"):
+        TopDownTestMapper(missing, SAMPLE, dicts)
+    with pytest.raises(ValueError, match="reads no keypoint hints"):
+        TopDownTestMapper(sample_cfg("TEST.TOPDOWN.HINT.FILE", str(path)), SAMPLE, dicts)
+
+
+class _CueEcho(torch.nn.Module):
+    """A pose network whose every keypoint heatmap is its cue sampled on the heatmap grid (cell
+    i at crop pixel 4 i): it puts each keypoint on the hint, whatever the image."""
+
+    cue_channels, heatmap_stride, size_divisibility, prediction = 1, 4, 1, "heatmap"
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def forward(self, crops, cues=None):
+        return {"heatmap": cues[:, :1, ::4, ::4].expand(-1, self.k, -1, -1).contiguous()}
+
+
+def test_the_flip_test_mirrors_the_joint_cue_with_the_crop():
+    """With the flip test, the mirrored crop gets the mirrored cue (meta_arch.flip_cues): a
+    network that follows its cue then puts every keypoint on the hint, at full score. Were the
+    cue left unmirrored, the mirrored half would point at the hint's mirror image and the
+    averaged peak would halve."""
+    from topdown.modeling import TopDownPoseNet
+
+    cfg = sample_cfg(*HINT, "TEST.TOPDOWN.HINT.SOURCE", "keypoints",
+                     "TEST.TOPDOWN.FLIP_TEST", "True", "TEST.TOPDOWN.SHIFT_HEATMAP", "False",
+                     "MODEL.TOPDOWN.CODEC.SUBPIXEL_CENTER", "True",
+                     "MODEL.TOPDOWN.CODEC.DECODE", "dark", "MODEL.TOPDOWN.CODEC.BLUR_KERNEL", "0",
+                     "MODEL.TOPDOWN.HINT.SIGMA", "6.0", "TEST.TOPDOWN.BACKEND", "eager")  # fmt: skip
+    model = build_model(cfg).eval()
+    echo = type("CueEcho", (_CueEcho, TopDownPoseNet), {})(17)
+    model.pose_net = echo
+    image = torch.zeros(3, 300, 240)
+    box = torch.tensor([[40.0, 30.0, 200.0, 280.0]])
+    for hint in ([70.0, 90.0], [170.0, 240.0]):  # left and right of the box centre
+        with torch.no_grad():
+            out = model.estimate(image, box, torch.ones(1), torch.tensor([[hint + [1.0]]]))
+        kp = out.pred_keypoints[0]
+        assert (kp[:, 2] > 0.8).all(), kp[:, 2]
+        # (within 2 px: without SHIFT_HEATMAP the mirrored heatmap grid is 0.75 cell off the
+        # crop's mirror, the official pipeline's own geometry)
+        torch.testing.assert_close(kp[:, :2], torch.tensor(hint).expand(17, 2), atol=2.0, rtol=0)
 
 
 @pytest.mark.slow

@@ -150,13 +150,22 @@ def add_topdown_config(cfg: CN) -> CN:
     # OKS-NMS counts only keypoints scoring above this in both poses; None counts all of them, as
     # the official HRNet / SimpleBaseline evaluation does (its oks_nms gets no in_vis_thre).
     tt.OKS_NMS_VIS_THRESH = None
-    # Where inference hints of a hint cue come from (topdown/data/hints.py): "center" (the box
-    # centre), "keypoints" (the input instances' pred_keypoints: the multitask R-CNN as detector,
-    # or a keypoint results file as DET_FILE, e.g. a previous top-down pass) or "heatmap_peaks"
-    # (local peaks inside the box of the R-CNN's keypoint heatmaps pasted into image space).
+    # Where inference hints of a hint cue come from (topdown/data/hints.py), another model's joint
+    # estimates, as HintPose's report takes them (section 3.1): "keypoints" (HINT.FILE's
+    # keypoints inside the box; without HINT.FILE, the box's own pred_keypoints: the multitask
+    # R-CNN as detector, or a keypoint results file as DET_FILE) or "heatmap_peaks" (local peaks
+    # inside the box of the R-CNN detector's keypoint heatmaps pasted into image space, the
+    # report's image-level joint heatmaps). "center" (the box centre) is a project option: a cue
+    # that training never shows (training cues a joint).
     tt.HINT = CN()
-    tt.HINT.SOURCE = "center"
-    tt.HINT.MAX_PER_BOX = 1  # hints (so poses) per box, best first; OKS-NMS merges duplicates
+    tt.HINT.SOURCE = "keypoints"
+    # A COCO keypoint results json on the test images (another model's, e.g. a top-down pass's
+    # or the R-CNN's results) whose keypoints inside each box are its hints, whatever the box
+    # source (ground-truth boxes included); "": the box source's own keypoints.
+    tt.HINT.FILE = ""
+    # Hints (so poses) per box, best first; OKS-NMS merges duplicates. 0: every hint in the box,
+    # as the report feeds one crop per local peak.
+    tt.HINT.MAX_PER_BOX = 1
     # Keypoints or peaks scoring below this give no hint (R-CNN keypoint scores are spatial
     # softmax probabilities, often about 0.1; a top-down pass's are heatmap maxima).
     tt.HINT.SCORE_THRESH = 0.05

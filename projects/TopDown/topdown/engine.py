@@ -55,9 +55,10 @@ class TopDownTrainer(PoseTrainer):
         # The training mapper encodes with the model's own codec: one object makes the targets
         # and decodes the predictions. detectron2's trainer builds the model, then the loader,
         # through these two methods; the instance attributes pass the model between them.
-        if cfg.TEST.TOPDOWN.BOX_SOURCE == "file":
-            # The detection (or keypoint results) file is read at the first evaluation: check it
-            # now, not after the training (a missing or mismatched file is a ValueError here).
+        if cfg.TEST.TOPDOWN.BOX_SOURCE == "file" or cfg.MODEL.TOPDOWN.CUE:
+            # The detection (or keypoint results) file and a cue's hint file are read at the
+            # first evaluation: check them now, not after the training (a missing or mismatched
+            # file, or a hint cue without hints, is an error here).
             for name in cfg.DATASETS.TEST:
                 TopDownTestMapper(cfg, name)
         built = []

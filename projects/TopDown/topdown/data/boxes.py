@@ -103,7 +103,11 @@ def gt_person_boxes(dataset_dict: Dict, minus_one: bool = False) -> Tuple[np.nda
 
 
 def load_detection_file(
-    path: str, image_ids, category_id: Optional[int] = 1, with_keypoints: bool = False
+    path: str,
+    image_ids,
+    category_id: Optional[int] = 1,
+    with_keypoints: bool = False,
+    key: str = "TEST.TOPDOWN.DET_FILE",
 ) -> Dict[int, Tuple[np.ndarray, ...]]:
     """Read a COCO detection-results json (a list of ``{"image_id", "category_id", "bbox": [x, y, w,
     h], "score"}``) into ``{image_id: (boxes XYXY (N, 4), scores (N,))}`` for the given images.
@@ -114,10 +118,10 @@ def load_detection_file(
     Raises :class:`DetectionFileError` on a malformed file or on image ids that are not in the
     dataset (the usual sign of a file made for another split). Images of the dataset without any
     detection get empty arrays. ``category_id`` keeps one category (1, person, in COCO); None keeps
-    all.
+    all. ``key``: the config key that named the file, for the errors.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"detection file not found: {path} (TEST.TOPDOWN.DET_FILE)")
+        raise FileNotFoundError(f"detection file not found: {path} ({key})")
     with open(path) as f:
         try:
             dets = json.load(f)

@@ -1,16 +1,21 @@
 """Inference hints of a hint cue (``JointHintCue``): points that say which person a box's crop is
-about, from another model's output. ``TEST.TOPDOWN.HINT.SOURCE`` chooses the source:
+about, from another model's output, as HintPose's report takes them at inference (section 3.1:
+joints of another model, each one cue, so one crop). ``TEST.TOPDOWN.HINT.SOURCE`` chooses the
+source:
 
-- "center": none (the cue uses the box centre);
-- "keypoints": the keypoints of the box's own input instance (``pred_keypoints``: the multitask
-  R-CNN as the detector box source, or a keypoint results file as the detection file, e.g. a
-  previous top-down pass); the ``MAX_PER_BOX`` best scoring at least ``SCORE_THRESH``;
+- "keypoints": with ``TEST.TOPDOWN.HINT.FILE`` (a keypoint results file on the test images), the
+  file's keypoints (of every entry) inside the box, for any box source, ground-truth boxes
+  included; without it, the keypoints of the box's own input instance (``pred_keypoints``: the
+  multitask R-CNN as the detector box source, or a keypoint results file as the detection
+  file); the ``MAX_PER_BOX`` best (0: all) scoring at least ``SCORE_THRESH``;
 - "heatmap_peaks": local maxima inside the box of an image-level joint heatmap. HintPose took it
   from a bottom-up network; here it is the R-CNN's keypoint heatmaps (``pred_keypoint_heatmaps``,
   logits over each instance's box) pasted into image space: per instance and joint the spatial
   softmax (at its peak, the probability detectron2 reports as the keypoint's score, so one
   threshold serves both sources), the image map the maximum over instances, on a grid of
-  ``PEAK_STRIDE`` pixels. Peaks of several people inside one box give several hints.
+  ``PEAK_STRIDE`` pixels. Peaks of several people inside one box give several hints;
+- "center": none (the cue uses the box centre). A project option: training never cues the box
+  centre, so it is not the report's cue.
 
 A source returns (N, M, 3) hints (x, y, score) in detectron2's pixel-centre frame (as
 ``pred_keypoints``), a NaN row where a box has fewer than M.
@@ -25,7 +30,7 @@ from detectron2.structures import Instances
 
 __all__ = ["HintSource", "paste_joint_heatmaps", "heatmap_peaks"]
 
-SOURCES = ("center", "keypoints", "heatmap_peaks")
+SOURCES = ("keypoints", "heatmap_peaks", "center")
 
 
 def paste_joint_heatmaps(
@@ -75,8 +80,10 @@ def heatmap_peaks(joint_maps: torch.Tensor, stride: int, thresh: float) -> torch
 
 
 def _best_hints(points: torch.Tensor, valid: torch.Tensor, m: int) -> torch.Tensor:
-    """(N, m, 3) of the m best-scoring valid (N, P, 3) points per row, NaN rows where fewer."""
+    """(N, m, 3) of the m best-scoring valid (N, P, 3) points per row, NaN rows where fewer; m 0:
+    every valid point (m = P)."""
     n, p = valid.shape
+    m = m or p
     out = torch.full((n, m, 3), float("nan"), dtype=torch.float32, device=points.device)
     if p == 0:
         return out
@@ -94,8 +101,9 @@ class HintSource:
 
     @configurable
     def __init__(
-        self, *, source="center", max_per_box=1, score_thresh=0.2, peak_stride=4, ordered=False
-    ):
+        self, *, source="keypoints", max_per_box=1, score_thresh=0.2, peak_stride=4,
+        ordered=False,
+    ):  # fmt: skip
         """
         Args:
             source, max_per_box, score_thresh, peak_stride: TEST.TOPDOWN.HINT.*.
@@ -105,10 +113,10 @@ class HintSource:
         """
         if source not in SOURCES:
             raise ValueError(f"TEST.TOPDOWN.HINT.SOURCE must be one of {SOURCES}, got {source!r}")
-        if max_per_box < 1 or peak_stride < 1:
+        if max_per_box < 0 or peak_stride < 1:
             raise ValueError(
-                f"TEST.TOPDOWN.HINT.MAX_PER_BOX ({max_per_box}) and PEAK_STRIDE ({peak_stride})"
-                " must be >= 1"
+                f"TEST.TOPDOWN.HINT.MAX_PER_BOX ({max_per_box}) must be >= 0 (0: every hint) and"
+                f" PEAK_STRIDE ({peak_stride}) >= 1"
             )
         self.source, self.max_per_box = source, int(max_per_box)
         self.score_thresh, self.peak_stride = float(score_thresh), int(peak_stride)
@@ -127,11 +135,13 @@ class HintSource:
         boxes: torch.Tensor,
         image_size: Tuple[int, int],
         where: str = "image",
+        own: bool = True,
     ) -> Optional[torch.Tensor]:
         """
         Args:
-            instances: all the image's input instances (the detector's or the input's), or None.
-            index: which of them ``boxes`` are (after the box filters).
+            instances: all the image's input instances (the detector's or the input's), or None;
+                or, with ``own`` False, another model's instances on the image (HINT.FILE).
+            index: which of them ``boxes`` are (after the box filters); unused without ``own``.
             boxes: (N, 4) XYXY, the boxes to estimate.
             image_size: (height, width).
             where: names the image in errors.
@@ -146,10 +156,19 @@ class HintSource:
             raise ValueError(
                 f"{where}: TEST.TOPDOWN.HINT.SOURCE {self.source!r} needs {field} on the input"
                 " person instances (the multitask R-CNN as TEST.TOPDOWN.BOX_SOURCE 'detector'"
-                + (", or a keypoint results file as DET_FILE" if field == "pred_keypoints" else "")
-                + "); these boxes have none. Use SOURCE 'center' for plain boxes."
+                + (
+                    ", or a keypoint results file as DET_FILE or as TEST.TOPDOWN.HINT.FILE"
+                    if field == "pred_keypoints"
+                    else ""
+                )
+                + "); these boxes have none."
             )
         boxes = boxes.float()
+        if self.source == "keypoints" and not own:
+            if self.ordered:
+                raise ValueError("an ordered input pose (PoseCue) is the box's own: no HINT.FILE")
+            points = instances.pred_keypoints.float().reshape(-1, 3).to(boxes.device)
+            return _inside_best(points, boxes, self.score_thresh, self.max_per_box)
         if self.source == "keypoints":
             kp = instances.pred_keypoints[index.to(instances.pred_keypoints.device)].float()
             kp = kp.to(boxes.device)
@@ -163,8 +182,15 @@ class HintSource:
             self.peak_stride,
         )
         peaks = heatmap_peaks(maps, self.peak_stride, self.score_thresh).to(boxes.device)
-        x, y = peaks[None, :, 0], peaks[None, :, 1]
-        inside = (
-            (x >= boxes[:, :1]) & (x <= boxes[:, 2:3]) & (y >= boxes[:, 1:2]) & (y <= boxes[:, 3:])
-        )
-        return _best_hints(peaks[None].expand(len(boxes), -1, -1), inside, self.max_per_box)
+        return _inside_best(peaks, boxes, self.score_thresh, self.max_per_box)
+
+
+def _inside_best(points: torch.Tensor, boxes: torch.Tensor, thresh: float, m: int):
+    """(N, m, 3) hints of N XYXY boxes: the best (P, 3) points inside each box scoring at least
+    ``thresh`` (``_best_hints``)."""
+    x, y = points[None, :, 0], points[None, :, 1]
+    inside = (
+        (x >= boxes[:, :1]) & (x <= boxes[:, 2:3]) & (y >= boxes[:, 1:2]) & (y <= boxes[:, 3:])
+    )
+    valid = inside & (points[None, :, 2] >= thresh) & torch.isfinite(points[None]).all(-1)
+    return _best_hints(points[None].expand(len(boxes), -1, -1), valid, m)

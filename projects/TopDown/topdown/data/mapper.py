@@ -308,7 +308,13 @@ class TopDownTestMapper:
         box_source="gt",
         detections: Optional[Dict] = None,
         gt_box_minus_one: bool = False,
+        hint_detections: Optional[Dict] = None,
     ):
+        """
+        Args:
+            hint_detections: another model's keypoint results per image (TEST.TOPDOWN.HINT.FILE,
+                ``load_detection_file`` with keypoints), attached as ``"hint_instances"``.
+        """
         if box_source not in ("gt", "file", "detector"):
             raise ValueError(
                 f"TEST.TOPDOWN.BOX_SOURCE must be 'gt', 'file' or 'detector', got {box_source!r}"
@@ -319,21 +325,61 @@ class TopDownTestMapper:
         self.box_source = box_source
         self.detections = detections
         self.gt_box_minus_one = gt_box_minus_one
+        self.hint_detections = hint_detections
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, dataset_dicts: Optional[List[Dict]] = None):
         """
         Args:
-            cfg: the config: ``TEST.TOPDOWN.{BOX_SOURCE, DET_FILE, HINT.SOURCE}`` (a hint cue
-                reading "keypoints" loads the file's keypoints), ``INPUT.FORMAT`` and
-                ``INPUT.TOPDOWN.GT_BOX_MINUS_ONE``.
+            cfg: the config: ``TEST.TOPDOWN.{BOX_SOURCE, DET_FILE, HINT.SOURCE, HINT.FILE}`` (a
+                hint cue reading "keypoints" loads the keypoints of HINT.FILE, else of DET_FILE),
+                ``INPUT.FORMAT`` and ``INPUT.TOPDOWN.GT_BOX_MINUS_ONE``. A hint cue reading
+                "keypoints" on ground-truth boxes without HINT.FILE is refused here: the
+                trainer builds this mapper before training, so the error comes first.
             dataset_name: the test dataset (its ``detections_file`` when DET_FILE is empty).
             dataset_dicts: its dicts, if already loaded (to check the detection file's image ids).
 
         Returns:
             the constructor's keyword arguments.
         """
+        from detectron2.data import DatasetCatalog
+
         source = cfg.TEST.TOPDOWN.BOX_SOURCE
+        hint = cfg.TEST.TOPDOWN.HINT
+        cue = build_cue(cfg)
+        hinted = cue is not None and cue.uses_hints and hint.SOURCE == "keypoints"
+        if hint.FILE and not hinted:
+            raise ValueError(
+                f"TEST.TOPDOWN.HINT.FILE is set but MODEL.TOPDOWN.CUE {cfg.MODEL.TOPDOWN.CUE!r}"
+                f" with HINT.SOURCE {hint.SOURCE!r} reads no keypoint hints from it"
+            )
+        if hinted and hint.FILE and not cue.expands:
+            raise ValueError(
+                f"{type(cue).__name__} renders each box's own input pose: give it as DET_FILE"
+                " (BOX_SOURCE 'file'), not as TEST.TOPDOWN.HINT.FILE"
+            )
+        if hinted and source == "gt" and not cue.expands:
+            raise ValueError(
+                f"{type(cue).__name__} renders each box's own input pose: it needs"
+                " TEST.TOPDOWN.BOX_SOURCE 'file' with a keypoint results file as DET_FILE"
+            )
+        if hinted and source == "gt" and not hint.FILE:
+            raise ValueError(
+                f"{type(cue).__name__} with TEST.TOPDOWN.HINT.SOURCE 'keypoints' on ground-truth"
+                " boxes needs TEST.TOPDOWN.HINT.FILE: another model's keypoint results on"
+                f" {dataset_name!r} (e.g. a top-down pass's coco_instances_results.json), whose"
+                " keypoints in each box cue it as training did (ground-truth boxes carry none)."
+                " SOURCE 'center' cues the box centre instead, which training never shows"
+            )
+        hint_detections = None
+        if hint.FILE:
+            dicts = dataset_dicts if dataset_dicts is not None else DatasetCatalog.get(dataset_name)
+            hint_detections = load_detection_file(
+                hint.FILE, [d["image_id"] for d in dicts], with_keypoints=True,
+                key="TEST.TOPDOWN.HINT.FILE",
+            )  # fmt: skip
+            n = sum(len(v[1]) for v in hint_detections.values())
+            logger.info("Hints: keypoints of %d results from %s", n, hint.FILE)
         detections = None
         if source == "file":
             path = cfg.TEST.TOPDOWN.DET_FILE or MetadataCatalog.get(dataset_name).get(
@@ -344,12 +390,9 @@ class TopDownTestMapper:
                     f"BOX_SOURCE 'file' without TEST.TOPDOWN.DET_FILE, and dataset {dataset_name!r}"
                     " names no detections_file"
                 )
-            from detectron2.data import DatasetCatalog
-
             dicts = dataset_dicts if dataset_dicts is not None else DatasetCatalog.get(dataset_name)
-            keypoint_hints = cfg.MODEL.TOPDOWN.CUE and cfg.TEST.TOPDOWN.HINT.SOURCE == "keypoints"
             detections = load_detection_file(
-                path, [d["image_id"] for d in dicts], with_keypoints=bool(keypoint_hints)
+                path, [d["image_id"] for d in dicts], with_keypoints=hinted and not hint.FILE
             )
             n = sum(len(v[1]) for v in detections.values())
             logger.info("Box source: %d detections from %s for %d images", n, path, len(detections))
@@ -358,6 +401,7 @@ class TopDownTestMapper:
             box_source=source,
             detections=detections,
             gt_box_minus_one=cfg.INPUT.TOPDOWN.GT_BOX_MINUS_ONE,
+            hint_detections=hint_detections,
         )
 
     def __call__(self, dataset_dict: Dict) -> Dict:
@@ -371,6 +415,13 @@ class TopDownTestMapper:
             "image_id": d["image_id"],
             "file_name": d["file_name"],
         }
+        if self.hint_detections is not None:
+            boxes, scores, keypoints = self.hint_detections[d["image_id"]]
+            hints = Instances(image.shape[:2])
+            hints.pred_boxes = Boxes(torch.from_numpy(boxes))
+            hints.scores = torch.from_numpy(scores)
+            hints.pred_keypoints = torch.from_numpy(keypoints)
+            out["hint_instances"] = hints
         if self.box_source == "detector":
             return out
         inst = Instances(image.shape[:2])

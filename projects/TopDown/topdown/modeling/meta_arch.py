@@ -492,6 +492,10 @@ class TopDownPoseEstimator(nn.Module):
                 logger.info("image %s: no person boxes, no poses", x.get("image_id", "?"))
             hints = None
             if self.hint_source is not None and len(boxes):
-                hints = self.hint_source(source, index, boxes, hw, where=where)
+                # Another model's keypoints on the image (TEST.TOPDOWN.HINT.FILE) if given, else
+                # the box source's own instances.
+                own = "hint_instances" not in x
+                hints = self.hint_source(source if own else x["hint_instances"], index, boxes,
+                                         hw, where=where, own=own)  # fmt: skip
             results.append({"instances": self.estimate(image, boxes, scores, hints)})
         return results
