@@ -8,9 +8,9 @@
         --output output/posefix_refined
 
 Each entry of ``--results`` (a COCO keypoint results list with ``bbox``, as detectron2's
-evaluator writes it) becomes one refined entry: the refiner sees the entry's box crop and its pose
-(rendered by PoseCue) and its decoded heatmaps replace the keypoints; the score stays (no
-rescoring, no NMS: one entry in, one out). Writes ``coco_instances_results.json`` (the refined
+evaluator writes it) is refined as the config says (the recipe: as PoseFix's official test, the
+crop from the entry's pose extent x 1.2, every keypoint of the pose drawn, the entry's score
+kept, then OKS-NMS 0.9 over each image's refined poses). Writes ``coco_instances_results.json`` (the refined
 list, as detectron2's evaluator names it) into ``--output``, computes the keypoint AP of the input
 and of the refined results on ``--dataset`` (default: the config's DATASETS.TEST[0]) and prints a
 one-line summary last. Trailing ``KEY VALUE`` pairs override the config.
@@ -64,22 +64,20 @@ def refine_cfg(args):
     dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
     if not dataset:
         raise ValueError("no --dataset and the config has no DATASETS.TEST")
-    # One refined entry per input entry: the file's boxes and poses, no NMS, scores as given.
+    # Every entry of the file with its pose; the NMS and scoring stay the config's.
     cfg.merge_from_list(["MODEL.WEIGHTS", args.weights, "DATASETS.TEST", f"('{dataset}',)",
                          "TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", args.results,
                          "TEST.TOPDOWN.HINT.SOURCE", "keypoints",
                          "TEST.TOPDOWN.DET_SCORE_THRESH", "0.0", "TEST.TOPDOWN.DET_TOPK", "0",
-                         "TEST.TOPDOWN.DET_MIN_SIZE", "0.0", "TEST.TOPDOWN.RESCORE", "False",
-                         "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0",
-                         "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0",
+                         "TEST.TOPDOWN.DET_MIN_SIZE", "0.0",
                          "OUTPUT_DIR", args.output])  # fmt: skip
     cfg.freeze()
     return cfg, dataset
 
 
 def refine(cfg, dataset: str):
-    """(keypoint AP of the input results, of the refined ones), refined results written into
-    cfg.OUTPUT_DIR."""
+    """(keypoint AP of the input results, of the refined ones, the poses in, the poses out),
+    refined results written into cfg.OUTPUT_DIR."""
     model = build_model(cfg).eval()
     checkpointer_for(cfg, TopDownCheckpointer)(model).load(cfg.MODEL.WEIGHTS)
     dicts = DatasetCatalog.get(dataset)
@@ -94,18 +92,22 @@ def refine(cfg, dataset: str):
     before.reset()
     after.reset()
     start = time.perf_counter()
+    poses_in = poses_out = 0
     with torch.no_grad():
         for i, inputs in enumerate(loader):
             given = inputs[0]["instances"]
             given.pred_classes = torch.zeros(len(given), dtype=torch.long)
             before.process(inputs, [{"instances": given}])
-            after.process(inputs, model(inputs))
+            outputs = model(inputs)
+            after.process(inputs, outputs)
+            poses_in += len(given)
+            poses_out += len(outputs[0]["instances"])
             if (i + 1) % 50 == 0 or i + 1 == len(dicts):
                 logger.info("refined %d / %d images (%.1f s)", i + 1, len(dicts),
                             time.perf_counter() - start)  # fmt: skip
     ap_before = before.evaluate()["keypoints"]["AP"] / 100
     ap_after = after.evaluate()["keypoints"]["AP"] / 100
-    return ap_before, ap_after
+    return ap_before, ap_after, poses_in, poses_out
 
 
 def main(argv=None) -> int:
@@ -115,13 +117,16 @@ def main(argv=None) -> int:
     try:
         cfg, dataset = refine_cfg(args)
         start = time.perf_counter()
-        ap_before, ap_after = refine(cfg, dataset)
+        ap_before, ap_after, poses_in, poses_out = refine(cfg, dataset)
     except (ValueError, FileNotFoundError) as e:
         print(f"posefix_refine: {e}", file=sys.stderr)
         return 2
     out = f"{cfg.OUTPUT_DIR}/coco_instances_results.json"
-    print(f"posefix_refine {dataset}: keypoint AP {ap_before:.3f} -> {ap_after:.3f}"
-          f" ({time.perf_counter() - start:.0f} s; {out})")  # fmt: skip
+    t = cfg.TEST.TOPDOWN
+    nms = f"OKS-NMS {t.OKS_NMS_THRESH:g}" if t.OKS_NMS_THRESH < 1 else "no OKS-NMS"
+    print(f"posefix_refine {dataset}: keypoint AP {ap_before:.3f} -> {ap_after:.3f},"
+          f" {poses_in} poses -> {poses_out} ({nms}; {time.perf_counter() - start:.0f} s;"
+          f" {out})")  # fmt: skip
     return 0
 
 

@@ -27,14 +27,20 @@ def add_topdown_config(cfg: CN) -> CN:
     td.HINT.SIGMA = 6.0  # the hint Gaussian's standard deviation, in crop pixels
     # Training hints: a random labelled joint, moved by N(0, TRAIN_JITTER x sqrt(box area)).
     td.HINT.TRAIN_JITTER = 0.05
-    # PoseFix (topdown/posefix.py, CUE "PoseCue"): the training input poses are the ground truth
-    # with these error rates per labelled keypoint (the rest "good"); measure a model's own with
-    # tools/analyze_keypoints.py. The rendered pose's Gaussians use HINT.SIGMA.
+    # PoseFix (topdown/posefix.py; CUE "PoseCue", POSE_NET "PoseFixHRNet", LOSS_NAME "PoseFixLoss",
+    # CODEC.NAME "SoftArgmaxCodec", META_ARCHITECTURE "PoseFixEstimator"), defaults as its official
+    # code (mks0601/PoseFix_RELEASE). The training errors follow its per-joint tables (fixed).
     td.POSEFIX = CN()
-    td.POSEFIX.JITTER = 0.15
-    td.POSEFIX.INVERSION = 0.05
-    td.POSEFIX.SWAP = 0.05
-    td.POSEFIX.MISS = 0.1
+    # The input pose's Gaussians: standard deviation in crop pixels (main/config.py:29-32: 7 at
+    # 256x192 crops, 9 at 384x288)
+    td.POSEFIX.INPUT_SIGMA = 7.0
+    # and their peak in image pixel values (main/model.py:135), divided by the mean PIXEL_STD
+    td.POSEFIX.INPUT_PEAK = 255.0
+    td.POSEFIX.SWAP_MIN_IOU = 0.1  # swap partners: box IoU with the person (tfflat/base.py:332)
+    td.POSEFIX.COORD_LOSS_WEIGHT = 1.0  # PoseFixLoss: the L1 soft-argmax term (main/model.py:175)
+    # The test crop: "pose", the input pose's extent x 1.2 (data/COCO/dataset.py:131-148), or
+    # "box", the results entry's box
+    td.POSEFIX.TEST_CROP = "pose"
     td.NUM_KEYPOINTS = 17  # must equal the dataset's keypoint count (checked at build time)
     td.INPUT_SIZE = (192, 256)  # crop (width, height), as the official configs' IMAGE_SIZE
     td.HEATMAP_SIZE = (48, 64)  # heatmap (width, height): INPUT_SIZE / 4 for every model here

@@ -16,8 +16,9 @@ A cue is a class built from the config with
   (x, y, score) in that same frame, a NaN row for "no hint"; returns (N, channels, H, W) float32;
 - ``training_hints(person)`` (with ``uses_hints``): the hints of one training person, drawn with
   ``np.random`` (the training loader seeds it per sample) from its labels, all in the frame of
-  the crop affine: "keypoints" (K, 3), "box" XYXY, "area" (the OKS scale), "others" (M, K, 3)
-  and "other_areas" (M,) of the image's other annotated persons;
+  the crop affine: "keypoints" (K, 3), "box" XYXY, "area" (the OKS scale), "others" (M, K, 3),
+  "other_areas" (M,) and "other_ious" (M, box IoU) of the image's other annotated persons, and
+  the crop's "affine" (2, 3) and "input_size" (W, H);
 - ``expands`` (with ``uses_hints``): True, each hint of a box makes its own crop
   (``JointHintCue``); False, a box's hints are one crop's input (``PoseCue``, topdown/posefix.py);
 - ``keypoint_channels`` (optional, False by default): channel k belongs to keypoint k, so the

@@ -20,7 +20,7 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
 
 from multitask_pose.codecs import KeypointCodec
 from multitask_pose.data.keypoints import keypoint_spec_of
@@ -55,7 +55,8 @@ def person_dicts(
     to the image; with ``gt_box_minus_one`` cleaned as the official code does,
     :func:`official_gt_boxes`), ``keypoints`` (K, 3), ``area`` (COCO's, else 0.53 x the box, the
     evaluation's rule) and the image's other non-crowd persons with keypoints, ``others``
-    (M, K, 3) and ``other_areas`` (M,) (PoseFix's swaps need them)."""
+    (M, K, 3), ``other_areas`` (M,) and their boxes' IoU with this one's ``other_ious`` (M,)
+    (PoseFix's swaps need them)."""
 
     def area_of(a):
         x, y, bw, bh = BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYWH_ABS)
@@ -69,6 +70,10 @@ def person_dicts(
         ]
         all_kp = [np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3) for a in people]
         all_areas = np.array([area_of(a) for a in people])
+        all_boxes = Boxes(torch.tensor(
+            [BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in people],
+            dtype=torch.float64).reshape(-1, 4))  # fmt: skip
+        all_ious = pairwise_iou(all_boxes, all_boxes).numpy()
         for i, a in enumerate(people):
             kp = all_kp[i]
             if (kp[:, 2] > 0).sum() < min_keypoints:
@@ -93,6 +98,7 @@ def person_dicts(
                         -1, *kp.shape
                     ),
                     "other_areas": np.delete(all_areas, i),
+                    "other_ious": np.delete(all_ious[i], i),
                 }
             )
     return out
@@ -288,8 +294,10 @@ class TopDownTrainMapper:
                 if mirror[0, 0] < 0:
                     others = flip_keypoints(others, image.shape[1], self.flip_indices)
                 other_areas = person.get("other_areas", np.zeros(len(others)))
+                other_ious = person.get("other_ious", np.ones(len(others)))
                 context = {"keypoints": kp, "box": box, "area": area, "others": others,
-                           "other_areas": other_areas}  # fmt: skip
+                           "other_areas": other_areas, "other_ious": other_ious,
+                           "affine": m[0], "input_size": self.input_size}  # fmt: skip
                 hints = self.cue.training_hints(context)[None]
             out["cues"] = self.cue(box[None], m, self.input_size, hints)[0]
         return out

@@ -373,6 +373,15 @@ class TopDownPoseEstimator(nn.Module):
             return flip_heatmaps(cues, self.flip_indices.cpu().numpy(), shift=False)
         return cues.flip(-1)
 
+    def decode_heatmaps(self, heatmaps: torch.Tensor, n: int):
+        """Crop-pixel coordinates (n, K, 2) and scores (n, K) of n crops from the network's maps:
+        the n crops', then with the flip test the n mirrored crops', averaged as maps."""
+        if self.flip_test:
+            flip = self.flip_indices.cpu().numpy()
+            flipped = flip_heatmaps(heatmaps[n:], flip, self.shift_heatmap)
+            heatmaps = 0.5 * (heatmaps[:n] + flipped)
+        return self.codec.decode(heatmaps)
+
     def _crop_hints(self, hints: Optional[torch.Tensor], n: int):
         """(box index of each crop, the crops' hints in the crop affine's frame or None). A hint
         cue that ``expands`` makes one crop per valid hint of a box (one crop with a NaN hint, so
@@ -432,16 +441,8 @@ class TopDownPoseEstimator(nn.Module):
                 cues = None if cues is None else torch.cat([cues, flip_cues])
         with stage("pose network", dev):
             heatmaps = self._outputs(crops, cues, inference=True)[pred]
-        if self.flip_test:
-            with stage("flip", dev):
-                heatmaps = 0.5 * (
-                    heatmaps[:n]
-                    + flip_heatmaps(
-                        heatmaps[n:], self.flip_indices.cpu().numpy(), self.shift_heatmap
-                    )
-                )
         with stage("decode", dev):
-            coords, maxvals = self.codec.decode(heatmaps)
+            coords, maxvals = self.decode_heatmaps(heatmaps, n)
             inv = torch.as_tensor(invert_affine(affine), dtype=torch.float32, device=coords.device)
             xy = torch.einsum("nij,nkj->nki", inv[..., :2], coords) + inv[:, None, :, 2]
             # Back from the official pixel-index frame to detectron2's pixel centres.
