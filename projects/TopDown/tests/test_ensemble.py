@@ -125,10 +125,11 @@ def test_member_of_another_size_keeps_the_keypoints_where_they_are(member_size):
     codec = GaussianHeatmapCodec(member_size, (member_size[0] // 4, member_size[1] // 4), 2.0)
     want = torch.as_tensor(_in_crop(ENSEMBLE_SIZE))
     in_member = torch.as_tensor(_in_crop(member_size))
-    net = _KnownHeatmaps(codec.encode(np.concatenate([in_member, np.ones((1, 3, 1))], -1))[
-        "heatmaps"].double())  # fmt: skip
+    labelled = np.concatenate([in_member, np.ones((1, 3, 1))], -1)
+    net = _KnownHeatmaps(codec.encode(labelled)["heatmaps"].double())
     ens = HeatmapEnsemble(members=[net], member_input_sizes=[member_size],
-                          input_size=ENSEMBLE_SIZE, heatmap_size=(w // 4, h // 4)).eval()  # fmt: skip
+                          input_size=ENSEMBLE_SIZE, heatmap_size=(w // 4, h // 4))  # fmt: skip
+    ens.eval()
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
                             torch.arange(w, dtype=torch.float64), indexing="ij")  # fmt: skip
     blobs = torch.exp(-((xs - want[0, :, 0, None, None]) ** 2
