@@ -34,6 +34,9 @@ REPORT_PARAMS = {
     "COCO/pcr_R50_256x192.yaml": lambda: pcr_resnet_parameters(50, (256, 256, 256)),
     "COCO/pcr_R152_256x192.yaml": lambda: pcr_resnet_parameters(152, (128, 96, 64)),
     "COCO/pcr_hrnet_w32_256x192.yaml": lambda: pcr_hrnet_parameters(32, (48,)),
+    # Table 1's PCR rows at 384x288 (the input size changes no count).
+    "COCO/pcr_R152_384x288.yaml": lambda: pcr_resnet_parameters(152, (128, 96, 64)),
+    "COCO/pcr_hrnet_w48_384x288.yaml": lambda: pcr_hrnet_parameters(48, (48,)),
     **{
         f"COCO/hintpose_w{w}_256x192{variant}.yaml": (
             lambda w=w, hops=hops, cue=cue: hintpose_parameters(w, hops, cue)

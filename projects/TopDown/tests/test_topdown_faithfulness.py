@@ -39,8 +39,9 @@ def same(ours, published) -> bool:
 def test_every_coco_recipe_has_a_published_source():
     recipes = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.glob("COCO/*.yaml")}
     trained = {r for r in recipes if not r.endswith("_inference_acc_test.yaml")}
-    # The PCR and HintPose recipes (issue 14) have no published set-up to check against here:
-    # their reports' training details could not be read, which each recipe's comment says.
+    # The PCR and HintPose recipes (the report models, listed with their parameter counts in
+    # test_recipes.REPORT_PARAMS) have no released set-up to check against here: the PCR
+    # recipes' settings against their report are tested in test_pcr.py's PCR_SETTINGS.
     from test_recipes import REPORT_PARAMS
 
     assert trained == {r.config for r in RECIPES} | set(REPORT_PARAMS)

@@ -90,10 +90,13 @@ def add_topdown_config(cfg: CN) -> CN:
     cfg.MODEL.PCR = CN()
     cfg.MODEL.PCR.CHANNELS = (256, 256, 256)  # C_k of the K CAMs of a decoder (K = length)
     cfg.MODEL.PCR.NUM_DECODERS = 1  # L parallel decoders, fused progressively
-    cfg.MODEL.PCR.SE = True  # the CAMs' squeeze-and-excitation branch (needs HDC)
-    cfg.MODEL.PCR.HDC = True  # the CAMs' dilated-convolution branch (off: residual only)
-    cfg.MODEL.PCR.AUX = True  # auxiliary supervision on the penultimate CAM's output
+    cfg.MODEL.PCR.SE = True  # Table 3's "SE": the CAMs' squeeze-and-excitation gate
+    cfg.MODEL.PCR.HDC = True  # Table 3's "HDC": dilations 1-4 (off: all 1, a plain 3x3 conv)
+    cfg.MODEL.PCR.AUX = True  # Table 3's "AD": auxiliary supervision after the penultimate CAM
     cfg.MODEL.PCR.AUX_WEIGHT = 1.0  # weight of each auxiliary loss
+    # BN after the SE branch's two 1x1 convs, as the report's section 2.1 (False: SENet's biases,
+    # no BN; BN there needs training batches of two or more crops).
+    cfg.MODEL.PCR.SE_BN = True
 
     # HintPose (topdown/modeling/hintpose.py, POSE_NET "HintPoseHRNet"): HRNet (MODEL.HRNET.*)
     # with an instance cue channel (MODEL.TOPDOWN.CUE) and recurrent refinement.

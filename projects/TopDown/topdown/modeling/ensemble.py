@@ -5,28 +5,79 @@ are other top-down models, each given by its config file and checkpoint
 (``MODEL.ENSEMBLE.CONFIGS`` / ``WEIGHTS``) and built and loaded when the ensemble is built.
 ``TopDownPoseEstimator`` runs it like any network, so the predictor, the evaluator, the flip test
 (the mirrored crop's ensemble heatmaps: averaging is linear, so this equals averaging each
-member's flip-tested heatmaps) and decoding stay the ensemble config's own. A member whose input
-size differs from the ensemble's ``MODEL.TOPDOWN.INPUT_SIZE`` gets the crop resampled to its size
-(bilinear; set the ensemble's input size to the largest member's), and its heatmaps resampled
-to the ensemble's ``HEATMAP_SIZE``. The weighted mean uses ``MODEL.ENSEMBLE.MEMBER_WEIGHTS``
-(empty: equal), normalised to sum 1. Inference only.
+member's flip-tested heatmaps) and decoding stay the ensemble config's own.
+
+A member whose input size differs from the ensemble's ``MODEL.TOPDOWN.INPUT_SIZE`` crops the
+ensemble's crop as the top-down stage crops a box (:mod:`topdown.affine`: the region's shorter
+side grown to the member's aspect ratio, no padding, centres fixed; with equal aspect ratios a
+pure scaling about the crops' pixel 0), and its heatmaps are mapped back onto the ensemble's
+``HEATMAP_SIZE`` by the same transform: heatmap cell ``i`` is crop pixel ``i * stride`` in both
+frames (the codec's convention), so both resamplings are bilinear at exact pixel-index
+coordinates (``grid_sample`` with ``align_corners=True`` is exactly that), never
+``F.interpolate``'s corner alignment, which shifts a peak by a fraction of a cell. Samples
+beyond the source's edge repeat its edge (with equal aspect ratios, less than a pixel).
+
+Cues: the ensemble's ``MODEL.TOPDOWN.CUE`` is rendered once; members with that cue get it,
+members without a cue (``cue_channels`` 0, ``MODEL.TOPDOWN.CUE`` "") get none, as in the HintPose
+report's ensemble of cue and no-cue models; a cue member of another input size gets the cue
+resampled with the crop (a hint's Gaussian scales with it). The weighted mean uses
+``MODEL.ENSEMBLE.MEMBER_WEIGHTS`` (empty: equal), normalised to sum 1. Inference only.
 
 Refused at build time: members with another keypoint count than the ensemble, members with
-other input normalisation (PIXEL_MEAN/STD, INPUT.FORMAT) or cue channels, nested ensembles,
-configs and checkpoints of different counts.
+other input normalisation (PIXEL_MEAN/STD, INPUT.FORMAT), members with a cue other than the
+ensemble's, nested ensembles, configs and checkpoints of different counts.
 """
 
 from typing import Dict, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
+from ..affine import box_to_center_size, crop_affine, invert_affine
 from .base import TopDownPoseNet
 from .build import POSE_NET_REGISTRY, build_pose_net
 
-__all__ = ["HeatmapEnsemble"]
+__all__ = ["HeatmapEnsemble", "member_crop_affine"]
+
+
+def member_crop_affine(ensemble_size: Sequence[int], member_size: Sequence[int]) -> np.ndarray:
+    """(2, 3) matrix mapping ensemble crop pixels to the pixels of a member's crop of size
+    ``member_size`` (W, H): the member crops the ensemble crop's region, ``(0, 0)`` to ``(W, H)``,
+    as :func:`topdown.affine.crop_affine` crops a box."""
+    we, he = ensemble_size
+    center, size = box_to_center_size(
+        np.array([[0.0, 0.0, we, he]]), member_size[0] / member_size[1], padding=1.0
+    )
+    return crop_affine(center, size, 0.0, member_size)[0]
+
+
+def _resample(maps: torch.Tensor, out_to_in: np.ndarray, out_hw: Sequence[int]) -> torch.Tensor:
+    """``maps`` (N, C, h, w) bilinearly sampled at ``out_to_in`` (2, 3: output pixel index ->
+    input pixel index) of every pixel of an ``out_hw`` grid; beyond the edge, the edge."""
+    h_in, w_in = int(maps.shape[-2]), int(maps.shape[-1])  # constants when traced
+    m = torch.as_tensor(out_to_in, dtype=maps.dtype, device=maps.device)
+    ys, xs = torch.meshgrid(
+        torch.arange(out_hw[0], dtype=maps.dtype, device=maps.device),
+        torch.arange(out_hw[1], dtype=maps.dtype, device=maps.device),
+        indexing="ij",
+    )
+    x = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+    y = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+    # align_corners=True: -1 and 1 are the centres of the first and last pixels.
+    grid = torch.stack([2 * x / max(w_in - 1, 1) - 1, 2 * y / max(h_in - 1, 1) - 1], dim=-1)
+    grid = grid.unsqueeze(0).expand(maps.shape[0], -1, -1, -1)
+    return F.grid_sample(maps, grid, "bilinear", "border", align_corners=True)
+
+
+def _scaled(m: np.ndarray, before: float, after: float) -> np.ndarray:
+    """The affine ``p -> m(p * before) / after`` (heatmap cells through crop pixels)."""
+    out = m.copy()
+    out[:, :2] *= before / after
+    out[:, 2] /= after
+    return out
 
 
 class _Holder(nn.Module):
@@ -80,7 +131,10 @@ class HeatmapEnsemble(TopDownPoseNet):
         self.register_buffer(
             "weights", torch.tensor(weights, dtype=torch.float32) / sum(weights), False
         )
-        self.cue_channels = members[0].cue_channels
+        cued = {m.cue_channels for m in members if m.cue_channels}
+        if len(cued) > 1:
+            raise ValueError(f"HeatmapEnsemble: members take {sorted(cued)} cue channels: one cue")
+        self.cue_channels = cued.pop() if cued else 0
         self.heatmap_stride = members[0].heatmap_stride
         self.size_divisibility = max(m.size_divisibility for m in members)
 
@@ -111,6 +165,8 @@ class HeatmapEnsemble(TopDownPoseNet):
                 )
             for key in ("MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD", "INPUT.FORMAT", "MODEL.TOPDOWN.CUE"):
                 a, b = _get(mcfg, key), _get(cfg, key)
+                if key == "MODEL.TOPDOWN.CUE" and not a and not net.cue_channels:
+                    continue  # a member without a cue gets none
                 if _plain(a) != _plain(b):
                     raise ValueError(
                         f"MODEL.ENSEMBLE.CONFIGS: {config_file} has {key} {a!r}, the ensemble"
@@ -133,7 +189,7 @@ class HeatmapEnsemble(TopDownPoseNet):
         """
         Args:
             images: (N, 3, H, W) normalised crops at the ensemble's input size.
-            cues: the members' cue channels, if any.
+            cues: the ensemble's cue channels (given to the members that take a cue), if any.
 
         Returns:
             {"heatmap": the weighted mean of the members' predictions, (N, K, h, w) at
@@ -143,15 +199,20 @@ class HeatmapEnsemble(TopDownPoseNet):
             raise RuntimeError("HeatmapEnsemble is for inference; train its members instead")
         out = None
         w, h = self.heatmap_size
-        for weight, net, (mw, mh) in zip(self.weights, self.members, self.member_input_sizes):
-            x, c = images, cues
-            if (mw, mh) != tuple(images.shape[-1:-3:-1]):
-                x = F.interpolate(images, size=(mh, mw), mode="bilinear", align_corners=False)
-                if cues is not None:
-                    c = F.interpolate(cues, size=(mh, mw), mode="bilinear", align_corners=False)
+        size = (int(images.shape[-1]), int(images.shape[-2]))  # constants when traced
+        for weight, net, member_size in zip(self.weights, self.members, self.member_input_sizes):
+            x, c = images, cues if net.cue_channels else None
+            to_member = member_crop_affine(size, member_size)
+            if member_size != size:
+                to_ensemble = invert_affine(to_member[None])[0]
+                x = _resample(images, to_ensemble, member_size[::-1])
+                if c is not None:
+                    c = _resample(c, to_ensemble, member_size[::-1])
             heat = net(x, c)[net.prediction]
-            if tuple(heat.shape[-2:]) != (h, w):
-                heat = F.interpolate(heat, size=(h, w), mode="bilinear", align_corners=False)
+            if member_size != size or tuple(heat.shape[-2:]) != (h, w):
+                # ensemble cell -> ensemble crop pixel -> member crop pixel -> member cell
+                cells = _scaled(to_member, size[0] / w, member_size[0] / int(heat.shape[-1]))
+                heat = _resample(heat, cells, (h, w))
             out = weight * heat if out is None else out + weight * heat
         return {"heatmap": out}
 

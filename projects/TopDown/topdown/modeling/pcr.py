@@ -1,22 +1,29 @@
-"""PCR, progressive context refinement (a COCO 2019 keypoint challenge report): an encoder
-(ResNet as in SimpleBaseline, or HRNet) and L parallel decoders of K context-aware modules (CAMs).
+"""PCR, progressive context refinement (Zhang, Chen and Tao, COCO 2019 keypoint challenge
+report, /work/shared/reports/002: section 2.1, eq. (1); section 2.2, eq. (2)): an encoder (ResNet
+as in SimpleBaseline, or HRNet) and L parallel decoders of K context-aware modules (CAMs).
 
-CAM(x), C output channels:
+CAM(x), C output channels, as section 2.1 specifies it (BN after every conv and deconv):
 - HDC branch: four parallel 3x3 convs of dilation 1, 2, 3, 4 with C/4 kernels each (BN, ReLU),
   concatenated to C, then a stride-2 4x4 deconvolution where the CAM upsamples or a stride-1 3x3
-  conv where it does not (BN, ReLU);
-- SE branch on the HDC output: global average pooling, 1x1 conv to C/4, ReLU, 1x1 conv to C,
-  sigmoid (with biases and no BN: the pooled map is 1x1, where BN would only normalise across
-  the batch, as in SENet);
-- residual branch: 2x nearest upsampling then a 1x1 conv (BN) where the CAM upsamples; identity
-  where it does not and the channels agree, else a 1x1 conv (BN);
-- output = SE ⊙ HDC + residual. SE off: HDC + residual. HDC off: the residual branch alone (SE
-  then has nothing to gate, so SE on with HDC off is refused).
+  conv where it does not (BN, ReLU; the kernel sizes are SimpleBaseline's, the report names none);
+- SE branch on the HDC output: global average pooling, 1x1 conv to C/4 (BN, ReLU), 1x1 conv to C
+  (BN), sigmoid. ``se_bn=False`` is the SENet form instead (biases, no BN: on a 1x1 pooled map BN
+  normalises across the batch only, and it needs a training batch of two or more);
+- residual branch: 2x nearest upsampling where the CAM upsamples, then a 1x1 conv (BN), in every
+  CAM (also where the channels agree);
+- output = ReLU(SE ⊙ HDC + residual), eq. (1) and the ReLU "after the output of CAM".
 
-Progressive fusion: decoder d produces D_d; prediction level l decodes D_1 + ... + D_l with its own
-1x1 conv, every level is supervised, and the last level is the prediction. Auxiliary supervision
-(AD): a 1x1 conv on the input of each decoder's last CAM (the penultimate CAM's output; the
-encoder's output when K = 1), resized to the heatmap size.
+Table 3's ablation switches: ``se=False`` drops the gate (HDC + residual). ``hdc=False`` is the
+branch without hybrid dilation: its four convs all of dilation 1 (together one plain 3x3 conv of C
+kernels, the same width and parameters), followed by the same deconvolution or conv, so SE still
+gates a conv branch and the decoder still upsamples. (The report does not describe the rows'
+networks beyond their ticks; this is the reading that removes exactly what the name HDC adds.)
+
+Progressive fusion, eq. (2): decoder d produces D_d; prediction level l decodes D_1 + ... + D_l
+with its own 1x1 conv, every level is supervised, and the last level is the prediction. Auxiliary
+supervision (AD, Table 3: "auxiliary task after the penultimate CAM"): a 1x1 conv on the input of
+each decoder's last CAM (the penultimate CAM's output; the encoder's output when K = 1), resized
+to the heatmap size, its loss weighted by ``aux_weight``.
 
 ``PCRResNet`` keeps torchvision's ResNet names at the top level (an ImageNet checkpoint loads into
 the encoder by name); its first three CAMs upsample (stride 32 -> 4). ``PCRHRNet`` keeps
@@ -49,49 +56,67 @@ def _conv_bn_relu(cin, cout, kernel, dilation=1):
 
 
 class CAM(nn.Module):
-    """The context-aware module (module docstring)."""
+    """The context-aware module (module docstring).
 
-    def __init__(self, in_channels: int, channels: int, upsample: bool, se=True, hdc=True):
+    Args:
+        in_channels, channels: input channels and C (divisible by 4).
+        upsample: the HDC branch ends in a stride-2 deconvolution and the residual is upsampled.
+        se: the SE gate; hdc: dilations 1-4 (else all 1); se_bn: BN in the SE branch.
+    """
+
+    HDC_DILATIONS = (1, 2, 3, 4)
+
+    def __init__(
+        self, in_channels: int, channels: int, upsample: bool, se=True, hdc=True, se_bn=True
+    ):
         super().__init__()
         if channels % 4:
             raise ValueError(f"PCR CAM channels must divide by 4, got {channels}")
-        if se and not hdc:
-            raise ValueError("MODEL.PCR.SE gates the HDC branch: it needs MODEL.PCR.HDC on")
-        self.upsample, self.use_se, self.use_hdc = upsample, se, hdc
-        if hdc:
-            self.dilated = nn.ModuleList(
-                [_conv_bn_relu(in_channels, channels // 4, 3, d) for d in (1, 2, 3, 4)]
-            )
-            mix = (
-                nn.ConvTranspose2d(channels, channels, 4, 2, 1, bias=False)
-                if upsample
-                else nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-            )
-            self.mix = nn.Sequential(mix, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.upsample, self.use_se = upsample, se
+        dilations = self.HDC_DILATIONS if hdc else (1, 1, 1, 1)
+        self.dilated = nn.ModuleList(
+            [_conv_bn_relu(in_channels, channels // 4, 3, d) for d in dilations]
+        )
+        mix = (
+            nn.ConvTranspose2d(channels, channels, 4, 2, 1, bias=False)
+            if upsample
+            else nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        )
+        self.mix = nn.Sequential(mix, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         if se:
-            self.se = nn.Sequential(
-                nn.AdaptiveAvgPool2d(1),
-                nn.Conv2d(channels, channels // 4, 1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(channels // 4, channels, 1),
-                nn.Sigmoid(),
-            )
-        if upsample or in_channels != channels:
-            self.residual = nn.Sequential(
-                nn.Conv2d(in_channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
-            )
-        else:
-            self.residual = nn.Identity()
+            squeeze = channels // 4
+            if se_bn:
+                self.se = nn.Sequential(
+                    nn.AdaptiveAvgPool2d(1),
+                    nn.Conv2d(channels, squeeze, 1, bias=False),
+                    nn.BatchNorm2d(squeeze),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(squeeze, channels, 1, bias=False),
+                    nn.BatchNorm2d(channels),
+                    nn.Sigmoid(),
+                )
+            else:
+                self.se = nn.Sequential(
+                    nn.AdaptiveAvgPool2d(1),
+                    nn.Conv2d(channels, squeeze, 1),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(squeeze, channels, 1),
+                    nn.Sigmoid(),
+                )
+        self.residual = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        )
 
     def forward(self, x):
-        res = F.interpolate(x, scale_factor=2, mode="nearest") if self.upsample else x
-        res = self.residual(res)
-        if not self.use_hdc:
-            return res
+        # The report upsamples before the 1x1 conv; nearest upsampling commutes with a 1x1 conv
+        # and with BN (the same values, so the same batch statistics): 4x fewer operations.
+        res = self.residual(x)
+        if self.upsample:
+            res = F.interpolate(res, scale_factor=2, mode="nearest")
         h = self.mix(torch.cat([conv(x) for conv in self.dilated], dim=1))
         if self.use_se:
             h = h * self.se(h)
-        return h + res
+        return F.relu(h + res)
 
 
 class PCRHead(nn.Module):
@@ -104,7 +129,8 @@ class PCRHead(nn.Module):
         upsample: per CAM, whether it doubles the resolution.
         num_decoders: L.
         num_keypoints: heatmaps per prediction.
-        se, hdc, aux: the CAM branches and the auxiliary supervision, switchable.
+        se, hdc, aux: the CAM branches and the auxiliary supervision, switchable (Table 3).
+        se_bn: BN in the CAMs' SE branches (section 2.1; False: SENet's biases).
     """
 
     def __init__(
@@ -117,6 +143,7 @@ class PCRHead(nn.Module):
         se: bool = True,
         hdc: bool = True,
         aux: bool = True,
+        se_bn: bool = True,
     ):
         super().__init__()
         if not channels or len(channels) != len(upsample):
@@ -125,7 +152,7 @@ class PCRHead(nn.Module):
             raise ValueError(f"MODEL.PCR.NUM_DECODERS must be >= 1, got {num_decoders}")
         ins = [in_channels, *channels[:-1]]
         self.decoders = nn.ModuleList(
-            nn.ModuleList(CAM(i, c, u, se, hdc) for i, c, u in zip(ins, channels, upsample))
+            nn.ModuleList(CAM(i, c, u, se, hdc, se_bn) for i, c, u in zip(ins, channels, upsample))
             for _ in range(num_decoders)
         )
         self.final_layers = nn.ModuleList(
@@ -186,6 +213,7 @@ def _pcr_kwargs(cfg):
         hdc=p.HDC,
         aux=p.AUX,
         aux_weight=p.AUX_WEIGHT,
+        se_bn=p.SE_BN,
     )
 
 
@@ -214,6 +242,7 @@ class PCRResNet(_PCRSupervision, TopDownPoseNet, ResNet):
         hdc: bool = True,
         aux: bool = True,
         aux_weight: float = 1.0,
+        se_bn: bool = True,
     ):
         if len(channels) < 3:
             raise ValueError(
@@ -224,7 +253,7 @@ class PCRResNet(_PCRSupervision, TopDownPoseNet, ResNet):
         self.aux_weight = aux_weight
         upsample = [k < 3 for k in range(len(channels))]
         self.head = PCRHead(
-            trunk_channels, channels, upsample, num_decoders, num_keypoints, se, hdc, aux
+            trunk_channels, channels, upsample, num_decoders, num_keypoints, se, hdc, aux, se_bn
         )
 
     @classmethod
@@ -266,11 +295,12 @@ class PCRHRNet(_PCRSupervision, PoseHighResolutionNet):
         hdc: bool = True,
         aux: bool = True,
         aux_weight: float = 1.0,
+        se_bn: bool = True,
         **hrnet_kwargs,
     ):
         """
         Args:
-            channels, num_decoders, se, hdc, aux, aux_weight: MODEL.PCR.*.
+            channels, num_decoders, se, hdc, aux, aux_weight, se_bn: MODEL.PCR.*.
             hrnet_kwargs: PoseHighResolutionNet's arguments (its final_layer is replaced).
         """
         super().__init__(**hrnet_kwargs)
@@ -278,7 +308,9 @@ class PCRHRNet(_PCRSupervision, PoseHighResolutionNet):
         self.aux_weight = aux_weight
         width = hrnet_kwargs.get("width", 32)
         k = hrnet_kwargs.get("num_keypoints", 17)
-        self.head = PCRHead(width, channels, [False] * len(channels), num_decoders, k, se, hdc, aux)
+        self.head = PCRHead(
+            width, channels, [False] * len(channels), num_decoders, k, se, hdc, aux, se_bn
+        )
         self.init_weights(hrnet_kwargs.get("init", "normal"))  # the head's convs as HRNet's own
         self.head.reset_output_layers()
 
