@@ -14,13 +14,15 @@ Steps, each skipped when its output exists, so a killed study resumes with the s
 2. the detector's boxes (and keypoints) on each evaluation dataset, with tools/detect_persons.py
    and the detector run's config.yaml and model_final.pth: ``<output>/detections/<dataset>.json``;
 3. evaluate every trained model on each dataset with both box sources (``--eval-only`` into
-   ``<run>/eval/<dataset>_<gt|det>``); a HintPose with a cue takes its hint from the box centre
-   on GT boxes and from the detector's keypoints on detector boxes (TEST.TOPDOWN.HINT.SOURCE
-   "keypoints": the report's use of another model's keypoints);
+   ``<run>/eval/<dataset>_<gt|det>``); a HintPose with a cue is cued, as in training, by
+   another model's joints (TEST.TOPDOWN.HINT.SOURCE "keypoints", the report's cue): on GT boxes
+   by HRNet's results of the same seed and setting (TEST.TOPDOWN.HINT.FILE; its training's final
+   evaluation too, so HRNet trains first), on detector boxes by the detector's own keypoints;
 4. the PoseFix refiner per seed (trained on GT poses with synthesised errors, so independent of
    HRNet's training), then evaluated on HRNet's results of the same seed, dataset and boxes;
 5. the ensemble of ``--ensemble`` models of the same seed (MODEL.TOPDOWN.POSE_NET
-   "HeatmapEnsemble", equal weights), evaluated like the models;
+   "HeatmapEnsemble", equal weights; members with a cue get it, as in the HintPose report's
+   ensemble of cue and no-cue models), evaluated like the models;
 6. the table: keypoint AP per (dataset, boxes) as ``mean (seed values)``, keypoint AP75 on the
    first, and whether each row's difference from HRNet on the first setting exceeds the seed
    spread; written to ``<output>/study.md`` and printed, with a one-line summary.
@@ -85,7 +87,7 @@ def parse_args(argv=None):
         "--ensemble",
         nargs="*",
         default=["hrnet", "pcr", "hintpose_refine_only"],
-        help="members of the ensemble row (models without a cue; none: no ensemble row)",
+        help="members of the ensemble row (none: no ensemble row)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
     args = ablate.parse_overrides(parser, argv)
@@ -93,20 +95,29 @@ def parse_args(argv=None):
         parser.error("give --detector RUN_DIR (a trained multitask R-CNN) or --no-detector")
     if args.detector:
         ablate.check_run_dir(parser, "--detector", args.detector)
+    hinted = [m for m in args.models if m in HINTED]
+    if hinted and "hrnet" not in args.models:
+        parser.error(
+            f"{hinted} are cued by HRNet's keypoints on ground-truth boxes: add hrnet to --models"
+        )
     if args.posefix and "hrnet" not in args.models:
         parser.error(
             "the PoseFix row refines HRNet's results: add hrnet to --models or --no-posefix"
         )
     if args.ensemble:
         missing = [m for m in args.ensemble if m not in args.models]
-        cued = [m for m in args.ensemble if m in HINTED]
         if missing:
             parser.error(f"--ensemble members {missing} are not in --models {args.models}")
-        if cued:
-            parser.error(f"--ensemble: {cued} take an instance cue; ensemble members may not")
         if len(args.ensemble) < 2:
             parser.error("--ensemble needs two members or more")
     return args
+
+
+def hint_opts(results, seed, name, box):
+    """The hint overrides of a cued model's evaluation: HRNet's results of the same seed and
+    setting on GT boxes, the detector box's own keypoints on detector boxes."""
+    hint_file = str(results["hrnet", seed, name]) if box == "gt" else ""
+    return ["TEST.TOPDOWN.HINT.SOURCE", "keypoints", "TEST.TOPDOWN.HINT.FILE", hint_file]
 
 
 def settings(args):
@@ -164,10 +175,18 @@ def main(argv=None):
 
     # 1. training
     runs = {}  # model -> seed -> (run dir, ablate row)
-    for model in args.models:
+    for model in sorted(args.models, key=lambda m: m != "hrnet"):  # HRNet's results cue HintPose
         stem = MODELS[model][0]
         for seed in args.seeds:
-            r = ablate.run_one(stem, CONFIGS / f"{stem}.yaml", train_args, out_root, seed)
+            seed_args = train_args
+            if model in HINTED:  # its training's final evaluation, on GT boxes, cued by HRNet's
+                hrnet_dir, hrnet_row = runs["hrnet"][seed]
+                own = ablate.results_file(hrnet_dir, hrnet_row["dataset"])
+                seed_args = SimpleNamespace(
+                    max_iter=train_args.max_iter,
+                    opts=[*train_args.opts, "TEST.TOPDOWN.HINT.FILE", str(own)],
+                )
+            r = ablate.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
             runs.setdefault(model, {})[seed] = (out_root / stem / f"seed{seed}", r)
     # 2. detector boxes
     det_files = {}
@@ -180,9 +199,9 @@ def main(argv=None):
         }
 
     # 3. evaluation of the trained models
-    table_rows = []
-    results = {}  # (model, seed, setting) -> results file, for PoseFix's input
-    for model in args.models:
+    by_model = {}
+    results = {}  # (model, seed, setting) -> results file, for PoseFix's input and the hints
+    for model in sorted(args.models, key=lambda m: m != "hrnet"):
         by_col = {}
         for name, dataset, box in cols:
             for seed in args.seeds:
@@ -190,7 +209,7 @@ def main(argv=None):
                 opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
                 opts += ablate.box_opts(box, det_files.get(dataset))
                 if model in HINTED:
-                    opts += ["TEST.TOPDOWN.HINT.SOURCE", "center" if box == "gt" else "keypoints"]
+                    opts += hint_opts(results, seed, name, box)
                 eval_dir = run_dir / "eval" / name
                 what = f"{model} seed {seed} {name}"
                 res = ablate.evaluate_run(
@@ -198,7 +217,8 @@ def main(argv=None):
                 )
                 results[model, seed, name] = ablate.results_file(eval_dir, dataset)
                 by_col.setdefault(name, []).append(row(res, r["train_min"]))
-        table_rows.append((MODELS[model][1], by_col))
+        by_model[model] = by_col
+    table_rows = [(MODELS[m][1], by_model[m]) for m in args.models]
 
     # 4. PoseFix on HRNet's results
     if args.posefix:
@@ -233,8 +253,11 @@ def main(argv=None):
     if args.ensemble:
         label = "ensemble: " + " + ".join(MODELS[m][1] for m in args.ensemble)
         by_col = {}
+        cued = [m for m in args.ensemble if m in HINTED]
         for seed in args.seeds:
             members = [runs[m][seed][0] for m in args.ensemble]
+            # The ensemble renders a cued member's cue (its config is the base), for all of them.
+            base = runs[cued[0]][seed][0] if cued else members[0]
             ens_dir = out_root / ("ensemble_" + "+".join(args.ensemble)) / f"seed{seed}"
             ens_opts = [
                 "MODEL.TOPDOWN.POSE_NET",
@@ -247,11 +270,14 @@ def main(argv=None):
                 "",
             ]
             for name, dataset, box in cols:
+                opts = ens_opts + ablate.box_opts(box, det_files.get(dataset))
+                if cued:
+                    opts += hint_opts(results, seed, name, box)
                 res = ablate.evaluate_run(
-                    members[0] / "config.yaml",
+                    base / "config.yaml",
                     ens_dir / "eval" / name,
                     dataset,
-                    ens_opts + ablate.box_opts(box, det_files.get(dataset)),
+                    opts,
                     f"ensemble seed {seed} {name}",
                     topdown=True,
                     prefix="study",

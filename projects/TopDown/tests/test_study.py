@@ -13,6 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import study  # noqa: E402  (projects/TopDown/study.py)
 
 
+def ablate_results(run):
+    """The results file of a run's own (training's final) evaluation on the COCO sample."""
+    return run / "inference" / "coco_person_sample" / "coco_instances_results.json"
+
+
 def test_argument_errors(tmp_path, capsys):
     def error(*argv):
         with pytest.raises(SystemExit):
@@ -26,9 +31,8 @@ def test_argument_errors(tmp_path, capsys):
     assert "--detector RUN_DIR" in error("--detector", str(tmp_path), "--no-detector")
     assert "add hrnet to --models" in error("--no-detector", "--models", "pcr")
     assert "not in --models" in error("--no-detector", "--models", "hrnet", "--ensemble", "pcr")
-    assert "ensemble members may not" in error(
-        "--no-detector", "--models", "hrnet", "hintpose", "--ensemble", "hrnet", "hintpose"
-    )
+    assert "add hrnet to --models" in error("--no-detector", "--models", "hintpose",
+                                            "--no-posefix")  # fmt: skip
     assert "two members" in error("--no-detector", "--ensemble", "hrnet")
     assert "KEY VALUE pairs" in error("--no-detector", "--", "SEED")
     args = study.parse_args(["--no-detector", "--datasets", "a", "b", "--", "SEED", "3"])
@@ -73,7 +77,7 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
         "--output", str(out), "--seeds", "1", "--max-iter", "2", "--detector", str(det),
         "--datasets", "coco_person_sample",
         "--models", "hrnet", "hintpose_cue_only", "hintpose_refine_only",
-        "--ensemble", "hrnet", "hintpose_refine_only",
+        "--ensemble", "hrnet", "hintpose_cue_only", "hintpose_refine_only",
         "--", "DATASETS.TRAIN", "('coco_person_sample',)", "DATASETS.TEST",
         "('coco_person_sample',)", "SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0",
     ]  # fmt: skip
@@ -89,15 +93,16 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
     hrnet = out / "hrnet_w18_small_synth_basic" / "seed1"
     cued = out / "hintpose_w18_small_synth_basic_cue_only" / "seed1"
     posefix = out / "posefix_hrnet_w18_small_synth_basic" / "seed1"
-    ens = out / "ensemble_hrnet+hintpose_refine_only" / "seed1"
+    ens = out / "ensemble_hrnet+hintpose_cue_only+hintpose_refine_only" / "seed1"
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines()[4:]}
     assert list(rows) == [
         "HRNet-W18-small", "HintPose cue only", "HintPose refinement only", "HRNet + PoseFix",
-        "ensemble: HRNet-W18-small + HintPose refinement only",
+        "ensemble: HRNet-W18-small + HintPose cue only + HintPose refinement only",
     ]  # fmt: skip
     for label, run in [("HRNet-W18-small", hrnet), ("HintPose cue only", cued),
                        ("HRNet + PoseFix", posefix),
-                       ("ensemble: HRNet-W18-small + HintPose refinement only", ens)]:  # fmt: skip
+                       ("ensemble: HRNet-W18-small + HintPose cue only + HintPose refinement only",
+                        ens)]:  # fmt: skip
         assert rows[label][1:3] == [
             kp_cell(run, "coco_person_sample_gt"),
             kp_cell(run, "coco_person_sample_det"),
@@ -108,12 +113,20 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
 
     det_file = str(out / "detections" / "coco_person_sample.json")
     assert f"DET_FILE: {det_file}" in cfg(cued, "coco_person_sample_det")
-    assert "SOURCE: keypoints" in cfg(cued, "coco_person_sample_det")
-    assert "SOURCE: center" in cfg(cued, "coco_person_sample_gt")
+    # Cued as in training, by another model's joints: the detector's own keypoints on its boxes,
+    # HRNet's results of the same seed and setting on GT boxes (its training's evaluation too).
+    for run in (cued, ens):
+        assert "SOURCE: keypoints" in cfg(run, "coco_person_sample_det")
+        assert "FILE: ''" in cfg(run, "coco_person_sample_det")
+        gt_hints = hrnet / "eval" / "coco_person_sample_gt" / "inference" / "coco_person_sample"
+        assert f"FILE: {gt_hints / 'coco_instances_results.json'}" in cfg(run, "coco_person_sample_gt")
+    assert f"FILE: {ablate_results(hrnet)}" in (cued / "config.yaml").read_text()
+    assert "CUE: JointHintCue" in cfg(ens, "coco_person_sample_gt")
     for setting in ("coco_person_sample_gt", "coco_person_sample_det"):
         own = hrnet / "eval" / setting / "inference" / "coco_person_sample"
         assert f"DET_FILE: {own / 'coco_instances_results.json'}" in cfg(posefix, setting)
     assert "POSE_NET: HeatmapEnsemble" in cfg(ens, "coco_person_sample_det")
+    assert "SOURCE: center" not in table + cfg(cued, "coco_person_sample_gt")
     assert json.loads((out / "detections" / "coco_person_sample.json").read_text())
 
     study.main(argv)  # everything exists: read back, nothing trained, detected or evaluated

@@ -172,9 +172,9 @@ def add_topdown_config(cfg: CN) -> CN:
     # or the R-CNN's results) whose keypoints inside each box are its hints, whatever the box
     # source (ground-truth boxes included); "": the box source's own keypoints.
     tt.HINT.FILE = ""
-    # Hints (so poses) per box, best first; OKS-NMS merges duplicates. 0: every hint in the box,
-    # as the report feeds one crop per local peak.
-    tt.HINT.MAX_PER_BOX = 1
+    # Hints (so poses) per box, best first; OKS-NMS merges duplicates. 0, the report's: every
+    # hint in the box, one crop each ("the same cropped image fed ... with each cue").
+    tt.HINT.MAX_PER_BOX = 0
     # Keypoints or peaks scoring below this give no hint (R-CNN keypoint scores are spatial
     # softmax probabilities, often about 0.1; a top-down pass's are heatmap maxima).
     tt.HINT.SCORE_THRESH = 0.05

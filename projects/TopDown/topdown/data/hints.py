@@ -101,7 +101,7 @@ class HintSource:
 
     @configurable
     def __init__(
-        self, *, source="keypoints", max_per_box=1, score_thresh=0.2, peak_stride=4,
+        self, *, source="keypoints", max_per_box=0, score_thresh=0.2, peak_stride=4,
         ordered=False,
     ):  # fmt: skip
         """
