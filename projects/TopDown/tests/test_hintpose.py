@@ -3,6 +3,8 @@ new layers missing), a loaded HRNet checkpoint giving HRNet's output at the firs
 wired as the report's residual refinement (against a reference built from HRNet's own layers),
 one supervised output per hop, and the cue's position reaching the prediction."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -210,3 +212,175 @@ def test_the_cue_position_reaches_the_prediction():
         ha, hb = hint(x, a)["heatmap"], hint(x, b)["heatmap"]
         torch.testing.assert_close(ha, _reference_hops(hrnet, hint, x, a)[-1])
     assert (ha - hb).abs().max() > 1e-3 * ha.abs().max()
+
+
+# ---------------------------------------------------------------- the report's settings, one by one
+COCO = Path(__file__).resolve().parents[1] / "configs" / "COCO"
+ENSEMBLE_RECIPE = COCO / "ensembles" / "hintpose_6_models_256x192.yaml"
+
+
+def _recipe(name):
+    from topdown import get_topdown_cfg
+
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(str(COCO / name))
+    return cfg
+
+
+def _kinds(cfg):
+    """(cue, hops) of a HintPose config: the report's model kinds."""
+    return (cfg.MODEL.TOPDOWN.CUE == "JointHintCue" and cfg.MODEL.HINTPOSE.CUE_ON,
+            cfg.MODEL.HINTPOSE.HOPS)  # fmt: skip
+
+
+_NET = HintPoseHRNet(**_tiny(hops=3, cue_on=True))
+_HINTPOSE = [f"hintpose_w{w}_256x192.yaml" for w in (32, 48)]
+# (setting, the report's words (HintPose technical report), what it is, ours)
+HINTPOSE_SETTINGS = [
+    ("baseline network", "sec. 2: we adopt HRNet as a baseline architecture",
+     ["PoseHighResolutionNet"] * 2, lambda: [type(_NET).__mro__[1].__name__] * 2),
+    ("residual branches", "sec. 2: two simple convolutional layers with a residual connection",
+     {"input_refine": 2, "update+extract": 2},
+     lambda: {"input_refine": sum(isinstance(m, torch.nn.Conv2d)
+                                  for m in _NET.input_refine.modules()),
+              "update+extract": sum(isinstance(m, torch.nn.Conv2d)
+                                    for m in [*_NET.update.modules(), *_NET.extract.modules()])}),
+    ("branches start at zero", "sec. 2: to reuse ImageNet pre-trained models", [0.0, 0.0],
+     lambda: [float(bn.weight.abs().max()) for bn in _NET.residual_norms()]),
+    ("instance cue", "sec. 2.1: a single channel Gaussian heatmap peaked on the target person",
+     (1, "JointHintCue"), lambda: (_NET.cue_channels, _recipe(_HINTPOSE[0]).MODEL.TOPDOWN.CUE)),
+    ("feedback blocks", "sec. 2.2: two 1x1 convolutional blocks", [(1, 1), (1, 1)],
+     lambda: [_NET.update[0].kernel_size, _NET.extract[0].kernel_size]),
+    ("feedback onto layer1's features", "sec. 2.2: onto features after layer1 of HRNet",
+     (_NET.layer1[-1].conv3.out_channels,) * 2,
+     lambda: (_NET.extract[0].out_channels, _NET.update[0].out_channels)),
+    ("hops", "sec. 3.1: evaluated for three hops", [3, 3],
+     lambda: [_recipe(r).MODEL.HINTPOSE.HOPS for r in _HINTPOSE]),
+    ("every hop supervised by MSE", "sec. 3.1: all of its prediction outputs ... mean squared "
+     "error", ({"heatmap_hop1": 1.0, "heatmap_hop2": 1.0, "heatmap": 1.0}, "JointsMSELoss"),
+     lambda: (_NET.supervised_outputs(), _recipe(_HINTPOSE[0]).MODEL.TOPDOWN.LOSS_NAME)),
+    ("prediction after three hops", "sec. 3.1: the output heatmaps after three hops", "heatmap",
+     lambda: _NET.prediction),
+    ("training cue", "sec. 3.1: a random ground-truth joint, its x, y augmented", True,
+     lambda: _training_cue_is_a_jittered_joint()),
+    ("HRNet's hyper-parameters", "sec. 3.1: the same hyper-parameters as the official HRNet",
+     [], lambda: _differences_from_hrnet()),
+    ("small boxes ignored", "sec. 3.1: bounding boxes smaller than 32 x 32", [32.0, 32.0],
+     lambda: [_recipe(r).TEST.TOPDOWN.DET_MIN_SIZE for r in _HINTPOSE]),
+    ("inference cues", "sec. 3.1: local peaks of another model's joint heatmaps in each box",
+     ["keypoints"] * 2, lambda: [_recipe(r).TEST.TOPDOWN.HINT.SOURCE for r in _HINTPOSE]),
+    ("one crop per cue", "sec. 3.1: the same cropped image fed multiple times, with each cue",
+     [0, 0], lambda: [_recipe(r).TEST.TOPDOWN.HINT.MAX_PER_BOX for r in _HINTPOSE]),
+    ("6-model ensemble", "footnote 2: two with cue and refinement, two cue only, two refinement "
+     "only, heatmaps averaged", ({(True, 3): 2, (True, 1): 2, (False, 3): 2}, []),
+     lambda: _ensemble_kinds()),
+]
+
+
+def _training_cue_is_a_jittered_joint():
+    """Training cues sit on labelled joints of the person, moved by the jitter: every drawn cue
+    is within 5 jitter sigmas of a labelled joint, and they are not all on the joints."""
+    from topdown.data.cues import JointHintCue
+
+    cue = JointHintCue(sigma=6.0, train_jitter=0.05)
+    kp = np.array([[10.0, 20.0, 2], [50.0, 80.0, 1], [0.0, 0.0, 0]])
+    np.random.seed(0)
+    drawn = np.array([cue.training_hints({"keypoints": kp, "box": [0, 0, 100, 100]})[0, :2]
+                      for _ in range(200)])  # fmt: skip
+    d = np.linalg.norm(drawn[:, None] - kp[None, :2, :2], axis=-1).min(1)
+    return bool((d < 5 * 0.05 * 100).all() and (d > 0.1).mean() > 0.5)
+
+
+def _differences_from_hrnet():
+    """The keys where a HintPose recipe differs from its HRNet recipe, beyond HintPose's own
+    (network, cue, hints, the report's inference) and the ensemble's."""
+    own = ("MODEL.TOPDOWN.POSE_NET", "MODEL.TOPDOWN.CUE", "MODEL.HINTPOSE.", "MODEL.TOPDOWN.HINT",
+           "TEST.TOPDOWN.HINT.", "TEST.TOPDOWN.DET_MIN_SIZE")  # fmt: skip
+    out = []
+    for w in (32, 48):
+        a, b = _recipe(f"hintpose_w{w}_256x192.yaml"), _recipe(f"hrnet_w{w}_256x192.yaml")
+        for key, value in _flat(a).items():
+            if not key.startswith(own) and _flat(b).get(key) != value:
+                out.append((w, key))
+    return out
+
+
+def _flat(cfg, prefix=""):
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _ensemble_kinds():
+    """The member kinds of the 6-model ensemble recipe, and its differences from the HintPose
+    recipe whose inference it runs (beyond the ensemble's own keys)."""
+    from topdown import get_topdown_cfg
+
+    root = Path(__file__).resolve().parents[3]
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(str(ENSEMBLE_RECIPE))
+    kinds = {}
+    for member in cfg.MODEL.ENSEMBLE.CONFIGS:
+        m = get_topdown_cfg()
+        m.merge_from_file(str(root / member))
+        kinds[_kinds(m)] = kinds.get(_kinds(m), 0) + 1
+    base, diff = _flat(_recipe("hintpose_w48_256x192.yaml")), []
+    for key, value in _flat(cfg).items():
+        if not key.startswith(("MODEL.ENSEMBLE.", "MODEL.WEIGHTS", "MODEL.TOPDOWN.POSE_NET",
+                               "OUTPUT_DIR")) and base.get(key) != value:  # fmt: skip
+            diff.append(key)
+    return kinds, diff
+
+
+@pytest.mark.parametrize("setting", HINTPOSE_SETTINGS, ids=[s[0] for s in HINTPOSE_SETTINGS])
+def test_hintpose_setting_matches_the_report(setting):
+    name, source, report, ours = setting
+    got = ours()
+    assert got == report, f"{name}: ours {got!r}, the report {report!r} ({source})"
+
+
+def test_the_6_model_ensemble_recipe_builds_with_its_mixed_members(tmp_path):
+    """The ensemble recipe with its six member kinds, each as a tiny network of the same kind
+    (its member configs' HintPose keys on a small HRNet, random weights), builds and predicts:
+    the cue goes to the four cued members only."""
+    from topdown import get_topdown_cfg
+
+    root = Path(__file__).resolve().parents[3]
+    ens = get_topdown_cfg()
+    ens.merge_from_file(str(ENSEMBLE_RECIPE))
+    small = ["MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)"]
+    configs, weights = [], []
+    for i, member in enumerate(ens.MODEL.ENSEMBLE.CONFIGS):
+        m = get_topdown_cfg()
+        m.merge_from_file(str(root / member))
+        cue, hops = _kinds(m)
+        cfg = sample_cfg(*small, "MODEL.TOPDOWN.POSE_NET", "HintPoseHRNet",
+                         "MODEL.TOPDOWN.CUE", "JointHintCue" if cue else "",
+                         "MODEL.HINTPOSE.CUE_ON", str(cue), "MODEL.HINTPOSE.HOPS", str(hops))  # fmt: skip
+        torch.manual_seed(i)
+        model = build_model(cfg)
+        configs.append(str(tmp_path / f"m{i}.yaml"))
+        weights.append(str(tmp_path / f"m{i}.pth"))
+        (tmp_path / f"m{i}.yaml").write_text(cfg.dump())
+        torch.save({"model": model.state_dict()}, weights[-1])
+    cfg = sample_cfg(*small, "MODEL.TOPDOWN.POSE_NET", "HeatmapEnsemble",
+                     "MODEL.TOPDOWN.CUE", ens.MODEL.TOPDOWN.CUE,
+                     "MODEL.ENSEMBLE.CONFIGS", str(configs), "MODEL.ENSEMBLE.WEIGHTS", str(weights),
+                     "TEST.TOPDOWN.BACKEND", "eager")  # fmt: skip
+    model = build_model(cfg).eval()
+    got = [m.cue_channels for m in model.pose_net.members]
+    assert sorted(got) == [0, 0, 1, 1, 1, 1]
+    seen = []
+    for m in model.pose_net.members:
+        m.register_forward_hook(lambda mod, args, out: seen.append(args[1] is not None))
+    image = torch.zeros(3, 120, 90)
+    hints = torch.tensor([[[40.0, 50.0, 1.0], [45.0, 80.0, 0.9]]])
+    with torch.no_grad():
+        out = model.estimate(image, torch.tensor([[10.0, 10.0, 70.0, 110.0]]), torch.ones(1),
+                             hints)  # fmt: skip
+    assert seen == [c == 1 for c in got]
+    assert out.pred_keypoints.shape[1:] == (17, 3) and torch.isfinite(out.pred_keypoints).all()
