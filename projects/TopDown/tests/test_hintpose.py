@@ -360,7 +360,8 @@ def test_the_6_model_ensemble_recipe_builds_with_its_mixed_members(tmp_path):
         cue, hops = _kinds(m)
         cfg = sample_cfg(*small, "MODEL.TOPDOWN.POSE_NET", "HintPoseHRNet",
                          "MODEL.TOPDOWN.CUE", "JointHintCue" if cue else "",
-                         "MODEL.HINTPOSE.CUE_ON", str(cue), "MODEL.HINTPOSE.HOPS", str(hops))  # fmt: skip
+                         "MODEL.HINTPOSE.CUE_ON", str(cue),
+                         "MODEL.HINTPOSE.HOPS", str(hops))  # fmt: skip
         torch.manual_seed(i)
         model = build_model(cfg)
         configs.append(str(tmp_path / f"m{i}.yaml"))

@@ -233,7 +233,8 @@ def _results_of_the_ground_truth(d, score=0.9):
         kp[:, 2] = np.where(kp[:, 2] > 0, score, 0.0)
         poses.append(kp)
         entries.append({"image_id": d["image_id"], "category_id": 1, "bbox": list(a["bbox"]),
-                        "score": 0.8, "keypoints": (kp - [0.5, 0.5, 0]).ravel().tolist()})  # fmt: skip
+                        "score": 0.8,
+                        "keypoints": (kp - [0.5, 0.5, 0]).ravel().tolist()})  # fmt: skip
     return entries, np.stack(poses)
 
 
@@ -305,7 +306,8 @@ def test_the_flip_test_mirrors_the_joint_cue_with_the_crop():
                      "TEST.TOPDOWN.FLIP_TEST", "True", "TEST.TOPDOWN.SHIFT_HEATMAP", "False",
                      "MODEL.TOPDOWN.CODEC.SUBPIXEL_CENTER", "True",
                      "MODEL.TOPDOWN.CODEC.DECODE", "dark", "MODEL.TOPDOWN.CODEC.BLUR_KERNEL", "0",
-                     "MODEL.TOPDOWN.HINT.SIGMA", "6.0", "TEST.TOPDOWN.BACKEND", "eager")  # fmt: skip
+                     "MODEL.TOPDOWN.HINT.SIGMA", "6.0",
+                     "TEST.TOPDOWN.BACKEND", "eager")  # fmt: skip
     model = build_model(cfg).eval()
     echo = type("CueEcho", (_CueEcho, TopDownPoseNet), {})(17)
     model.pose_net = echo

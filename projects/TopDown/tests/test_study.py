@@ -119,7 +119,8 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
         assert "SOURCE: keypoints" in cfg(run, "coco_person_sample_det")
         assert "FILE: ''" in cfg(run, "coco_person_sample_det")
         gt_hints = hrnet / "eval" / "coco_person_sample_gt" / "inference" / "coco_person_sample"
-        assert f"FILE: {gt_hints / 'coco_instances_results.json'}" in cfg(run, "coco_person_sample_gt")
+        gt_file = gt_hints / "coco_instances_results.json"
+        assert f"FILE: {gt_file}" in cfg(run, "coco_person_sample_gt")
     assert f"FILE: {ablate_results(hrnet)}" in (cued / "config.yaml").read_text()
     assert "CUE: JointHintCue" in cfg(ens, "coco_person_sample_gt")
     for setting in ("coco_person_sample_gt", "coco_person_sample_det"):
