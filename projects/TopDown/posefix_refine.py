@@ -11,9 +11,10 @@ Each entry of ``--results`` (a COCO keypoint results list with ``bbox``, as dete
 evaluator writes it) is refined as the config says (the recipe: as PoseFix's official test, the
 crop from the entry's pose extent x 1.2, every keypoint of the pose drawn, the entry's score
 kept, then OKS-NMS 0.9 over each image's refined poses). Writes ``coco_instances_results.json``
-(the refined list, as detectron2's evaluator names it) into ``--output``, computes the keypoint
-AP of the input and of the refined results on ``--dataset`` (default: the config's
-DATASETS.TEST[0]) and prints a one-line summary last. Trailing ``KEY VALUE`` pairs override the config.
+(the refined list, as detectron2's evaluator names it) into ``--output``, computes the
+keypoint AP of the input and of the refined results on ``--dataset`` (default: the config's
+DATASETS.TEST[0]) and prints a one-line summary last. Trailing ``KEY VALUE`` pairs override the
+config.
 """
 
 import argparse
