@@ -37,6 +37,20 @@ class KeypointCodec:
         raise NotImplementedError
 
 
+def crop_stride(input_size, heatmap_size) -> Tuple[Tuple[int, int], Tuple[int, int], float]:
+    """((W, H) of the crop, (W, H) of the maps, their common stride) of a crop codec; a ValueError
+    when the strides in x and y differ."""
+    input_size = (int(input_size[0]), int(input_size[1]))
+    heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
+    sx, sy = input_size[0] / heatmap_size[0], input_size[1] / heatmap_size[1]
+    if abs(sx - sy) > 1e-6:
+        raise ValueError(
+            f"input size {input_size} and heatmap size {heatmap_size} have different strides in"
+            f" x ({sx}) and y ({sy})"
+        )
+    return input_size, heatmap_size, sx
+
+
 def build_codec(name: str, cfg) -> KeypointCodec:
     """The registered codec ``name`` built from ``cfg`` (what each reads: its ``from_config``)."""
     return CODEC_REGISTRY.get(name).from_config(cfg)

@@ -20,7 +20,7 @@ from typing import Dict, Sequence, Tuple
 
 import torch
 
-from .base import CODEC_REGISTRY, KeypointCodec
+from .base import CODEC_REGISTRY, KeypointCodec, crop_stride
 from .utils import argmax_2d, gaussian_blur, gaussian_heatmaps, quarter_offsets, taylor_offsets
 
 __all__ = ["GaussianHeatmapCodec"]
@@ -48,22 +48,13 @@ class GaussianHeatmapCodec(KeypointCodec):
             blur_kernel: odd Gaussian blur size applied before "dark" decoding (DARK's 11 for
                 sigma 2); 0 or 1 disables the blur (for maps that already are Gaussians).
         """
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
-        sx = self.input_size[0] / self.heatmap_size[0]
-        sy = self.input_size[1] / self.heatmap_size[1]
-        if abs(sx - sy) > 1e-6:
-            raise ValueError(
-                f"input size {self.input_size} and heatmap size {self.heatmap_size} have different"
-                f" strides in x ({sx}) and y ({sy})"
-            )
+        self.input_size, self.heatmap_size, self.stride = crop_stride(input_size, heatmap_size)
         if decode not in ("quarter", "dark"):
             raise ValueError(f"decode must be 'quarter' or 'dark', got {decode!r}")
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
         if blur_kernel > 1 and blur_kernel % 2 == 0:
             raise ValueError(f"blur_kernel must be odd, got {blur_kernel}")
-        self.stride = sx
         self.sigma = float(sigma)
         self.subpixel_center = bool(subpixel_center)
         self.decode_mode = decode

@@ -19,7 +19,7 @@ from typing import Dict, Sequence, Tuple
 
 import torch
 
-from .base import CODEC_REGISTRY, KeypointCodec
+from .base import CODEC_REGISTRY, KeypointCodec, crop_stride
 
 __all__ = ["SoftArgmaxCodec", "bilinear_onehot", "soft_argmax"]
 
@@ -65,16 +65,7 @@ class SoftArgmaxCodec(KeypointCodec):
         Args:
             input_size, heatmap_size: (W, H) of the crop and of the maps; the strides must agree.
         """
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
-        sx = self.input_size[0] / self.heatmap_size[0]
-        sy = self.input_size[1] / self.heatmap_size[1]
-        if abs(sx - sy) > 1e-6:
-            raise ValueError(
-                f"input size {self.input_size} and heatmap size {self.heatmap_size} have different"
-                f" strides in x ({sx}) and y ({sy})"
-            )
-        self.stride = sx
+        self.input_size, self.heatmap_size, self.stride = crop_stride(input_size, heatmap_size)
 
     @classmethod
     def from_config(cls, cfg):

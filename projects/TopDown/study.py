@@ -113,6 +113,14 @@ def parse_args(argv=None):
     return args
 
 
+def with_hrnet_results(train_args, runs, seed, key):
+    """``train_args`` with ``key`` set to the results file of HRNet's own (training's final)
+    evaluation of the same seed."""
+    hrnet_dir, hrnet_row = runs["hrnet"][seed]
+    own = ablate.results_file(hrnet_dir, hrnet_row["dataset"])
+    return SimpleNamespace(max_iter=train_args.max_iter, opts=[*train_args.opts, key, str(own)])
+
+
 def hint_opts(results, seed, name, box):
     """The hint overrides of a cued model's evaluation: HRNet's results of the same seed and
     setting on GT boxes, the detector box's own keypoints on detector boxes."""
@@ -180,12 +188,7 @@ def main(argv=None):
         for seed in args.seeds:
             seed_args = train_args
             if model in HINTED:  # its training's final evaluation, on GT boxes, cued by HRNet's
-                hrnet_dir, hrnet_row = runs["hrnet"][seed]
-                own = ablate.results_file(hrnet_dir, hrnet_row["dataset"])
-                seed_args = SimpleNamespace(
-                    max_iter=train_args.max_iter,
-                    opts=[*train_args.opts, "TEST.TOPDOWN.HINT.FILE", str(own)],
-                )
+                seed_args = with_hrnet_results(train_args, runs, seed, "TEST.TOPDOWN.HINT.FILE")
             r = ablate.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
             runs.setdefault(model, {})[seed] = (out_root / stem / f"seed{seed}", r)
     # 2. detector boxes
@@ -225,13 +228,8 @@ def main(argv=None):
         stem, label = POSEFIX
         by_col = {}
         for seed in args.seeds:
-            hrnet_dir, hrnet_row = runs["hrnet"][seed]
             # The training's final evaluation refines HRNet's results of its own evaluation.
-            own = ablate.results_file(hrnet_dir, hrnet_row["dataset"])
-            seed_args = SimpleNamespace(
-                max_iter=train_args.max_iter,
-                opts=[*train_args.opts, "TEST.TOPDOWN.DET_FILE", str(own)],
-            )
+            seed_args = with_hrnet_results(train_args, runs, seed, "TEST.TOPDOWN.DET_FILE")
             r = ablate.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
             run_dir = out_root / stem / f"seed{seed}"
             for name, dataset, _ in cols:

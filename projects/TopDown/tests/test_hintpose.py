@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
+from multitask_pose.config import flatten_config
 from topdown.data import TopDownTrainMapper
 from topdown.data.mapper import person_dicts
 from topdown.modeling import HintPoseHRNet, PoseHighResolutionNet
@@ -299,19 +300,9 @@ def _differences_from_hrnet():
     out = []
     for w in (32, 48):
         a, b = _recipe(f"hintpose_w{w}_256x192.yaml"), _recipe(f"hrnet_w{w}_256x192.yaml")
-        for key, value in _flat(a).items():
-            if not key.startswith(own) and _flat(b).get(key) != value:
+        for key, value in flatten_config(a).items():
+            if not key.startswith(own) and flatten_config(b).get(key) != value:
                 out.append((w, key))
-    return out
-
-
-def _flat(cfg, prefix=""):
-    out = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
     return out
 
 
@@ -328,8 +319,8 @@ def _ensemble_kinds():
         m = get_topdown_cfg()
         m.merge_from_file(str(root / member))
         kinds[_kinds(m)] = kinds.get(_kinds(m), 0) + 1
-    base, diff = _flat(_recipe("hintpose_w48_256x192.yaml")), []
-    for key, value in _flat(cfg).items():
+    base, diff = flatten_config(_recipe("hintpose_w48_256x192.yaml")), []
+    for key, value in flatten_config(cfg).items():
         if not key.startswith(("MODEL.ENSEMBLE.", "MODEL.WEIGHTS", "MODEL.TOPDOWN.POSE_NET",
                                "OUTPUT_DIR")) and base.get(key) != value:  # fmt: skip
             diff.append(key)
