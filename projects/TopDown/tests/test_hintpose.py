@@ -252,6 +252,11 @@ HINTPOSE_SETTINGS = [
      (1, "JointHintCue"), lambda: (_NET.cue_channels, _recipe(_HINTPOSE[0]).MODEL.TOPDOWN.CUE)),
     ("feedback blocks", "sec. 2.2: two 1x1 convolutional blocks", [(1, 1), (1, 1)],
      lambda: [_NET.update[0].kernel_size, _NET.extract[0].kernel_size]),
+    ("the branches' layers", "sec. 2 and 2.2: convolutional blocks with a residual connection "
+     "(conv-BN-ReLU, then conv-BN before the sum: this project's reading)",
+     [["Conv2d", "BatchNorm2d", "ReLU"], ["Conv2d", "BatchNorm2d"]] * 2,
+     lambda: [[type(m).__name__ for m in block]
+              for block in (*_NET.input_refine, _NET.update, _NET.extract)]),
     ("feedback onto layer1's features", "sec. 2.2: onto features after layer1 of HRNet",
      (_NET.layer1[-1].conv3.out_channels,) * 2,
      lambda: (_NET.extract[0].out_channels, _NET.update[0].out_channels)),
@@ -284,7 +289,7 @@ def _training_cue_is_a_jittered_joint():
     from topdown.data.cues import JointHintCue
 
     cue = JointHintCue(sigma=6.0, train_jitter=0.05)
-    kp = np.array([[10.0, 20.0, 2], [50.0, 80.0, 1], [0.0, 0.0, 0]])
+    kp = np.array([[10.0, 20.0, 2], [50.0, 80.0, 1], [90.0, 10.0, 0]])  # the last unlabelled
     np.random.seed(0)
     drawn = np.array([cue.training_hints({"keypoints": kp, "box": [0, 0, 100, 100]})[0, :2]
                       for _ in range(200)])  # fmt: skip
