@@ -572,3 +572,61 @@ def test_test_crop_is_the_input_pose_extent_and_oks_nms_merges_duplicates():
                     scores=[0.8, 0.7])["instances"]  # fmt: skip
     assert len(out) == 1 and float(out.scores[0]) == pytest.approx(0.8)
     assert torch.allclose(out.pred_keypoints[0, :, 2], torch.full((17,), 0.8))
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_unlabelled_joints_are_drawn_around_another_models_estimate(tmp_path, flip):
+    """POSEFIX.TRAIN_ESTIMATES (main/gen_batch.py:76-78, lib/tfflat/base.py:321-324): each
+    training person takes the pose of the results entry whose box overlaps it most, and its
+    unlabelled joints are drawn around that pose (here all "good": within ks 0.85 of it, on the
+    person's box area), mirrored with the crop; labelled joints keep the annotation. Without the
+    file the unlabelled joints stay empty."""
+    import json
+
+    from detectron2.data import DatasetCatalog
+
+    from topdown.affine import apply_affine
+    from topdown.data import TopDownTrainMapper, person_dicts
+    from topdown_testing import sample_cfg
+
+    people = [p for p in person_dicts(DatasetCatalog.get("coco_person_sample"))
+              if 3 <= (p["keypoints"][:, 2] == 0).sum()]  # fmt: skip
+    person = people[0]
+    kp = person["keypoints"]
+    x0, y0, x1, y1 = person["bbox"]
+    # The estimate: every joint at the box centre plus a joint-specific offset, so each unlabelled
+    # joint has a place of its own; a decoy entry far off with a larger score but no overlap.
+    rng = np.random.default_rng(0)
+    est = np.c_[np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + rng.uniform(-0.3, 0.3, (17, 2))
+                * [x1 - x0, y1 - y0], np.full(17, 0.7)]  # fmt: skip
+    entries = [{"image_id": person["image_id"], "category_id": 1, "score": s,
+                "bbox": b, "keypoints": (e - [0.5, 0.5, 0]).ravel().tolist()}
+               for s, b, e in [(0.9, [0.0, 0.0, 5.0, 5.0], est * [0, 0, 1]),
+                               (0.5, [x0, y0, x1 - x0, y1 - y0], est)]]  # fmt: skip
+    path = tmp_path / "train_results.json"
+    path.write_text(json.dumps(entries))
+    spec = keypoint_spec_of("coco_person_sample")
+    sig, fl = np.asarray(spec.oks_sigmas), np.asarray(spec.flip_indices)
+    for estimates in ("", str(path)):
+        cfg = sample_cfg(*POSEFIX, *PLAIN, "INPUT.TOPDOWN.FLIP_PROB", "1.0" if flip else "0.0",
+                         "MODEL.TOPDOWN.POSEFIX.TRAIN_ESTIMATES", estimates)  # fmt: skip
+        mapper = TopDownTrainMapper(cfg, is_train=True)
+        mapper.cue.rates = {}  # every drawn joint "good"
+        np.random.seed(0)
+        x = mapper(person)
+        affine = x["crop_affine"].numpy()
+        area = (x1 - x0) * (y1 - y0) * abs(np.linalg.det(affine[:, :2]))
+        centres = cue_centres(x["cues"].numpy())
+        checked = 0
+        for k in range(17):
+            src = fl[k] if flip else k  # in a flipped crop, channel k is the mirror joint's
+            inside = np.isfinite(centres[k]).all()
+            target = apply_affine(np.r_[kp[src, :2] if kp[src, 2] > 0 else est[src, :2]][None,
+                                        None] - 0.5, affine[None])[0, 0]  # fmt: skip
+            if kp[src, 2] == 0 and not estimates:
+                assert x["cues"][k].max() == 0, k  # nothing to draw around
+            elif inside:
+                assert ks_of(centres[k], target, area, sig[k]) >= 0.85 - 0.02, (k, estimates)
+                checked += kp[src, 2] == 0
+        assert checked >= 3 if estimates else True  # unlabelled joints drawn and checked
+    np.testing.assert_allclose(mapper.cue.estimate_of(person), est, atol=1e-3)

@@ -37,6 +37,10 @@ def add_topdown_config(cfg: CN) -> CN:
     # and their peak in image pixel values (main/model.py:135), divided by the mean PIXEL_STD
     td.POSEFIX.INPUT_PEAK = 255.0
     td.POSEFIX.SWAP_MIN_IOU = 0.1  # swap partners: box IoU with the person (tfflat/base.py:332)
+    # Another model's keypoint results on DATASETS.TRAIN[0]'s images: a person's unlabelled
+    # joints are drawn around the pose of the entry whose box overlaps it most (gen_batch.py:76-78,
+    # tfflat/base.py:321-324); "": they stay empty.
+    td.POSEFIX.TRAIN_ESTIMATES = ""
     td.POSEFIX.COORD_LOSS_WEIGHT = 1.0  # PoseFixLoss: the L1 soft-argmax term (main/model.py:175)
     # The test crop: "pose", the input pose's extent x 1.2 (data/COCO/dataset.py:131-148), or
     # "box", the results entry's box

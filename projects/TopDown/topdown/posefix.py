@@ -34,9 +34,11 @@ distance and angle around a candidate and keeps those nearer it than any other c
 
 Its probability comes from the official per-joint tables (:data:`OFFICIAL_RATES`), which depend
 on how many joints are labelled in the crop and how many persons overlap; types that cannot be
-made are dropped and the rest renormalised. Unlabelled joints: the official draws them around
-another model's estimate on the training set (main/gen_batch.py:76-78, lib/tfflat/base.py:321-324);
-no such estimate exists here, so they stay empty (a channel of zeros).
+made are dropped and the rest renormalised. Unlabelled joints: as the official code, with
+``POSEFIX.TRAIN_ESTIMATES`` (another model's keypoint results on the training images), the pose of
+the entry whose box overlaps the person's most stands in for them and their errors are drawn around
+it (main/gen_batch.py:76-78, lib/tfflat/base.py:321-324); without it they stay empty (a channel
+of zeros).
 """
 
 import math
@@ -48,6 +50,7 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
+from torchvision.ops import box_iou
 
 from multitask_pose.codecs.soft_argmax import soft_argmax
 from multitask_pose.codecs.utils import gaussian_heatmaps
@@ -127,8 +130,9 @@ def official_rates(num_labelled: int, num_overlap: int) -> Dict[str, np.ndarray]
 
 
 def synthesize_pose(
-    joints, near, area: float, sigmas, flip_indices, rng, rates: Optional[Dict] = None
-) -> Tuple[np.ndarray, np.ndarray]:
+    joints, near, area: float, sigmas, flip_indices, rng, rates: Optional[Dict] = None,
+    estimated=None,
+) -> Tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """One input pose drawn from a person's labels, in the crop (the module docstring).
 
     Args:
@@ -139,6 +143,9 @@ def synthesize_pose(
         rng: a numpy Generator.
         rates: None for the official tables (:func:`official_rates`); else "jitter", "miss",
             "inversion", "swap" probabilities, each a scalar or (K,), the rest "good".
+        estimated: (K, 3) another model's pose of the person, or None: where a joint is not
+            labelled and the estimate's is (score > 0), its errors are drawn around the estimate
+            (main/gen_batch.py:76-78).
 
     Returns:
         (K, 3) the input pose (x, y, 1; NaN and 0 where nothing is drawn: an unlabelled joint) and
@@ -148,6 +155,11 @@ def synthesize_pose(
     near = np.asarray(near, dtype=np.float64).reshape(-1, *joints.shape)
     k = len(joints)
     labelled = joints[:, 2] > 0
+    drawn = labelled.copy()
+    if estimated is not None:  # the unlabelled joints take the estimate's place (76-78)
+        estimated = np.asarray(estimated, dtype=np.float64)
+        drawn |= estimated[:, 2] > 0
+        joints = np.where((drawn & ~labelled)[:, None], estimated, joints)
     if rates is None:
         rates = official_rates(int(labelled.sum()), len(near))
     unknown = set(rates) - set(ERROR_TYPES[1:])
@@ -183,7 +195,7 @@ def synthesize_pose(
             ok &= np.hypot(*(pts - cands[i]).T) > bound
         return pts[ok]
 
-    for j in np.flatnonzero(labelled):
+    for j in np.flatnonzero(drawn):
         # The candidates, in the official order (gen_batch.py:89-118): the joint, the nearby
         # persons' same joint, the mirror joint (if labelled), their mirror joints.
         pair = flip[j]
@@ -240,7 +252,7 @@ class PoseCue:
 
     @configurable
     def __init__(self, *, num_keypoints, sigma, oks_sigmas, flip_indices, peak=1.0,
-                 swap_min_iou=0.1, rates=None):  # fmt: skip
+                 swap_min_iou=0.1, rates=None, estimates_file="", dataset=""):  # fmt: skip
         """
         Args:
             num_keypoints: K, the channels (17, COCO's keypoints: the official error tables).
@@ -250,11 +262,15 @@ class PoseCue:
                 mean MODEL.PIXEL_STD).
             swap_min_iou: the box IoU with the person that makes another person a swap partner.
             rates: None for the official error tables, else fixed rates (:func:`synthesize_pose`).
+            estimates_file, dataset: POSEFIX.TRAIN_ESTIMATES, another model's keypoint results
+                on the training dataset's images (read at the first training sample), or "".
         """
         self.channels = int(num_keypoints)
         self.sigma, self.peak = float(sigma), float(peak)
         self.swap_min_iou = float(swap_min_iou)
         self.rates = rates
+        self.estimates_file, self.dataset = estimates_file, dataset
+        self._estimates = None
         self.oks_sigmas = np.asarray(oks_sigmas, dtype=np.float64)
         self.flip_indices = np.asarray(flip_indices)
         if len(self.oks_sigmas) != self.channels or self.channels != 17:
@@ -280,14 +296,41 @@ class PoseCue:
             sigma=p.INPUT_SIGMA,
             peak=p.INPUT_PEAK / float(np.mean(cfg.MODEL.PIXEL_STD)),
             swap_min_iou=p.SWAP_MIN_IOU,
+            estimates_file=p.TRAIN_ESTIMATES,
+            dataset=names[0],
             oks_sigmas=spec.oks_sigmas,
             flip_indices=spec.flip_indices,
         )
 
+    def estimate_of(self, person: Dict) -> Optional[np.ndarray]:
+        """Another model's (K, 3) pose of a training person (detectron2's frame, as the person's
+        keypoints): the POSEFIX.TRAIN_ESTIMATES entry of its image whose box has the largest IoU
+        with the person's ``bbox`` (XYXY), as the official code picks it (lib/tfflat/base.py:
+        321-324); None without the file or without entries in the image."""
+        if not self.estimates_file:
+            return None
+        if self._estimates is None:
+            from detectron2.data import DatasetCatalog
+
+            from .data.boxes import load_detection_file
+
+            ids = [d["image_id"] for d in DatasetCatalog.get(self.dataset)]
+            self._estimates = load_detection_file(
+                self.estimates_file, ids, with_keypoints=True,
+                key="MODEL.TOPDOWN.POSEFIX.TRAIN_ESTIMATES",
+            )  # fmt: skip
+        boxes, _, keypoints = self._estimates[person["image_id"]]
+        if not len(boxes):
+            return None
+        box = torch.as_tensor(np.asarray(person["bbox"], dtype=np.float32).reshape(1, 4))
+        iou = box_iou(box, torch.from_numpy(boxes))[0]
+        return keypoints[int(iou.argmax())].astype(np.float64)
+
     def training_hints(self, person: Dict) -> np.ndarray:
         """The person's ground truth with synthesised errors, (K, 3): x, y, 1 (NaN where nothing
         is drawn), in the frame the crop affine maps from. ``person``: "keypoints" (K, 3), "box"
-        XYXY, "others" (M, K, 3), "other_ious" (M,), "affine" (2, 3) and "input_size" (W, H);
+        XYXY, "others" (M, K, 3), "other_ious" (M,), "affine" (2, 3), "input_size" (W, H) and
+        optionally "estimate" (K, 3, another model's pose: :meth:`estimate_of`);
         drawn with ``np.random`` (seeded per sample in training). As the official code, joints
         outside the crop count as unlabelled (main/gen_batch.py:380-384)."""
         m = np.asarray(person["affine"], dtype=np.float64)
@@ -310,8 +353,10 @@ class PoseCue:
         p1, p2, p3 = apply_affine(np.array([[[x0, y0], [x1, y0], [x1, y1]]]), m[None])[0]
         area = np.hypot(*(p2 - p1)) * np.hypot(*(p3 - p2))  # gen_batch.py:389-393
         rng = np.random.default_rng(np.random.randint(2**31))
+        estimate = person.get("estimate")
+        estimate = None if estimate is None else in_crop(estimate)
         pose, _ = synthesize_pose(joints, near, area, self.oks_sigmas, self.flip_indices, rng,
-                                  self.rates)  # fmt: skip
+                                  self.rates, estimate)  # fmt: skip
         out = np.full_like(pose, np.nan)
         drawn = pose[:, 2] > 0
         back = apply_affine(np.nan_to_num(pose[None, :, :2]), invert_affine(m[None]))[0]

@@ -298,6 +298,14 @@ class TopDownTrainMapper:
                 context = {"keypoints": kp, "box": box, "area": area, "others": others,
                            "other_areas": other_areas, "other_ious": other_ious,
                            "affine": m[0], "input_size": self.input_size}  # fmt: skip
+                estimate_of = getattr(self.cue, "estimate_of", None)  # PoseFix's
+                estimate = estimate_of(person) if estimate_of else None
+                if estimate is not None:  # another model's pose, in the crop's frame as `others`
+                    estimate = estimate[None].copy()
+                    estimate[..., :2] -= 0.5
+                    if mirror[0, 0] < 0:
+                        estimate = flip_keypoints(estimate, image.shape[1], self.flip_indices)
+                    context["estimate"] = estimate[0]
                 hints = self.cue.training_hints(context)[None]
             out["cues"] = self.cue(box[None], m, self.input_size, hints)[0]
         return out
