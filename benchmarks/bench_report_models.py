@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Speed of the report models of the top-down stage (issue 14) against HRNet-W32, in one run.
+"""Speed of the report models of the top-down stage against HRNet-W32, in one run.
 
     python benchmarks/bench_report_models.py [--batch 8] [--repeats N] [--threads N] [--quick]
 
@@ -111,9 +111,15 @@ def bench_per_image(repeats):
         ensemble = TopDownPredictor(cfg_of("MODEL.TOPDOWN.POSE_NET", "HeatmapEnsemble",
                                            "MODEL.ENSEMBLE.CONFIGS", str(configs),
                                            "MODEL.ENSEMBLE.WEIGHTS", str(weights)))  # fmt: skip
-    refiner = TopDownPredictor(cfg_of("MODEL.TOPDOWN.POSE_NET", "PoseFixHRNet",
+    # PoseFix as the recipe runs it: its estimator (pose-extent crop, coordinate flip test) and
+    # soft-argmax codec, every input keypoint drawn.
+    refiner = TopDownPredictor(cfg_of("MODEL.META_ARCHITECTURE", "PoseFixEstimator",
+                                      "MODEL.TOPDOWN.POSE_NET", "PoseFixHRNet",
                                       "MODEL.TOPDOWN.CUE", "PoseCue",
+                                      "MODEL.TOPDOWN.LOSS_NAME", "PoseFixLoss",
+                                      "MODEL.TOPDOWN.CODEC.NAME", "SoftArgmaxCodec",
                                       "TEST.TOPDOWN.HINT.SOURCE", "keypoints",
+                                      "TEST.TOPDOWN.HINT.SCORE_THRESH", "0.0",
                                       "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0",
                                       "TEST.TOPDOWN.OKS_NMS_THRESH", "1.0"))  # fmt: skip
     first = [one(im, boxes=b) for im, b in zip(images, boxes)]

@@ -568,10 +568,23 @@ def test_test_crop_is_the_input_pose_extent_and_oks_nms_merges_duplicates():
     predictor = trained_predictor(sample_cfg(*POSEFIX), {"loss_heatmap"})
     image = np.random.default_rng(0).integers(0, 255, (120, 90, 3)).astype(np.uint8)
     kp = np.c_[np.random.default_rng(1).uniform(20, 70, (17, 2)), np.ones(17)]
+    crops = []  # the image -> crop affines the estimator cuts
+    cut = predictor.model.crop
+    predictor.model.crop = lambda im, affine: crops.append(affine) or cut(im, affine)
     out = predictor(image, boxes=[[0, 0, 89, 119], [30, 30, 40, 40]], keypoints=np.stack([kp, kp]),
                     scores=[0.8, 0.7])["instances"]  # fmt: skip
     assert len(out) == 1 and float(out.scores[0]) == pytest.approx(0.8)
     assert torch.allclose(out.pred_keypoints[0, :, 2], torch.full((17,), 0.8))
+    # The pose keeps its entry's box; both crops are centred on the pose's extent (COCO's frame),
+    # not on either box.
+    assert out.pred_boxes.tensor[0].tolist() == [0, 0, 89, 119]
+    from topdown.affine import apply_affine
+
+    centre = (kp[:, :2].min(0) + kp[:, :2].max(0)) / 2 - 0.5
+    w, h = predictor.model.codec.input_size
+    for affine in crops[0]:
+        np.testing.assert_allclose(apply_affine(centre[None, None], affine[None])[0, 0],
+                                   [w / 2, h / 2], atol=1e-3)  # fmt: skip
 
 
 @pytest.mark.parametrize("flip", [False, True])

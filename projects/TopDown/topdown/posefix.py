@@ -480,11 +480,16 @@ class PoseFixEstimator(TopDownPoseEstimator):
     def from_config(cls, cfg):
         return {**super().from_config(cfg), "test_crop": cfg.MODEL.TOPDOWN.POSEFIX.TEST_CROP}
 
+    def crop_regions(self, boxes, hints):
+        """The input pose's extent x 1.2 ("pose"; a pose without keypoints: its box) or the
+        entry's box ("box"); the refined pose keeps the entry's box."""
+        if self.test_crop != "pose" or hints is None or not len(boxes):
+            return boxes
+        # hints are in detectron2's pixel-centre frame; boxes and the file in COCO's
+        poses = hints.detach().float().cpu() - torch.tensor([0.5, 0.5, 0.0])
+        return pose_extent_boxes(poses, boxes.detach().cpu().float()).to(boxes.device)
+
     def estimate(self, image, boxes, scores, hints=None):
-        if self.test_crop == "pose" and hints is not None and len(boxes):
-            # hints are in detectron2's pixel-centre frame; boxes and the file in COCO's
-            poses = hints.detach().float().cpu() - torch.tensor([0.5, 0.5, 0.0])
-            boxes = pose_extent_boxes(poses, boxes.detach().cpu().float()).to(boxes.device)
         result = super().estimate(image, boxes, scores, hints)
         result.pred_keypoints[..., 2] = result.scores[:, None]  # main/test.py:103
         return result

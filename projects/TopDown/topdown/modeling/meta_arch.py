@@ -373,6 +373,12 @@ class TopDownPoseEstimator(nn.Module):
             return flip_heatmaps(cues, self.flip_indices.cpu().numpy(), shift=False)
         return cues.flip(-1)
 
+    def crop_regions(self, boxes: torch.Tensor, hints: Optional[torch.Tensor]) -> torch.Tensor:
+        """(N, 4) XYXY regions the crops of the N boxes are cut around (then padded): the boxes
+        themselves; a subclass may crop elsewhere (PoseFix: the input pose's extent), the poses
+        still belonging to their boxes."""
+        return boxes
+
     def decode_heatmaps(self, heatmaps: torch.Tensor, n: int):
         """Crop-pixel coordinates (n, K, 2) and scores (n, K) of n crops from the network's maps:
         the n crops', then with the flip test the n mirrored crops', averaged as maps."""
@@ -421,7 +427,7 @@ class TopDownPoseEstimator(nn.Module):
         with stage("crop", dev):
             box_of, crop_hints = self._crop_hints(hints, len(boxes))
             center, size = box_to_center_size(
-                boxes.cpu().numpy(),
+                self.crop_regions(boxes, hints).cpu().numpy(),
                 self.codec.input_size[0] / self.codec.input_size[1],
                 self.padding,
             )
