@@ -279,8 +279,9 @@ def test_a_trained_refiner_lowers_the_keypoint_error_of_a_results_file(tmp_path)
     """A small PoseFix refiner trained on the COCO sample's persons with synthesised errors (default
     rates, no augmentation, 300 Adam steps) then refines, through posefix_refine.py, a results
     file of the same persons with fresh errors: the mean keypoint error (in units of the person
-    scale) and the keypoint AP both improve. A memorisation check on 12 persons: it shows the
-    input pose, the crop and the training agree, not that the refiner generalises."""
+    scale) improves (measured 0.52 -> 0.10, flip test on). A memorisation check on 12 persons,
+    cropped at their boxes as in training: it shows the input pose, the crop and the training
+    agree, not that the refiner generalises."""
     import json
     import sys
     from pathlib import Path
@@ -329,7 +330,11 @@ def test_a_trained_refiner_lowers_the_keypoint_error_of_a_results_file(tmp_path)
               for i, (g, p) in enumerate(zip(gt, mine))]  # fmt: skip
         for p, g, q in zip(mine, gt, xy):
             x0, y0, x1, y1 = p["bbox"]
-            kp = np.c_[np.nan_to_num(q), np.where(np.isfinite(q).all(1), 1.0, 0.0)]
+            # A model's results place every joint (the refiner draws them all, whatever their
+            # score): the joints not annotated sit at the box centre, scored low.
+            drawn = np.isfinite(q).all(1)
+            centre = [(x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5]
+            kp = np.c_[np.where(drawn[:, None], q, centre), np.where(drawn, 1.0, 0.01)]
             box = [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)]
             entries.append({"image_id": d["image_id"], "category_id": 1, "bbox": box,
                             "score": 1.0, "keypoints": kp.ravel().tolist()})  # fmt: skip
@@ -339,7 +344,11 @@ def test_a_trained_refiner_lowers_the_keypoint_error_of_a_results_file(tmp_path)
     assert posefix_refine.main(["--config-file", str(tmp_path / "refiner.yaml"),
                                 "--weights", str(tmp_path / "refiner.pth"),
                                 "--results", str(given), "--dataset", SAMPLE,
-                                "--output", str(tmp_path / "out")]) == 0  # fmt: skip
+                                "--output", str(tmp_path / "out"),
+                                # the crops it memorised: the persons' boxes (the official
+                                # pose-extent crop moves and scales them, which a network that
+                                # memorised 12 persons does not survive: measured 0.52 -> 1.1)
+                                "MODEL.TOPDOWN.POSEFIX.TEST_CROP", "box"]) == 0  # fmt: skip
     refined = json.loads((tmp_path / "out" / "coco_instances_results.json").read_text())
     assert 0 < len(refined) <= len(entries)  # OKS-NMS 0.9 may merge two
 
