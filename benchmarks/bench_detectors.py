@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Inference speed of the person detectors (issue 15) against Faster R-CNN, in one run.
+"""Inference speed of the person detectors against Faster R-CNN, in one run.
 
     python benchmarks/bench_detectors.py [--min-size 800] [--repeats N] [--threads N] [--quick]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""OKS-NMS speed against the official HRNet / SimpleBaseline algorithm, in one run (issue 16).
+"""OKS-NMS speed against the official HRNet / SimpleBaseline algorithm, in one run.
 
     python benchmarks/bench_oks_nms.py [--repeats N] [--quick]
 

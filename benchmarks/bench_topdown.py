@@ -17,7 +17,7 @@ whole two-stage pipeline per image with and without flip test.
    box), through TopDownPredictor (its default TEST.TOPDOWN.BACKEND), with and without flip test:
    ms per image; then, with flip test, ms per image of each stage (reading the JPEG, the detector,
    crops, the pose network, flip, decoding, rescoring + NMS, the rest of the predictor call) and
-   the share of everything outside the two networks (the goal of issue 16: at most 10%).
+   the share of everything outside the two networks (the goal: at most 10%).
 
 Prints a table and a last line to paste into a note. About 4 minutes on a quiet 2-core CPU;
 --quick (batches 1 and 8, 100 and 300 candidates, 1 repeat) about 1 minute.

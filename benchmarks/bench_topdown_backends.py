@@ -11,7 +11,7 @@ Rows: "fused" (BatchNorm folded, channels-last), "onnxruntime" (exported in memo
 CPU provider) and "auto" (what the default picks here). Random weights with He-initialised
 convolutions and random BatchNorm statistics (speed does not depend on the values; the outputs are
 far from zero, so the printed max relative difference to the reference means something). Each
-figure is the median of --repeats timed runs after one warm-up. The goal (issue 16): every backend
+figure is the median of --repeats timed runs after one warm-up. The goal: every backend
 row that "auto" can pick at least 1.5x the reference at each batch, outputs within 1e-4.
 
 Prints a table and a last line to paste into a note (about 3 minutes on a quiet 2-core CPU).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How the top-down stage's time grows with persons per image and with images (issue 16, item 6).
+"""How the top-down stage's time grows with persons per image and with images.
 
     python benchmarks/bench_topdown_scaling.py [--config hrnet_w18_small_synth_basic.yaml]
                                                [--persons 1 5 20 50] [--images 10 100 1000]

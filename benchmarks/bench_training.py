@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Training throughput of every CPU recipe (issue 16, item 5): images or crops per second, the
+"""Training throughput of every CPU recipe: images or crops per second, the
 share of iteration time spent waiting for data, and peak memory.
 
     python benchmarks/bench_training.py [--configs A.yaml ...] [--iters N] [--warmup N] [--quick]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The reports' data strategies compared on SynthPeople (issue 17): HRNet-W18-small trained on the
+"""The reports' data strategies compared on SynthPeople: HRNet-W18-small trained on the
 basic level alone, and with each strategy, at one training budget and the same seeds.
 
     PY=$(tools/install/setup_env.sh)

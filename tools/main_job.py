@@ -30,7 +30,7 @@ from multitask_pose.shared.atomic_io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = {
-    # name: (train script, basic-level recipe, issue 21's targets on synth_people_basic_val)
+    # name: (train script, basic-level recipe, the targets it must reach on synth_people_basic_val)
     "rcnn": (
         ROOT / "tools" / "train_net.py",
         ROOT / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth_basic.yaml",
@@ -215,7 +215,7 @@ def main():
         if results[t]["AP"] / 100 < goal
     ]
     if missed:
-        print("below the issue's targets: " + "; ".join(missed))
+        print("below the targets: " + "; ".join(missed))
     print(
         summary_line(results, prefix=f"main_job {args.pipeline} {VAL}")
         + "".join(f", {d} keypoint AP {r['keypoints']['AP'] / 100:.3f}"
