@@ -20,6 +20,7 @@ from topdown.data import TopDownTestMapper, TopDownTrainMapper, person_dicts
 from topdown.data.boxes import DetectionFileError
 from topdown.data.cues import JointHintCue
 from topdown.data.hints import HintSource
+from topdown.modeling import TopDownPoseNet
 from topdown_testing import SAMPLE, OraclePoseNet, sample_cfg, trained_predictor
 
 HINT = ["MODEL.TOPDOWN.POSE_NET", "HintPoseHRNet", "MODEL.TOPDOWN.CUE", "JointHintCue",
@@ -281,7 +282,7 @@ def test_hint_file_cues_ground_truth_boxes_with_the_keypoints_inside_each_box(tm
         TopDownTestMapper(sample_cfg("TEST.TOPDOWN.HINT.FILE", str(path)), SAMPLE, dicts)
 
 
-class _CueEcho(torch.nn.Module):
+class _CueEcho(TopDownPoseNet):
     """A pose network whose every keypoint heatmap is its cue sampled on the heatmap grid (cell
     i at crop pixel 4 i): it puts each keypoint on the hint, whatever the image."""
 
@@ -300,8 +301,6 @@ def test_the_flip_test_mirrors_the_joint_cue_with_the_crop():
     network that follows its cue then puts every keypoint on the hint, at full score. Were the
     cue left unmirrored, the mirrored half would point at the hint's mirror image and the
     averaged peak would halve."""
-    from topdown.modeling import TopDownPoseNet
-
     cfg = sample_cfg(*HINT, "TEST.TOPDOWN.HINT.SOURCE", "keypoints",
                      "TEST.TOPDOWN.FLIP_TEST", "True", "TEST.TOPDOWN.SHIFT_HEATMAP", "False",
                      "MODEL.TOPDOWN.CODEC.SUBPIXEL_CENTER", "True",
@@ -309,8 +308,7 @@ def test_the_flip_test_mirrors_the_joint_cue_with_the_crop():
                      "MODEL.TOPDOWN.HINT.SIGMA", "6.0",
                      "TEST.TOPDOWN.BACKEND", "eager")  # fmt: skip
     model = build_model(cfg).eval()
-    echo = type("CueEcho", (_CueEcho, TopDownPoseNet), {})(17)
-    model.pose_net = echo
+    model.pose_net = _CueEcho(17)
     image = torch.zeros(3, 300, 240)
     box = torch.tensor([[40.0, 30.0, 200.0, 280.0]])
     for hint in ([70.0, 90.0], [170.0, 240.0]):  # left and right of the box centre

@@ -22,7 +22,10 @@ A cue is a class built from the config with
 - ``expands`` (with ``uses_hints``): True, each hint of a box makes its own crop
   (``JointHintCue``); False, a box's hints are one crop's input (``PoseCue``, topdown/posefix.py);
 - ``keypoint_channels`` (optional, False by default): channel k belongs to keypoint k, so the
-  flip test's mirrored crop also swaps the channels by the flip map (``PoseCue``).
+  flip test's mirrored crop also swaps the channels by the flip map (``PoseCue``);
+- ``estimate_of(person)`` (optional): another model's (K, 3) pose of a training person or None;
+  the training mapper moves it into the crop's frame (flipped with the crop) as the context's
+  "estimate" (``PoseCue``: unlabelled joints drawn around it).
 """
 
 import logging

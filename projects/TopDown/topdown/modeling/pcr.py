@@ -1,5 +1,5 @@
 """PCR, progressive context refinement (Zhang, Chen and Tao, COCO 2019 keypoint challenge
-report, /work/shared/reports/002: section 2.1, eq. (1); section 2.2, eq. (2)): an encoder (ResNet
+report: section 2.1, eq. (1); section 2.2, eq. (2)): an encoder (ResNet
 as in SimpleBaseline, or HRNet) and L parallel decoders of K context-aware modules (CAMs).
 
 CAM(x), C output channels, as section 2.1 specifies it (BN after every conv and deconv):
