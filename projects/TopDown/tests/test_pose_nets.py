@@ -215,3 +215,38 @@ def test_simple_baseline_basic_block_depths(depth):
     with torch.no_grad():
         out = model.eval()(torch.zeros(1, 3, 96, 64))
     assert out["heatmap"].shape == (1, 17, 24, 16)
+
+
+def test_hrnet_every_branch_reaches_the_heatmaps():
+    """Each branch feeds the final fuse (the official last module fuses all four into the
+    highest resolution): every parameter gets a gradient from the heatmaps, and perturbing the
+    input of any of the last module's branches changes them."""
+    torch.manual_seed(0)
+    model = PoseHighResolutionNet(
+        width=8, num_keypoints=3, stem_blocks=1, num_modules=(1, 1, 1), num_blocks=(1, 1, 1)
+    ).eval()
+    torch.nn.init.normal_(model.final_layer.weight)  # heatmaps of order 1, not 1e-3
+    x = torch.randn(1, 3, 128, 96)
+    model(x)["heatmap"].square().sum().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not no_grad, f"parameters the heatmaps do not depend on: {no_grad}"
+    last = model.stage4[-1]
+    assert len(last.fuse_layers) == 1 and last.num_branches == 4
+    seen = {}
+    hook = last.register_forward_pre_hook(lambda m, inp: seen.setdefault("x", inp[0]))
+    with torch.no_grad():
+        base = model(x)["heatmap"]
+    hook.remove()
+    for j in range(4):
+
+        def shift(m, inp, j=j):
+            xs = list(inp[0])
+            xs[j] = xs[j] + 1.0
+            return (xs,)
+
+        hook = last.register_forward_pre_hook(shift)
+        with torch.no_grad():
+            moved = model(x)["heatmap"]
+        hook.remove()
+        change = (moved - base).abs().max() / base.abs().max()
+        assert change > 1e-3, f"branch {j} does not reach the heatmaps ({change:.2g})"
