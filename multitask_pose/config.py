@@ -51,10 +51,11 @@ def add_pose_config(cfg: CN) -> CN:
     # keypoints loses its keypoints; its box and mask still train the R-CNN, and the top-down
     # stage leaves it out. tools/select_data.py applies the same rule to a json file.
     cfg.DATASETS.KEYPOINT_SELECTION = False
-    # Joint training (multitask_pose/data/joint_training.py): one weight per DATASETS.TRAIN entry,
-    # the share of training samples drawn from it whatever its size (e.g. (0.7, 0.3)); empty
-    # concatenates the datasets (every sample equally likely). Datasets after the first are
-    # mapped into the first one's keypoint layout, their missing joints unlabelled (no loss).
+    # Joint training (multitask_pose/data/joint_training.py): empty (default) concatenates the
+    # DATASETS.TRAIN datasets, every sample equally likely (the reports' joint training); one
+    # weight per entry instead fixes the share of training samples drawn from it whatever its
+    # size (e.g. (0.7, 0.3)). Datasets after the first are mapped into the first one's keypoint
+    # layout, their missing joints unlabelled (no loss).
     cfg.DATASETS.TRAIN_RATIOS = ()
     # COCO-format json files to register before the run, so that DATASETS.TRAIN / TEST can name
     # them without a script: entries (name, json_file, image_root) or (name, json_file,

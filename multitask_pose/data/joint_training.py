@@ -8,11 +8,14 @@ and joints the model does not have are dropped. Unlabelled joints carry no loss 
 dataset trains only the joints it labels. A dataset that shares no joint with the model's layout,
 or has no keypoint metadata while the model predicts keypoints, is refused at start.
 
-``DATASETS.TRAIN_RATIOS`` (one weight per dataset) sets the share of training samples drawn from
-each dataset, whatever its size: :class:`~.resumable_loader.PositionedDataset` draws the dataset
-of each stream position from exact per-block quotas, so the ratios hold to 1/1000 over every
-block of 1000 samples and a resumed run continues exactly. Empty ratios concatenate the datasets
-as detectron2 does (every sample equally likely).
+By default the datasets are concatenated as detectron2 does (every sample equally likely, each
+dataset's share its size's): the reports' joint training, which adds AI Challenger to COCO's
+training set as one bigger set (the HTC report: "combination into a bigger dataset"; PCR: "add
+the samples ... into the original COCO training set"). ``DATASETS.TRAIN_RATIOS`` (one weight per
+dataset), a project option, instead sets the share of training samples drawn from each dataset,
+whatever its size: :class:`~.resumable_loader.PositionedDataset` draws the dataset of each
+stream position from exact per-block quotas, so the ratios hold to 1/1000 over every block of
+1000 samples and a resumed run continues exactly.
 """
 
 import logging

@@ -51,10 +51,19 @@ REPORT_PARAMS = {
 }
 
 
+# Recipes that train a published recipe's network on other data: recipe -> its base recipe.
+DATA_VARIANTS = {
+    "COCO/hourglass_oks_team_8stack_256x256_aic_hard.yaml": (
+        "COCO/hourglass_oks_team_8stack_256x256.yaml"
+    ),
+}
+
+
 def test_every_recipe_is_listed():
     coco = {r for r in RECIPES if r.startswith("COCO/")}
-    assert set(PUBLISHED) | set(REPORT_PARAMS) == coco
+    assert set(PUBLISHED) | set(REPORT_PARAMS) | set(DATA_VARIANTS) == coco
     assert not set(PUBLISHED) & set(REPORT_PARAMS)
+    assert not (set(PUBLISHED) | set(REPORT_PARAMS)) & set(DATA_VARIANTS)
     synthetic = {r for r in RECIPES if r.startswith("Synthetic/")}
     assert {
         "Synthetic/hrnet_w18_small_synth.yaml",
@@ -95,6 +104,10 @@ def test_recipe_builds_and_makes_heatmaps(recipe):
         assert cfg.TEST.TOPDOWN.FLIP_TEST
         params = sum(p.numel() for p in model.pose_net.parameters())
         assert params == REPORT_PARAMS[recipe](), (recipe, params)
+    elif recipe in DATA_VARIANTS:
+        # Its network and everything but the training data are its base recipe's
+        # (test_external_data_recipe.py).
+        assert cfg.TEST.TOPDOWN.FLIP_TEST
     else:
         assert cfg.DATASETS.TEST[0].startswith("synth_people_")
         # A PoseFix refiner evaluates on the keypoint results it refines (a file).
