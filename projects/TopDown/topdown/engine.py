@@ -151,6 +151,8 @@ class TopDownTrainer(PoseTrainer):
             output_dir=output_folder,
             backend=cfg.TEST.COCO_EVAL_BACKEND,
             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+            aic_eval=cfg.TEST.AIC_EVAL,
+            aic_eval_score_thresh=cfg.TEST.AIC_EVAL_SCORE_THRESH,
         )
 
     @classmethod
