@@ -314,6 +314,23 @@ def test_official_constants_table():
         assert ours == [f"AP{official_level(ci)}"], ci
 
 
+def test_ground_truth_completion_follows_the_release(val):
+    """A CrowdPose-layout file without counts gets the release's (labelled limb joints: equal
+    to the released counts of every val person) and every area is box w x h x 0.53, whatever
+    the file held and whatever TEST.MISSING_AREA_FACTOR says."""
+    from multitask_pose.evaluation.ground_truth import complete_ground_truth
+
+    stripped = {**val, "annotations": [
+        {k: v for k, v in a.items() if k != "num_keypoints"} | {"area": 1.0}
+        for a in val["annotations"]]}  # fmt: skip
+    done = complete_ground_truth(stripped, source="t", num_keypoints=14, area_factor=2.0,
+                                 crowdpose=True)  # fmt: skip
+    for a, b in zip(val["annotations"], done["annotations"]):
+        assert b["num_keypoints"] == a["num_keypoints"]
+        assert b["area"] == a["bbox"][2] * a["bbox"][3] * OFFICIAL_BOX_AREA_FACTOR
+    assert sum(a["num_keypoints"] == 0 for a in done["annotations"]) == 1453
+
+
 def test_reference_equals_pycocotools_with_crowdpose_rules_off():
     """How the reference was checked: on the real COCO sample (17 keypoints, its own areas) with
     noisy predictions, false positives and a crowd region, it gives pycocotools' figures."""
