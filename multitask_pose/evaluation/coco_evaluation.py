@@ -154,8 +154,9 @@ class PoseCOCOEvaluator(COCOEvaluator):
                 super()._eval_predictions(predictions, img_ids)
         if self._aic_eval and "keypoints" in self._results:
             results = [r for p in predictions for r in p.get("instances", []) if "keypoints" in r]
-            score = aic_keypoint_score(self._coco_api.dataset, results,
-                                       self._kpt_oks_sigmas, self._aic_eval_score_thresh)  # fmt: skip
+            score = aic_keypoint_score(
+                self._coco_api.dataset, results, self._kpt_oks_sigmas, self._aic_eval_score_thresh
+            )
             self._results["keypoints"]["AIC_mAP"] = 100 * score
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):

@@ -137,7 +137,7 @@ def test_crowdpose_keeps_the_release_counts_and_official_area(tmp_path, layout):
     exactly (cocoeval.py:258), a tiny box included."""
     data = json.loads((CROWDPOSE / "test_crowdpose.json").read_text())
     head_neck = data["annotations"][1]  # released with no labelled point
-    head_neck["keypoints"][12 * 3:] = [300, 40, 2, 302, 60, 1]
+    head_neck["keypoints"][36:] = [300, 40, 2, 302, 60, 1]
     uncounted = data["annotations"][2]  # 10 labelled limb joints, head and neck
     del uncounted["num_keypoints"]
     data["annotations"][3]["bbox"][2:] = [1.5, 1.0]

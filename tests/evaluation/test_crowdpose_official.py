@@ -42,7 +42,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
 import multitask_pose  # noqa: F401
-from multitask_pose.data.converters import convert_crowdpose, register_crowdpose
+from multitask_pose.data.converters import register_crowdpose
 from multitask_pose.data.datasets import register_config_datasets
 from multitask_pose.data.keypoints import CROWDPOSE_PERSON
 from multitask_pose.evaluation import PoseCOCOEvaluator
@@ -353,8 +353,9 @@ def test_reference_equals_pycocotools_with_crowdpose_rules_off():
             xy = g[:, :2] + k * 2 * sig[:, None] * math.sqrt(a["area"]) * rng.normal(size=(17, 2))
             xy = np.where(g[:, 2:] > 0, xy, [x + w / 2, y + h / 2]) + np.array([rep * w * 0.7, 0])
             score = rng.uniform(0.5, 1) if rep == 0 else rng.uniform(0, 0.7)
+            kp = np.column_stack([xy, np.ones(17)]).ravel().tolist()
             dets.append({"image_id": a["image_id"], "category_id": 1, "score": score,
-                         "keypoints": np.column_stack([xy, np.ones(17)]).ravel().tolist()})
+                         "keypoints": kp})  # fmt: skip
     ours = official_reference(data, dets, crowdpose=False, sigmas=sig)[0]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(path))
