@@ -153,6 +153,30 @@ def test_layout_sigmas_are_the_official_ones():
     assert AIC_PERSON.oks_sigmas == OFFICIAL_SIGMAS
 
 
+def test_small_cases_by_hand():
+    """A 3 x 2 px person with one visible point 0.0767 px off (OKS exp(-d^2 / (2 delta^2 (6 + 1)))
+    = 0.58: above 0.50 and 0.55 only; without the +1 it would be 0.53), an occluded point far
+    off (not scored); an image with two persons and no prediction; an image with no person and
+    one prediction: count 1 + 2 + 1, score (1/4 + 1/4) / 10."""
+    from multitask_pose.evaluation.aic_evaluation import aic_keypoint_score
+
+    delta = 2 * OFFICIAL_SIGMAS[0]
+    d = np.sqrt(-np.log(0.58) * 2 * delta**2 * 7)
+    kp = np.zeros((14, 3))
+    kp[0] = [10, 10, 2]
+    kp[1] = [11, 11, 1]  # occluded
+    person = {"id": 1, "image_id": 1, "bbox": [9, 9, 3, 2], "keypoints": kp.ravel().tolist()}
+    others = [{"id": i, "image_id": 2, "bbox": [0, 0, 50, 90], "keypoints": kp.ravel().tolist()}
+              for i in (2, 3)]  # fmt: skip
+    gt = {"images": [{"id": i} for i in (1, 2, 3)], "annotations": [person] + others}
+    pred = kp.copy()
+    pred[0, 0] += d
+    pred[1, 0] += 50
+    results = [{"image_id": 1, "keypoints": pred.ravel().tolist(), "score": 0.9},
+               {"image_id": 3, "keypoints": pred.ravel().tolist(), "score": 0.9}]  # fmt: skip
+    assert aic_keypoint_score(gt, results, OFFICIAL_SIGMAS) == pytest.approx(0.05)
+
+
 @pytest.mark.parametrize("thresh", [0.0, 0.3])
 def test_score_equals_the_official_rule(sample, thresh):
     """Jittered poses, one person missing, a false positive at score 0.2 (counted without a
