@@ -111,10 +111,11 @@ class PoseCOCOEvaluator(COCOEvaluator):
             self._coco_api = gt
 
     @classmethod
-    def from_cfg(cls, cfg, dataset_name, output_dir=None, distributed=True):
+    def from_cfg(cls, cfg, dataset_name, output_dir=None, distributed=True, tasks=None):
+        """The evaluator the config asks for; ``tasks`` None: those of cfg.MODEL's switches."""
         return cls(
             dataset_name,
-            tasks=_tasks_of(cfg),
+            tasks=_tasks_of(cfg) if tasks is None else tuple(tasks),
             distributed=distributed,
             output_dir=output_dir,
             backend=cfg.TEST.COCO_EVAL_BACKEND,

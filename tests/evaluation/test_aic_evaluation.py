@@ -98,8 +98,8 @@ def _predictions(coco, seed, occluded_offset=0.0, drop=(), extra=True):
     return per_image
 
 
-def _evaluate(cfg, per_image, dicts, dataset=DATASET):
-    ev = PoseCOCOEvaluator.from_cfg(cfg, dataset, distributed=False)
+def _evaluate(cfg, per_image, dicts, dataset=DATASET, build=None):
+    ev = (build or PoseCOCOEvaluator.from_cfg)(cfg, dataset, distributed=False)
     ev.reset()
     sizes = {d["image_id"]: (d["height"], d["width"]) for d in dicts}
     for image_id, preds in per_image.items():
@@ -206,6 +206,26 @@ def test_only_visible_points_count(sample):
     got = _evaluate(_cfg(), per_image, dicts)
     assert got["AIC_mAP"] == pytest.approx(100.0)
     assert got["AP"] < 60
+
+
+def test_the_top_down_trainer_evaluates_by_the_same_keys(sample, tmp_path):
+    """The top-down stage's evaluator reads TEST.AIC_EVAL / _SCORE_THRESH as the R-CNN's does."""
+    from topdown.config import get_topdown_cfg
+    from topdown.engine import TopDownTrainer
+
+    dicts, coco = sample
+    per_image = _predictions(coco, seed=3)
+    cfg = get_topdown_cfg()
+    cfg.TEST.AIC_EVAL, cfg.TEST.AIC_EVAL_SCORE_THRESH = True, 0.3
+    cfg.OUTPUT_DIR = str(tmp_path)
+
+    def build(cfg, name, distributed):
+        return TopDownTrainer.build_evaluator(cfg, name)
+
+    got = _evaluate(cfg, per_image, dicts, build=build)
+    assert got["AIC_mAP"] == pytest.approx(_evaluate(_cfg(thresh=0.3), per_image, dicts)["AIC_mAP"])
+    ref = official_aic_score(_raw_annotations(coco), _raw_predictions(coco, per_image, 0.3))
+    assert got["AIC_mAP"] == pytest.approx(100 * ref, abs=1e-9)
 
 
 def test_off_by_default_and_only_for_the_aic_layout(sample, caplog):
