@@ -331,6 +331,23 @@ def test_ground_truth_completion_follows_the_release(val):
     assert sum(a["num_keypoints"] == 0 for a in done["annotations"]) == 1453
 
 
+def test_error_analysis_reads_the_ground_truth_by_the_same_rules(val, tmp_path, monkeypatch):
+    """tools/analyze_keypoints.py's ground truth: CrowdPose's areas whatever the file holds."""
+    from multitask_pose.evaluation.error_analysis import load_ground_truth
+
+    data = _subset(val, 50, seed=4)
+    names = _register_both_paths(tmp_path, monkeypatch, data, "analysis")
+    try:
+        for name in names:
+            coco = load_ground_truth(name)[0]
+            for a in data["annotations"]:
+                b = coco.anns[a["id"]]
+                assert b["area"] == a["bbox"][2] * a["bbox"][3] * OFFICIAL_BOX_AREA_FACTOR
+                assert b["num_keypoints"] == a["num_keypoints"]
+    finally:
+        _unregister(*names)
+
+
 def test_reference_equals_pycocotools_with_crowdpose_rules_off():
     """How the reference was checked: on the real COCO sample (17 keypoints, its own areas) with
     noisy predictions, false positives and a crowd region, it gives pycocotools' figures."""
