@@ -2,9 +2,9 @@
 leave out or get wrong, completed or renumbered by documented rules, the same for the evaluator
 (``PoseCOCOEvaluator``) and the error analysis (``tools/analyze_keypoints.py``).
 
-- ``area`` missing (CrowdPose-style files): the box area times ``area_factor``, 0.53 by default,
-  the rule of CrowdPose's evaluation code and xtcocotools for files without areas (COCOeval
-  uses ``area`` as the OKS scale s^2 and for the small/medium/large ranges).
+- ``area`` missing: the box area times ``area_factor``, 0.53 by default, the factor of
+  CrowdPose's evaluation code and xtcocotools (COCOeval uses ``area`` as the OKS scale s^2 and
+  for the small/medium/large ranges). A dataset in CrowdPose's layout: see below.
 - Annotation ids 0, missing or repeated: pycocotools indexes annotations by id and treats a
   matched id of 0 as "unmatched", so id 0 silently costs AP and a repeated id makes two people
   one. When any id is 0, missing or repeated, all are renumbered 1..N in file order (only
@@ -139,8 +139,8 @@ def complete_ground_truth(
         )  # fmt: skip
     if no_area:
         logger.warning(
-            "%s: %d of %d annotations have no 'area': using box width x height x %g (the rule "
-            "of CrowdPose's evaluation and xtcocotools; TEST.MISSING_AREA_FACTOR)",
+            "%s: %d of %d annotations have no 'area': using box width x height x %g (the "
+            "factor of CrowdPose's evaluation and xtcocotools; TEST.MISSING_AREA_FACTOR)",
             source, no_area, len(anns), factor,
         )  # fmt: skip
     if no_crowd or filled_kp:
