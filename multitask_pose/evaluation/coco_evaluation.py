@@ -183,7 +183,11 @@ class PoseCOCOEvaluator(COCOEvaluator):
 # (Jeff-sjtu/CrowdPose @86fe5e1, crowdpose-api/PythonAPI/crowdposetools/cocoeval.py:541 calls
 # get_type_result(first=0.2, second=0.8); split, :588-593: easy if crowdIndex < 0.2, else medium
 # if < 0.8, else hard): an index of exactly 0.2 is medium, exactly 0.8 hard.
-CROWD_LEVELS = (("APeasy", 0.0, 0.2), ("APmedium", 0.2, 0.8), ("APhard", 0.8, float("inf")))
+CROWD_LEVELS = (
+    ("APeasy", float("-inf"), 0.2),
+    ("APmedium", 0.2, 0.8),
+    ("APhard", 0.8, float("inf")),
+)
 
 
 def crowd_level_ap(coco_eval) -> dict:

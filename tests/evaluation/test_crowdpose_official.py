@@ -309,7 +309,7 @@ def test_official_constants_table():
 
     assert np.allclose(CROWDPOSE_PERSON.oks_sigmas, OFFICIAL_SIGMAS, rtol=0, atol=1e-12)
     assert CROWDPOSE_AREA_FACTOR == OFFICIAL_BOX_AREA_FACTOR
-    for ci in (0.0, 0.1, 0.19999, 0.2, 0.20001, 0.5, 0.79999, 0.8, 0.80001, 3.02):
+    for ci in (-0.1, 0.0, 0.1, 0.19999, 0.2, 0.20001, 0.5, 0.79999, 0.8, 0.80001, 3.02):
         ours = [name for name, lo, hi in CROWD_LEVELS if lo <= ci < hi]
         assert ours == [f"AP{official_level(ci)}"], ci
 
