@@ -61,9 +61,8 @@ def aic_keypoint_score(gt_dataset, results, sigmas, score_thresh=0.0) -> float:
         p = np.stack(preds)[:, :, :2]
         d2 = ((g[:, None, :, :2] - p[None]) ** 2).sum(-1)  # (G, P, K)
         e = np.exp(-d2 / var2 / (scale[:, None, None] + 1))
-        n = visible.sum(1)
-        oks = (e * visible[:, None, :]).sum(-1) / np.maximum(n, 1)[:, None]
-        oks[n == 0] = 0.0
+        # the mean over visible points; 0 for a person without any (sum 0 over at least 1)
+        oks = (e * visible[:, None, :]).sum(-1) / np.maximum(visible.sum(1), 1)[:, None]
         best.append(oks.max(1))
     if count == 0:
         return float("nan")
