@@ -20,9 +20,16 @@ def add_pose_config(cfg: CN) -> CN:
     # Which COCO API computes AP: "faster_coco_eval" (C++, no detectron2 ops needed) or
     # "pycocotools" (the reference). Both give identical numbers (tests/evaluation).
     cfg.TEST.COCO_EVAL_BACKEND = "faster_coco_eval"
-    # Ground truth without "area" (CrowdPose-style files) is scored with box area x this, the
-    # rule of CrowdPose's evaluation and xtcocotools (multitask_pose/evaluation/ground_truth.py).
+    # Ground truth without "area" is scored with box area x this (multitask_pose/evaluation/
+    # ground_truth.py). A dataset in CrowdPose's layout always gets its official rule instead.
     cfg.TEST.MISSING_AREA_FACTOR = 0.53
+    # Also report AI Challenger's own keypoint score, "AIC_mAP", for datasets in its 14-keypoint
+    # layout (its challenge's keypoint_eval.py: visible points only, box area as OKS scale, each
+    # person's best OKS over the image's predictions, per image / max(persons, predictions);
+    # multitask_pose/evaluation/aic_evaluation.py). Its rule counts every submitted person: the
+    # predictions scoring below AIC_EVAL_SCORE_THRESH are not submitted.
+    cfg.TEST.AIC_EVAL = False
+    cfg.TEST.AIC_EVAL_SCORE_THRESH = 0.0
     # "SGD" (detectron2's, with SOLVER.MOMENTUM), "AdamW" (betas 0.9/0.999; converges much faster
     # in the short from-scratch CPU schedules; Adam when WEIGHT_DECAY is 0) or "RMSprop" (the
     # stacked hourglass's). All use SOLVER.BASE_LR, WEIGHT_DECAY* and clipping.

@@ -5,7 +5,7 @@
     # AI Challenger's raw release (a list of image entries, visibility 1/2/3), images read for sizes
     $PY tools/convert_keypoints.py aic --input keypoint_train_annotations.json \
         --images keypoint_train_images --output aic_train_coco.json [--layout coco|own]
-    # CrowdPose (COCO-style, no areas)
+    # CrowdPose (COCO-style, no areas; each person keeps the release's num_keypoints)
     $PY tools/convert_keypoints.py crowdpose --input crowdpose_train.json --output cp_train.json
 
 ``--layout coco`` (default) maps to COCO's 17 keypoints (12 limb joints; head top and neck dropped,

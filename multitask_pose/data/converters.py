@@ -8,11 +8,19 @@ top and neck dropped, COCO's face points unlabelled).
   v = 1 visible, 2 occluded, 3 not labelled (COCO: 2, 1, 0). Image sizes are read from the image
   files' headers.
 - CrowdPose: COCO-style json already (images carry ``crowdIndex``, kept), but without ``area``.
+  Each person keeps the file's ``num_keypoints``: the release counts only the 12 limb joints
+  (``CROWDPOSE_COUNTED_JOINTS``), and CrowdPose's evaluation ignores persons whose count is 0
+  (Jeff-sjtu/CrowdPose @86fe5e1, crowdpose-api/PythonAPI/crowdposetools/cocoeval.py:126), so a
+  person labelled only at head and neck stays ignored. A person without a count gets the release's
+  (its labelled limb joints); in COCO's layout the count is that of the mapped keypoints, which
+  are those same limb joints.
 
 Neither gives a person's area, which COCO's OKS needs: it is filled as the box area times
 ``AREA_FACTOR`` of the layout: 1.0 for AI Challenger (its official evaluation's OKS scale is the
-box area) and 0.53 for CrowdPose (what MMPose fills in for annotations without an area, about a
-person's share of their box), at least 1.
+box area; at least 1) and 0.53 for CrowdPose (its official evaluation's OKS scale and area-range
+measure, box width x height x 0.53: cocoeval.py:258 and :282). The evaluator applies CrowdPose's
+rule to a dataset in CrowdPose's layout whatever its file holds (``evaluation/ground_truth.py``),
+so the converted file and the raw release registered as is score the same.
 """
 
 import json
@@ -23,7 +31,14 @@ import numpy as np
 
 from ..shared.atomic_io import write_json_atomic
 from .datasets import DatasetFormatError
-from .keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON, KeypointSpec, map_keypoints
+from .keypoints import (
+    AIC_PERSON,
+    COCO_PERSON,
+    CROWDPOSE_COUNTED_JOINTS,
+    CROWDPOSE_PERSON,
+    KeypointSpec,
+    map_keypoints,
+)
 
 __all__ = [
     "AREA_FACTOR",
@@ -34,7 +49,7 @@ __all__ = [
     "register_crowdpose",
     "summary",
 ]
-CONVERTER_VERSION = 1  # part of the cache key of converted files: bump when the output changes
+CONVERTER_VERSION = 2  # part of the cache key of converted files: bump when the output changes
 
 AREA_FACTOR = {AIC_PERSON.name: 1.0, CROWDPOSE_PERSON.name: 0.53}
 _AIC_VISIBILITY = {1: 2, 2: 1, 3: 0}  # AI Challenger's flag -> COCO's
@@ -51,8 +66,10 @@ def _category(spec: KeypointSpec) -> Dict:
     }
 
 
-def _person(keypoints: np.ndarray, src: KeypointSpec, out: KeypointSpec, box_xywh, area_factor):
-    """A COCO annotation (without ids) of (K_src, 3) COCO-flagged keypoints."""
+def _person(keypoints: np.ndarray, src: KeypointSpec, out: KeypointSpec, box_xywh, area,
+            num_keypoints=None):  # fmt: skip
+    """A COCO annotation (without ids) of (K_src, 3) COCO-flagged keypoints; ``num_keypoints``
+    None counts the labelled output keypoints."""
     kp = map_keypoints(keypoints, src, out) if out is not src else np.array(keypoints, float)
     kp[kp[:, 2] == 0, :2] = 0  # an unlabelled point has no position
     w, h = float(box_xywh[2]), float(box_xywh[3])
@@ -61,9 +78,9 @@ def _person(keypoints: np.ndarray, src: KeypointSpec, out: KeypointSpec, box_xyw
         "category_id": 1,
         "iscrowd": 0,
         "bbox": [float(box_xywh[0]), float(box_xywh[1]), w, h],
-        "area": max(1.0, w * h * area_factor),
+        "area": float(area),
         "keypoints": flat,
-        "num_keypoints": int((kp[:, 2] > 0).sum()),
+        "num_keypoints": int((kp[:, 2] > 0).sum()) if num_keypoints is None else num_keypoints,
     }
 
 
@@ -150,7 +167,8 @@ def convert_aic(
                 continue
             kp[:, 2] = [_AIC_VISIBILITY[int(v)] for v in kp[:, 2]]
             xywh = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
-            ann = _person(kp, AIC_PERSON, out, xywh, AREA_FACTOR[AIC_PERSON.name])
+            area = max(1.0, xywh[2] * xywh[3] * AREA_FACTOR[AIC_PERSON.name])
+            ann = _person(kp, AIC_PERSON, out, xywh, area)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
     return _write(out_file, images, annotations, out, problem)
 
@@ -159,7 +177,8 @@ def convert_crowdpose(
     json_file: str, out_file: str, layout: str = "coco", skip_invalid: bool = False
 ) -> Dict:
     """Convert CrowdPose's COCO-style json to COCO-format json with areas (module docstring),
-    in COCO's layout ("coco") or its own ("own"). Images keep their ``crowdIndex``.
+    in COCO's layout ("coco") or its own ("own"). Images keep their ``crowdIndex``, persons the
+    file's ``num_keypoints`` (the release's count over the 12 limb joints).
 
     Raises:
         DatasetFormatError naming the image and person: a keypoint list that is not 14 x 3
@@ -192,7 +211,13 @@ def convert_crowdpose(
         if len(box) != 4 or not (box[2] > 0 and box[3] > 0):
             problem(where, f"box {box} (x, y, w, h) without positive size")
             continue
-        ann = _person(kp, CROWDPOSE_PERSON, out, box, AREA_FACTOR[CROWDPOSE_PERSON.name])
+        count = a.get("num_keypoints")
+        if count is None:  # the release's count: labelled limb joints
+            count = int((kp[[CROWDPOSE_PERSON.keypoint_names.index(n)
+                             for n in CROWDPOSE_COUNTED_JOINTS], 2] > 0).sum())  # fmt: skip
+        area = float(box[2]) * float(box[3]) * AREA_FACTOR[CROWDPOSE_PERSON.name]
+        ann = _person(kp, CROWDPOSE_PERSON, out, box, area,
+                      int(count) if out is CROWDPOSE_PERSON else None)  # fmt: skip
         ann["iscrowd"] = int(a.get("iscrowd", 0))
         annotations.append({"id": a["id"], "image_id": a["image_id"], **ann})
     return _write(out_file, images, annotations, out, problem)

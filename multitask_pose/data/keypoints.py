@@ -22,6 +22,7 @@ __all__ = [
     "COCO_PERSON",
     "AIC_PERSON",
     "CROWDPOSE_PERSON",
+    "CROWDPOSE_COUNTED_JOINTS",
     "KEYPOINT_SPECS",
     "keypoint_spec_of",
     "layout_map",
@@ -211,6 +212,12 @@ CROWDPOSE_PERSON = KeypointSpec(
         0.079,
     ),  # fmt: skip
 )
+
+# The joints CrowdPose's release counts in an annotation's ``num_keypoints``: its 12 limb joints
+# (head and neck are labelled but not counted; so in crowdpose_val.json, 954 persons labelled only
+# at head and neck have num_keypoints 0). Its evaluation ignores persons with num_keypoints 0
+# (Jeff-sjtu/CrowdPose @86fe5e1, crowdpose-api/PythonAPI/crowdposetools/cocoeval.py:126).
+CROWDPOSE_COUNTED_JOINTS = CROWDPOSE_PERSON.keypoint_names[:12]
 
 KEYPOINT_SPECS: Dict[str, KeypointSpec] = {
     s.name: s for s in (COCO_PERSON, AIC_PERSON, CROWDPOSE_PERSON)

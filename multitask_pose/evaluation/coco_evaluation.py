@@ -4,7 +4,9 @@ detectron2 v0.6's ``COCOEvaluator`` computes AP either with pycocotools (slow) o
 COCOeval from ``detectron2._C`` (absent from a pure-Python install). ``faster-coco-eval`` packages
 that same C++ COCOeval; :class:`PoseCOCOEvaluator` routes detectron2's evaluator through it (or
 through pycocotools, by config) and takes the OKS sigmas from the dataset's metadata, so nothing
-else needs to know the keypoint layout.
+else needs to know the keypoint layout. A dataset in CrowdPose's layout is scored by CrowdPose's
+official rules (``ground_truth.py``; plus AR and AP per crowding level), and one in AI
+Challenger's layout can also get AI Challenger's own score (``aic_evaluation.py``).
 """
 
 import contextlib
@@ -18,11 +20,14 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
+from detectron2.structures import Instances
 from detectron2.utils.file_io import PathManager
 from pycocotools.coco import COCO
 
+from ..data.keypoints import AIC_PERSON
 from ..shared.atomic_io import AtomicPathManager
-from .ground_truth import complete_ground_truth
+from .aic_evaluation import aic_keypoint_score
+from .ground_truth import complete_ground_truth, is_crowdpose_layout
 
 __all__ = ["PoseCOCOEvaluator", "COCO_EVAL_BACKENDS"]
 
@@ -40,8 +45,15 @@ class PoseCOCOEvaluator(COCOEvaluator):
         backend: "faster_coco_eval" (default) or "pycocotools".
         missing_area_factor: box area factor for ground truth without ``area``
             (``ground_truth.complete_ground_truth``, which also renumbers ids 0 and repeated ids
-            and fills ``iscrowd``/``keypoints``); None means 0.53.
+            and fills ``iscrowd``/``keypoints``); None means 0.53. Not used for a dataset in
+            CrowdPose's layout, whose official rule is box area x 0.53 for every person.
+        aic_eval: also report AI Challenger's own score as keypoint metric "AIC_mAP" (x 100)
+            for a dataset in its 14-keypoint layout (others: a warning, no metric).
+        aic_eval_score_thresh: predictions scoring below this are left out of "AIC_mAP".
         Other arguments as detectron2's ``COCOEvaluator``.
+
+    ``process`` leaves the caller's predictions as they are: detectron2's
+    ``instances_to_coco_json`` shifts ``pred_keypoints`` by -0.5 in place, so it is given a copy.
     """
 
     def __init__(
@@ -54,6 +66,8 @@ class PoseCOCOEvaluator(COCOEvaluator):
         backend="faster_coco_eval",
         max_dets_per_image=None,
         missing_area_factor=None,
+        aic_eval=False,
+        aic_eval_score_thresh=0.0,
     ):
         if backend not in COCO_EVAL_BACKENDS:
             raise ValueError(
@@ -75,11 +89,18 @@ class PoseCOCOEvaluator(COCOEvaluator):
             max_dets_per_image=max_dets_per_image,
         )
         names = getattr(meta, "keypoint_names", None)
+        self._crowdpose = is_crowdpose_layout(names)
+        self._aic_eval = bool(aic_eval) and tuple(names or ()) == AIC_PERSON.keypoint_names
+        self._aic_eval_score_thresh = float(aic_eval_score_thresh)
+        if aic_eval and not self._aic_eval:
+            logger.warning("TEST.AIC_EVAL: dataset %r is not in AI Challenger's 14-keypoint "
+                           "layout; no AIC_mAP for it", dataset_name)  # fmt: skip
         dataset = complete_ground_truth(
             self._coco_api.dataset,
             source=json_file or f"dataset {dataset_name!r}",
             num_keypoints=len(names) if names else None,
             area_factor=missing_area_factor,
+            crowdpose=self._crowdpose,
         )
         if backend == "faster_coco_eval" or dataset is not self._coco_api.dataset:
             # faster-coco-eval's COCOeval needs its own COCO index; a completed dataset a new one.
@@ -90,16 +111,30 @@ class PoseCOCOEvaluator(COCOEvaluator):
             self._coco_api = gt
 
     @classmethod
-    def from_cfg(cls, cfg, dataset_name, output_dir=None, distributed=True):
+    def from_cfg(cls, cfg, dataset_name, output_dir=None, distributed=True, tasks=None):
+        """The evaluator the config asks for; ``tasks`` None: those of cfg.MODEL's switches."""
         return cls(
             dataset_name,
-            tasks=_tasks_of(cfg),
+            tasks=_tasks_of(cfg) if tasks is None else tuple(tasks),
             distributed=distributed,
             output_dir=output_dir,
             backend=cfg.TEST.COCO_EVAL_BACKEND,
             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             missing_area_factor=cfg.TEST.MISSING_AREA_FACTOR,
+            aic_eval=cfg.TEST.AIC_EVAL,
+            aic_eval_score_thresh=cfg.TEST.AIC_EVAL_SCORE_THRESH,
         )
+
+    def process(self, inputs, outputs):
+        """detectron2's, on copies of the keypoints (class docstring)."""
+        safe = []
+        for out in outputs:
+            inst = out.get("instances") if isinstance(out, dict) else None
+            if inst is not None and inst.has("pred_keypoints"):
+                fields = dict(inst.get_fields(), pred_keypoints=inst.pred_keypoints.clone())
+                out = {**out, "instances": Instances(inst.image_size, **fields)}
+            safe.append(out)
+        super().process(inputs, safe)
 
     def evaluate(self, img_ids=None):
         """detectron2's, with its result files (instances_predictions.pth,
@@ -109,13 +144,21 @@ class PoseCOCOEvaluator(COCOEvaluator):
 
     def _eval_predictions(self, predictions, img_ids=None):
         if self._backend != "faster_coco_eval":
-            return super()._eval_predictions(predictions, img_ids)
-        # detectron2 picks its C++ COCOeval through this module global when use_fast_impl=True;
-        # point it at faster-coco-eval's identical implementation for this call only.
-        with mock.patch.object(
-            d2_coco_evaluation, "COCOeval_opt", faster_coco_eval.COCOeval_faster
-        ):
-            return super()._eval_predictions(predictions, img_ids)
+            super()._eval_predictions(predictions, img_ids)
+        else:
+            # detectron2 picks its C++ COCOeval through this module global when
+            # use_fast_impl=True; point it at faster-coco-eval's identical implementation for
+            # this call only.
+            with mock.patch.object(
+                d2_coco_evaluation, "COCOeval_opt", faster_coco_eval.COCOeval_faster
+            ):
+                super()._eval_predictions(predictions, img_ids)
+        if self._aic_eval and "keypoints" in self._results:
+            results = [r for p in predictions for r in p.get("instances", []) if "keypoints" in r]
+            score = aic_keypoint_score(
+                self._coco_api.dataset, results, self._kpt_oks_sigmas, self._aic_eval_score_thresh
+            )
+            self._results["keypoints"]["AIC_mAP"] = 100 * score
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
         if coco_eval is None:
@@ -128,21 +171,32 @@ class PoseCOCOEvaluator(COCOEvaluator):
             }
         results = super()._derive_coco_results(coco_eval, iou_type, class_names)
         if iou_type == "keypoints":
+            if self._crowdpose:  # CrowdPose's summary also reports AR, AR50, AR75
+                # (crowdposetools/cocoeval.py:538-540: maxDets 20, all areas)
+                results.update({m: float(100 * coco_eval.stats[i])
+                                for m, i in (("AR", 5), ("AR50", 6), ("AR75", 7))})  # fmt: skip
             results.update(crowd_level_ap(coco_eval))
         return results
 
 
-# CrowdPose's crowding levels by the images' crowdIndex, as its evaluation (xtcocotools'
-# "keypoints_crowd") splits them: easy below 0.2, medium below 0.8, hard from 0.8.
-CROWD_LEVELS = (("APeasy", 0.0, 0.2), ("APmedium", 0.2, 0.8), ("APhard", 0.8, float("inf")))
+# CrowdPose's crowding levels by the images' crowdIndex, as its official evaluation splits them
+# (Jeff-sjtu/CrowdPose @86fe5e1, crowdpose-api/PythonAPI/crowdposetools/cocoeval.py:541 calls
+# get_type_result(first=0.2, second=0.8); split, :588-593: easy if crowdIndex < 0.2, else medium
+# if < 0.8, else hard): an index of exactly 0.2 is medium, exactly 0.8 hard.
+CROWD_LEVELS = (
+    ("APeasy", float("-inf"), 0.2),
+    ("APmedium", 0.2, 0.8),
+    ("APhard", 0.8, float("inf")),
+)
 
 
 def crowd_level_ap(coco_eval) -> dict:
     """Keypoint AP (x 100) per CrowdPose crowding level when the ground truth's images carry a
     ``crowdIndex`` (CrowdPose), else {}: the same evaluation restricted to each level's images
-    (NaN for a level without images). Equal to xtcocotools' per-level figure, the mean of the
-    precision over IoU thresholds and recall levels, which has no -1 entries for one category
-    with ground truth."""
+    (NaN for a level without images or without a person that counts). Equal to the official
+    per-level figure (cocoeval.py:574-575: the mean of the precision over IoU thresholds and
+    recall levels, which has no -1 entries for one category with ground truth), except that the
+    official one is rounded to 4 decimals of a fraction and is -1 for a level without persons."""
     import copy
 
     imgs = coco_eval.cocoGt.imgs

@@ -80,7 +80,7 @@ from pycocotools.cocoeval import COCOeval
 from ..data.keypoints import KeypointSpec, keypoint_spec_of
 from ..shared.atomic_io import save_figure_atomic, write_text_atomic
 from ..shared.oks import keypoint_oks
-from .ground_truth import complete_ground_truth
+from .ground_truth import complete_ground_truth, is_crowdpose_layout
 
 __all__ = [
     "ERROR_TYPES",
@@ -261,7 +261,8 @@ def load_ground_truth(
 
     Keeps the one category that has keypoints; completes what COCOeval needs as the evaluator
     does (``ground_truth.complete_ground_truth``: ``area`` from the box x
-    ``missing_area_factor``, ids 0 or repeated renumbered, ``num_keypoints``, ``iscrowd``).
+    ``missing_area_factor``, or CrowdPose's rule for its layout; ids 0 or repeated renumbered,
+    ``num_keypoints``, ``iscrowd``).
     """
     if dataset_name not in DatasetCatalog.list():
         raise AnalysisInputError(
@@ -309,8 +310,9 @@ def load_ground_truth(
     }
     try:
         dataset = complete_ground_truth(
-            dataset, source=source, num_keypoints=k, area_factor=missing_area_factor
-        )
+            dataset, source=source, num_keypoints=k, area_factor=missing_area_factor,
+            crowdpose=is_crowdpose_layout(spec.keypoint_names),
+        )  # fmt: skip
     except ValueError as e:
         raise AnalysisInputError(f"{e} (dataset {dataset_name!r})") from None
     coco = COCO()

@@ -2,9 +2,9 @@
 leave out or get wrong, completed or renumbered by documented rules, the same for the evaluator
 (``PoseCOCOEvaluator``) and the error analysis (``tools/analyze_keypoints.py``).
 
-- ``area`` missing (CrowdPose-style files): the box area times ``area_factor``, 0.53 by default,
-  the rule of CrowdPose's evaluation code and xtcocotools for files without areas (COCOeval
-  uses ``area`` as the OKS scale s^2 and for the small/medium/large ranges).
+- ``area`` missing: the box area times ``area_factor``, 0.53 by default, the factor of
+  CrowdPose's evaluation code and xtcocotools (COCOeval uses ``area`` as the OKS scale s^2 and
+  for the small/medium/large ranges). A dataset in CrowdPose's layout: see below.
 - Annotation ids 0, missing or repeated: pycocotools indexes annotations by id and treats a
   matched id of 0 as "unmatched", so id 0 silently costs AP and a repeated id makes two people
   one. When any id is 0, missing or repeated, all are renumbered 1..N in file order (only
@@ -12,6 +12,14 @@ leave out or get wrong, completed or renumbered by documented rules, the same fo
 - ``iscrowd`` missing: 0. ``num_keypoints`` missing: the number of labelled (v > 0) keypoints.
   ``keypoints`` missing or empty (a crowd region, a person without keypoints): all zeros, which
   COCOeval ignores as it does COCO's own crowd regions (``num_keypoints`` 0).
+
+A dataset in CrowdPose's 14-keypoint layout (``crowdpose=True``; the evaluator and the error
+analysis decide by its keypoint names) is scored by CrowdPose's official rules instead (Jeff-sjtu/
+CrowdPose @86fe5e1, crowdpose-api/PythonAPI/crowdposetools/cocoeval.py): every person's ``area``
+is its box width x height x 0.53 whatever the file holds (the OKS scale, :258, and the area-range
+measure, :282; ``area_factor`` does not apply), and a missing ``num_keypoints`` is the release's
+count, its labelled limb joints (``CROWDPOSE_COUNTED_JOINTS``; persons with 0 are ignored, :126).
+The released file and its conversion (``data/converters.py``) then score the same.
 
 A file that cannot be completed (no ``bbox`` to derive an area from, keypoint lists of the wrong
 length) raises ``ValueError`` naming the file and the annotation. A complete file with positive
@@ -21,15 +29,32 @@ unique ids is returned unchanged, so AP stays identical to pycocotools' on it.
 import collections
 import logging
 
-__all__ = ["DEFAULT_MISSING_AREA_FACTOR", "complete_ground_truth"]
+from ..data.keypoints import CROWDPOSE_COUNTED_JOINTS, CROWDPOSE_PERSON
+
+__all__ = [
+    "CROWDPOSE_AREA_FACTOR",
+    "DEFAULT_MISSING_AREA_FACTOR",
+    "complete_ground_truth",
+    "is_crowdpose_layout",
+]
 
 logger = logging.getLogger(__name__)
 
 # Box area x this = the area of an annotation without one (CrowdPose's evaluation, xtcocotools).
 DEFAULT_MISSING_AREA_FACTOR = 0.53
+# CrowdPose's OKS scale and area measure: box area x this (crowdposetools/cocoeval.py:258, :282).
+CROWDPOSE_AREA_FACTOR = 0.53
+_COUNTED = [CROWDPOSE_PERSON.keypoint_names.index(n) for n in CROWDPOSE_COUNTED_JOINTS]
 
 
-def complete_ground_truth(dataset, *, source, num_keypoints=None, area_factor=None):
+def is_crowdpose_layout(keypoint_names) -> bool:
+    """Whether a dataset's keypoints are CrowdPose's 14, in its order (its official rules apply)."""
+    return keypoint_names is not None and tuple(keypoint_names) == CROWDPOSE_PERSON.keypoint_names
+
+
+def complete_ground_truth(
+    dataset, *, source, num_keypoints=None, area_factor=None, crowdpose=False
+):
     """Complete a COCO-format dict for COCOeval (module docstring).
 
     Args:
@@ -38,6 +63,7 @@ def complete_ground_truth(dataset, *, source, num_keypoints=None, area_factor=No
         num_keypoints: K of the dataset's keypoint layout; None for a dataset without keypoints
             (then keypoint fields are left alone).
         area_factor: box area factor for missing areas; None means DEFAULT_MISSING_AREA_FACTOR.
+        crowdpose: apply CrowdPose's official rules (module docstring) to every annotation.
 
     Returns:
         ``dataset`` itself when nothing needed completing, else a new dict (the input is not
@@ -59,7 +85,16 @@ def complete_ground_truth(dataset, *, source, num_keypoints=None, area_factor=No
         def where():
             return f"{source}: annotation {n} (id {a.get('id')!r}, image {a.get('image_id')!r})"
 
-        if "area" not in b:
+        if crowdpose:
+            box = b.get("bbox")
+            if not (isinstance(box, (list, tuple)) and len(box) == 4):
+                raise ValueError(f"{where()} has no bbox [x, y, w, h] (CrowdPose's OKS scale)")
+            b["area"] = float(box[2]) * float(box[3]) * CROWDPOSE_AREA_FACTOR
+            kp = b.get("keypoints") or []
+            if "num_keypoints" not in b and len(kp) == 3 * len(CROWDPOSE_PERSON.keypoint_names):
+                b["num_keypoints"] = int(sum(kp[3 * i + 2] > 0 for i in _COUNTED))
+                filled_num += 1
+        elif "area" not in b:
             box = b.get("bbox")
             if not (isinstance(box, (list, tuple)) and len(box) == 4):
                 raise ValueError(f"{where()} has neither an area nor a bbox [x, y, w, h]")
@@ -104,8 +139,8 @@ def complete_ground_truth(dataset, *, source, num_keypoints=None, area_factor=No
         )  # fmt: skip
     if no_area:
         logger.warning(
-            "%s: %d of %d annotations have no 'area': using box width x height x %g (the rule "
-            "of CrowdPose's evaluation and xtcocotools; TEST.MISSING_AREA_FACTOR)",
+            "%s: %d of %d annotations have no 'area': using box width x height x %g (the "
+            "factor of CrowdPose's evaluation and xtcocotools; TEST.MISSING_AREA_FACTOR)",
             source, no_area, len(anns), factor,
         )  # fmt: skip
     if no_crowd or filled_kp:
@@ -114,6 +149,12 @@ def complete_ground_truth(dataset, *, source, num_keypoints=None, area_factor=No
             "keypoints used: ignored by COCOeval like COCO's crowd regions)",
             source, no_crowd, filled_kp,
         )  # fmt: skip
-    if not (renumber or no_area or no_crowd or filled_kp or filled_num):
+    if crowdpose:
+        logger.info(
+            "%s: CrowdPose's evaluation rules: OKS scale box width x height x %g for all %d "
+            "persons; persons with num_keypoints 0 (counted over the 12 limb joints) ignored",
+            source, CROWDPOSE_AREA_FACTOR, len(anns),
+        )  # fmt: skip
+    if not (crowdpose or renumber or no_area or no_crowd or filled_kp or filled_num):
         return dataset
     return {**dataset, "annotations": out}

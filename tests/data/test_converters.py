@@ -129,6 +129,31 @@ def test_crowdpose_to_coco_layout_by_hand(tmp_path):
         DatasetCatalog.remove("test_crowdpose_converted")
 
 
+@pytest.mark.parametrize("layout", ["own", "coco"])
+def test_crowdpose_keeps_the_release_counts_and_official_area(tmp_path, layout):
+    """num_keypoints as the release counts it, over the 12 limb joints: a person labelled only
+    at head and neck keeps 0, which CrowdPose's evaluation ignores (crowdposetools/cocoeval.py
+    :126); a person without a count gets its labelled limb joints; area is box w x h x 0.53
+    exactly (cocoeval.py:258), a tiny box included."""
+    data = json.loads((CROWDPOSE / "test_crowdpose.json").read_text())
+    head_neck = data["annotations"][1]  # released with no labelled point
+    head_neck["keypoints"][36:] = [300, 40, 2, 302, 60, 1]
+    uncounted = data["annotations"][2]  # 10 labelled limb joints, head and neck
+    del uncounted["num_keypoints"]
+    data["annotations"][3]["bbox"][2:] = [1.5, 1.0]
+    src = tmp_path / "cp.json"
+    src.write_text(json.dumps(data))
+    out = tmp_path / "out.json"
+    convert_crowdpose(str(src), str(out), layout=layout)
+    got = {a["id"]: a for a in json.loads(out.read_text())["annotations"]}
+    assert got[head_neck["id"]]["num_keypoints"] == 0
+    assert got[uncounted["id"]]["num_keypoints"] == 10
+    for a in data["annotations"]:
+        if a is not uncounted:
+            assert got[a["id"]]["num_keypoints"] == a["num_keypoints"]
+        assert got[a["id"]]["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3] * 0.53, abs=1e-9)
+
+
 def test_convert_tool_summary_and_exit_code(tmp_path):
     raw, images, _ = _raw_aic(tmp_path)
     tool = samples_root().parents[1] / "tools" / "convert_keypoints.py"

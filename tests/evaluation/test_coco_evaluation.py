@@ -42,13 +42,52 @@ def test_ground_truth_scores_one(dicts, backend):
 
 
 def test_perturbed_scores_below_one_and_backends_agree(dicts):
+    """Both backends read the same outputs one after the other, as two evaluators of one run
+    would: the first leaves their keypoints as they were (detectron2's instances_to_coco_json
+    shifts them by -0.5 in place), so the second scores what a fresh copy scores."""
     pairs = gt_as_predictions(dicts, box_noise=4.0, kp_noise=4.0)
+    before = [out["instances"].pred_keypoints.clone() for _, out in pairs]
     fast = evaluate(pairs, "faster_coco_eval")
+    for (_, out), kp in zip(pairs, before):
+        assert torch.equal(out["instances"].pred_keypoints, kp)
     ref = evaluate(pairs, "pycocotools")
+    fresh = evaluate(gt_as_predictions(dicts, box_noise=4.0, kp_noise=4.0), "pycocotools")
+    assert ref["keypoints"] == fresh["keypoints"]
     assert fast["bbox"]["AP"] < 90 and fast["keypoints"]["AP"] < 90
     for task in TASKS:
         for metric, value in ref[task].items():
             assert fast[task][metric] == pytest.approx(value, abs=1e-9, nan_ok=True), (task, metric)
+
+
+def test_a_second_reader_sees_the_original_keypoints(tmp_path):
+    """One person of area 100, predicted exactly, read by two evaluators in turn: both score AP
+    100. Shifted by detectron2's -0.5 a second time, the same pose has OKS 0.78 with this small
+    a person (AP 60), so a shift left in the caller's keypoints could not go unnoticed."""
+    from multitask_pose.data.keypoints import COCO_PERSON
+
+    person = person_annotation(1, 20, 17, np.random.default_rng(2))
+    person["area"] = 100.0
+    path = write_dataset(tmp_path, "eval_second_reader", [person], 17, COCO_PERSON)
+    pose = np.asarray(person["keypoints"], np.float32).reshape(1, 17, 3)
+    inst = Instances((300, 300))
+    inst.pred_keypoints = torch.tensor(pose.copy())
+    inst.pred_keypoints[..., :2] += 0.5  # detectron2's frame
+    original = inst.pred_keypoints.clone()
+    inst.pred_boxes = Boxes(torch.tensor([[20.0, 10.0, 80.0, 190.0]]))
+    inst.scores = torch.tensor([0.9])
+    inst.pred_classes = torch.zeros(1, dtype=torch.long)
+    outputs = [{"instances": inst}]
+    for _ in range(2):
+        ev = PoseCOCOEvaluator("eval_second_reader", tasks=("keypoints",), distributed=False)
+        ev.reset()
+        ev.process([{"image_id": 1}], outputs)
+        assert ev.evaluate()["keypoints"]["AP"] == pytest.approx(100.0)
+        assert torch.equal(outputs[0]["instances"].pred_keypoints, original)
+    shifted = pose.copy()
+    shifted[..., :2] -= 0.5
+    assert pycocotools_keypoint_ap(path, shifted, [0.9], COCO_PERSON.oks_sigmas) == pytest.approx(
+        60.0
+    )
 
 
 def test_unknown_backend_is_rejected():

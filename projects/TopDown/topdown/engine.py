@@ -145,12 +145,8 @@ class TopDownTrainer(PoseTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return PoseCOCOEvaluator(
-            dataset_name,
-            tasks=("bbox", "keypoints"),
-            output_dir=output_folder,
-            backend=cfg.TEST.COCO_EVAL_BACKEND,
-            max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+        return PoseCOCOEvaluator.from_cfg(
+            cfg, dataset_name, output_dir=output_folder, tasks=("bbox", "keypoints")
         )
 
     @classmethod
