@@ -1,4 +1,4 @@
-"""CrowdPose keypoint AP on the real validation file (``/work/shared/data/crowdpose_val``, as
+"""CrowdPose keypoint AP on the real validation file (``datasets/samples/crowdpose``, as
 released: 2,000 images, 8,527 persons) equals its official evaluation's figures, computed here by
 an independent reference written from the official rules.
 
@@ -29,10 +29,10 @@ positives, jitter of random size per person, scores tied to it) are in
 """
 
 import contextlib
+import gzip
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +47,8 @@ from multitask_pose.data.datasets import register_config_datasets
 from multitask_pose.data.keypoints import CROWDPOSE_PERSON
 from multitask_pose.evaluation import PoseCOCOEvaluator
 
-# The released file lives beside the repository (../shared/data/crowdpose_val, with its README);
-# MTP_CROWDPOSE_VAL points elsewhere.
-VAL = os.environ.get("MTP_CROWDPOSE_VAL", str(Path(__file__).resolve().parents[3] / "shared" /
-                     "data" / "crowdpose_val" / "crowdpose_val.json"))  # fmt: skip
+# The released file, gzipped unchanged (datasets/samples/crowdpose/PROVENANCE.md).
+VAL = Path(__file__).resolve().parents[2] / "datasets/samples/crowdpose/crowdpose_val.json.gz"
 
 # The official constants (cocoeval.py file:line), as a table.
 OFFICIAL_SIGMAS = np.array([.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89, .79,
@@ -278,9 +276,7 @@ def _unregister(*names):
 
 @pytest.fixture(scope="module")
 def val():
-    if not os.path.isfile(VAL):
-        pytest.skip(f"CrowdPose's released val file not found at {VAL} (MTP_CROWDPOSE_VAL)")
-    with open(VAL) as f:
+    with gzip.open(VAL, "rt") as f:
         return json.load(f)
 
 
