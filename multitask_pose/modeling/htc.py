@@ -203,8 +203,7 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
         resample_every_stage: bool = True,
         semantic_head: Optional[SemanticFusionHead] = None,
         semantic_loss_weight: float = 0.2,
-        semantic_box_pooler: Optional[ROIPooler] = None,
-        semantic_mask_pooler: Optional[ROIPooler] = None,
+        semantic_pooler: Optional[ROIPooler] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -222,8 +221,7 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
         self.resample_every_stage = resample_every_stage
         self.semantic_head = semantic_head
         self.semantic_loss_weight = semantic_loss_weight
-        self.semantic_box_pooler = semantic_box_pooler
-        self.semantic_mask_pooler = semantic_mask_pooler
+        self.semantic_pooler = semantic_pooler
         # While a forward runs: the batch's semantic embedding, and in training each stage's
         # (proposals, predictions) as detectron2's box loop makes them (_run_stage records them).
         self._semantic = None
@@ -251,19 +249,16 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
                 cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             )
 
-            def pooler(head_cfg):
-                return ROIPooler(
-                    output_size=head_cfg.POOLER_RESOLUTION,
-                    scales=(1.0 / head.stride,),
-                    sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO,
-                    pooler_type=head_cfg.POOLER_TYPE,
-                )
-
-            ret.update(
-                semantic_head=head,
-                semantic_box_pooler=pooler(cfg.MODEL.ROI_BOX_HEAD),
-                semantic_mask_pooler=pooler(cfg.MODEL.ROI_MASK_HEAD),
+            # mmdetection's semantic_roi_extractor: the mask RoIs' size (14) and sampling, for
+            # the box branch too (averaged down to its size, see _semantic_box_features)
+            mask = cfg.MODEL.ROI_MASK_HEAD
+            pooler = ROIPooler(
+                output_size=mask.POOLER_RESOLUTION,
+                scales=(1.0 / head.stride,),
+                sampling_ratio=mask.POOLER_SAMPLING_RATIO,
+                pooler_type=mask.POOLER_TYPE,
             )
+            ret.update(semantic_head=head, semantic_pooler=pooler)
         return ret
 
     @classmethod
@@ -351,11 +346,10 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
 
     def _run_stage(self, features, proposals, stage):
         """detectron2's stage with the semantic embedding added to the box features."""
-        box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
+        boxes = [x.proposal_boxes for x in proposals]
+        box_features = self.box_pooler(features, boxes)
         if self._semantic is not None:
-            box_features = box_features + self.semantic_box_pooler(
-                [self._semantic], [x.proposal_boxes for x in proposals]
-            )
+            box_features = box_features + self._semantic_box_features(boxes, box_features)
         # detectron2's gradient scaling of the shared features (see CascadeROIHeads._run_stage)
         box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)
         predictions = self.box_predictor[stage](self.box_head[stage](box_features))
@@ -424,10 +418,19 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
             storage.put_scalar(f"stage{stage}/roi_head/num_bg_samples", sum(bg) / len(bg))
         return proposals
 
+    def _semantic_box_features(self, boxes: List[Boxes], box_features):
+        """The semantic embedding at the box RoIs: pooled as for the masks and averaged down to
+        the box features' size (mmdetection's HTC: its one semantic RoI extractor, then
+        adaptive average pooling)."""
+        x = self.semantic_pooler([self._semantic], boxes)
+        if x.shape[-2:] != box_features.shape[-2:]:
+            x = F.adaptive_avg_pool2d(x, box_features.shape[-2:])
+        return x
+
     def _mask_features(self, features, boxes: List[Boxes]):
         x = self.mask_pooler([features[f] for f in self.mask_in_features], boxes)
         if self._semantic is not None:
-            x = x + self.semantic_mask_pooler([self._semantic], boxes)
+            x = x + self.semantic_pooler([self._semantic], boxes)
         return x
 
     def _stage_mask_logits(self, x, stage, every=False):

@@ -67,7 +67,7 @@ HTC_SETTINGS = {
     "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT": (True, f"{V2}:170, 186, 202 add_gt_as_proposals"),
     "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG": (True, f"{V2}:61, 78, 95 reg_class_agnostic"),
     "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION": (7, f"{V2}:47 bbox_roi_extractor output_size=7"),
-    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION": (14, f"{V2}:104 mask_roi_extractor output_size=14"),
+    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION": (14, f"{V2}:104, {SEM}:6 mask and semantic RoIs 14"),
     "MODEL.ROI_MASK_HEAD.NUM_CONV": (4, f"{V2}:111, 119, 127 HTCMaskHead num_convs=4"),
     "MODEL.ROI_MASK_HEAD.CONV_DIM": (256, f"{V2}:113, 121, 129 conv_out_channels=256"),
 }

@@ -326,7 +326,8 @@ def _rows_in(a, b, tol=0.0):
 
 def test_semantic_embedding_is_fused_into_every_stages_box_features(monkeypatch):
     """HTC's semantic fusion into the box branch (mmdetection htc_roi_head.py:164-170): each
-    stage's box head gets the FPN RoI features plus the embedding pooled at the same RoIs."""
+    stage's box head gets the FPN RoI features plus the embedding pooled at the same RoIs, at the
+    mask RoIs' 14 x 14 averaged down to the box features' 7 x 7."""
     rec = Recorder(monkeypatch)
     rec.forward()
     heads = rec.heads
@@ -335,7 +336,9 @@ def test_semantic_embedding_is_fused_into_every_stages_box_features(monkeypatch)
     for (_, proposals, semantic), got in zip(rec.stages, rec.box_inputs):
         boxes = [p.proposal_boxes for p in proposals]
         plain = heads.box_pooler(features, boxes)
-        fused = plain + heads.semantic_box_pooler([semantic], boxes)
+        pooled = heads.semantic_pooler([semantic], boxes)
+        assert pooled.shape[-2:] == (14, 14) and plain.shape[-2:] == (7, 7)
+        fused = plain + F.avg_pool2d(pooled, 2)
         assert semantic is not None and torch.allclose(got, fused, atol=1e-6)
         assert not torch.allclose(got, plain, atol=1e-3)
 
