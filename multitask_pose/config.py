@@ -129,9 +129,15 @@ def add_multitask_config(cfg: CN) -> CN:
     htc.MASK_INFO_FLOW = True  # each mask head adds the previous stage's mask features (1x1 conv)
     htc.MASK_AVERAGE = True  # inference: mean of every stage's mask probabilities (False: last)
     htc.STAGE_LOSS_WEIGHTS = (1.0, 0.5, 0.25)  # each stage's box and mask losses (mmdetection)
+    # training: every later stage (and, interleaved, its mask branch) samples its RoIs again as
+    # the first does: the refined boxes (less those refined from ground truth) plus the ground
+    # truth, matched at the stage's IoU, ROI_HEADS.BATCH_SIZE_PER_IMAGE RoIs at most
+    # ROI_HEADS.POSITIVE_FRACTION positive (mmdetection's HTC); False: detectron2's cascade,
+    # which re-matches every refined box and samples none
+    htc.RESAMPLE_EVERY_STAGE = True
     htc.SEMANTIC_ON = True  # semantic branch on the FPN; target: the union of instance masks
-    # the branch's inputs, each resized to SEMANTIC_FUSE_LEVEL and summed; that level's stride is
-    # the stride of the branch's output, of its embedding and of its target
+    # the branch's inputs, each resized to SEMANTIC_FUSE_LEVEL, through its 1x1 conv and summed;
+    # that level's stride is the stride of the branch's output, of its embedding and its target
     htc.SEMANTIC_IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
     htc.SEMANTIC_FUSE_LEVEL = "p3"
     htc.SEMANTIC_NUM_CONVS = 4  # 3x3 convs after the fusion

@@ -18,7 +18,18 @@ loop, score averaging and inference are used as they are) plus what HTC adds, ea
 - ``MASK_AVERAGE``: at inference the stages' mask probabilities are averaged (HTC's test); False
   takes the last stage's alone;
 - ``STAGE_LOSS_WEIGHTS``: each stage's box and mask losses are multiplied by its weight
-  (mmdetection's HTC uses 1, 0.5, 0.25; detectron2's Cascade R-CNN 1, 1, 1).
+  (mmdetection's HTC uses 1, 0.5, 0.25; detectron2's Cascade R-CNN 1, 1, 1);
+- ``RESAMPLE_EVERY_STAGE``: in training, every stage (and, interleaved, every stage's mask
+  branch) samples its RoIs as the first does, as mmdetection's HTC does: the boxes the previous
+  stage refined, without those it refined from ground-truth boxes, plus the ground-truth boxes
+  (``ROI_HEADS.PROPOSAL_APPEND_GT``), matched with the stage's IoU and sampled to
+  ``ROI_HEADS.BATCH_SIZE_PER_IMAGE`` RoIs, at most ``ROI_HEADS.POSITIVE_FRACTION`` of them
+  positive (detectron2's ``add_ground_truth_to_proposals`` and ``subsample_labels``). False:
+  detectron2's cascade, which only re-matches every refined box.
+
+Images without ground-truth masks (a dataset without segmentation, such as AI Challenger or
+CrowdPose, alone or in a batch with COCO) train the box and keypoint heads: the semantic target
+ignores them and the mask heads get none of their boxes.
 
 With flow, semantics and interleaving off and MASK_AVERAGE False the outputs are those of
 detectron2's ``CascadeROIHeads`` with a mask head (tested): Cascade Mask R-CNN, HTC without flow
@@ -31,6 +42,7 @@ run on the final boxes at inference: one model gives cascade boxes, masks and ke
 """
 
 import logging
+import math
 from typing import Dict, List, Optional
 
 import torch
@@ -39,6 +51,7 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, cat
 from detectron2.modeling import ROI_HEADS_REGISTRY, ROI_MASK_HEAD_REGISTRY
 from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from detectron2.modeling.roi_heads.cascade_rcnn import CascadeROIHeads, _ScaleGradient
 from detectron2.modeling.roi_heads.mask_head import (
     MaskRCNNConvUpsampleHead,
@@ -57,6 +70,10 @@ from .roi_heads import TaskLossWeights, images_with_masks
 __all__ = ["HTCMaskHead", "HybridTaskCascadeROIHeads", "SemanticFusionHead", "semantic_targets"]
 
 logger = logging.getLogger(__name__)
+
+# The objectness logit detectron2's add_ground_truth_to_proposals gives the ground-truth boxes it
+# appends to the proposals (P(object) ~ 1): how the sampled RoIs made from them are recognised.
+_GT_LOGIT = math.log((1.0 - 1e-10) / (1 - (1.0 - 1e-10)))
 
 
 @ROI_MASK_HEAD_REGISTRY.register()
@@ -92,9 +109,10 @@ class HTCMaskHead(MaskRCNNConvUpsampleHead):
 
 
 class SemanticFusionHead(nn.Module):
-    """HTC's semantic branch: every input FPN level through a 1x1 conv, resized to the fusion
-    level and summed, ``num_convs`` 3x3 convs; a 1x1 conv gives the class logits (background +
-    classes), another the embedding fused into the RoI features."""
+    """HTC's semantic branch: every input FPN level resized to the fusion level (bilinear, corners
+    aligned) and then through its 1x1 conv + ReLU, summed, ``num_convs`` 3x3 convs; a 1x1 conv
+    gives the class logits (background + classes), another the embedding fused into the RoI
+    features. Resize, then lateral conv: the order of mmdetection's ``FusedSemanticHead``."""
 
     def __init__(self, input_shape: Dict[str, ShapeSpec], in_features, fuse_level, channels,
                  num_convs, num_classes):  # fmt: skip
@@ -133,10 +151,10 @@ class SemanticFusionHead(nn.Module):
         size = features[self.fuse_level].shape[-2:]
         x = 0
         for f, lateral in zip(self.in_features, self.lateral):
-            y = lateral(features[f])
-            if y.shape[-2:] != size:
-                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            x = x + y
+            y = features[f]
+            if f != self.fuse_level:
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=True)
+            x = x + lateral(y)
         x = self.convs(x)
         return self.logits(x), self.embedding(x)
 
@@ -144,21 +162,20 @@ class SemanticFusionHead(nn.Module):
 def semantic_targets(targets: List[Instances], size, stride, ignore=255):
     """Per-pixel labels at ``size`` (the fusion level): 0 background, class + 1 where an instance
     mask covers at least half of the cell (the highest class where instances of several classes
-    overlap), ``ignore`` in the batch padding. Vectorised per image: masks rasterised at image
-    resolution, padded, averaged over stride x stride cells."""
+    overlap), ``ignore`` in the batch padding and everywhere in an image whose persons have no
+    masks (a dataset without segmentation: its persons are not background). Vectorised per image:
+    masks rasterised at image resolution, padded, averaged over stride x stride cells."""
     h, w = size
     out = []
     for t in targets:
         label = torch.full((h, w), ignore, dtype=torch.long, device=t.gt_boxes.device)
         ih, iw = t.image_size
         ch, cw = -(-ih // stride), -(-iw // stride)  # cells that hold image pixels
+        if len(t) and not t.has("gt_masks"):
+            out.append(label)
+            continue
         label[:ch, :cw] = 0
         if len(t):
-            if not t.has("gt_masks"):
-                raise ValueError(
-                    "MODEL.HTC.SEMANTIC_ON needs instance masks (its target is their union): "
-                    "the dataset has no 'segmentation', or MODEL.MASK_ON is False"
-                )
             m = t.gt_masks
             if isinstance(m, PolygonMasks):
                 m = BitMasks.from_polygon_masks(m, ih, iw)
@@ -183,10 +200,10 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
         mask_info_flow: bool = True,
         mask_average: bool = True,
         stage_loss_weights=(1.0, 1.0, 1.0),
+        resample_every_stage: bool = True,
         semantic_head: Optional[SemanticFusionHead] = None,
         semantic_loss_weight: float = 0.2,
-        semantic_box_pooler: Optional[ROIPooler] = None,
-        semantic_mask_pooler: Optional[ROIPooler] = None,
+        semantic_pooler: Optional[ROIPooler] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -201,10 +218,10 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
         self.mask_info_flow = mask_info_flow
         self.mask_average = mask_average
         self.stage_loss_weights = tuple(float(w) for w in stage_loss_weights)
+        self.resample_every_stage = resample_every_stage
         self.semantic_head = semantic_head
         self.semantic_loss_weight = semantic_loss_weight
-        self.semantic_box_pooler = semantic_box_pooler
-        self.semantic_mask_pooler = semantic_mask_pooler
+        self.semantic_pooler = semantic_pooler
         # While a forward runs: the batch's semantic embedding, and in training each stage's
         # (proposals, predictions) as detectron2's box loop makes them (_run_stage records them).
         self._semantic = None
@@ -219,6 +236,7 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
             mask_info_flow=htc.MASK_INFO_FLOW,
             mask_average=htc.MASK_AVERAGE,
             stage_loss_weights=htc.STAGE_LOSS_WEIGHTS,
+            resample_every_stage=htc.RESAMPLE_EVERY_STAGE,
             semantic_loss_weight=htc.SEMANTIC_LOSS_WEIGHT,
         )
         if htc.SEMANTIC_ON:
@@ -231,19 +249,16 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
                 cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             )
 
-            def pooler(head_cfg):
-                return ROIPooler(
-                    output_size=head_cfg.POOLER_RESOLUTION,
-                    scales=(1.0 / head.stride,),
-                    sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO,
-                    pooler_type=head_cfg.POOLER_TYPE,
-                )
-
-            ret.update(
-                semantic_head=head,
-                semantic_box_pooler=pooler(cfg.MODEL.ROI_BOX_HEAD),
-                semantic_mask_pooler=pooler(cfg.MODEL.ROI_MASK_HEAD),
+            # mmdetection's semantic_roi_extractor: the mask RoIs' size (14) and sampling, for
+            # the box branch too (averaged down to its size, see _semantic_box_features)
+            mask = cfg.MODEL.ROI_MASK_HEAD
+            pooler = ROIPooler(
+                output_size=mask.POOLER_RESOLUTION,
+                scales=(1.0 / head.stride,),
+                sampling_ratio=mask.POOLER_SAMPLING_RATIO,
+                pooler_type=mask.POOLER_TYPE,
             )
+            ret.update(semantic_head=head, semantic_pooler=pooler)
         return ret
 
     @classmethod
@@ -294,7 +309,10 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
                 logits, self._semantic = self.semantic_head(features)
                 if self.training:
                     labels = semantic_targets(targets, logits.shape[-2:], self.semantic_head.stride)
-                    loss = F.cross_entropy(logits, labels, ignore_index=255)
+                    if (labels != 255).any():
+                        loss = F.cross_entropy(logits, labels, ignore_index=255)
+                    else:  # no image of the batch has masks: a zero on the graph
+                        loss = logits.sum() * 0.0
                     semantic_losses["loss_semantic_seg"] = loss * self.semantic_loss_weight
             if not self.training:
                 instances = self._forward_box(features, proposals)
@@ -328,11 +346,10 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
 
     def _run_stage(self, features, proposals, stage):
         """detectron2's stage with the semantic embedding added to the box features."""
-        box_features = self.box_pooler(features, [x.proposal_boxes for x in proposals])
+        boxes = [x.proposal_boxes for x in proposals]
+        box_features = self.box_pooler(features, boxes)
         if self._semantic is not None:
-            box_features = box_features + self.semantic_box_pooler(
-                [self._semantic], [x.proposal_boxes for x in proposals]
-            )
+            box_features = box_features + self._semantic_box_features(boxes, box_features)
         # detectron2's gradient scaling of the shared features (see CascadeROIHeads._run_stage)
         box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)
         predictions = self.box_predictor[stage](self.box_head[stage](box_features))
@@ -341,14 +358,48 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
         return predictions
 
     @torch.no_grad()
+    def label_and_sample_proposals(self, proposals, targets):
+        """detectron2's first-stage sampling; with RESAMPLE_EVERY_STAGE each sampled RoI made from
+        a ground-truth box is marked (``from_gt``) so that its refined box is not carried on."""
+        proposals = super().label_and_sample_proposals(proposals, targets)
+        if self.resample_every_stage:
+            for p in proposals:
+                p.from_gt = p.objectness_logits == _GT_LOGIT
+        return proposals
+
+    def _create_proposals_from_boxes(self, boxes, image_sizes, given=None):
+        """detectron2's next-stage proposals; in training with RESAMPLE_EVERY_STAGE without the
+        boxes refined from ground-truth RoIs (``from_gt`` of ``given``, the RoIs ``boxes`` were
+        predicted on; by default the last stage run), as mmdetection's ``refine_bboxes`` drops
+        them: the next sampling appends the ground truth itself."""
+        if not (self.training and self.resample_every_stage):
+            return super()._create_proposals_from_boxes(boxes, image_sizes)
+        given = self._stages[-1][0] if given is None else given
+        boxes = [b[~p.from_gt] for b, p in zip(boxes, given)]
+        proposals = super()._create_proposals_from_boxes(boxes, image_sizes)
+        for p in proposals:  # (add_ground_truth_to_proposals needs the field; not read)
+            p.objectness_logits = torch.zeros(len(p), device=p.proposal_boxes.device)
+        return proposals
+
+    @torch.no_grad()
     def _match_and_label_boxes(self, proposals, stage, targets, log=True):
-        """detectron2's matching of a stage's boxes, which copies only gt_classes and gt_boxes,
-        extended to every ground-truth field (gt_masks, gt_keypoints), so that later stages' mask
-        and keypoint branches can train; ``log``: detectron2's fg/bg statistics."""
-        fg, bg = [], []
+        """A later stage's RoIs: with RESAMPLE_EVERY_STAGE the ground-truth boxes appended,
+        matched with stage ``stage``'s matcher and sampled (detectron2's ``_sample_proposals``:
+        BATCH_SIZE_PER_IMAGE, at most POSITIVE_FRACTION positive); without it detectron2's
+        matching of every refined box. Either way every ground-truth field (gt_masks,
+        gt_keypoints) is copied, not only gt_classes and gt_boxes as detectron2's matching does,
+        so that later stages' mask and keypoint branches can train; ``log``: detectron2's fg/bg
+        statistics."""
+        if self.resample_every_stage and self.proposal_append_gt:
+            proposals = add_ground_truth_to_proposals(targets, proposals)
+        fg, bg, out = [], [], []
         for props, tgt in zip(proposals, targets):
             quality = pairwise_iou(tgt.gt_boxes, props.proposal_boxes)
             idx, labels = self.proposal_matchers[stage](quality)
+            if self.resample_every_stage:
+                sampled, _ = self._sample_proposals(idx, labels, tgt.gt_classes)
+                props, idx, labels = props[sampled], idx[sampled], labels[sampled]
+                props.from_gt = props.objectness_logits == _GT_LOGIT
             if len(tgt):
                 for name, value in tgt.get_fields().items():
                     if name.startswith("gt_"):
@@ -359,16 +410,27 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
                 props.gt_boxes = Boxes(tgt.gt_boxes.tensor.new_zeros((len(props), 4)))
             fg.append((labels == 1).sum().item())
             bg.append(labels.numel() - fg[-1])
+            out.append(props)
+        proposals = out
         if log:
             storage = get_event_storage()
             storage.put_scalar(f"stage{stage}/roi_head/num_fg_samples", sum(fg) / len(fg))
             storage.put_scalar(f"stage{stage}/roi_head/num_bg_samples", sum(bg) / len(bg))
         return proposals
 
+    def _semantic_box_features(self, boxes: List[Boxes], box_features):
+        """The semantic embedding at the box RoIs: pooled as for the masks and averaged down to
+        the box features' size (mmdetection's HTC: its one semantic RoI extractor, then
+        adaptive average pooling)."""
+        x = self.semantic_pooler([self._semantic], boxes)
+        if x.shape[-2:] != box_features.shape[-2:]:
+            x = F.adaptive_avg_pool2d(x, box_features.shape[-2:])
+        return x
+
     def _mask_features(self, features, boxes: List[Boxes]):
         x = self.mask_pooler([features[f] for f in self.mask_in_features], boxes)
         if self._semantic is not None:
-            x = x + self.semantic_mask_pooler([self._semantic], boxes)
+            x = x + self.semantic_pooler([self._semantic], boxes)
         return x
 
     def _stage_mask_logits(self, x, stage, every=False):
@@ -392,7 +454,7 @@ class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeR
         for k, (props, predictions) in enumerate(self._stages):
             if self.interleaved:
                 boxes = self.box_predictor[k].predict_boxes(predictions, props)
-                props = self._create_proposals_from_boxes(boxes, image_sizes)
+                props = self._create_proposals_from_boxes(boxes, image_sizes, given=props)
                 props = self._match_and_label_boxes(props, k, targets, log=False)
             fg, _ = select_foreground_proposals(images_with_masks(props), self.num_classes)
             head = self.mask_head[k]

@@ -34,22 +34,47 @@ MMDET_HTC_1X = {
 }
 # Already the cascade base's (detectron2's) values and mmdetection's alike, so no difference:
 # MAX_SIZE_TRAIN 1333, BASE_LR 0.02, batch 16, momentum 0.9, weight decay 1e-4, RPN 2000
-# proposals in training and 1000 at test, 512 RoIs at 1/4 positive, stage IoUs 0.5/0.6/0.7,
-# regression weights (10, 10, 5, 5) / (20, 20, 10, 10) / (30, 30, 15, 15) (target_stds), NMS 0.5,
-# 100 detections. And the MODEL.HTC defaults are mmdetection's: interleaved, mask_info_flow,
-# stage_loss_weights [1, 0.5, 0.25], FusedSemanticHead num_ins 5, fusion_level 1, num_convs 4,
-# loss_weight 0.2.
-HTC_DEFAULTS = {
-    "MODEL.HTC.INTERLEAVED": True,
-    "MODEL.HTC.MASK_INFO_FLOW": True,
-    "MODEL.HTC.MASK_AVERAGE": True,
-    "MODEL.HTC.STAGE_LOSS_WEIGHTS": (1.0, 0.5, 0.25),
-    "MODEL.HTC.SEMANTIC_ON": True,
-    "MODEL.HTC.SEMANTIC_IN_FEATURES": ("p2", "p3", "p4", "p5", "p6"),
-    "MODEL.HTC.SEMANTIC_FUSE_LEVEL": "p3",
-    "MODEL.HTC.SEMANTIC_NUM_CONVS": 4,
-    "MODEL.HTC.SEMANTIC_LOSS_WEIGHT": 0.2,
+# proposals in training and 1000 at test, regression weights (10, 10, 5, 5) / (20, 20, 10, 10) /
+# (30, 30, 15, 15) (target_stds), NMS 0.5, 100 detections. HTC's own settings and the cascade
+# settings its training relies on are checked below against mmdetection v2.28.2 (the release
+# whose configs ship in its wheel; the v1 file above sets the same values), file:line each.
+V2 = "configs/htc/htc_without_semantic_r50_fpn_1x_coco.py"
+SEM = "configs/htc/htc_r50_fpn_1x_coco.py"
+ROI = "mmdet/models/roi_heads/htc_roi_head.py"
+HTC_SETTINGS = {
+    "MODEL.HTC.INTERLEAVED": (True, f"{V2}:41 interleaved=True"),
+    "MODEL.HTC.MASK_INFO_FLOW": (True, f"{V2}:42 mask_info_flow=True"),
+    "MODEL.HTC.MASK_AVERAGE": (
+        True,
+        f"{ROI}:465-489 every stage's mask sigmoid, merged by merge_aug_masks (a mean)",
+    ),
+    "MODEL.HTC.STAGE_LOSS_WEIGHTS": ((1.0, 0.5, 0.25), f"{V2}:44 stage_loss_weights"),
+    "MODEL.HTC.RESAMPLE_EVERY_STAGE": (
+        True,
+        f"{ROI}:266-277 assign + sample at every stage; 300-312 again for the mask branch",
+    ),
+    "MODEL.HTC.SEMANTIC_ON": (True, f"{SEM}:9 semantic_head FusedSemanticHead"),
+    "MODEL.HTC.SEMANTIC_IN_FEATURES": (("p2", "p3", "p4", "p5", "p6"), f"{SEM}:11 num_ins=5"),
+    "MODEL.HTC.SEMANTIC_FUSE_LEVEL": ("p3", f"{SEM}:12 fusion_level=1; :8 featmap_strides=[8]"),
+    "MODEL.HTC.SEMANTIC_NUM_CONVS": (4, f"{SEM}:13 num_convs=4"),
+    "MODEL.HTC.SEMANTIC_LOSS_WEIGHT": (0.2, f"{SEM}:18 loss_seg loss_weight=0.2"),
+    "MODEL.ROI_BOX_CASCADE_HEAD.IOUS": (
+        (0.5, 0.6, 0.7),
+        f"{V2}:161-163, 177-179, 193-195 pos_iou_thr = neg_iou_thr = min_pos_iou",
+    ),
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": (512, f"{V2}:167, 183, 199 sampler num=512"),
+    "MODEL.ROI_HEADS.POSITIVE_FRACTION": (0.25, f"{V2}:168, 184, 200 pos_fraction=0.25"),
+    "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT": (True, f"{V2}:170, 186, 202 add_gt_as_proposals"),
+    "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG": (True, f"{V2}:61, 78, 95 reg_class_agnostic"),
+    "MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION": (7, f"{V2}:47 bbox_roi_extractor output_size=7"),
+    "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION": (14, f"{V2}:104, {SEM}:6 mask and semantic RoIs 14"),
+    "MODEL.ROI_MASK_HEAD.NUM_CONV": (4, f"{V2}:111, 119, 127 HTCMaskHead num_convs=4"),
+    "MODEL.ROI_MASK_HEAD.CONV_DIM": (256, f"{V2}:113, 121, 129 conv_out_channels=256"),
 }
+# (The wiring these keys switch, each checked by tests/modeling/test_htc.py: semantic fusion
+# into box and mask features, ROI:164-170 and 130-136; the flow, ROI:141-146; the semantic
+# head's resize-then-lateral order, mmdet/models/roi_heads/mask_heads/fused_semantic_head.py
+# :98-105.)
 
 
 def ours(path):
@@ -87,7 +112,12 @@ def test_htc_recipes_are_mmdetections():
     assert set(diff) == set(MMDET_HTC_1X)
     wrong = {k: (v[0], MMDET_HTC_1X[k]) for k, v in diff.items() if v[0] != MMDET_HTC_1X[k][0]}
     assert not wrong, wrong
-    assert {k: value(htc, k) for k in HTC_DEFAULTS} == HTC_DEFAULTS
+    wrong = {k: (value(htc, k), v) for k, (v, _) in HTC_SETTINGS.items() if value(htc, k) != v}
+    assert not wrong, wrong
+    # the MODEL.HTC keys' defaults are mmdetection's too: the CPU recipe inherits them
+    synth = ours(SYNTH / "htc_R_18_FPN_synth_basic.yaml")
+    htc_keys = [k for k in HTC_SETTINGS if k.startswith("MODEL.HTC.")]
+    assert {k: value(synth, k) for k in htc_keys} == {k: HTC_SETTINGS[k][0] for k in htc_keys}
     # 20e: 20 epochs, steps after 16 and 19 (configs/htc/htc_r50_fpn_20e.py)
     e20 = ours(COCO / "htc_R_50_FPN_20e.yaml")
     assert set(differences(e20, htc, flatten_config(htc))) == {"SOLVER.MAX_ITER", "SOLVER.STEPS"}

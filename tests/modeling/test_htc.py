@@ -1,18 +1,25 @@
 """HybridTaskCascadeROIHeads (multitask_pose/modeling/htc.py): it trains every stage and predicts
 boxes, masks and keypoints; reduced to Cascade Mask R-CNN it equals detectron2's CascadeROIHeads
-and loads its checkpoints; mask information flow, mask averaging, interleaving and the semantic
-targets do what HTC specifies; bad configs are refused."""
+and loads its checkpoints; mask information flow, mask averaging, interleaving, per-stage
+sampling, the semantic branch and its targets do what HTC (mmdetection's HybridTaskCascadeRoIHead,
+FusedSemanticHead) specifies, each part of the wiring checked directly; images without masks
+train the box and keypoint heads; bad configs are refused."""
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, DatasetMapper
-from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
+from detectron2.layers import ShapeSpec
+from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from conftest import RECIPE
 from multitask_pose import get_multitask_cfg
+from multitask_pose.data.joint_training import map_dataset_dicts
+from multitask_pose.data.keypoints import keypoint_spec_of
 from multitask_pose.engine import MultiTaskTrainer
 from multitask_pose.modeling import htc
 from multitask_pose.modeling.htc import semantic_targets
@@ -25,7 +32,8 @@ HTC = ["MODEL.ROI_HEADS.NAME", "HybridTaskCascadeROIHeads",
        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
 # HTC with everything HTC adds switched off: Cascade Mask R-CNN.
 REDUCED = ["MODEL.HTC.INTERLEAVED", "False", "MODEL.HTC.MASK_INFO_FLOW", "False",
-           "MODEL.HTC.SEMANTIC_ON", "False", "MODEL.HTC.MASK_AVERAGE", "False"]
+           "MODEL.HTC.SEMANTIC_ON", "False", "MODEL.HTC.MASK_AVERAGE", "False",
+           "MODEL.HTC.RESAMPLE_EVERY_STAGE", "False"]
 # fmt: on
 SAMPLE = "coco_person_sample"
 
@@ -162,7 +170,10 @@ def test_masks_on_given_boxes_fuse_the_semantic_embedding():
 
 @pytest.mark.parametrize("interleaved", [True, False])
 def test_interleaved_masks_train_on_the_boxes_their_stage_refined(monkeypatch, interleaved):
-    cfg = cfg_of("MODEL.HTC.INTERLEAVED", str(interleaved))
+    """Without per-stage sampling (with it the ground-truth boxes join the mask RoIs too:
+    test_every_stage_samples_its_rois)."""
+    cfg = cfg_of("MODEL.HTC.INTERLEAVED", str(interleaved), "MODEL.HTC.RESAMPLE_EVERY_STAGE",
+                 "False")  # fmt: skip
     torch.manual_seed(0)
     model = MultiTaskTrainer.build_model(cfg)
     stage_boxes, mask_boxes = [], []
@@ -219,9 +230,327 @@ def test_semantic_targets():
     strip.gt_classes = torch.tensor([0])
     strip.gt_masks = PolygonMasks([[[0, 0, 3, 0, 3, 8, 0, 8]]])
     assert semantic_targets([strip], (6, 5), 8)[0][0, 0] == 0
+    # persons without masks (a dataset without segmentation): the whole image is ignored, in a
+    # batch with an image that has masks; an image without persons is background
     t.remove("gt_masks")
-    with pytest.raises(ValueError, match="SEMANTIC_ON needs instance masks"):
-        semantic_targets([t], (6, 5), 8)
+    strip.gt_masks = BitMasks.from_polygon_masks(strip.gt_masks, 40, 30)
+    empty = Instances((40, 30), gt_boxes=Boxes(torch.zeros(0, 4)), gt_classes=torch.zeros(0))
+    labels = semantic_targets([t, strip, empty], (6, 5), 8)
+    assert torch.equal(labels[0], torch.full((6, 5), 255))
+    assert torch.equal(labels[1], semantic_targets([strip], (6, 5), 8)[0])
+    assert torch.equal(labels[2], expected.masked_fill(expected == 1, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The wiring, checked on the ROI heads of a training forward with controlled proposals: around
+# every ground-truth box, boxes shifted by 2% to 60% of its width or height (IoU 0.96 down to
+# 0.25), so that each stage has positives, negatives just under its IoU threshold, and more
+# positives than its sampler keeps (the test recipe samples 64 RoIs, at most 16 positive).
+IOUS = (0.5, 0.6, 0.7)  # MODEL.ROI_BOX_CASCADE_HEAD.IOUS (detectron2's and mmdetection's)
+
+
+def _around(target, size):
+    shifts = torch.linspace(0.02, 0.6, 30)[:, None]
+    boxes = []
+    for b in target.gt_boxes.tensor:
+        w, h = b[2] - b[0], b[3] - b[1]
+        boxes += [b + shifts * torch.tensor([w, 0, w, 0]), b + shifts * torch.tensor([0, h, 0, h])]
+    boxes = Boxes(torch.cat(boxes))
+    boxes.clip(size)
+    return Instances(size, proposal_boxes=boxes, objectness_logits=torch.zeros(len(boxes)))
+
+
+class Recorder:
+    """A training forward of the ROI heads on the proposals around the ground truth, recording
+    what each part of HTC received: the features, the semantic embedding, each box stage's RoIs
+    and box-head input, each mask loss's RoIs, each (re-)matching's output and the keypoint
+    head's RoIs."""
+
+    def __init__(self, monkeypatch, *opts, batch=None, indices=(1, 2)):
+        self.cfg = cfg_of(*opts)
+        torch.manual_seed(0)
+        np.random.seed(0)  # (detectron2's random flip)
+        self.model = MultiTaskTrainer.build_model(self.cfg).train()
+        self.heads = heads = self.model.roi_heads
+        records = DatasetCatalog.get(SAMPLE)
+        self.batch = batch or [DatasetMapper(self.cfg, True)(dict(records[i])) for i in indices]
+        self.stages, self.box_inputs, self.mask_rois, self.matched, self.keypoint_rois = (
+            [], [], [], [], [])  # fmt: skip
+        run_stage, match = heads._run_stage, heads._match_and_label_boxes
+        forward_keypoint, loss = heads._forward_keypoint, htc.mask_rcnn_loss
+
+        def recording_run_stage(features, proposals, stage):
+            self.stages.append((stage, proposals, heads._semantic))
+            return run_stage(features, proposals, stage)
+
+        def recording_match(proposals, stage, targets, log=True):
+            out = match(proposals, stage, targets, log)
+            self.matched.append((stage, log, out))
+            return out
+
+        def recording_keypoint(features, instances):
+            self.keypoint_rois.append(instances)
+            return forward_keypoint(features, instances)
+
+        def recording_loss(logits, instances, vis_period=0):
+            self.mask_rois.append(instances)
+            return loss(logits, instances, vis_period)
+
+        monkeypatch.setattr(heads, "_run_stage", recording_run_stage)
+        monkeypatch.setattr(heads, "_match_and_label_boxes", recording_match)
+        monkeypatch.setattr(heads, "_forward_keypoint", recording_keypoint)
+        monkeypatch.setattr(htc, "mask_rcnn_loss", recording_loss)
+        for head in heads.box_head:
+            head.register_forward_pre_hook(lambda m, args: self.box_inputs.append(args[0]))
+
+    def forward(self, proposals=None):
+        images = self.model.preprocess_image(self.batch)
+        self.targets = [b["instances"] for b in self.batch]
+        self.features = self.model.backbone(images.tensor)
+        if proposals is None:
+            proposals = [_around(t, s) for t, s in zip(self.targets, images.image_sizes)]
+        with EventStorage(0):
+            _, self.losses = self.heads(images, self.features, proposals, self.targets)
+        return self.losses
+
+
+def _max_iou(targets, proposals):
+    return pairwise_iou(targets.gt_boxes, proposals.proposal_boxes).max(dim=0).values
+
+
+def _rows_in(a, b, tol=0.0):
+    if not len(b):
+        return torch.zeros(len(a), dtype=torch.bool)
+    return (a[:, None] - b[None]).abs().amax(dim=2).min(dim=1).values <= tol
+
+
+def test_semantic_embedding_is_fused_into_every_stages_box_features(monkeypatch):
+    """HTC's semantic fusion into the box branch (mmdetection htc_roi_head.py:164-170): each
+    stage's box head gets the FPN RoI features plus the embedding pooled at the same RoIs, at the
+    mask RoIs' 14 x 14 averaged down to the box features' 7 x 7."""
+    rec = Recorder(monkeypatch)
+    rec.forward()
+    heads = rec.heads
+    assert [s for s, _, _ in rec.stages] == [0, 1, 2] and len(rec.box_inputs) == 3
+    features = [rec.features[f] for f in heads.box_in_features]
+    for (_, proposals, semantic), got in zip(rec.stages, rec.box_inputs):
+        boxes = [p.proposal_boxes for p in proposals]
+        plain = heads.box_pooler(features, boxes)
+        pooled = heads.semantic_pooler([semantic], boxes)
+        assert pooled.shape[-2:] == (14, 14) and plain.shape[-2:] == (7, 7)
+        fused = plain + F.avg_pool2d(pooled, 2)
+        assert semantic is not None and torch.allclose(got, fused, atol=1e-6)
+        assert not torch.allclose(got, plain, atol=1e-3)
+
+
+def test_stage_loss_weights_scale_each_stages_box_and_mask_losses(monkeypatch):
+    """mmdetection's stage_loss_weights [1, 0.5, 0.25] (htc_without_semantic_r50_fpn_1x_coco.py:44,
+    applied at htc_roi_head.py:286-288 and 316-318): known per-stage losses come out scaled."""
+    rec = Recorder(monkeypatch)
+    for k, predictor in enumerate(rec.heads.box_predictor):
+        monkeypatch.setattr(
+            predictor, "losses",
+            lambda predictions, proposals, k=k: {
+                "loss_cls": predictions[0].sum() * 0 + (k + 1.0),
+                "loss_box_reg": predictions[1].sum() * 0 + 10.0 * (k + 1),
+            },
+        )  # fmt: skip
+    monkeypatch.setattr(htc, "mask_rcnn_loss", lambda logits, instances, vis_period=0: 7.0)
+    losses = rec.forward()
+    mask_weight = rec.heads.mask_head[0].loss_weight
+    for k, w in enumerate((1.0, 0.5, 0.25)):
+        assert losses[f"loss_cls_stage{k}"].item() == pytest.approx(w * (k + 1))
+        assert losses[f"loss_box_reg_stage{k}"].item() == pytest.approx(w * 10 * (k + 1))
+        assert losses[f"loss_mask_stage{k}"] == pytest.approx(w * 7.0 * mask_weight)
+
+
+def test_every_stage_matches_with_its_own_iou(monkeypatch):
+    """Stage k's RoIs (box branch, and the interleaved mask branch's) are foreground exactly when
+    their IoU with a person reaches IOUS[k] (mmdetection: pos_iou_thr 0.5 / 0.6 / 0.7,
+    htc_without_semantic_r50_fpn_1x_coco.py:161, 177, 193)."""
+    rec = Recorder(monkeypatch)
+    rec.forward()
+    num_classes = rec.heads.num_classes
+    checked = [0, 0, 0]
+    matched = [(s, p) for s, p, _ in rec.stages] + [(s, p) for s, _, p in rec.matched]
+    for stage, proposals in matched:
+        for props, tgt in zip(proposals, rec.targets):
+            iou = _max_iou(tgt, props)
+            assert torch.equal(props.gt_classes < num_classes, iou >= IOUS[stage]), stage
+            # RoIs between the first threshold and this one: a wrong matcher would differ
+            checked[stage] += int(((iou >= IOUS[0]) & (iou < IOUS[stage])).sum())
+    assert checked[1] > 0 and checked[2] > 0, checked
+
+
+def test_keypoint_head_trains_on_the_last_stages_rois(monkeypatch):
+    """The keypoint head's RoIs are the last stage's interleaved (mask-branch) RoIs: boxes the last
+    stage refined (and the ground truth), not the first stage's proposals."""
+    rec = Recorder(monkeypatch, "MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead")
+    rec.forward()
+    (kp,) = rec.keypoint_rois
+    last = [p for s, log, p in rec.matched if s == 2 and not log]
+    assert len(last) == 1
+    first = [p for s, p, _ in rec.stages if s == 0][0]
+    for got, want, stage0 in zip(kp, last[0], first):
+        assert torch.equal(got.proposal_boxes.tensor, want.proposal_boxes.tensor)
+        assert not _rows_in(got.proposal_boxes.tensor, stage0.proposal_boxes.tensor).all()
+
+
+def test_mask_information_flow_carries_gradients_to_earlier_heads(monkeypatch):
+    """Stage 3's mask loss reaches the first two stages' mask convs through the information flow
+    (mmdetection htc_roi_head.py:141-146: the earlier heads run on the same RoIs, undetached), but
+    not their predictors (their logits are not computed)."""
+    rec = Recorder(monkeypatch)
+    loss = rec.forward()["loss_mask_stage2"]
+    heads = rec.heads.mask_head
+    params = [heads[0].mask_fcn1.weight, heads[1].mask_fcn1.weight, heads[1].conv_res.weight,
+              heads[0].predictor.weight]  # fmt: skip
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads[:3])
+    assert grads[3] is None
+
+
+def test_every_stage_samples_its_rois(monkeypatch):
+    """RESAMPLE_EVERY_STAGE (mmdetection htc_roi_head.py:266-277 at every stage, 300-312 for the
+    interleaved mask branch; refine_bboxes drops the RoIs made from ground truth,
+    bbox_head.py:450-455): every later stage's RoIs and every mask branch's are sampled from the
+    ground-truth boxes (appended, marked from_gt) and the boxes the stage refined, without those
+    refined from the previous stage's ground-truth RoIs: at most BATCH_SIZE_PER_IMAGE RoIs, at most
+    POSITIVE_FRACTION of them positive."""
+    rec = Recorder(monkeypatch)
+    rec.forward()
+    heads = rec.heads
+    n, cap = heads.batch_size_per_image, int(heads.batch_size_per_image * heads.positive_fraction)
+    assert (n, cap) == (64, 16)
+    stages = {s: p for s, p, _ in rec.stages}
+    # refined boxes of each stage's RoIs, as the next stage receives them (clipped)
+    refined = {}
+    for k in (0, 1):
+        preds = heads.box_predictor[k](heads.box_head[k](rec.box_inputs[k]))
+        boxes = heads.box_predictor[k].predict_boxes(preds, stages[k])
+        refined[k] = [Boxes(b.detach()) for b in boxes]
+        for b, p in zip(refined[k], stages[k]):
+            b.clip(p.image_size)
+    later = [(s, p, s) for s, p in stages.items() if s > 0]
+    later += [(s, p, s + 1) for s, log, p in rec.matched if not log and s < 2]
+    assert len(later) == 4
+    appended = 0
+    for stage, proposals, source in later:
+        for i, (props, tgt) in enumerate(zip(proposals, rec.targets)):
+            boxes, gt = props.proposal_boxes.tensor, tgt.gt_boxes.tensor
+            fg = props.gt_classes < heads.num_classes
+            assert len(props) <= n and int(fg.sum()) <= cap
+            is_gt = _rows_in(boxes, gt)
+            assert torch.equal(props.from_gt, is_gt)
+            assert (pairwise_iou(tgt.gt_boxes, props.proposal_boxes) == 1).sum(1).max() <= 1
+            appended += int(is_gt.sum())
+            if stage == source:  # the box branch: stage - 1's refined boxes, not those from gt
+                prev = stages[stage - 1][i]
+                kept = refined[stage - 1][i].tensor[~prev.from_gt]
+                dropped = refined[stage - 1][i].tensor[prev.from_gt]
+                assert _rows_in(boxes[~is_gt], kept).all()
+                assert not _rows_in(boxes, dropped).any()
+    assert appended > 0  # (sampled among many positives: not every ground-truth box each time)
+
+
+def test_per_stage_sampling_caps_the_positives():
+    """A stage's own sampling: many RoIs above the stage's IoU are cut to the sampler's share
+    (mmdetection num 512, pos_fraction 0.25: htc_without_semantic_r50_fpn_1x_coco.py:183-184);
+    without RESAMPLE_EVERY_STAGE (detectron2's cascade) every RoI is kept and re-matched."""
+    for resample, expected in (("True", 64), ("False", None)):
+        torch.manual_seed(0)
+        cfg = cfg_of("MODEL.HTC.RESAMPLE_EVERY_STAGE", resample)
+        heads = MultiTaskTrainer.build_model(cfg).train().roi_heads
+        target = train_batch(cfg, 3)[2]["instances"]
+        props = _around(target, target.image_size)
+        given = len(props)
+        with EventStorage(0):
+            (out,) = heads._match_and_label_boxes([props], 1, [target])
+        fg = out.gt_classes < heads.num_classes
+        if expected is None:
+            assert len(out) == given and int(fg.sum()) > 16
+        else:
+            assert given > 2 * expected and int(fg.sum()) == 16 and len(out) == expected
+            assert torch.equal(fg, _max_iou(target, out) >= IOUS[1])
+
+
+def test_semantic_head_resizes_then_applies_its_lateral_convs():
+    """mmdetection's FusedSemanticHead.forward (fused_semantic_head.py:98-105): the fusion level
+    through its lateral conv as it is, every other level resized to it (bilinear, corners
+    aligned) and then through its lateral conv (1x1 + ReLU), summed; recomputed here by hand."""
+    shapes = {f: ShapeSpec(channels=6, stride=s) for f, s in (("p2", 4), ("p3", 8), ("p4", 16))}
+    torch.manual_seed(0)
+    head = htc.SemanticFusionHead(shapes, ["p2", "p3", "p4"], "p3", 6, 1, 1)
+    for lateral in head.lateral:
+        torch.nn.init.normal_(lateral.bias)
+    feats = {"p2": torch.randn(1, 6, 16, 20), "p3": torch.randn(1, 6, 8, 10),
+             "p4": torch.randn(1, 6, 4, 5)}  # fmt: skip
+    x = 0
+    for f, lateral in zip(["p2", "p3", "p4"], head.lateral):
+        y = feats[f]
+        if f != "p3":
+            y = F.interpolate(y, size=(8, 10), mode="bilinear", align_corners=True)
+        x = x + F.relu(F.conv2d(y, lateral.weight, lateral.bias))
+    x = head.convs(x)
+    with torch.no_grad():
+        logits, embedding = head(feats)
+        assert torch.allclose(logits, head.logits(x), atol=1e-6)
+        assert torch.allclose(embedding, head.embedding(x), atol=1e-6)
+
+
+def _mixed_batch(cfg, aic_images=(0,), coco_images=(1,)):
+    """COCO sample images (polygon masks) and AI Challenger sample images (no segmentation) in
+    COCO's keypoint layout, as joint training maps them."""
+    aic = map_dataset_dicts(
+        DatasetCatalog.get("aic_person_sample"),
+        keypoint_spec_of("aic_person_sample"),
+        keypoint_spec_of(SAMPLE),
+    )
+    coco = DatasetCatalog.get(SAMPLE)
+    mapper = DatasetMapper(cfg, is_train=True)
+    return [mapper(dict(coco[i])) for i in coco_images] + [mapper(dict(aic[i])) for i in aic_images]
+
+
+def test_images_without_masks_train_the_box_and_keypoint_heads(monkeypatch):
+    """A COCO image and an AI Challenger image (no segmentation) in one batch: the semantic loss
+    is the COCO image's alone, the mask heads get only its RoIs; the AIC image's persons train the
+    box heads of every stage and the keypoint head. A batch of AIC images alone trains with zero
+    semantic and mask losses."""
+    cfg = cfg_of()
+    torch.manual_seed(0)
+    batch = _mixed_batch(cfg)
+    assert batch[0]["instances"].has("gt_masks") and not batch[1]["instances"].has("gt_masks")
+    rec = Recorder(monkeypatch, batch=batch)
+    semantic = []
+    rec.heads.semantic_head.register_forward_hook(lambda m, i, out: semantic.append(out[0]))
+    losses = rec.forward()
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    logits = semantic[0]
+    coco_only = semantic_targets(rec.targets[:1], logits.shape[-2:], rec.heads.semantic_head.stride)
+    expected = F.cross_entropy(logits[:1], coco_only, ignore_index=255) * 0.2
+    assert torch.allclose(losses["loss_semantic_seg"], expected)
+    num_classes = rec.heads.num_classes
+    assert len(rec.mask_rois) == 3
+    for rois in rec.mask_rois:
+        assert len(rois[0]) > 0 and len(rois[1]) == 0
+    for _, proposals, _ in rec.stages:
+        assert (proposals[1].gt_classes < num_classes).any()
+    kp = rec.keypoint_rois[0][1]
+    assert (kp.gt_classes < num_classes).any() and kp.has("gt_keypoints")
+    rec.heads.zero_grad()
+    sum(losses.values()).backward()
+    assert rec.heads.semantic_head.logits.weight.grad.abs().sum() > 0
+
+    batch = _mixed_batch(cfg, aic_images=(0, 1), coco_images=())
+    torch.manual_seed(0)
+    model = MultiTaskTrainer.build_model(cfg).train()
+    with EventStorage(0):
+        losses = model(batch)
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    zero = ["loss_semantic_seg", *(f"loss_mask_stage{k}" for k in range(3))]
+    assert all(losses[k].item() == 0 for k in zero)
+    assert losses["loss_keypoint"] > 0 and all(losses[f"loss_cls_stage{k}"] > 0 for k in range(3))
+    sum(losses.values()).backward()
 
 
 @pytest.mark.parametrize(
