@@ -195,8 +195,11 @@ def load_detection_file(path: str, key: str) -> List[Dict]:
     import json
     import os
 
+    from ..evaluation.results_record import read_results_record
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{key} not found: {path}")
+    read_results_record(path)  # what made it; a warning when unknown
     with open(path) as f:
         try:
             detections = json.load(f)

@@ -18,11 +18,13 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
+from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from pycocotools.coco import COCO
 
 from ..shared.atomic_io import AtomicPathManager
 from .ground_truth import complete_ground_truth
+from .results_record import describe_config, write_results_record
 
 __all__ = ["PoseCOCOEvaluator", "COCO_EVAL_BACKENDS"]
 
@@ -43,6 +45,11 @@ class PoseCOCOEvaluator(COCOEvaluator):
             and fills ``iscrowd``/``keypoints``); None means 0.53.
         Other arguments as detectron2's ``COCOEvaluator``.
     """
+
+    # What makes the predictions, for the record beside coco_instances_results.json
+    # (results_record.py; describe_config's dict, set by from_cfg and the trainers): None writes
+    # producer and score scale "unknown".
+    results_description = None
 
     def __init__(
         self,
@@ -91,7 +98,7 @@ class PoseCOCOEvaluator(COCOEvaluator):
 
     @classmethod
     def from_cfg(cls, cfg, dataset_name, output_dir=None, distributed=True):
-        return cls(
+        evaluator = cls(
             dataset_name,
             tasks=_tasks_of(cfg),
             distributed=distributed,
@@ -100,12 +107,24 @@ class PoseCOCOEvaluator(COCOEvaluator):
             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             missing_area_factor=cfg.TEST.MISSING_AREA_FACTOR,
         )
+        evaluator.results_description = describe_config(cfg)
+        return evaluator
 
     def evaluate(self, img_ids=None):
         """detectron2's, with its result files (instances_predictions.pth,
-        coco_instances_results.json) written atomically: a killed evaluation leaves none."""
+        coco_instances_results.json) written atomically: a killed evaluation leaves none. A
+        results file this evaluation wrote gets its record (``results_record.py``: the dataset,
+        and :attr:`results_description`'s producer and keypoint score scale)."""
+        results = os.path.join(self._output_dir or "", "coco_instances_results.json")
+        before = _file_stamp(results) if self._output_dir else None
         with mock.patch.object(d2_coco_evaluation, "PathManager", AtomicPathManager(PathManager)):
-            return super().evaluate(img_ids)
+            out = super().evaluate(img_ids)
+        written = self._output_dir and _file_stamp(results) not in (None, before)
+        if written and comm.is_main_process():
+            described = self.results_description or {"producer": "unknown",
+                                                     "score_scale": "unknown"}  # fmt: skip
+            write_results_record(results, dataset=self._metadata.name, **described)
+        return out
 
     def _eval_predictions(self, predictions, img_ids=None):
         if self._backend != "faster_coco_eval":
@@ -130,6 +149,16 @@ class PoseCOCOEvaluator(COCOEvaluator):
         if iou_type == "keypoints":
             results.update(crowd_level_ap(coco_eval))
         return results
+
+
+def _file_stamp(path):
+    """(inode, mtime) of ``path``, None when it does not exist: a file replaced or rewritten
+    since gets another stamp."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 # CrowdPose's crowding levels by the images' crowdIndex, as its evaluation (xtcocotools'

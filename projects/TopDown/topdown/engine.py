@@ -11,6 +11,7 @@ from multitask_pose.engine import PoseTrainer
 from multitask_pose.engine.checkpoint import SafeCheckpointer
 from multitask_pose.engine.trainer import training_parts
 from multitask_pose.evaluation import PoseCOCOEvaluator
+from multitask_pose.evaluation.results_record import describe_config
 
 from .config import add_topdown_config
 from .data.mapper import TopDownTestMapper, TopDownTrainMapper, person_dicts
@@ -149,13 +150,15 @@ class TopDownTrainer(PoseTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return PoseCOCOEvaluator(
+        evaluator = PoseCOCOEvaluator(
             dataset_name,
             tasks=("bbox", "keypoints"),
             output_dir=output_folder,
             backend=cfg.TEST.COCO_EVAL_BACKEND,
             max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
         )
+        evaluator.results_description = describe_config(cfg)  # for the results' record
+        return evaluator
 
     @classmethod
     def test_with_TTA(cls, cfg, model):
