@@ -33,6 +33,16 @@ logger = logging.getLogger(__name__)
 COCO_EVAL_BACKENDS = ("faster_coco_eval", "pycocotools")
 
 
+def _file_stamp(path):
+    """(inode, mtime) of ``path``, None when it does not exist: a file replaced or rewritten
+    since gets another stamp."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 class PoseCOCOEvaluator(COCOEvaluator):
     """detectron2's ``COCOEvaluator`` with a choice of COCO API and the dataset's OKS sigmas.
 
@@ -149,16 +159,6 @@ class PoseCOCOEvaluator(COCOEvaluator):
         if iou_type == "keypoints":
             results.update(crowd_level_ap(coco_eval))
         return results
-
-
-def _file_stamp(path):
-    """(inode, mtime) of ``path``, None when it does not exist: a file replaced or rewritten
-    since gets another stamp."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
 
 
 # CrowdPose's crowding levels by the images' crowdIndex, as its evaluation (xtcocotools'
