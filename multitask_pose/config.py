@@ -111,14 +111,17 @@ def add_multitask_config(cfg: CN) -> CN:
 
     # Hard-negative detection mining for the R-CNN (multitask_pose/modeling/
     # hard_negative_proposals.py): a detection file (COCO results: image_id, bbox XYWH, score)
-    # over DATASETS.TRAIN[0]'s images; its detections scoring at least HARD_NEGATIVE_SCORE with
-    # IoU below HARD_NEGATIVE_IOU with every person join that image's proposals in training, as
+    # over DATASETS.TRAIN[0]'s images; its detections scoring at least HARD_NEGATIVE_SCORE that
+    # cover no person (HARD_NEGATIVE_RULE) join that image's proposals in training, as
     # background. "" is off. (The top-down stage's are INPUT.TOPDOWN.HARD_NEGATIVES_*.)
     cfg.INPUT.HARD_NEGATIVES_FILE = ""
-    cfg.INPUT.HARD_NEGATIVE_SCORE = 0.5
-    cfg.INPUT.HARD_NEGATIVE_IOU = 0.3
+    cfg.INPUT.HARD_NEGATIVE_SCORE = 0.5  # "high scores": the PCR report gives no value; ours
+    # "no_intersection": zero overlap with every person box, crowd regions included (the PCR
+    # report's rule, section 2.3); "iou": IoU below HARD_NEGATIVE_IOU with every person (ours).
+    cfg.INPUT.HARD_NEGATIVE_RULE = "no_intersection"
+    cfg.INPUT.HARD_NEGATIVE_IOU = 0.3  # read by the "iou" rule only
     # >= 0: also drop the detections holding more than this many labelled keypoints of one
-    # person (a box around half a person or two people); -1 is off, the reports' rule.
+    # person (a box around half a person or two people, under the "iou" rule); -1 is off.
     cfg.INPUT.HARD_NEGATIVE_MAX_KEYPOINTS = -1
 
     # Hybrid Task Cascade (MODEL.ROI_HEADS.NAME "HybridTaskCascadeROIHeads",

@@ -14,8 +14,10 @@ Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iter
   (its poses on the detector's boxes, tools/pseudo_label.py: keypoints above ``--kp-thresh``,
   boxes above ``--box-thresh``, persons with ``--min-keypoints``), 1:1;
 - HNDM: ``--train`` + hard negatives mined from the detector's boxes on it
-  (INPUT.TOPDOWN.HARD_NEGATIVES_FILE), as the reports state the rule, and keeping only the boxes
-  that hold no labelled keypoint of any person (INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS 0);
+  (INPUT.TOPDOWN.HARD_NEGATIVES_FILE): by the PCR report's rule (no intersection with any
+  person), by IoU below 0.3 with every person (INPUT.TOPDOWN.HARD_NEGATIVE_RULE "iou", not a
+  report's), and by that IoU rule keeping only the boxes that hold no labelled keypoint of any
+  person (INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS 0);
 - inconsistent: ``--train`` + ``--inconsistent`` (30% of its persons with keypoints displaced
   from their boxes), 1:1, without and with data selection (DATASETS.KEYPOINT_SELECTION).
 
@@ -53,14 +55,16 @@ ROWS = {
     "baseline": "baseline",
     "aic": "+ AIC-layout data (1:1)",
     "pseudo": "+ pseudo-labels (1:1)",
-    "hndm": "+ hard negatives",
-    "hndm_clean": "+ hard negatives holding no labelled keypoint",
+    "hndm": "+ hard negatives (no intersection, the report's rule)",
+    "hndm_iou": "+ hard negatives at IoU < 0.3",
+    "hndm_iou_clean": "+ hard negatives at IoU < 0.3 holding no labelled keypoint",
     "inconsistent": "+ inconsistent data (1:1)",
     "inconsistent_selected": "+ inconsistent data (1:1), data selection",
 }
-# The HNDM rows' INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS: the reports' rule (-1), and only the
-# boxes holding no labelled keypoint of any person (0).
-HNDM_MAX_KEYPOINTS = {"hndm": -1, "hndm_clean": 0}
+# The HNDM rows' INPUT.TOPDOWN.HARD_NEGATIVE_RULE and HARD_NEGATIVE_MAX_KEYPOINTS: the report's
+# rule; IoU below 0.3; IoU below 0.3 and only the boxes holding no labelled keypoint (0).
+HNDM_SETTINGS = {"hndm": ("no_intersection", -1), "hndm_iou": ("iou", -1),
+                 "hndm_iou_clean": ("iou", 0)}  # fmt: skip
 
 
 def parse_args(argv=None):
@@ -117,7 +121,7 @@ def parse_args(argv=None):
 def needed_detections(args):
     """The datasets whose person boxes the study uses: the validation set's (its detector-box
     column), the training set's (HNDM), the unlabelled set's (pseudo-labels)."""
-    needs = [args.val] + [args.train] * any(r in HNDM_MAX_KEYPOINTS for r in args.rows)
+    needs = [args.val] + [args.train] * any(r in HNDM_SETTINGS for r in args.rows)
     return list(dict.fromkeys(needs + [args.unlabelled] * ("pseudo" in args.rows)))
 
 
@@ -136,11 +140,12 @@ def variant_opts(row, args, det, pseudo):
 
         images = MetadataCatalog.get(args.unlabelled).image_root
         return ["DATASETS.REGISTER_COCO", f"(('{name}', '{pseudo}', '{images}'),)", *pair(name)]
-    if row in HNDM_MAX_KEYPOINTS:
-        max_kps = str(HNDM_MAX_KEYPOINTS[row])
+    if row in HNDM_SETTINGS:
+        rule, max_kps = HNDM_SETTINGS[row]
         return ["DATASETS.TRAIN", f"('{args.train}',)",
                 "INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(det[args.train]),
-                "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS", max_kps]  # fmt: skip
+                "INPUT.TOPDOWN.HARD_NEGATIVE_RULE", rule,
+                "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS", str(max_kps)]  # fmt: skip
     if row == "inconsistent":
         return pair(args.inconsistent)
     return [*pair(args.inconsistent), "DATASETS.KEYPOINT_SELECTION", "True"]
@@ -189,17 +194,18 @@ def data_counts(args, det):
     from multitask_pose.data.selection import unlabel_inconsistent
 
     notes = []
-    hndm = [row for row in HNDM_MAX_KEYPOINTS if row in args.rows]
-    if hndm:  # (the training set and its detections read once for both rows)
+    hndm = [row for row in HNDM_SETTINGS if row in args.rows]
+    if hndm:  # (the training set and its detections read once for all rows)
         tin = _recipe_cfg().INPUT.TOPDOWN
         dicts = DatasetCatalog.get(args.train)
         detections = json.loads(Path(det[args.train]).read_text())
     for row in hndm:
-        max_kps = HNDM_MAX_KEYPOINTS[row]
+        rule, max_kps = HNDM_SETTINGS[row]
         _, report = mine_dataset_dicts(dicts, detections, tin.HARD_NEGATIVE_SCORE,
-                                       tin.HARD_NEGATIVE_IOU, max_kps)  # fmt: skip
+                                       tin.HARD_NEGATIVE_IOU, max_kps, rule=rule)  # fmt: skip
+        how = "no intersection" if rule == "no_intersection" else f"IoU < {tin.HARD_NEGATIVE_IOU}"
         notes.append(
-            f"HNDM{', no labelled keypoint inside' * (max_kps == 0)}: {report['mined']} hard"
+            f"HNDM, {how}{', no labelled keypoint inside' * (max_kps == 0)}: {report['mined']} hard"
             f" negatives in {report['images_with_negatives']} of {report['images']} images"
             f" ({report['confident']} of {report['detections']} detections scoring >="
             f" {report['score_thresh']}"

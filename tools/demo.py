@@ -15,7 +15,9 @@ threshold (TEST.TOPDOWN.DET_SCORE_THRESH).
 ``--input`` takes image files and/or folders. Writes one drawn image per input into ``--output``
 and ``results.json`` there: a COCO results list (boxes xywh, RLE masks, keypoints, scores), each
 entry with the ``file_name`` it came from and, when ``--dataset`` names a registered dataset that
-contains the image, that dataset's ``image_id`` (otherwise the input's position).
+contains the image, that dataset's ``image_id`` (otherwise the input's position). Every results
+file gets its record, ``<results>.meta.json`` (multitask_pose/evaluation/results_record.py): the
+dataset or input, the model type and what its keypoint scores are.
 
 ``--video-input FILE`` runs on every frame of a video (OpenCV reads it) and writes the drawn
 video, ``<stem>_pred.mp4`` (same size and frame rate, MPEG-4), and ``<stem>_results.json``: the
@@ -45,6 +47,7 @@ import multitask_pose  # noqa: F401  (registers models and datasets)
 from multitask_pose.data.image_check import DamagedImageError, read_image_checked
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
+from multitask_pose.evaluation.results_record import describe_config, write_results_record
 from multitask_pose.shared.atomic_io import atomic_write, write_json_atomic
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -188,7 +191,10 @@ def run_video(args, predict, metadata, source, stem):
             writer.release()
     if n:
         os.replace(tmp_path, video_path)
-    write_json_atomic(os.path.join(args.output, f"{stem}_results.json"), results)
+    path = os.path.join(args.output, f"{stem}_results.json")
+    write_json_atomic(path, results)
+    write_results_record(path, dataset="camera 0" if isinstance(source, int) else f"video {source}",
+                         **describe_config(args.cfg), written_by="tools/demo.py")  # fmt: skip
     if total and n < total:
         print(
             f"demo: video {source} announced {total} frames but only {n} decoded (cut short?)",
@@ -224,7 +230,7 @@ def main(argv=None):
 
     if (args.video_input or args.webcam) and args.topdown and args.dataset:
         parser.error("--dataset gives boxes of a dataset's images, not of video frames")
-    cfg = setup(args)
+    cfg = args.cfg = setup(args)
     files = list_images(args.input) if args.input else []
     if args.topdown:
         predictor, boxes_of = topdown_predictor(cfg, args.dataset)
@@ -272,6 +278,9 @@ def main(argv=None):
             r["file_name"] = str(path)
             results.append(r)
     write_json_atomic(os.path.join(args.output, "results.json"), results)
+    write_results_record(os.path.join(args.output, "results.json"),
+                         dataset=args.dataset or "images " + " ".join(args.input),
+                         **describe_config(cfg), written_by="tools/demo.py")  # fmt: skip
     done = len(files) - len(skipped)
     ms = 1000 * (time.perf_counter() - start) / max(done, 1)
     print(

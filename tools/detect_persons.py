@@ -16,7 +16,9 @@ side is at least ``--min-size`` pixels (32 in HintPose's), scores at least ``--s
 Image ids: the dataset's, or for ``--input`` the position in the sorted file list (and the file
 names are listed in ``<output>.images.json``). A progress bar; a killed run continues with
 ``--resume``; an existing output needs ``--resume`` or ``--overwrite``. The output is written
-atomically and loads in the top-down stage unchanged (TEST.TOPDOWN.DET_FILE). ``--num-gpus N``
+atomically and loads in the top-down stage unchanged (TEST.TOPDOWN.DET_FILE), with its record
+``<output>.meta.json`` (multitask_pose/evaluation/results_record.py: the dataset or folder, the
+detector, and its keypoint score scale when it predicts keypoints). ``--num-gpus N``
 (and ``--num-machines``, ``--machine-rank``, ``--dist-url`` as detectron2's launcher; CPU processes
 without CUDA) shares the images among processes, which need one file system; the file is the same
 as one process writes. Prints a one-line summary last.
@@ -38,6 +40,7 @@ from multitask_pose.engine.person_detection import (
     run_person_detection,
     scores_summary,
 )
+from multitask_pose.evaluation.results_record import describe_config, write_results_record
 from multitask_pose.shared.atomic_io import write_json_atomic
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -127,6 +130,12 @@ def detect(args, cfg, items, person):
         progress=not args.quiet,
     )  # fmt: skip
     if comm.is_main_process():
+        write_results_record(
+            args.output,
+            dataset=args.dataset or f"images in {args.input}",
+            **describe_config(cfg),
+            written_by="tools/detect_persons.py",
+        )
         with open(args.output) as f:
             results = json.load(f)
         n = stats["images"] - stats["resumed"]

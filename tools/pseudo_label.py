@@ -2,20 +2,23 @@
 """Pseudo-labels from a trained model's keypoint results (multitask_pose/data/pseudo_labels.py).
 
     PY=$(tools/install/setup_env.sh)
-    # 1. the model over unlabelled images (resumable, --num-gpus N shards), e.g. the R-CNN:
-    $PY tools/detect_persons.py --config-file <R-CNN config> --input unlabelled/ \
-        --output output/pl/dets.json MODEL.WEIGHTS <model>
-    # 2. confident keypoints as labels:
+    # the report's producer: a top-down model's results on a registered set of unlabelled images
+    $PY tools/pseudo_label.py --results .../inference/<name>/coco_instances_results.json \
+        --dataset <name> --output pseudo.json
+    # or on a folder's images (tools/detect_persons.py --input: <output>.images.json)
     $PY tools/pseudo_label.py --results output/pl/dets.json \
-        --images output/pl/dets.json.images.json --output output/pl/pseudo.json
-    # or on a registered dataset's images (e.g. the top-down evaluator's results on it):
-    $PY tools/pseudo_label.py --results .../coco_instances_results.json --dataset <name> \
-        --output pseudo.json
+        --images output/pl/dets.json.images.json --output output/pl/pseudo.json \
+        --kp-thresh <threshold on its scale> --kp-thresh-scale <its scale>
 
-Keypoints scoring above --kp-thresh (0.9) are labelled, the rest unlabelled; detections below
---box-thresh and persons with fewer than --min-keypoints labelled points are dropped. The output
-is COCO person-keypoints json in the COCO layout (or --layout aic/crowdpose), written atomically;
-register it with ``register_coco_person``. Prints a one-line summary.
+Keypoints scoring above --kp-thresh (0.9, the PCR report's) are labelled, the rest unlabelled;
+detections below --box-thresh and persons with fewer than --min-keypoints labelled points are
+dropped. The threshold is on --kp-thresh-scale, by default the report's: a top-down model's
+heatmap peaks. The results' record (``<results>.meta.json``, written by the evaluator and the
+tools) must state that scale: a file on another scale (an R-CNN's softmax probabilities) or on an
+unknown one is refused, naming it, unless --kp-thresh-scale states the scale of both (for a file
+without a record, on the caller's word, with a warning). The output is COCO person-keypoints json
+in the COCO layout (or --layout aic/crowdpose), written atomically; register it with
+``register_coco_person``. Prints a one-line summary with the scale.
 """
 
 import argparse
@@ -25,7 +28,8 @@ import sys
 
 import multitask_pose  # noqa: F401  (registers the built-in datasets)
 from multitask_pose.data.datasets import LAYOUTS
-from multitask_pose.data.pseudo_labels import pseudo_label
+from multitask_pose.data.pseudo_labels import pseudo_label, threshold_scale
+from multitask_pose.evaluation.results_record import SCORE_SCALES, read_results_record
 from multitask_pose.shared.atomic_io import write_json_atomic
 
 
@@ -60,12 +64,20 @@ def main(argv=None):
     source.add_argument("--images", help="detect_persons.py's <output>.images.json")
     ap.add_argument("--output", required=True)
     ap.add_argument("--kp-thresh", type=float, default=0.9)
+    ap.add_argument(
+        "--kp-thresh-scale",
+        choices=sorted(set(SCORE_SCALES) - {"unknown"}),
+        help="the scale of --kp-thresh and of the file's keypoint scores (default:"
+        " the report's, top-down heatmap peaks, which the file's record must state)",
+    )
     ap.add_argument("--min-keypoints", type=int, default=4)
     ap.add_argument("--box-thresh", type=float, default=0.0)
     ap.add_argument("--layout", choices=sorted(LAYOUTS), default="coco")
     args = ap.parse_args(argv)
     spec = LAYOUTS[args.layout]
     try:
+        scale = threshold_scale(read_results_record(args.results), args.kp_thresh_scale,
+                                args.results)  # fmt: skip
         with open(args.results) as f:
             results = json.load(f)
         if not isinstance(results, list):
@@ -86,7 +98,8 @@ def main(argv=None):
     write_json_atomic(args.output, data)
     print(
         f"pseudo_label: {report['persons']} persons ({report['labelled_keypoints']} keypoints"
-        f" above {args.kp_thresh}) on {report['images_with_persons']} of {report['images']}"
+        f" above {args.kp_thresh}, {scale}) on {report['images_with_persons']} of"
+        f" {report['images']}"
         f" images from {report['detections']} detections; dropped {report['dropped'] or 0}"
         f" -> {args.output}"
     )

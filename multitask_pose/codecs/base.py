@@ -5,8 +5,11 @@ design of MMPose 1.x's codecs).
 A codec is registered in ``CODEC_REGISTRY`` by class name. ``encode(keypoints, **context)`` returns
 a dict of targets (the keys are the codec's own, documented on it; losses read them by name) and
 ``decode(outputs, **context)`` returns ``(keypoints (N, K, 2), scores (N, K))``. ``context`` is
-what a codec needs beyond the keypoints or maps, e.g. the RoIs of an R-CNN head.
+what a codec needs beyond the keypoints or maps, e.g. the RoIs of an R-CNN head. A codec states
+what its scores are, ``score_scale`` (a key of ``multitask_pose.evaluation.results_record.
+SCORE_SCALES``), which the results files' records carry.
 """
+
 from typing import Dict, Tuple
 
 import torch
@@ -23,6 +26,9 @@ Keypoint codecs (subclasses of ``KeypointCodec``). ``build_codec(name, cfg)`` ca
 
 class KeypointCodec:
     """Base of the codecs: keypoints <-> targets / network outputs."""
+
+    # What decode's scores are (results_record.SCORE_SCALES); each codec states its own.
+    score_scale = "unknown"
 
     @classmethod
     def from_config(cls, cfg) -> "KeypointCodec":

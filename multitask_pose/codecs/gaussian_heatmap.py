@@ -30,6 +30,8 @@ __all__ = ["GaussianHeatmapCodec"]
 class GaussianHeatmapCodec(KeypointCodec):
     """Gaussian heatmaps at a fixed stride of the crop; registered as ``"GaussianHeatmapCodec"``."""
 
+    score_scale = "heatmap_peak"  # decode's scores: the maps' maxima
+
     def __init__(
         self,
         input_size: Sequence[int],

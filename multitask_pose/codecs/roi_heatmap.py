@@ -25,6 +25,10 @@ class RoIHeatmapCodec(KeypointCodec):
     Offsets are in heatmap cells: the true location minus the cell centre.
     """
 
+    # decode's scores by heatmap loss: detectron2's softmax probability of the peak, or the
+    # peak of a Gaussian heatmap
+    SCORE_SCALE_OF_LOSS = {"softmax": "softmax_probability", "gaussian_mse": "heatmap_peak"}
+
     def __init__(
         self,
         heatmap_size: int,
@@ -46,6 +50,10 @@ class RoIHeatmapCodec(KeypointCodec):
         self.heatmap_loss = heatmap_loss
         self.sigma = float(gaussian_sigma)
         self.radius = float(offset_radius)
+
+    @property
+    def score_scale(self) -> str:
+        return self.SCORE_SCALE_OF_LOSS[self.heatmap_loss]
 
     # ---------------------------------------------------------------- encoding (training targets)
     def encode(self, keypoints: torch.Tensor, rois: torch.Tensor) -> Dict[str, torch.Tensor]:

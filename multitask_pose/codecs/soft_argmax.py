@@ -60,6 +60,8 @@ class SoftArgmaxCodec(KeypointCodec):
     ``"SoftArgmaxCodec"``. Targets: ``heatmaps`` (bilinear one-hot, the cross-entropy target),
     ``coords`` (cells, the L1 target) and ``target_weight``."""
 
+    score_scale = "softmax_probability"  # decode's scores: the peak's softmax probability
+
     def __init__(self, input_size: Sequence[int], heatmap_size: Sequence[int]):
         """
         Args:

@@ -1,19 +1,26 @@
 """Hard-negative detection mining (HNDM): a detector's confident boxes that cover no person.
 
 From a detection file over the training images (a COCO results list: ``image_id``, ``bbox``
-XYWH, ``score``), the detections scoring at least ``score_thresh`` whose IoU with every
-annotated person of their image (crowd regions included) is below ``iou_thresh`` are hard
-negatives: the top-down stage trains on their crops with all-zero heatmaps at full weight, and
-the R-CNN can take them as extra background proposals. This module finds them (vectorised per
-image with torchvision's ``box_iou``) and reports how many; the training side reads its output.
-The thresholds are ours (0.5 and 0.3 by default); the reports do not give theirs.
+XYWH, ``score``), the detections scoring at least ``score_thresh`` that cover no annotated
+person of their image (crowd regions included) are hard negatives: the top-down stage trains on
+their crops with all-zero heatmaps at full weight, and the R-CNN can take them as extra
+background proposals. This module finds them (vectorised per image with detectron2's
+``pairwise_intersection`` / ``pairwise_iou``) and reports how many; the training side reads its
+output. Two rules for "covers no person" (``rule``):
 
-A box below the IoU threshold can still show most of a person: one around two people, a
-person's half, a loose box around a small one. Its all-zero target then contradicts that
-person's own crop (on SynthPeople, 53% of the boxes mined from a 360-iteration detector held
-8 or more of a person's labelled keypoints, and training on them cut keypoint AP from 0.056 to
-0.009). ``max_keypoints`` >= 0 keeps only the boxes holding at most that many labelled keypoints
-of any one person; -1 (the default) is the rule as the reports state it.
+- ``"no_intersection"`` (the default): no overlap at all, i.e. a zero intersection area with
+  every person box. This is the PCR report's rule (section 2.3, "Hard-Negative Person Detection
+  Mining": "we filter out those detections with high scores but no intersections with ground
+  truth person instances"); a box overlapping a person by one pixel is not a hard negative.
+- ``"iou"``: IoU below ``iou_thresh`` (0.3 by default, ours) with every person box; no report
+  uses it. Such a box can still show most of a person: one around two people, a person's half,
+  a loose box around a small one, and its all-zero target then contradicts that person's own
+  crop (on SynthPeople, 53% of the boxes this rule mined from a 360-iteration detector held 8
+  or more of a person's labelled keypoints, and training on them cut keypoint AP from 0.056 to
+  0.009). ``max_keypoints`` >= 0 keeps only the boxes holding at most that many labelled
+  keypoints of any one person; -1 (the default) does not look at keypoints.
+
+The score threshold is ours (0.5): the report says "high scores" without a value.
 """
 
 from collections import defaultdict
@@ -22,22 +29,41 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 from detectron2.data import DatasetMapper
-from torchvision.ops import box_iou
+from detectron2.structures import Boxes, pairwise_iou
+from detectron2.structures.boxes import pairwise_intersection
 
 __all__ = [
+    "HNDM_RULES",
     "HardNegativeMapper",
     "check_max_keypoints",
+    "check_rule",
+    "covers_no_person",
     "holding_note",
     "load_detection_file",
     "mine_dataset_dicts",
     "mine_hard_negatives",
+    "rule_note",
     "with_hard_negatives",
 ]
 
 
-def _xyxy(boxes: np.ndarray) -> torch.Tensor:
+# The rules for "covers no person" (module docstring): the report's first.
+HNDM_RULES = ("no_intersection", "iou")
+
+
+def _xyxy(boxes: np.ndarray) -> Boxes:
     b = torch.as_tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
-    return torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], 1)
+    return Boxes(torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], 1))
+
+
+def covers_no_person(boxes: np.ndarray, persons: np.ndarray, rule: str,
+                     iou_thresh: float) -> np.ndarray:  # fmt: skip
+    """(M,) bool: which of M XYWH ``boxes`` cover none of the XYWH ``persons`` under ``rule``
+    ("no_intersection": zero overlap area with each; "iou": IoU below ``iou_thresh`` with each)."""
+    a, b = _xyxy(boxes), _xyxy(persons)
+    if rule == "no_intersection":
+        return (pairwise_intersection(a, b) <= 0).all(1).numpy()
+    return (pairwise_iou(a, b) < iou_thresh).all(1).numpy()
 
 
 def _keypoints_inside(boxes: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
@@ -56,8 +82,13 @@ def mine_hard_negatives(
     score_thresh: float = 0.5,
     iou_thresh: float = 0.3,
     max_keypoints: int = -1,
+    *,
+    rule: str = "no_intersection",
 ) -> Tuple[Dict[int, np.ndarray], Dict]:
-    """Hard negatives per image of a COCO dataset ``gt`` (``images``, ``annotations``).
+    """Hard negatives per image of a COCO dataset ``gt`` (``images``, ``annotations``): the
+    detections scoring at least ``score_thresh`` that cover none of the image's annotations
+    (crowd regions included) under ``rule`` (module docstring: "no_intersection", the
+    report's, or "iou" below ``iou_thresh``, which only that rule reads).
 
     ``max_keypoints`` >= 0 also drops the boxes holding more than that many labelled keypoints
     of one person (the annotations' ``keypoints``); -1 does not look at keypoints.
@@ -71,6 +102,7 @@ def mine_hard_negatives(
         ValueError naming the entry: a detection of an image ``gt`` does not list, or without
         a 4-number box and a score.
     """
+    check_rule(rule)
     if not 0 <= iou_thresh <= 1:
         raise ValueError(f"iou_thresh must be in [0, 1], got {iou_thresh}")
     check_max_keypoints(max_keypoints)
@@ -100,8 +132,8 @@ def mine_hard_negatives(
         if not len(rows):
             continue
         if persons.get(image_id):
-            iou = box_iou(_xyxy(rows[:, :4]), _xyxy(persons[image_id])).numpy()
-            rows = rows[(iou < iou_thresh).all(1)]
+            rows = rows[covers_no_person(rows[:, :4], np.asarray(persons[image_id]), rule,
+                                         iou_thresh)]  # fmt: skip
         if len(rows) and keypoints.get(image_id):
             kps = keypoints[image_id]
             if len({len(k) for k in kps}) > 1:
@@ -119,11 +151,26 @@ def mine_hard_negatives(
         "images_with_negatives": len(out),
         "max_per_image": int(max((len(v) for v in out.values()), default=0)),
         "score_thresh": score_thresh,
+        "rule": rule,
         "iou_thresh": iou_thresh,
         "max_keypoints": max_keypoints,
         "holding_keypoints": holding,
     }
     return out, report
+
+
+def check_rule(rule: str, key: str = "rule") -> None:
+    """ValueError naming ``key`` (a config key, for the trainers) unless ``rule`` is one of
+    :data:`HNDM_RULES`."""
+    if rule not in HNDM_RULES:
+        raise ValueError(f"{key} must be one of {HNDM_RULES}, got {rule!r}")
+
+
+def rule_note(report: Dict) -> str:
+    """The mining rule of ``report`` for a log line."""
+    if report["rule"] == "iou":
+        return f"IoU < {report['iou_thresh']} with every person (not the report's rule)"
+    return "no intersection with any person (the report's rule)"
 
 
 def check_max_keypoints(value: int, key: str = "max_keypoints") -> None:
@@ -134,7 +181,8 @@ def check_max_keypoints(value: int, key: str = "max_keypoints") -> None:
 
 
 def holding_note(report: Dict) -> str:
-    """The report's keypoint rule for a log line: "" when off, else how many it dropped."""
+    """The keypoint filter (``max_keypoints``) for a log line: "" when off, else how many it
+    dropped."""
     if report["max_keypoints"] < 0:
         return ""
     return (f", at most {report['max_keypoints']} labelled keypoints of any one person:"
@@ -147,8 +195,11 @@ def load_detection_file(path: str, key: str) -> List[Dict]:
     import json
     import os
 
+    from ..evaluation.results_record import read_results_record
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{key} not found: {path}")
+    read_results_record(path)  # what made it; a warning when unknown
     with open(path) as f:
         try:
             detections = json.load(f)
@@ -160,7 +211,8 @@ def load_detection_file(path: str, key: str) -> List[Dict]:
 
 
 def mine_dataset_dicts(dataset_dicts: List[Dict], detections: List[Dict], score_thresh: float,
-                       iou_thresh: float, max_keypoints: int = -1,
+                       iou_thresh: float, max_keypoints: int = -1, *,
+                       rule: str = "no_intersection",
                        ) -> Tuple[Dict[int, np.ndarray], Dict]:  # fmt: skip
     """:func:`mine_hard_negatives` over detectron2 dataset dicts (their annotations' boxes in
     any ``bbox_mode``, keypoints in image pixels) instead of a COCO json."""
@@ -173,17 +225,18 @@ def mine_dataset_dicts(dataset_dicts: List[Dict], detections: List[Dict], score_
             gt["annotations"].append(
                 {"image_id": d["image_id"], "bbox": xywh, "keypoints": a.get("keypoints")}
             )
-    return mine_hard_negatives(gt, detections, score_thresh, iou_thresh, max_keypoints)
+    return mine_hard_negatives(gt, detections, score_thresh, iou_thresh, max_keypoints, rule=rule)
 
 
 def with_hard_negatives(dataset_dicts: List[Dict], detections: List[Dict], score_thresh: float,
-                        iou_thresh: float, max_keypoints: int = -1,
+                        iou_thresh: float, max_keypoints: int = -1, *,
+                        rule: str = "no_intersection",
                         ) -> Tuple[List[Dict], Dict]:  # fmt: skip
     """The R-CNN side: copies of ``dataset_dicts`` whose images with hard negatives carry them
     as ``hard_negatives`` ((M, 4) XYXY boxes, clipped to the image) for
     :class:`HardNegativeMapper`. Returns (dicts, the mining report)."""
     mined, report = mine_dataset_dicts(
-        dataset_dicts, detections, score_thresh, iou_thresh, max_keypoints
+        dataset_dicts, detections, score_thresh, iou_thresh, max_keypoints, rule=rule
     )
     out = []
     for d in dataset_dicts:

@@ -151,26 +151,29 @@ class PoseTrainer(DefaultTrainer):
         """``dicts`` with INPUT.HARD_NEGATIVES_FILE's mined boxes (``with_hard_negatives``)."""
         from ..data.hard_negatives import (
             check_max_keypoints,
+            check_rule,
             holding_note,
             load_detection_file,
+            rule_note,
             with_hard_negatives,
         )
 
         path, i = cfg.INPUT.HARD_NEGATIVES_FILE, cfg.INPUT
+        check_rule(i.HARD_NEGATIVE_RULE, "INPUT.HARD_NEGATIVE_RULE")
         check_max_keypoints(i.HARD_NEGATIVE_MAX_KEYPOINTS, "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS")
         detections = load_detection_file(path, "INPUT.HARD_NEGATIVES_FILE")
         try:
             dicts, report = with_hard_negatives(
                 dicts, detections, i.HARD_NEGATIVE_SCORE, i.HARD_NEGATIVE_IOU,
-                i.HARD_NEGATIVE_MAX_KEYPOINTS,
+                i.HARD_NEGATIVE_MAX_KEYPOINTS, rule=i.HARD_NEGATIVE_RULE,
             )  # fmt: skip
         except ValueError as e:
             raise ValueError(f"INPUT.HARD_NEGATIVES_FILE {path}: {e}") from None
         logger.info(
             "Hard negatives: %d background proposals mined from %d of %d detections scoring"
-            " >= %s (IoU < %s with every person%s) in %d images",
+            " >= %s (%s%s) in %d images",
             report["mined"], report["confident"], report["detections"], i.HARD_NEGATIVE_SCORE,
-            i.HARD_NEGATIVE_IOU, holding_note(report), report["images_with_negatives"],
+            rule_note(report), holding_note(report), report["images_with_negatives"],
         )  # fmt: skip
         return dicts
 

@@ -21,6 +21,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.evaluation import coco_evaluation as d2_coco_evaluation
 from detectron2.structures import Instances
+from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from pycocotools.coco import COCO
 
@@ -28,12 +29,23 @@ from ..data.keypoints import AIC_PERSON
 from ..shared.atomic_io import AtomicPathManager
 from .aic_evaluation import aic_keypoint_score
 from .ground_truth import complete_ground_truth, is_crowdpose_layout
+from .results_record import describe_config, write_results_record
 
 __all__ = ["PoseCOCOEvaluator", "COCO_EVAL_BACKENDS"]
 
 logger = logging.getLogger(__name__)
 
 COCO_EVAL_BACKENDS = ("faster_coco_eval", "pycocotools")
+
+
+def _file_stamp(path):
+    """(inode, mtime) of ``path``, None when it does not exist: a file replaced or rewritten
+    since gets another stamp."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 class PoseCOCOEvaluator(COCOEvaluator):
@@ -55,6 +67,11 @@ class PoseCOCOEvaluator(COCOEvaluator):
     ``process`` leaves the caller's predictions as they are: detectron2's
     ``instances_to_coco_json`` shifts ``pred_keypoints`` by -0.5 in place, so it is given a copy.
     """
+
+    # What makes the predictions, for the record beside coco_instances_results.json
+    # (results_record.py; describe_config's dict, set by from_cfg and the trainers): None writes
+    # producer and score scale "unknown".
+    results_description = None
 
     def __init__(
         self,
@@ -112,8 +129,9 @@ class PoseCOCOEvaluator(COCOEvaluator):
 
     @classmethod
     def from_cfg(cls, cfg, dataset_name, output_dir=None, distributed=True, tasks=None):
-        """The evaluator the config asks for; ``tasks`` None: those of cfg.MODEL's switches."""
-        return cls(
+        """The evaluator the config asks for, its results described by the config's model;
+        ``tasks`` None: those of cfg.MODEL's switches."""
+        evaluator = cls(
             dataset_name,
             tasks=_tasks_of(cfg) if tasks is None else tuple(tasks),
             distributed=distributed,
@@ -124,6 +142,8 @@ class PoseCOCOEvaluator(COCOEvaluator):
             aic_eval=cfg.TEST.AIC_EVAL,
             aic_eval_score_thresh=cfg.TEST.AIC_EVAL_SCORE_THRESH,
         )
+        evaluator.results_description = describe_config(cfg)
+        return evaluator
 
     def process(self, inputs, outputs):
         """detectron2's, on copies of the keypoints (class docstring)."""
@@ -138,9 +158,19 @@ class PoseCOCOEvaluator(COCOEvaluator):
 
     def evaluate(self, img_ids=None):
         """detectron2's, with its result files (instances_predictions.pth,
-        coco_instances_results.json) written atomically: a killed evaluation leaves none."""
+        coco_instances_results.json) written atomically: a killed evaluation leaves none. A
+        results file this evaluation wrote gets its record (``results_record.py``: the dataset,
+        and :attr:`results_description`'s producer and keypoint score scale)."""
+        results = os.path.join(self._output_dir or "", "coco_instances_results.json")
+        before = _file_stamp(results) if self._output_dir else None
         with mock.patch.object(d2_coco_evaluation, "PathManager", AtomicPathManager(PathManager)):
-            return super().evaluate(img_ids)
+            out = super().evaluate(img_ids)
+        written = self._output_dir and _file_stamp(results) not in (None, before)
+        if written and comm.is_main_process():
+            described = self.results_description or {"producer": "unknown",
+                                                     "score_scale": "unknown"}  # fmt: skip
+            write_results_record(results, dataset=self._metadata.name, **described)
+        return out
 
     def _eval_predictions(self, predictions, img_ids=None):
         if self._backend != "faster_coco_eval":

@@ -81,6 +81,7 @@ from ..data.keypoints import KeypointSpec, keypoint_spec_of
 from ..shared.atomic_io import save_figure_atomic, write_text_atomic
 from ..shared.oks import keypoint_oks
 from .ground_truth import complete_ground_truth, is_crowdpose_layout
+from .results_record import read_results_record
 
 __all__ = [
     "ERROR_TYPES",
@@ -336,6 +337,7 @@ def load_results(
     ds = f"dataset {dataset_name!r}" if dataset_name else "the dataset"
     if not os.path.isfile(path):
         raise AnalysisInputError(f"results file not found: {path}")
+    read_results_record(path)  # what made it; a warning when unknown
     try:
         with open(path) as f:
             entries = json.load(f)

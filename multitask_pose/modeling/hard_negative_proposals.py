@@ -2,11 +2,12 @@
 proposals.
 
 With ``INPUT.HARD_NEGATIVES_FILE`` the training images carry their hard negatives (a detector's
-confident boxes that overlap no person, ``multitask_pose/data/hard_negatives.py``), augmented
+confident boxes that cover no person, ``multitask_pose/data/hard_negatives.py``), augmented
 with the image (``HardNegativeMapper``). Before the ROI heads label and sample their proposals,
 each image's hard negatives are appended to its RPN proposals, so the box head is trained on the
-very boxes the detector was wrong about; as they overlap no person (IoU below the mining
-threshold, below the ROI heads' background threshold), they are labelled background.
+very boxes the detector was wrong about; as they cover no person (no overlap under the
+report's rule, or IoU below the "iou" rule's threshold: below the ROI heads' background
+threshold either way), they are labelled background.
 
 detectron2's ``GeneralizedRCNN.forward`` hands the ROI heads only the proposals and the
 ground-truth ``Instances``, whose fields must have one entry per person; the negatives therefore

@@ -117,6 +117,11 @@ class KeypointOffsetHead(KRCNNConvDeconvUpsampleHead):
         )
         return ret
 
+    @classmethod
+    def keypoint_score_scale_from_config(cls, cfg) -> str:
+        """The scale of the keypoint scores this head decodes (its codec's, by HEATMAP_LOSS)."""
+        return RoIHeatmapCodec.SCORE_SCALE_OF_LOSS[cfg.MODEL.ROI_KEYPOINT_HEAD.HEATMAP_LOSS]
+
     def layers(self, x):
         """RoI features -> heatmaps (R, K, S, S) and offsets (R, 2K, S, S) or None."""
         for name, layer in self.named_children():

@@ -13,8 +13,10 @@ crop from the entry's pose extent x 1.2, every keypoint of the pose drawn, the e
 kept, then OKS-NMS 0.9 over each image's refined poses). Writes ``coco_instances_results.json``
 (the refined list, as detectron2's evaluator names it) into ``--output``, computes the
 keypoint AP of the input and of the refined results on ``--dataset`` (default: the config's
-DATASETS.TEST[0]) and prints a one-line summary last. Trailing ``KEY VALUE`` pairs override the
-config.
+DATASETS.TEST[0]) and prints a one-line summary last. The refined file's record
+(``coco_instances_results.json.meta.json``) names the refiner, its keypoint score scale (each
+keypoint carries its person's score) and the file it refined. Trailing ``KEY VALUE`` pairs
+override the config.
 """
 
 import argparse
@@ -32,6 +34,7 @@ import multitask_pose  # noqa: F401  (registers the datasets)
 import topdown  # noqa: F401  (registers the top-down models)
 from multitask_pose.engine.checkpoint import checkpointer_for
 from multitask_pose.evaluation import PoseCOCOEvaluator
+from multitask_pose.evaluation.results_record import describe_config
 from topdown import get_topdown_cfg
 from topdown.data import TopDownTestMapper
 from topdown.engine import TopDownCheckpointer
@@ -90,6 +93,8 @@ def refine(cfg, dataset: str):
     after = PoseCOCOEvaluator(dataset, tasks=("keypoints",), distributed=False,
                               output_dir=cfg.OUTPUT_DIR,
                               backend=cfg.TEST.COCO_EVAL_BACKEND)  # fmt: skip
+    # the refined file's record: the refiner, its scale, and the file it refined
+    after.results_description = {**describe_config(cfg), "refined": cfg.TEST.TOPDOWN.DET_FILE}
     before.reset()
     after.reset()
     start = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Hard-negative detection mining: hand-built cases and the real COCO sample's detections."""
+"""Hard-negative detection mining: the PCR report's rule (no intersection with any person) and
+the IoU option on hand-built cases and the real COCO sample's detections."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from multitask_pose.data.datasets import samples_root
-from multitask_pose.data.hard_negatives import mine_hard_negatives
+from multitask_pose.data.hard_negatives import HNDM_RULES, mine_hard_negatives
 
 GT = {
     "images": [{"id": 1}, {"id": 2}],
@@ -16,6 +17,62 @@ GT = {
         {"image_id": 1, "bbox": [300, 0, 50, 100], "iscrowd": 1},  # a crowd region counts too
     ],
 }
+
+
+def test_the_reports_rule_is_no_intersection_with_any_person_crowd_regions_included():
+    """PCR report (002), section 2.3, Hard-Negative Person Detection Mining: "we filter out
+    those detections with high scores but no intersections with ground truth person instances".
+    A box overlapping a person by one pixel, or overlapping only a crowd region, is not a hard
+    negative; a box sharing only an edge (zero area) or far away is. The IoU rule mines the
+    overlapping ones as well."""
+    gt = {
+        "images": [{"id": 1}],
+        "annotations": [
+            {"image_id": 1, "bbox": [100, 100, 50, 100]},  # x 100-150, y 100-200
+            {"image_id": 1, "bbox": [300, 0, 100, 100], "iscrowd": 1},  # a crowd region
+        ],
+    }
+    boxes = {
+        "one pixel column": ([149, 100, 50, 100], False),  # 1 x 100 px overlap, IoU 0.01
+        "one pixel corner": ([149, 199, 10, 10], False),  # 1 x 1 px overlap
+        "inside the person": ([110, 110, 10, 10], False),  # IoU 0.02
+        "crowd region only": ([390, 50, 40, 40], False),  # 10 x 40 px of the crowd region
+        "edge only": ([150, 100, 50, 100], True),  # shares the person's right edge: area 0
+        "far": ([500, 300, 50, 50], True),
+    }
+    dets = [{"image_id": 1, "bbox": b, "score": 0.9} for b, _ in boxes.values()]
+    dets.append({"image_id": 1, "bbox": [600, 300, 50, 50], "score": 0.4})  # far, not confident
+    mined = lambda out: [list(r[:4]) for r in out.get(1, [])]  # noqa: E731
+    out, report = mine_hard_negatives(gt, dets, score_thresh=0.5)  # the default rule
+    assert mined(out) == [b for b, negative in boxes.values() if negative]
+    assert report["rule"] == "no_intersection" and report["confident"] == len(boxes)
+    out_iou, report_iou = mine_hard_negatives(gt, dets, 0.5, 0.3, rule="iou")
+    assert mined(out_iou) == [b for b, _ in boxes.values()]  # every one below IoU 0.3
+    assert report_iou["rule"] == "iou"
+    with pytest.raises(ValueError, match=r"rule must be one of \('no_intersection', 'iou'\)"):
+        mine_hard_negatives(gt, dets, rule="overlap")
+
+
+def test_hndm_settings_against_the_report():
+    """The settings of both stages' HNDM with their source (a table test)."""
+    from multitask_pose.config import get_multitask_cfg
+    from topdown import get_topdown_cfg
+
+    quote = ("we filter out those detections with high scores but no intersections with ground"
+             " truth person instances")  # fmt: skip
+    rcnn, topdown = get_multitask_cfg().INPUT, get_topdown_cfg().INPUT.TOPDOWN
+    rows = [
+        # (setting, R-CNN value, top-down value, expected, source)
+        ("HARD_NEGATIVE_RULE", rcnn.HARD_NEGATIVE_RULE, topdown.HARD_NEGATIVE_RULE,
+         "no_intersection", f"report 002, section 2.3 (HNDM): {quote!r}"),
+        ("HARD_NEGATIVE_SCORE", rcnn.HARD_NEGATIVE_SCORE, topdown.HARD_NEGATIVE_SCORE, 0.5,
+         "ours: the report says 'high scores' without a value"),
+        ("HARD_NEGATIVE_MAX_KEYPOINTS", rcnn.HARD_NEGATIVE_MAX_KEYPOINTS,
+         topdown.HARD_NEGATIVE_MAX_KEYPOINTS, -1, "off: the report filters by boxes only"),
+    ]  # fmt: skip
+    for key, r, t, expected, source in rows:
+        assert r == t == expected, f"{key}: {r}, {t} (expected {expected}: {source})"
+    assert HNDM_RULES[0] == "no_intersection"
 
 
 def test_far_confident_detections_are_mined_and_others_not():
@@ -28,18 +85,23 @@ def test_far_confident_detections_are_mined_and_others_not():
         {"image_id": 1, "bbox": [300, 0, 50, 100], "score": 0.95},  # on the crowd region
         {"image_id": 2, "bbox": [10, 10, 20, 40], "score": 0.7},  # an image without persons
     ]
-    out, report = mine_hard_negatives(GT, dets, score_thresh=0.5, iou_thresh=0.3)
+    out, report = mine_hard_negatives(GT, dets, score_thresh=0.5, iou_thresh=0.3, rule="iou")
     assert sorted(out) == [1, 2]
     np.testing.assert_array_equal(out[1][:, :4], [[500, 500, 50, 50], [80, 0, 100, 100]])
     np.testing.assert_array_equal(out[2], [[10, 10, 20, 40, 0.7]])
     assert (report["detections"], report["confident"], report["mined"]) == (7, 6, 3)
     # A looser IoU threshold mines the half-overlapping box as well.
-    assert mine_hard_negatives(GT, dets, 0.5, 0.5)[1]["mined"] == 4
+    assert mine_hard_negatives(GT, dets, 0.5, 0.5, rule="iou")[1]["mined"] == 4
+    # The report's rule: only the boxes touching no person.
+    out, report = mine_hard_negatives(GT, dets, 0.5)
+    np.testing.assert_array_equal(out[1][:, :4], [[500, 500, 50, 50]])
+    assert report["mined"] == 2
 
 
 def test_max_keypoints_drops_boxes_holding_one_persons_labelled_keypoints():
-    """A box below the IoU threshold that still shows a person's keypoints: mined under the
-    reports' rule (-1), dropped when it holds more than ``max_keypoints`` of any one person."""
+    """A box below the IoU threshold that still shows a person's keypoints: mined by the IoU
+    rule without the keypoint filter (-1), dropped when it holds more than ``max_keypoints`` of
+    any one person."""
     left = [[10, 10, 2], [90, 20, 2], [95, 30, 1], [80, 40, 2], [99, 50, 0], [20, 90, 2]]
     right = [[120, 20, 2], [130, 30, 2], [260, 10, 2], [125, 40, 0], [0, 0, 0], [0, 0, 0]]
     # (a second person: 2 labelled points in the box)
@@ -59,12 +121,13 @@ def test_max_keypoints_drops_boxes_holding_one_persons_labelled_keypoints():
     ]
     held = [3, 0]  # the most labelled keypoints of one person in each box
     for max_kps in (-1, 0, 1, 2, 3, 4):
-        out, report = mine_hard_negatives(gt, dets, 0.5, 0.3, max_kps)
+        out, report = mine_hard_negatives(gt, dets, 0.5, 0.3, max_kps, rule="iou")
         kept = [h for h in held if max_kps < 0 or h <= max_kps]
         assert report["mined"] == len(kept) and report["max_keypoints"] == max_kps
         assert report["holding_keypoints"] == len(held) - len(kept)
         assert out[1][:, 4].tolist() == [0.9] * len(kept)
-    assert mine_hard_negatives(gt, dets, 0.5, 0.3, 0)[0][1][:, :4].tolist() == [[500, 300, 50, 50]]
+    only = mine_hard_negatives(gt, dets, 0.5, 0.3, 0, rule="iou")[0][1][:, :4].tolist()
+    assert only == [[500, 300, 50, 50]]
     with pytest.raises(ValueError, match="max_keypoints must be -1"):
         mine_hard_negatives(gt, dets, 0.5, 0.3, -2)
 
@@ -77,25 +140,64 @@ def test_bad_detection_files_are_named():
 
 
 def test_real_detections_on_the_coco_sample():
-    """The sample's 118 real detections: the confident ones mostly cover annotated persons; every
-    mined one has IoU below the threshold with all of its image's persons, recomputed here."""
+    """The sample's 118 real detections: every confident one overlaps an annotated person (the
+    report's rule mines none of them), 3 of them below IoU 0.3. Both rules' mined sets equal
+    the sets recomputed here box by box (overlap area 0 with all of the image's annotations,
+    crowd regions included; or IoU below 0.3 with all of them)."""
     gt = json.loads((samples_root() / "coco" / "test_coco.json").read_text())
     dets = json.loads((samples_root() / "coco" / "test_coco_det_AP_H_56.json").read_text())
-    out, report = mine_hard_negatives(gt, dets, 0.5, 0.3)
-    assert report["detections"] == 118 and 0 < report["mined"] < report["confident"]
-    for image_id, rows in out.items():
-        people = [a["bbox"] for a in gt["annotations"] if a["image_id"] == image_id]
-        for x, y, w, h, s in rows:
-            assert s >= 0.5
-            for px, py, pw, ph in people:
+
+    def overlaps(d):  # (intersection area, IoU) with each annotation of d's image
+        x, y, w, h = d["bbox"]
+        for a in gt["annotations"]:
+            if a["image_id"] == d["image_id"]:
+                px, py, pw, ph = a["bbox"]
                 iw = max(0.0, min(x + w, px + pw) - max(x, px))
                 ih = max(0.0, min(y + h, py + ph) - max(y, py))
-                assert iw * ih / (w * h + pw * ph - iw * ih) < 0.3
+                yield iw * ih, iw * ih / (w * h + pw * ph - iw * ih)
+
+    confident = [d for d in dets if d["score"] >= 0.5]
+    expected = {
+        "no_intersection": [d for d in confident if all(a == 0 for a, _ in overlaps(d))],
+        "iou": [d for d in confident if all(u < 0.3 for _, u in overlaps(d))],
+    }
+    for rule, want in expected.items():
+        out, report = mine_hard_negatives(gt, dets, 0.5, 0.3, rule=rule)
+        assert report["detections"] == 118 and report["confident"] == len(confident)
+        got = sorted((i, *np.round(r[:4], 2)) for i, rows in out.items() for r in rows)
+        assert got == sorted((d["image_id"], *np.round(d["bbox"], 2)) for d in want), rule
+    assert (len(expected["no_intersection"]), len(expected["iou"])) == (0, MINED_BY_IOU)
 
 
 # --------------------------------------------------------------------------- the R-CNN side
 
 DETECTIONS = samples_root() / "coco" / "test_coco_det_AP_H_56.json"
+MINED_BY_IOU = 3  # of the sample's confident detections, below IoU 0.3 with every person
+
+
+def free_corner_detections(dicts, size=16.0):
+    """One confident size x size box per image in the first image corner that overlaps none of
+    its annotations (the sample's own detections all overlap a person)."""
+    from detectron2.structures import BoxMode
+
+    out = []
+    for d in dicts:
+        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                 for a in d["annotations"]]  # fmt: skip
+        for x, y in ((0, 0), (d["width"] - size, 0), (0, d["height"] - size),
+                     (d["width"] - size, d["height"] - size)):  # fmt: skip
+            if all(min(x + size, q[2]) <= max(x, q[0]) or min(y + size, q[3]) <= max(y, q[1])
+                   for q in boxes):  # fmt: skip
+                out.append({"image_id": d["image_id"], "bbox": [x, y, size, size], "score": 0.9})
+                break
+    return out
+
+
+def detections_with_free_boxes(tmp_path, dicts):
+    """The sample's detections plus :func:`free_corner_detections`, as a file."""
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(json.loads(DETECTIONS.read_text()) + free_corner_detections(dicts)))
+    return path
 
 
 def _rcnn_cfg(*opts):
@@ -158,15 +260,17 @@ def test_hard_negatives_join_the_proposals_as_background():
     assert not (plain.proposal_boxes.tensor == far).all(1).any()
 
 
-def test_rcnn_training_takes_the_sample_detections_as_background_proposals(tmp_path):
+def test_rcnn_training_takes_the_mined_detections_as_background_proposals(tmp_path):
     from unittest import mock
 
+    from detectron2.data import DatasetCatalog
     from detectron2.modeling import StandardROIHeads
     from detectron2.utils.events import EventStorage
 
     from multitask_pose.engine import MultiTaskTrainer
 
-    cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(DETECTIONS), "SOLVER.IMS_PER_BATCH", "4")
+    path = detections_with_free_boxes(tmp_path, DatasetCatalog.get("coco_person_sample"))
+    cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(path), "SOLVER.IMS_PER_BATCH", "4")
     batch = next(iter(MultiTaskTrainer.build_train_loader(cfg)))
     negatives = [x.get("hard_negatives") for x in batch]
     assert sum(len(n) for n in negatives if n is not None) > 0
@@ -200,9 +304,10 @@ def test_rcnn_training_takes_the_sample_detections_as_background_proposals(tmp_p
 
 
 def test_rcnn_max_keypoints_drops_boxes_showing_a_person(tmp_path):
-    """INPUT.HARD_NEGATIVE_MAX_KEYPOINTS 0 on the R-CNN side: a whole-image box per image (below
-    IoU 0.3 with the sample's persons, yet showing them) is mined under the reports' rule and
-    dropped under this one, the sample's far detections kept under both."""
+    """INPUT.HARD_NEGATIVE_MAX_KEYPOINTS 0 on the R-CNN side with the IoU rule: a whole-image box
+    per image (below IoU 0.3 with the sample's persons, yet showing them) is mined without the
+    keypoint filter and dropped with it, the sample's far detections kept under both; the
+    report's rule (the default) never mines a box that overlaps a person."""
     from detectron2.data import DatasetCatalog
 
     from multitask_pose.engine import MultiTaskTrainer
@@ -214,8 +319,8 @@ def test_rcnn_max_keypoints_drops_boxes_showing_a_person(tmp_path):
     path.write_text(json.dumps(json.loads(DETECTIONS.read_text()) + whole))
 
     def mined(max_kps):
-        cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(path),
-                        "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS", str(max_kps))  # fmt: skip
+        cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(path), "INPUT.HARD_NEGATIVE_RULE",
+                        "iou", "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS", str(max_kps))  # fmt: skip
         out = MultiTaskTrainer._hard_negatives(cfg, dicts)
         return {d["image_id"]: d["hard_negatives"].tolist() for d in out if "hard_negatives" in d}
 
@@ -227,3 +332,37 @@ def test_rcnn_max_keypoints_drops_boxes_showing_a_person(tmp_path):
         assert full(d) not in clean.get(d["image_id"], [])
         rest = [b for b in every.get(d["image_id"], []) if b != full(d)]
         assert clean.get(d["image_id"], []) == rest
+
+
+def test_rcnn_training_mines_by_the_reports_rule_by_default(tmp_path):
+    """The R-CNN trainer's default mines exactly the boxes that overlap no annotation of their
+    image (recomputed here); INPUT.HARD_NEGATIVE_RULE "iou" mines those and the sample's
+    detections below IoU 0.3."""
+    from detectron2.data import DatasetCatalog
+    from detectron2.structures import BoxMode
+
+    from multitask_pose.engine import MultiTaskTrainer
+
+    dicts = DatasetCatalog.get("coco_person_sample")
+    path = detections_with_free_boxes(tmp_path, dicts)
+    dets = json.loads(path.read_text())
+
+    def mined(*opts):
+        out = MultiTaskTrainer._hard_negatives(_rcnn_cfg("INPUT.HARD_NEGATIVES_FILE",
+                                                         str(path), *opts), dicts)  # fmt: skip
+        return sum(len(d["hard_negatives"]) for d in out if "hard_negatives" in d)
+
+    persons = {d["image_id"]: [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                               for a in d["annotations"]] for d in dicts}  # fmt: skip
+
+    def free(d):
+        x, y, w, h = d["bbox"]
+        return all(min(x + w, q[2]) <= max(x, q[0]) or min(y + h, q[3]) <= max(y, q[1])
+                   for q in persons[d["image_id"]])  # fmt: skip
+
+    expected = [d for d in dets if d["score"] >= 0.5 and free(d)]
+    assert len(expected) == len(free_corner_detections(dicts)) > 0
+    assert mined() == len(expected)
+    assert mined("INPUT.HARD_NEGATIVE_RULE", "iou") == len(expected) + MINED_BY_IOU
+    with pytest.raises(ValueError, match="INPUT.HARD_NEGATIVE_RULE must be one of"):
+        mined("INPUT.HARD_NEGATIVE_RULE", "overlap")

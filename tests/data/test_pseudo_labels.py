@@ -12,6 +12,7 @@ from detectron2.data import DatasetCatalog
 from multitask_pose.data import register_coco_person
 from multitask_pose.data.datasets import samples_root
 from multitask_pose.data.pseudo_labels import pseudo_label
+from multitask_pose.evaluation.results_record import write_results_record
 
 GT = json.loads((samples_root() / "coco" / "test_coco.json").read_text())
 SCORE_OF_V = {2: 0.95, 1: 0.5, 0: 0.1}  # what a model might give visible / hidden / absent points
@@ -64,6 +65,9 @@ def test_tool_writes_a_dataset_that_loads(tmp_path):
     results = [{k: v for k, v in r.items() if k != "gt"} for r in _results()]
     src = tmp_path / "results.json"
     src.write_text(json.dumps(results))
+    # a top-down model's results: the scale of the report's threshold, which the tool checks
+    write_results_record(src, dataset="coco_person_sample", producer="TopDownPoseEstimator / X",
+                         score_scale="heatmap_peak")  # fmt: skip
     out = tmp_path / "pseudo.json"
     tool = samples_root().parents[1] / "tools" / "pseudo_label.py"
     run = subprocess.run([sys.executable, str(tool), "--results", str(src), "--dataset",

@@ -52,9 +52,14 @@ def test_each_row_trains_on_its_data():
         "DATASETS.TRAIN_RATIOS": "(1, 1)",
     }
     assert opts("hndm")["INPUT.TOPDOWN.HARD_NEGATIVES_FILE"] == str(SAMPLE_DETS)
-    every, clean = opts("hndm"), opts("hndm_clean")
-    assert every.pop("INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS") == "-1"  # the reports' rule
-    assert clean.pop("INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS") == "0" and clean == every
+    report, every, clean = opts("hndm"), opts("hndm_iou"), opts("hndm_iou_clean")
+    assert report.pop("INPUT.TOPDOWN.HARD_NEGATIVE_RULE") == "no_intersection"  # the report's
+    assert every.pop("INPUT.TOPDOWN.HARD_NEGATIVE_RULE") == clean.pop(
+        "INPUT.TOPDOWN.HARD_NEGATIVE_RULE") == "iou"  # fmt: skip
+    assert report.pop("INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS") == "-1"
+    assert every.pop("INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS") == "-1"
+    assert clean.pop("INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS") == "0"
+    assert clean == every == report
     sel = opts("inconsistent_selected")
     assert sel["DATASETS.KEYPOINT_SELECTION"] == "True"
     assert sel["DATASETS.TRAIN"] == opts("inconsistent")["DATASETS.TRAIN"]
@@ -90,7 +95,7 @@ def test_data_study_end_to_end(tmp_path, capsys):
     out = tmp_path / "ds"
     text = (out / "data_study.md").read_text()
     assert text in first and first.strip().splitlines()[-1].startswith("data_study: ")
-    rows = {ln.split(" | ")[0][2:]: ln.split(" | ") for ln in text.splitlines()[4:11]}
+    rows = {ln.split(" | ")[0][2:]: ln.split(" | ") for ln in text.splitlines()[4:12]}
     assert list(rows) == list(data_study.ROWS.values())
     for key, label in data_study.ROWS.items():
         for i, box in ((1, "gt"), (3, "det")):
@@ -101,13 +106,16 @@ def test_data_study_end_to_end(tmp_path, capsys):
     assert "pseudo_seed1" in cfg and "TRAIN_RATIOS:" in cfg
     pseudo = json.loads((out / "pseudo_labels" / "seed1.json").read_text())
     assert pseudo["annotations"] and "pseudo-labels seed 1:" in text
-    assert "HNDM:" in text and "HNDM, no labelled keypoint inside:" in text
+    assert "HNDM, no intersection:" in text and "HNDM, IoU < 0.3:" in text
+    assert "HNDM, IoU < 0.3, no labelled keypoint inside:" in text
     assert "data selection on coco_person_sample" in text
     assert (
         "HARD_NEGATIVES_FILE: " + str(SAMPLE_DETS)
         in (out / "hndm" / "seed1" / "config.yaml").read_text()
     )
-    assert "HARD_NEGATIVE_MAX_KEYPOINTS: 0" in (out / "hndm_clean/seed1/config.yaml").read_text()
+    assert "HARD_NEGATIVE_RULE: no_intersection" in (out / "hndm/seed1/config.yaml").read_text()
+    clean = (out / "hndm_iou_clean/seed1/config.yaml").read_text()
+    assert "HARD_NEGATIVE_MAX_KEYPOINTS: 0" in clean and "HARD_NEGATIVE_RULE: iou" in clean
     data_study.main(argv)
     again = capsys.readouterr().out
     assert ": training" not in again and "evaluating" not in again

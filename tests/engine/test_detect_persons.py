@@ -36,6 +36,11 @@ def test_detection_file_is_valid_within_limits_and_resumes(memorised_rcnn, tmp_p
     assert detect_persons.main(args_for(out, full, *limits)) == 0
     assert "detect_persons: 4 images" in capsys.readouterr().out
     dets = json.loads(full.read_text())
+    record = json.loads((tmp_path / "full.json.meta.json").read_text())  # what made it
+    assert record["dataset"] == SAMPLE and record["written_by"] == "tools/detect_persons.py"
+    assert record["producer"].startswith("GeneralizedRCNN / ")
+    assert record["score_scale"] == "softmax_probability"  # its keypoints: detectron2's scores
+    assert record["weights"] == str(out / "model_final.pth")
     COCO(_json_of(SAMPLE)).loadRes(str(full))  # pycocotools accepts it
     per_image = {}
     for d in dets:

@@ -5,6 +5,7 @@ flip TTA. All on the R-CNN recipe memorising the real COCO sample (conftest.memo
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -41,6 +42,14 @@ def _keypoint_ap(results, gt_json):
 
 def test_default_predictor_finds_the_memorised_people(memorised_rcnn):
     out_dir, _ = memorised_rcnn
+    # tools/train_net.py's evaluation wrote its results with their record
+    written = sorted(out_dir.rglob("coco_instances_results.json"))
+    assert written
+    for results in written:
+        record = json.loads(Path(f"{results}.meta.json").read_text())
+        assert record["producer"].startswith("GeneralizedRCNN / ")
+        assert record["score_scale"] == "softmax_probability"
+        assert record["dataset"] == results.parent.name
     predictor = DefaultPredictor(predictor_cfg(out_dir / "model_final.pth"))
     coco = json.loads((SAMPLES / "test_coco.json").read_text())
     image = max(
@@ -100,6 +109,10 @@ def test_demo_tool_writes_images_and_results(memorised_rcnn, tmp_path):
     drawn = sorted(p.name for p in out.glob("*_pred.jpg"))
     assert drawn == sorted(p.stem + "_pred.jpg" for p in SAMPLES.glob("*.jpg"))
     results = json.loads((out / "results.json").read_text())
+    record = json.loads((out / "results.json.meta.json").read_text())  # what made them
+    assert (record["dataset"], record["score_scale"]) == ("coco_person_sample",
+                                                          "softmax_probability")  # fmt: skip
+    assert record["producer"].startswith("GeneralizedRCNN / ")
     coco = json.loads((SAMPLES / "test_coco.json").read_text())
     ids = {image["id"] for image in coco["images"]}
     sizes = {image["id"]: (image["width"], image["height"]) for image in coco["images"]}
@@ -218,6 +231,8 @@ def test_demo_tool_on_a_video(memorised_rcnn, tmp_path, capsys):
     frames = [f for ok, f in iter(lambda: drawn.read(), (False, None)) if ok]
     assert len(frames) == 8 and all(f.shape == (480, 640, 3) for f in frames)
     results = json.loads((out / "walk_results.json").read_text())
+    record = json.loads((out / "walk_results.json.meta.json").read_text())
+    assert record["dataset"] == f"video {video}" and record["score_scale"] == "softmax_probability"
     assert {r["frame"] for r in results} <= set(range(8))
     assert all(r["image_id"] == r["frame"] and r["time_s"] == r["frame"] / 5 for r in results)
     predictor = DefaultPredictor(predictor_cfg(out_dir / "model_final.pth"))

@@ -1,5 +1,6 @@
 """Hard-negative detection mining in top-down training (INPUT.TOPDOWN.HARD_NEGATIVES_FILE): the
-COCO sample's real detections become crops with all-zero heatmaps at full weight."""
+COCO sample's detections that cover no person (by default the PCR report's rule, no
+intersection; or below an IoU threshold) become crops with all-zero heatmaps at full weight."""
 
 import json
 
@@ -18,13 +19,39 @@ from topdown_testing import SAMPLE, sample_cfg
 DETECTIONS = samples_root() / "coco" / "test_coco_det_AP_H_56.json"
 
 
-def test_negatives_are_the_mined_detections_and_train_to_nothing():
+def with_free_boxes(tmp_path, dicts, size=16.0):
+    """The sample's detections (each overlaps a person) plus one confident size x size box per
+    image in the first corner that overlaps none of its annotations, as a file."""
+    from detectron2.structures import BoxMode
+
+    free = []
+    for d in dicts:
+        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                 for a in d["annotations"]]  # fmt: skip
+        for x, y in ((0, 0), (d["width"] - size, 0), (0, d["height"] - size)):
+            if all(min(x + size, q[2]) <= max(x, q[0]) or min(y + size, q[3]) <= max(y, q[1])
+                   for q in boxes):  # fmt: skip
+                free.append({"image_id": d["image_id"], "bbox": [x, y, size, size], "score": 0.9})
+                break
+    path = tmp_path / "dets_free.json"
+    path.write_text(json.dumps(json.loads(DETECTIONS.read_text()) + free))
+    return path, free
+
+
+def test_negatives_are_the_mined_detections_and_train_to_nothing(tmp_path):
     dicts = DatasetCatalog.get(SAMPLE)
-    dets = json.loads(DETECTIONS.read_text())
+    path, free = with_free_boxes(tmp_path, dicts)
+    dets = json.loads(path.read_text())
     negatives, report = negative_person_dicts(dicts, dets, 17, 0.5, 0.3)
     gt = json.loads((samples_root() / "coco" / "test_coco.json").read_text())
-    assert report["mined"] == mine_hard_negatives(gt, dets, 0.5, 0.3)[1]["mined"] > 0
-    assert len(negatives) == report["mined"]  # none clipped away on the sample
+    assert report["mined"] == mine_hard_negatives(gt, dets, 0.5, 0.3)[1]["mined"] == len(free)
+    assert [n["bbox"].tolist() for n in negatives] == [
+        [x, y, x + w, y + h] for x, y, w, h in (f["bbox"] for f in free)
+    ]  # the report's rule: only the boxes overlapping no person
+    by_iou, report = negative_person_dicts(dicts, dets, 17, 0.5, 0.3, rule="iou")
+    assert report["rule"] == "iou"
+    assert report["mined"] == mine_hard_negatives(gt, dets, 0.5, 0.3, rule="iou")[1]["mined"]
+    assert len(by_iou) == report["mined"] > len(negatives)  # none clipped away on the sample
     assert all(n["negative"] and not n["keypoints"].any() for n in negatives)
     mapper = TopDownTrainMapper(sample_cfg(), is_train=True)
     np.random.seed(0)
@@ -36,16 +63,17 @@ def test_negatives_are_the_mined_detections_and_train_to_nothing():
 
 
 def test_max_keypoints_keeps_only_crops_showing_no_labelled_keypoint(tmp_path):
-    """INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS 0 on the sample's real detections plus a
-    whole-image box per image (below the IoU threshold with small persons, yet showing them):
-    every crop kept holds no labelled keypoint of any person (recounted here), the rest are
-    dropped."""
+    """INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS 0 with the IoU rule on the sample's real
+    detections plus a whole-image box per image (below the IoU threshold with small persons, yet
+    showing them): every crop kept holds no labelled keypoint of any person (recounted here), the
+    rest are dropped. The report's rule (the default) mines no whole-image box."""
     dicts = DatasetCatalog.get(SAMPLE)
     whole = [{"image_id": d["image_id"], "bbox": [0, 0, d["width"], d["height"]], "score": 0.99}
              for d in dicts]  # fmt: skip
     path = tmp_path / "dets.json"
     path.write_text(json.dumps(json.loads(DETECTIONS.read_text()) + whole))
-    cfg = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(path))
+    cfg = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(path),
+                     "INPUT.TOPDOWN.HARD_NEGATIVE_RULE", "iou")  # fmt: skip
     every = TopDownTrainer._hard_negatives(cfg, dicts)
     cfg.INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS = 0
     clean = TopDownTrainer._hard_negatives(cfg, dicts)
@@ -60,13 +88,23 @@ def test_max_keypoints_keeps_only_crops_showing_no_labelled_keypoint(tmp_path):
     boxes = lambda ns: [(n["image_id"], n["bbox"].tolist()) for n in ns]  # noqa: E731
     assert boxes(clean) == boxes([n for n in every if not holds(n)])
     assert 0 < len(clean) < len(every) and any(n["bbox"][2] == n["width"] for n in every)
+    cfg.INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS = -1
+    cfg.INPUT.TOPDOWN.HARD_NEGATIVE_RULE = "no_intersection"
+    assert not TopDownTrainer._hard_negatives(cfg, dicts)  # every box there overlaps a person
     cfg.INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS = -2
     with pytest.raises(ValueError, match="HARD_NEGATIVE_MAX_KEYPOINTS must be -1"):
+        TopDownTrainer._hard_negatives(cfg, dicts)
+    cfg.INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS = -1
+    cfg.INPUT.TOPDOWN.HARD_NEGATIVE_RULE = "overlap"
+    with pytest.raises(ValueError, match="INPUT.TOPDOWN.HARD_NEGATIVE_RULE must be one of"):
         TopDownTrainer._hard_negatives(cfg, dicts)
 
 
 def test_training_loader_mixes_negatives_in_and_refuses_bad_settings(tmp_path):
-    cfg = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(DETECTIONS),
+    path, free = with_free_boxes(tmp_path, DatasetCatalog.get(SAMPLE))
+    default = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(path))
+    assert len(TopDownTrainer._hard_negatives(default, DatasetCatalog.get(SAMPLE))) == len(free)
+    cfg = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(path),
                      "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "8")  # fmt: skip
     it = iter(TopDownTrainer.build_train_loader(cfg))
     crops = [c for _ in range(4) for c in next(it)]

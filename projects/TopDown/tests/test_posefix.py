@@ -351,6 +351,11 @@ def test_a_trained_refiner_lowers_the_keypoint_error_of_a_results_file(tmp_path)
                                 "MODEL.TOPDOWN.POSEFIX.TEST_CROP", "box"]) == 0  # fmt: skip
     refined = json.loads((tmp_path / "out" / "coco_instances_results.json").read_text())
     assert 0 < len(refined) <= len(entries)  # OKS-NMS 0.9 may merge two
+    record = json.loads((tmp_path / "out" / "coco_instances_results.json.meta.json").read_text())
+    assert (record["dataset"], record["producer"], record["score_scale"]) == (
+        SAMPLE, "PoseFixEstimator / PoseFixHRNet", "person_score")  # fmt: skip
+    assert record["refined"] == str(given)
+    assert all(len({*r["keypoints"][2::3]}) == 1 for r in refined)  # the person's score, each
 
     def mean_error(results):
         errs = []

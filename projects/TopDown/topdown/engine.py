@@ -108,8 +108,10 @@ class TopDownTrainer(PoseTrainer):
         """INPUT.TOPDOWN.HARD_NEGATIVES_FILE's mined crops (:func:`negative_person_dicts`)."""
         from multitask_pose.data.hard_negatives import (
             check_max_keypoints,
+            check_rule,
             holding_note,
             load_detection_file,
+            rule_note,
         )
 
         from .data.mapper import negative_person_dicts
@@ -120,6 +122,7 @@ class TopDownTrainer(PoseTrainer):
                 "INPUT.TOPDOWN.HARD_NEGATIVES_FILE with a cue model (MODEL.TOPDOWN.CUE"
                 f" {cfg.MODEL.TOPDOWN.CUE!r}) is not supported: negatives have no hints"
             )
+        check_rule(tin.HARD_NEGATIVE_RULE, "INPUT.TOPDOWN.HARD_NEGATIVE_RULE")
         key = "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS"
         check_max_keypoints(tin.HARD_NEGATIVE_MAX_KEYPOINTS, key)
         detections = load_detection_file(path, "INPUT.TOPDOWN.HARD_NEGATIVES_FILE")
@@ -127,14 +130,15 @@ class TopDownTrainer(PoseTrainer):
             negatives, report = negative_person_dicts(
                 dicts, detections, cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
                 tin.HARD_NEGATIVE_SCORE, tin.HARD_NEGATIVE_IOU, tin.HARD_NEGATIVE_MAX_KEYPOINTS,
+                rule=tin.HARD_NEGATIVE_RULE,
             )  # fmt: skip
         except ValueError as e:
             raise ValueError(f"INPUT.TOPDOWN.HARD_NEGATIVES_FILE {path}: {e}") from None
         logger.info(
-            "Hard negatives: %d crops mined from %d of %d detections scoring >= %s (IoU < %s with"
-            " every person%s) in %d images",
+            "Hard negatives: %d crops mined from %d of %d detections scoring >= %s (%s%s) in %d"
+            " images",
             len(negatives), report["confident"], report["detections"], tin.HARD_NEGATIVE_SCORE,
-            tin.HARD_NEGATIVE_IOU, holding_note(report), report["images_with_negatives"],
+            rule_note(report), holding_note(report), report["images_with_negatives"],
         )  # fmt: skip
         return negatives
 
@@ -145,6 +149,7 @@ class TopDownTrainer(PoseTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        # from_cfg describes the results by the config's model (their record).
         return PoseCOCOEvaluator.from_cfg(
             cfg, dataset_name, output_dir=output_folder, tasks=("bbox", "keypoints")
         )

@@ -480,6 +480,11 @@ class PoseFixEstimator(TopDownPoseEstimator):
     def from_config(cls, cfg):
         return {**super().from_config(cfg), "test_crop": cfg.MODEL.TOPDOWN.POSEFIX.TEST_CROP}
 
+    @classmethod
+    def keypoint_score_scale_from_config(cls, cfg) -> str:
+        """Each refined keypoint carries its person's score (:meth:`estimate`), not the codec's."""
+        return "person_score"
+
     def crop_regions(self, boxes, hints):
         """The input pose's extent x 1.2 ("pose"; a pose without keypoints: its box) or the
         entry's box ("box"); the refined pose keeps the entry's box."""

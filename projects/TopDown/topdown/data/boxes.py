@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from detectron2.structures import BoxMode
 
+from multitask_pose.evaluation.results_record import read_results_record
+
 __all__ = [
     "DetectionFileError",
     "PersonDetector",
@@ -122,6 +124,7 @@ def load_detection_file(
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"detection file not found: {path} ({key})")
+    read_results_record(path)  # what made it; a warning when unknown
     with open(path) as f:
         try:
             dets = json.load(f)

@@ -105,8 +105,8 @@ def person_dicts(
 
 
 def negative_person_dicts(dataset_dicts: List[Dict], detections: List[Dict], num_keypoints: int,
-                          score_thresh: float, iou_thresh: float,
-                          max_keypoints: int = -1):  # fmt: skip
+                          score_thresh: float, iou_thresh: float, max_keypoints: int = -1, *,
+                          rule: str = "no_intersection"):  # fmt: skip
     """Hard negatives (:func:`multitask_pose.data.hard_negatives.mine_hard_negatives`) of
     ``detections`` over ``dataset_dicts`` as person dicts like :func:`person_dicts`'s, with
     ``negative`` True and every keypoint unlabelled (the mapper gives them all-zero heatmaps at
@@ -114,7 +114,7 @@ def negative_person_dicts(dataset_dicts: List[Dict], detections: List[Dict], num
     from multitask_pose.data.hard_negatives import mine_dataset_dicts
 
     mined, report = mine_dataset_dicts(
-        dataset_dicts, detections, score_thresh, iou_thresh, max_keypoints
+        dataset_dicts, detections, score_thresh, iou_thresh, max_keypoints, rule=rule
     )
     out = []
     for d in dataset_dicts:

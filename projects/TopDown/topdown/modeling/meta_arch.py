@@ -220,6 +220,12 @@ class TopDownPoseEstimator(nn.Module):
         self.runner = InferenceNet(backend, onnx_file, codec.input_size)
 
     @classmethod
+    def keypoint_score_scale_from_config(cls, cfg) -> str:
+        """What the keypoint scores of this estimator's results are (the results files'
+        records, ``multitask_pose/evaluation/results_record.py``): its codec's scale."""
+        return build_topdown_codec(cfg).score_scale
+
+    @classmethod
     def from_config(cls, cfg):
         """Builds the pose net, codec, loss and cue by their registered names.
 

@@ -1,0 +1,157 @@
+"""What made a results file: a small record beside it.
+
+A COCO results list (``image_id``, ``bbox``, ``score``, ``keypoints`` as x, y, score per keypoint)
+does not say where it came from, yet its keypoint scores mean different things by producer: a
+top-down model's heatmap peaks and an R-CNN's softmax probabilities are different scales, and a
+threshold chosen on one (the PCR report's 0.9 for pseudo-labels, on heatmap peaks) keeps almost
+nothing on the other. Every tool that writes results writes this record next to them, as
+``<results>.meta.json``, so that the list itself stays what pycocotools' ``loadRes`` and every
+reader expect. The record (a json object):
+
+- ``dataset``: the registered dataset the results are on (or the images a tool read: a folder,
+  a video);
+- ``producer``: the model type: its meta-architecture and network or heads, e.g.
+  "GeneralizedRCNN / MultiTaskROIHeads / KeypointOffsetHead", "TopDownPoseEstimator / HRNet",
+  "PoseFixEstimator / PoseFixHRNet" (a refiner), "TopDownPoseEstimator / HeatmapEnsemble of 3";
+- ``score_scale``: what each keypoint's score is, a key of :data:`SCORE_SCALES` (None for
+  results without keypoints, e.g. a detector's boxes), and ``score_scale_meaning`` its sentence;
+- optional fields a writer adds (``weights``, the checkpoint; ``written_by``, the tool).
+
+The scales come from the models, not from a table of model names: each codec states its
+``score_scale`` (``multitask_pose/codecs``), a model class that scores otherwise states its own
+(``keypoint_score_scale_from_config``: PoseFix's estimator, the R-CNN offset head), and
+:func:`describe_config` asks the classes a config names. A reader calls
+:func:`read_results_record`: a file without a record still loads, with a logged warning.
+"""
+
+import json
+import logging
+import os
+from typing import Dict, Optional
+
+from ..shared.atomic_io import write_json_atomic
+
+__all__ = [
+    "SCORE_SCALES",
+    "describe_config",
+    "read_results_record",
+    "record_path",
+    "write_results_record",
+]
+
+logger = logging.getLogger(__name__)
+
+# Every keypoint score scale a writer may state, with what it means (the one place that knows).
+SCORE_SCALES = {
+    "heatmap_peak": (
+        "the maximum of the keypoint's predicted heatmap, trained towards Gaussians of peak 1"
+        " (the top-down models' MSRA heatmaps, GaussianHeatmapCodec; the R-CNN keypoint head"
+        " with HEATMAP_LOSS gaussian_mse); the PCR report's pseudo-label threshold 0.9 is on"
+        " this scale"
+    ),
+    "softmax_probability": (
+        "the softmax probability of the peak over the keypoint's whole heatmap (detectron2's"
+        " keypoint R-CNN: heatmaps_to_keypoints' score over the RoI's S x S grid, kept by"
+        " keypoint_rcnn_inference; the offset head with HEATMAP_LOSS softmax; SoftArgmaxCodec"
+        " over the crop's map); detectron2 draws keypoints scoring above 0.05"
+    ),
+    "person_score": (
+        "every keypoint carries its person's score (PoseFix's test, main/test.py:103: the"
+        " input entry's score, rescored)"
+    ),
+    "unknown": "the writer did not state what made the results",
+}
+
+_SUFFIX = ".meta.json"
+
+
+def record_path(results_path) -> str:
+    """The record of ``results_path``: ``<results_path>.meta.json``."""
+    return os.fspath(results_path) + _SUFFIX
+
+
+def write_results_record(
+    results_path, *, dataset: str, producer: str, score_scale: Optional[str], **extra
+) -> Dict:
+    """Write the record of ``results_path`` atomically and return it.
+
+    Args:
+        dataset: the registered dataset (or the images) the results are on.
+        producer: the model type (:func:`describe_config`'s ``producer``).
+        score_scale: a key of :data:`SCORE_SCALES`, or None when the results have no keypoints.
+        extra: further json fields (``weights``, ``written_by``, ...).
+
+    Raises:
+        ValueError naming the scale when it is not one of :data:`SCORE_SCALES`.
+    """
+    if score_scale is not None and score_scale not in SCORE_SCALES:
+        raise ValueError(
+            f"keypoint score scale {score_scale!r} is not one of {sorted(SCORE_SCALES)}"
+            " (multitask_pose/evaluation/results_record.py)"
+        )
+    record = {
+        "dataset": str(dataset),
+        "producer": str(producer),
+        "score_scale": score_scale,
+        "score_scale_meaning": SCORE_SCALES[score_scale] if score_scale else None,
+        **extra,
+    }
+    write_json_atomic(record_path(results_path), record, indent=1)
+    return record
+
+
+def read_results_record(results_path, *, warn: bool = True) -> Optional[Dict]:
+    """The record of ``results_path``, or None (with a logged warning unless ``warn`` is False)
+    when it has none: the file still loads, but what made it is unknown.
+
+    Raises:
+        ValueError naming the record when it exists but is not a json object with a
+        ``score_scale``.
+    """
+    path = record_path(results_path)
+    if not os.path.isfile(path):
+        if warn:
+            logger.warning(
+                "%s has no record of what made it (%s is missing): its dataset, producer and"
+                " keypoint score scale are unknown",
+                results_path, os.path.basename(path),
+            )  # fmt: skip
+        return None
+    with open(path) as f:
+        try:
+            record = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not json ({e})") from None
+    if not isinstance(record, dict) or "score_scale" not in record:
+        raise ValueError(f"{path}: not a results record (no score_scale)")
+    return record
+
+
+def describe_config(cfg) -> Dict:
+    """``{"producer", "score_scale", "weights"}`` of the model ``cfg`` builds, from the classes it
+    names (nothing is built): the meta-architecture's ``keypoint_score_scale_from_config`` when
+    it has one (the top-down estimators: their codec's scale, PoseFix's "person_score"); for an
+    R-CNN with keypoints, the keypoint head's, or detectron2's softmax probability for
+    detectron2's heads (``keypoint_rcnn_inference``); None without keypoints."""
+    from detectron2.modeling import META_ARCH_REGISTRY
+    from detectron2.modeling.roi_heads import ROI_KEYPOINT_HEAD_REGISTRY
+
+    name = cfg.MODEL.META_ARCHITECTURE
+    arch = META_ARCH_REGISTRY.get(name)
+    scale_of = getattr(arch, "keypoint_score_scale_from_config", None)
+    if scale_of is not None:  # a top-down estimator
+        net = cfg.MODEL.TOPDOWN.POSE_NET
+        if net == "HeatmapEnsemble":
+            net = f"{net} of {len(cfg.MODEL.ENSEMBLE.CONFIGS)}"
+        producer, scale = f"{name} / {net}", scale_of(cfg)
+    else:
+        parts = [name, cfg.MODEL.ROI_HEADS.NAME]
+        scale = None
+        if cfg.MODEL.KEYPOINT_ON:
+            head_name = cfg.MODEL.ROI_KEYPOINT_HEAD.NAME
+            parts.append(head_name)
+            head = ROI_KEYPOINT_HEAD_REGISTRY.get(head_name)
+            head_scale = getattr(head, "keypoint_score_scale_from_config", None)
+            scale = head_scale(cfg) if head_scale is not None else "softmax_probability"
+        producer = " / ".join(parts)
+    return {"producer": producer, "score_scale": scale, "weights": cfg.MODEL.WEIGHTS}
