@@ -9,17 +9,20 @@ Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iter
 
 - baseline: ``--train`` alone;
 - joint AIC layout: ``--train`` + ``--aic`` (AI Challenger's 14-keypoint layout and raw format,
-  converted; mapped into COCO's, face points unlabelled), DATASETS.TRAIN_RATIOS 1:1;
+  converted; mapped into COCO's, face points unlabelled), the two concatenated as the reports
+  join AI Challenger and COCO (every sample equally likely);
 - pseudo-labels: ``--train`` + the baseline's (same seed) confident keypoints on ``--unlabelled``
   (its poses on the detector's boxes, tools/pseudo_label.py: keypoints above ``--kp-thresh``,
-  boxes above ``--box-thresh``, persons with ``--min-keypoints``), 1:1;
+  boxes above ``--box-thresh``, persons with ``--min-keypoints``), concatenated as PCR adds
+  them to COCO's training set;
 - HNDM: ``--train`` + hard negatives mined from the detector's boxes on it
   (INPUT.TOPDOWN.HARD_NEGATIVES_FILE): by the PCR report's rule (no intersection with any
   person), by IoU below 0.3 with every person (INPUT.TOPDOWN.HARD_NEGATIVE_RULE "iou", not a
   report's), and by that IoU rule keeping only the boxes that hold no labelled keypoint of any
   person (INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS 0);
 - inconsistent: ``--train`` + ``--inconsistent`` (30% of its persons with keypoints displaced
-  from their boxes), 1:1, without and with data selection (DATASETS.KEYPOINT_SELECTION).
+  from their boxes), DATASETS.TRAIN_RATIOS 1:1, without and with data selection
+  (DATASETS.KEYPOINT_SELECTION).
 
 ``--jobs 2``: the detector's boxes computed by two processes, then the seeds in two processes at
 once (tools/ablate.py's run_seeds_in_parallel), the table once both have finished.
@@ -53,8 +56,8 @@ RECIPE = (
 )
 ROWS = {
     "baseline": "baseline",
-    "aic": "+ AIC-layout data (1:1)",
-    "pseudo": "+ pseudo-labels (1:1)",
+    "aic": "+ AIC-layout data",
+    "pseudo": "+ pseudo-labels",
     "hndm": "+ hard negatives (no intersection, the report's rule)",
     "hndm_iou": "+ hard negatives at IoU < 0.3",
     "hndm_iou_clean": "+ hard negatives at IoU < 0.3 holding no labelled keypoint",
@@ -127,19 +130,18 @@ def needed_detections(args):
 
 def variant_opts(row, args, det, pseudo):
     """The training overrides of ``row`` (``pseudo``: its seed's pseudo-label file)."""
-    pair = lambda other: [  # noqa: E731
-        "DATASETS.TRAIN", f"('{args.train}', '{other}')", "DATASETS.TRAIN_RATIOS", "(1, 1)",
-    ]  # fmt: skip
+    joined = lambda other: ["DATASETS.TRAIN", f"('{args.train}', '{other}')"]  # noqa: E731
+    pair = lambda other: [*joined(other), "DATASETS.TRAIN_RATIOS", "(1, 1)"]  # noqa: E731
     if row == "baseline":
         return ["DATASETS.TRAIN", f"('{args.train}',)"]
     if row == "aic":
-        return pair(args.aic)
+        return joined(args.aic)
     if row == "pseudo":
         name = f"pseudo_{Path(pseudo).stem}"
         from detectron2.data import MetadataCatalog
 
         images = MetadataCatalog.get(args.unlabelled).image_root
-        return ["DATASETS.REGISTER_COCO", f"(('{name}', '{pseudo}', '{images}'),)", *pair(name)]
+        return ["DATASETS.REGISTER_COCO", f"(('{name}', '{pseudo}', '{images}'),)", *joined(name)]
     if row in HNDM_SETTINGS:
         rule, max_kps = HNDM_SETTINGS[row]
         return ["DATASETS.TRAIN", f"('{args.train}',)",
