@@ -41,10 +41,12 @@ def test_every_coco_recipe_has_a_published_source():
     trained = {r for r in recipes if not r.endswith("_inference_acc_test.yaml")}
     # The PCR and HintPose recipes (the report models, listed with their parameter counts in
     # test_recipes.REPORT_PARAMS) have no released set-up to check against here: the PCR
-    # recipes' settings against their report are tested in test_pcr.py's PCR_SETTINGS.
-    from test_recipes import REPORT_PARAMS
+    # recipes' settings against their report are tested in test_pcr.py's PCR_SETTINGS. A
+    # published recipe on other data (test_recipes.DATA_VARIANTS) is checked against its report
+    # in its own table (test_external_data_recipe.py).
+    from test_recipes import DATA_VARIANTS, REPORT_PARAMS
 
-    assert trained == {r.config for r in RECIPES} | set(REPORT_PARAMS)
+    assert trained == {r.config for r in RECIPES} | set(REPORT_PARAMS) | set(DATA_VARIANTS)
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.config)
