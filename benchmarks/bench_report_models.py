@@ -87,8 +87,9 @@ def bench_per_image(repeats):
         xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
         boxes.append(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1))
     persons = sum(len(b) for b in boxes) / len(images)
-    base = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "DATASETS.TRAIN", f"('{SAMPLE}',)",
-            "DATASETS.TEST", f"('{SAMPLE}',)", "TEST.TOPDOWN.FLIP_TEST", "True"]  # fmt: skip
+    base = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.ALLOW_RANDOM_WEIGHTS", "True",
+            "DATASETS.TRAIN", f"('{SAMPLE}',)", "DATASETS.TEST", f"('{SAMPLE}',)",
+            "TEST.TOPDOWN.FLIP_TEST", "True"]  # fmt: skip (random weights: timed by design)
 
     def cfg_of(*opts):
         cfg = get_topdown_cfg()

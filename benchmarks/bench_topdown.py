@@ -156,6 +156,8 @@ def bench_pipeline(repeats):
             "cpu",
             "MODEL.WEIGHTS",
             "",
+            "MODEL.ALLOW_RANDOM_WEIGHTS",  # timed with random weights, by design
+            "True",
             "DATASETS.TRAIN",
             "('coco_person_sample',)",
             "DATASETS.TEST",

@@ -61,6 +61,7 @@ def build_cfg(config, weights, out):
     cfg.merge_from_file(os.path.join(CONFIGS, config) if not os.path.isfile(config) else config)
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = weights
+    cfg.MODEL.ALLOW_RANDOM_WEIGHTS = True  # the timing holds for random weights too
     cfg.OUTPUT_DIR = out
     return cfg
 

@@ -42,6 +42,11 @@ def add_pose_config(cfg: CN) -> CN:
     # SafeCheckpointer, which refuses any pickled object that could run code. True loads them
     # with the full pickle: only for trusted legacy files it refuses (see README, Safety).
     cfg.MODEL.TRUST_PICKLED_WEIGHTS = False
+    # The tools that predict or evaluate refuse an empty MODEL.WEIGHTS (or DETECTOR_WEIGHTS) and
+    # a checkpoint that leaves part of the model at its random initialisation, naming the
+    # modules (multitask_pose/engine/weights_check.py). True (the tools' --allow-random-weights)
+    # runs anyway: for smoke tests only, the predictions are noise.
+    cfg.MODEL.ALLOW_RANDOM_WEIGHTS = False
     # Before the first iteration the trainers check every image file of their datasets for
     # damage (empty, cut short, not an image; multitask_pose/data/image_check.py, cached per
     # file) and refuse a dataset with damaged ones, naming them. SKIP_DAMAGED_IMAGES True leaves

@@ -40,6 +40,10 @@ from multitask_pose.engine.person_detection import (
     run_person_detection,
     scores_summary,
 )
+from multitask_pose.engine.weights_check import (
+    add_allow_random_weights_argument,
+    check_weights_given,
+)
 from multitask_pose.evaluation.results_record import describe_config, write_results_record
 from multitask_pose.shared.atomic_io import write_json_atomic
 
@@ -68,6 +72,7 @@ def parse_args(argv=None):
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0)
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT across machines")
+    add_allow_random_weights_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -93,6 +98,8 @@ def setup(args):
     cfg = multitask_pose.get_multitask_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    cfg.MODEL.ALLOW_RANDOM_WEIGHTS = cfg.MODEL.ALLOW_RANDOM_WEIGHTS or args.allow_random_weights
+    check_weights_given(cfg.MODEL.WEIGHTS, allow=cfg.MODEL.ALLOW_RANDOM_WEIGHTS)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
                                                 args.score_thresh)  # fmt: skip
     if args.masks and not cfg.MODEL.MASK_ON:

@@ -49,6 +49,7 @@ from detectron2.modeling import build_model
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.engine.checkpoint import checkpointer_for
+from multitask_pose.engine.weights_check import check_weights_given
 from multitask_pose.shared.atomic_io import atomic_write
 
 
@@ -93,10 +94,7 @@ def load_cfg(args):
         )
     if not rcnn and torchscript:
         raise ValueError("top-down networks export to ONNX: give an --output ending in .onnx")
-    if not cfg.MODEL.WEIGHTS:
-        raise ValueError("no MODEL.WEIGHTS: give the trained checkpoint (MODEL.WEIGHTS <file>)")
-    if not os.path.isfile(cfg.MODEL.WEIGHTS):
-        raise FileNotFoundError(f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS}: no such file")
+    check_weights_given(cfg.MODEL.WEIGHTS, flag=None)
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
     cfg.MODEL.DEVICE = "cpu"  # ONNX Runtime's CPU provider; the R-CNN is traced on the CPU

@@ -115,6 +115,13 @@ class SafeCheckpointer(DetectionCheckpointer):
         # Checkpoints and last_checkpoint are written whole or not at all: a run killed while
         # saving leaves the previous checkpoint as the last one.
         self.path_manager = AtomicPathManager(self.path_manager)
+        # What the last load left out (fvcore's _IncompatibleKeys), None before any load: read
+        # by weights_check.check_trained_weights.
+        self.incompatible_keys = None
+
+    def _load_model(self, checkpoint):
+        self.incompatible_keys = super()._load_model(checkpoint)
+        return self.incompatible_keys
 
     def _load_file(self, filename):
         if filename.endswith(".pkl"):
@@ -185,11 +192,25 @@ def checkpointer_for(cfg, checkpointer_class=SafeCheckpointer):
 
 class PosePredictor(DefaultPredictor):
     """detectron2's ``DefaultPredictor`` (same arguments and outputs) loading MODEL.WEIGHTS with
-    ``SafeCheckpointer``: use it instead of ``DefaultPredictor`` for weights you did not make."""
+    ``SafeCheckpointer``: use it instead of ``DefaultPredictor`` for weights you did not make.
+    Refuses (``RandomWeightsError``) an empty MODEL.WEIGHTS or one that leaves modules at their
+    random initialisation, unless MODEL.ALLOW_RANDOM_WEIGHTS (:mod:`.weights_check`);
+    ``weights_key`` is the key the error names (the config key MODEL.WEIGHTS came from)."""
 
-    def __init__(self, cfg):
-        with mock.patch.object(d2_defaults, "DetectionCheckpointer", checkpointer_for(cfg)):
+    def __init__(self, cfg, weights_key="MODEL.WEIGHTS"):
+        from .weights_check import check_trained_weights, check_weights_given
+
+        allow = bool(cfg.MODEL.get("ALLOW_RANDOM_WEIGHTS", False))
+        check_weights_given(cfg.MODEL.WEIGHTS, weights_key, allow)
+        made = []
+
+        def checkpointer(*args, **kwargs):
+            made.append(checkpointer_for(cfg)(*args, **kwargs))
+            return made[-1]
+
+        with mock.patch.object(d2_defaults, "DetectionCheckpointer", checkpointer):
             super().__init__(cfg)
+        check_trained_weights(self.model, made[0], cfg.MODEL.WEIGHTS, weights_key, allow)
 
     def __call__(self, original_image):
         """detectron2's, after a clear error for an empty or non-(H, W, 3) array."""

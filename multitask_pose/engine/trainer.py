@@ -35,6 +35,7 @@ from ..shared.atomic_io import write_json_atomic
 from .checkpoint import SafeCheckpointer, UnsafeCheckpointError, checkpointer_for
 from .launch import create_ddp_model
 from .run_lock import output_dir_lock
+from .weights_check import check_trained_weights
 
 logger = logging.getLogger(__name__)
 
@@ -526,12 +527,17 @@ def train_net_main(args, trainer_cls=MultiTaskTrainer, add_config_fns=(), prefix
 
 def _train_net_main(args, trainer_cls, add_config_fns, prefix, lock_stack):
     start = time.perf_counter()
+    if getattr(args, "allow_random_weights", False):  # the scripts' --allow-random-weights
+        args.opts = [*args.opts, "MODEL.ALLOW_RANDOM_WEIGHTS", "True"]
     cfg = setup_cfg(args, (trainer_cls.add_config, *add_config_fns), lock_stack=lock_stack)
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
-        checkpointer_for(cfg, trainer_cls.checkpointer_class)(
+        checkpointer = checkpointer_for(cfg, trainer_cls.checkpointer_class)(
             model, save_dir=cfg.OUTPUT_DIR
-        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        )
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        check_trained_weights(model, checkpointer, cfg.MODEL.WEIGHTS,
+                              allow=cfg.MODEL.ALLOW_RANDOM_WEIGHTS)  # fmt: skip
         results = trainer_cls.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:  # flip/multi-scale test-time augmentation, keypoints included
             results.update(trainer_cls.test_with_TTA(cfg, model))

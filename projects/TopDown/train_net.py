@@ -15,6 +15,7 @@ from detectron2.engine import default_argument_parser
 import multitask_pose  # noqa: F401  (registers the datasets)
 import topdown  # noqa: F401  (registers the top-down models)
 from multitask_pose.engine import launch, train_net_main
+from multitask_pose.engine.weights_check import add_allow_random_weights_argument, refusal_exits
 from topdown.engine import TopDownTrainer
 
 
@@ -23,12 +24,13 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    args = add_allow_random_weights_argument(default_argument_parser()).parse_args()
+    with refusal_exits("topdown train_net"):
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )

@@ -209,7 +209,9 @@ def test_predictors_refuse_empty_arrays():
     cfg.merge_from_file(str(RECIPE))
     td = get_topdown_cfg()
     td.merge_from_file(str(ROOT / "projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml"))
-    for predictor in (PosePredictor(cfg), TopDownPredictor(td)):  # MODEL.WEIGHTS "": random
+    for c in (cfg, td):  # MODEL.WEIGHTS "": random, which the predictors refuse unless allowed
+        c.MODEL.ALLOW_RANDOM_WEIGHTS = True
+    for predictor in (PosePredictor(cfg), TopDownPredictor(td)):
         with pytest.raises(ValueError, match="empty image of shape"):
             predictor(np.zeros((0, 40, 3), np.uint8))
         with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) array"):

@@ -231,7 +231,7 @@ def test_export_tool_writes_a_checked_file_that_the_pipeline_runs(tmp_path, caps
     assert (
         export_model.main(["--config-file", str(tmp_path / "cfg.yaml"), "--output", str(bad)]) == 2
     )
-    assert "no MODEL.WEIGHTS" in capsys.readouterr().err
+    assert "MODEL.WEIGHTS is empty" in capsys.readouterr().err
     weights = ["MODEL.WEIGHTS", str(tmp_path / "model.pth")]
     for name, message in (("bad.ts", "top-down networks export to ONNX"),
                           ("bad.bin", "give a file ending in .onnx")):  # fmt: skip

@@ -48,7 +48,7 @@ def _run(args, cwd):
 @pytest.mark.slow
 def test_cpu_recipe_learns_keypoints(synth_mini, tmp_path):
     untrained = tmp_path / "untrained"
-    _run(["--eval-only", *OPTS, "OUTPUT_DIR", str(untrained)], tmp_path)
+    _run(["--eval-only", "--allow-random-weights", *OPTS, "OUTPUT_DIR", str(untrained)], tmp_path)
     before = json.load(open(untrained / "results_synth_people_mini_val.json"))["keypoints"]
     trained = tmp_path / "trained"
     proc = _run(

@@ -95,6 +95,9 @@ def trained_predictor(cfg, losses, steps=6):
         opt.step()
         totals.append(float(total))
     assert totals[-1] < totals[0], totals
-    predictor = TopDownPredictor(cfg)
+    allowed = cfg.clone()
+    allowed.defrost()
+    allowed.MODEL.ALLOW_RANDOM_WEIGHTS = True  # built without weights, given the trained ones next
+    predictor = TopDownPredictor(allowed)
     predictor.model.load_state_dict(model.state_dict())
     return predictor

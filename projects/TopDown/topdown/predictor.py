@@ -8,6 +8,7 @@ from detectron2.structures import Boxes, Instances
 
 from multitask_pose.data.image_check import check_image_array
 from multitask_pose.engine.checkpoint import checkpointer_for
+from multitask_pose.engine.weights_check import check_trained_weights, check_weights_given
 
 from .engine import TopDownCheckpointer
 
@@ -24,13 +25,21 @@ class TopDownPredictor:
     ``predictor(image, boxes=xyxy, scores=...)`` (scores default to 1). A hint cue's model
     (HintPose) with ``TEST.TOPDOWN.HINT.SOURCE "keypoints"`` takes each box's keypoints too:
     ``predictor(image, boxes=..., keypoints=...)``, e.g. another model's ``pred_keypoints``.
+
+    Refuses (``RandomWeightsError``) an empty MODEL.WEIGHTS or a checkpoint that leaves part of
+    the model random, and so does the detector for its DETECTOR_WEIGHTS, unless
+    MODEL.ALLOW_RANDOM_WEIGHTS (``multitask_pose/engine/weights_check.py``).
     """
 
     def __init__(self, cfg):
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
-        checkpointer_for(cfg, TopDownCheckpointer)(self.model).load(cfg.MODEL.WEIGHTS)
+        allow = cfg.MODEL.ALLOW_RANDOM_WEIGHTS
+        check_weights_given(cfg.MODEL.WEIGHTS, allow=allow)
+        checkpointer = checkpointer_for(cfg, TopDownCheckpointer)(self.model)
+        checkpointer.load(cfg.MODEL.WEIGHTS)
+        check_trained_weights(self.model, checkpointer, cfg.MODEL.WEIGHTS, allow=allow)
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(

@@ -202,24 +202,25 @@ class PersonDetector:
     the "detector" box source, so one predictor goes from image to poses. Any detectron2 model
     works; with several classes, the class named "person" in its training data (else class 0)."""
 
-    def __init__(self, config_file: str, weights: str, device: str = "cpu", trusted=False):
+    def __init__(self, config_file: str, weights: str, device: str = "cpu", trusted=False,
+                 allow_random_weights=False):  # fmt: skip
         from multitask_pose.config import get_multitask_cfg
         from multitask_pose.engine.checkpoint import PosePredictor
+        from multitask_pose.engine.weights_check import check_weights_given
 
         if not config_file or not os.path.isfile(config_file):
             raise FileNotFoundError(f"TEST.TOPDOWN.DETECTOR_CONFIG {config_file!r} is not a file")
-        if not weights:
-            raise ValueError(
-                "TEST.TOPDOWN.DETECTOR_WEIGHTS is empty: a detector box source needs trained"
-                " weights"
-            )
+        key = "TEST.TOPDOWN.DETECTOR_WEIGHTS"
+        check_weights_given(weights, key, allow_random_weights)
         cfg = get_multitask_cfg()
         cfg.merge_from_file(config_file)
         cfg.MODEL.WEIGHTS = weights
         cfg.MODEL.DEVICE = device
-        cfg.MODEL.TRUST_PICKLED_WEIGHTS = trusted  # the top-down config's choice
+        # the top-down config's choices
+        cfg.MODEL.TRUST_PICKLED_WEIGHTS = trusted
+        cfg.MODEL.ALLOW_RANDOM_WEIGHTS = allow_random_weights
         cfg.freeze()
-        self.predictor = PosePredictor(cfg)
+        self.predictor = PosePredictor(cfg, weights_key=key)
         classes = []
         if cfg.DATASETS.TEST:
             from detectron2.data import MetadataCatalog

@@ -88,8 +88,11 @@ class _Holder(nn.Module):
         self.pose_net = pose_net
 
 
-def load_member(config_file: str, weights: str, trusted: bool = False):
-    """(member config, its pose network with the checkpoint loaded, in eval mode)."""
+def load_member(config_file: str, weights: str, trusted: bool = False, allow_random=False):
+    """(member config, its pose network with the checkpoint loaded, in eval mode); refuses
+    weights that leave part of it random unless ``allow_random`` (MODEL.ALLOW_RANDOM_WEIGHTS)."""
+    from multitask_pose.engine.weights_check import check_trained_weights, check_weights_given
+
     from ..config import get_topdown_cfg
     from ..engine import TopDownCheckpointer
 
@@ -98,13 +101,20 @@ def load_member(config_file: str, weights: str, trusted: bool = False):
     if cfg.MODEL.TOPDOWN.POSE_NET == "HeatmapEnsemble":
         raise ValueError(f"MODEL.ENSEMBLE.CONFIGS: {config_file} is itself an ensemble")
     net = build_pose_net(cfg)
-    TopDownCheckpointer(_Holder(net), trusted=trusted).load(weights)
+    key = "MODEL.ENSEMBLE.WEIGHTS"
+    check_weights_given(weights, key, allow_random)
+    holder = _Holder(net)
+    checkpointer = TopDownCheckpointer(holder, trusted=trusted)
+    checkpointer.load(weights)
+    check_trained_weights(holder, checkpointer, weights, key, allow_random)
     return cfg, net.eval()
 
 
 @POSE_NET_REGISTRY.register()
 class HeatmapEnsemble(TopDownPoseNet):
     """Weighted mean of the members' prediction heatmaps (module docstring)."""
+
+    weights_loaded_at_build = True  # the members' own checkpoints (weights_check.py)
 
     @configurable
     def __init__(
@@ -156,7 +166,8 @@ class HeatmapEnsemble(TopDownPoseNet):
             )
         members, sizes = [], []
         for config_file, weights in zip(e.CONFIGS, e.WEIGHTS):
-            mcfg, net = load_member(config_file, weights, cfg.MODEL.TRUST_PICKLED_WEIGHTS)
+            mcfg, net = load_member(config_file, weights, cfg.MODEL.TRUST_PICKLED_WEIGHTS,
+                                    cfg.MODEL.ALLOW_RANDOM_WEIGHTS)  # fmt: skip
             k = mcfg.MODEL.TOPDOWN.NUM_KEYPOINTS
             if k != cfg.MODEL.TOPDOWN.NUM_KEYPOINTS:
                 raise ValueError(

@@ -247,6 +247,7 @@ class TopDownPoseEstimator(nn.Module):
                 t.DETECTOR_WEIGHTS,
                 device=cfg.MODEL.DEVICE,
                 trusted=cfg.MODEL.TRUST_PICKLED_WEIGHTS,
+                allow_random_weights=cfg.MODEL.ALLOW_RANDOM_WEIGHTS,
             )
         return dict(
             pose_net=build_pose_net(cfg),

@@ -1,0 +1,189 @@
+"""No predictions from random weights: every tool that predicts or evaluates refuses an empty
+MODEL.WEIGHTS, and a checkpoint that lacks a head of the model it builds, with one line naming the
+key, the modules and what to pass, exit code 2 and no traceback; --allow-random-weights runs.
+Small random checkpoints of the CPU recipes stand in for trained ones (a full state dict is what
+a trained checkpoint holds)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+
+from conftest import RECIPE, ROOT
+from multitask_pose import get_multitask_cfg
+from multitask_pose.engine import PosePredictor
+from multitask_pose.engine.weights_check import RandomWeightsError, random_modules
+
+TOPDOWN_RECIPE = ROOT / "projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml"
+SAMPLE = "coco_person_sample"
+SAMPLE_OPTS = ["DATASETS.TRAIN", f"('{SAMPLE}',)", "DATASETS.TEST", f"('{SAMPLE}',)",
+               "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TEST", "128",
+               "INPUT.MAX_SIZE_TEST", "160"]  # fmt: skip
+EMPTY = ("MODEL.WEIGHTS is empty: the model would predict from random weights; pass MODEL.WEIGHTS"
+         " <trained checkpoint> (or --allow-random-weights for smoke tests)")  # fmt: skip
+
+
+def rcnn_cfg(*opts):
+    cfg = get_multitask_cfg()
+    cfg.merge_from_file(str(RECIPE))
+    cfg.merge_from_list([*SAMPLE_OPTS, *opts])
+    return cfg
+
+
+def topdown_cfg(*opts):
+    from topdown import get_topdown_cfg
+
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(str(TOPDOWN_RECIPE))
+    cfg.merge_from_list([*SAMPLE_OPTS, *opts])
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def rcnn_state():
+    torch.manual_seed(0)
+    return build_model(rcnn_cfg()).state_dict()
+
+
+def save(path, state, drop=()):
+    """A checkpoint as the trainers write it, without the tensors under the ``drop`` prefixes."""
+    torch.save({"model": {k: v for k, v in state.items() if not k.startswith(drop)}}, path)
+    return path
+
+
+def run_tool(*args):
+    """A tool as a user runs it: (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)  # fmt: skip
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def one_line_refusal(err, tool):
+    """The refusal: the tool's last stderr line, starting with ``tool:``; no traceback."""
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"{tool}: "), err[-3000:]
+    return last
+
+
+def test_random_modules_names_the_outermost_module_left_out(rcnn_state):
+    model = build_model(rcnn_cfg())
+    head = [k for k in rcnn_state if k.startswith("roi_heads.keypoint_head.")]
+    assert random_modules(model, head) == ["roi_heads.keypoint_head"]
+    # One layer of the head: that layer, not the head.
+    layer = [k for k in head if k.startswith("roi_heads.keypoint_head.score_lowres.")]
+    assert layer and random_modules(model, layer) == ["roi_heads.keypoint_head.score_lowres"]
+    # An ImageNet backbone alone: the ROI heads (the most weights, first), the RPN, the FPN.
+    imagenet = [k for k in rcnn_state if not k.startswith("backbone.bottom_up.")]
+    names = random_modules(model, imagenet)
+    assert names[:2] == ["roi_heads", "proposal_generator"], names
+    assert all(n.startswith("backbone.fpn_") for n in names[2:]) and len(names) == 2 + 8
+
+
+def test_pose_predictor_refuses_missing_heads(rcnn_state, tmp_path):
+    with pytest.raises(RandomWeightsError) as e:
+        PosePredictor(rcnn_cfg())
+    assert str(e.value) == EMPTY
+    no_head = save(tmp_path / "no_keypoint_head.pth", rcnn_state, ("roi_heads.keypoint_head.",))
+    with pytest.raises(RandomWeightsError, match=r"^MODEL.WEIGHTS .*no_keypoint_head.pth has no"
+                       r" weights for roi_heads.keypoint_head \(left at random") as e:  # fmt: skip
+        PosePredictor(rcnn_cfg("MODEL.WEIGHTS", str(no_head)))
+    assert "\n" not in str(e.value) and "--allow-random-weights" in str(e.value)
+    backbone_only = save(tmp_path / "backbone.pth", rcnn_state,
+                         ("roi_heads.", "proposal_generator.", "backbone.fpn"))  # fmt: skip
+    with pytest.raises(RandomWeightsError,
+                       match=r"for roi_heads, proposal_generator, .* and 6 more"):  # fmt: skip
+        PosePredictor(rcnn_cfg("MODEL.WEIGHTS", str(backbone_only)))
+    # A complete checkpoint loads; the flag's key lets the others run.
+    full = PosePredictor(rcnn_cfg("MODEL.WEIGHTS", str(save(tmp_path / "all.pth", rcnn_state))))
+    torch.testing.assert_close(full.model.state_dict(), rcnn_state)
+    PosePredictor(rcnn_cfg("MODEL.WEIGHTS", str(no_head), "MODEL.ALLOW_RANDOM_WEIGHTS", "True"))
+    PosePredictor(rcnn_cfg("MODEL.ALLOW_RANDOM_WEIGHTS", "True"))
+
+
+def test_topdown_predictor_and_its_detector_refuse_random_weights(rcnn_state, tmp_path):
+    from topdown.predictor import TopDownPredictor
+
+    with pytest.raises(RandomWeightsError) as e:
+        TopDownPredictor(topdown_cfg())
+    assert str(e.value) == EMPTY
+    torch.manual_seed(0)
+    state = build_model(topdown_cfg()).state_dict()
+    final = sorted({k.rsplit(".", 1)[0] for k in state if "final_layer" in k})
+    assert final == ["pose_net.final_layer"], final  # HRNet's heatmap predictor
+    no_final = save(tmp_path / "no_final.pth", state, ("pose_net.final_layer.",))
+    with pytest.raises(RandomWeightsError, match="has no weights for pose_net.final_layer "):
+        TopDownPredictor(topdown_cfg("MODEL.WEIGHTS", str(no_final)))
+    TopDownPredictor(topdown_cfg("MODEL.WEIGHTS", str(save(tmp_path / "all.pth", state))))
+    # The detector of BOX_SOURCE "detector", named by its own key.
+    det_yaml = tmp_path / "detector.yaml"
+    det_yaml.write_text(rcnn_cfg().dump())
+    weights = ["MODEL.WEIGHTS", str(tmp_path / "all.pth")]
+    detector = ["TEST.TOPDOWN.BOX_SOURCE", "detector", "TEST.TOPDOWN.DETECTOR_CONFIG",
+                str(det_yaml)]  # fmt: skip
+    with pytest.raises(RandomWeightsError, match=r"^TEST.TOPDOWN.DETECTOR_WEIGHTS is empty: .*"
+                       r"pass TEST.TOPDOWN.DETECTOR_WEIGHTS <trained checkpoint>"):  # fmt: skip
+        TopDownPredictor(topdown_cfg(*weights, *detector))
+    det_no_head = save(tmp_path / "det.pth", rcnn_state, ("roi_heads.box_predictor.",))
+    detector += ["TEST.TOPDOWN.DETECTOR_WEIGHTS", str(det_no_head)]
+    with pytest.raises(RandomWeightsError, match=r"^TEST.TOPDOWN.DETECTOR_WEIGHTS .*det.pth has"
+                       r" no weights for roi_heads.box_predictor "):  # fmt: skip
+        TopDownPredictor(topdown_cfg(*weights, *detector))
+    TopDownPredictor(topdown_cfg(*weights, *detector, "MODEL.ALLOW_RANDOM_WEIGHTS", "True"))
+
+
+def test_demo_refuses_and_runs_with_the_flag(rcnn_state, tmp_path):
+    demo = ROOT / "tools" / "demo.py"
+    image = ROOT / "datasets/samples/coco/000000000785.jpg"
+    base = [demo, "--config-file", RECIPE, "--input", image, "--output", tmp_path / "out"]
+    code, _, err = run_tool(*base, *SAMPLE_OPTS)
+    assert code == 2 and one_line_refusal(err, "demo") == f"demo: {EMPTY}"
+    assert not (tmp_path / "out").exists()
+    no_head = save(tmp_path / "no_head.pth", rcnn_state, ("roi_heads.keypoint_head.",))
+    code, _, err = run_tool(*base, *SAMPLE_OPTS, "MODEL.WEIGHTS", no_head)
+    assert code == 2 and "has no weights for roi_heads.keypoint_head " in one_line_refusal(
+        err, "demo"
+    )
+    code, out, err = run_tool(*base, "--allow-random-weights", *SAMPLE_OPTS)
+    assert code == 0, err[-3000:]
+    assert "demo: 1 images" in out and (tmp_path / "out" / "results.json").is_file()
+    # The top-down mode: a random HRNet.
+    top = [demo, "--topdown", "--config-file", TOPDOWN_RECIPE, "--input", image, "--output",
+           tmp_path / "td"]  # fmt: skip
+    code, _, err = run_tool(*top, "--dataset", SAMPLE, *SAMPLE_OPTS)
+    assert code == 2 and one_line_refusal(err, "demo") == f"demo: {EMPTY}"
+
+
+def test_detect_persons_refuses(rcnn_state, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import detect_persons
+
+    argv = ["--config-file", str(RECIPE), "--dataset", SAMPLE, "--quiet", "--output",
+            str(tmp_path / "dets.json"), *SAMPLE_OPTS]  # fmt: skip
+    assert detect_persons.main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"detect_persons: {EMPTY}"
+    no_box = save(tmp_path / "no_box.pth", rcnn_state, ("roi_heads.box_predictor.",))
+    assert detect_persons.main([*argv, "MODEL.WEIGHTS", str(no_box)]) == 2
+    assert "has no weights for roi_heads.box_predictor " in capsys.readouterr().err
+    assert not (tmp_path / "dets.json").exists()
+    assert detect_persons.main(["--allow-random-weights", *argv, "MODEL.WEIGHTS", str(no_box)]) == 0
+    assert (tmp_path / "dets.json").is_file()
+
+
+@pytest.mark.parametrize("stage", ["rcnn", "topdown"])
+def test_train_net_eval_only_refuses(stage, rcnn_state, tmp_path):
+    script, recipe, tool = {
+        "rcnn": (ROOT / "tools" / "train_net.py", RECIPE, "train_net"),
+        "topdown": (ROOT / "projects/TopDown/train_net.py", TOPDOWN_RECIPE, "topdown train_net"),
+    }[stage]
+    args = [script, "--config-file", recipe, "--eval-only", *SAMPLE_OPTS,
+            "OUTPUT_DIR", tmp_path / "out"]  # fmt: skip
+    code, _, err = run_tool(*args)
+    assert code == 2 and one_line_refusal(err, tool) == f"{tool}: {EMPTY}"
+    if stage == "rcnn":  # a checkpoint without the keypoint head
+        no_head = save(tmp_path / "no_head.pth", rcnn_state, ("roi_heads.keypoint_head.",))
+        code, _, err = run_tool(*args, "MODEL.WEIGHTS", no_head)
+        assert code == 2
+        assert "has no weights for roi_heads.keypoint_head " in one_line_refusal(err, tool)
