@@ -187,3 +187,26 @@ def test_train_net_eval_only_refuses(stage, rcnn_state, tmp_path):
         code, _, err = run_tool(*args, "MODEL.WEIGHTS", no_head)
         assert code == 2
         assert "has no weights for roi_heads.keypoint_head " in one_line_refusal(err, tool)
+
+
+def test_ensemble_needs_no_weights_of_its_own_but_its_members_do(tmp_path):
+    """A HeatmapEnsemble's members load their own checkpoints (MODEL.ENSEMBLE.WEIGHTS) at build
+    time, so its empty MODEL.WEIGHTS is no refusal; a member without its final layer is."""
+    from topdown.predictor import TopDownPredictor
+
+    torch.manual_seed(0)
+    state = build_model(topdown_cfg()).state_dict()
+    member = tmp_path / "member.yaml"
+    member.write_text(topdown_cfg().dump())
+    full = save(tmp_path / "full.pth", state)
+    no_final = save(tmp_path / "no_final.pth", state, ("pose_net.final_layer.",))
+
+    def ensemble(*weights):
+        return topdown_cfg("MODEL.TOPDOWN.POSE_NET", "HeatmapEnsemble", "MODEL.ENSEMBLE.CONFIGS",
+                           str([str(member)] * len(weights)), "MODEL.ENSEMBLE.WEIGHTS",
+                           str([str(w) for w in weights]))  # fmt: skip
+
+    TopDownPredictor(ensemble(full, full))
+    with pytest.raises(RandomWeightsError, match=r"^MODEL.ENSEMBLE.WEIGHTS .*no_final.pth has no"
+                       r" weights for pose_net.final_layer "):  # fmt: skip
+        TopDownPredictor(ensemble(full, no_final))

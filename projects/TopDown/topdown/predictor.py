@@ -8,7 +8,7 @@ from detectron2.structures import Boxes, Instances
 
 from multitask_pose.data.image_check import check_image_array
 from multitask_pose.engine.checkpoint import checkpointer_for
-from multitask_pose.engine.weights_check import check_trained_weights, check_weights_given
+from multitask_pose.engine.weights_check import check_trained_weights
 
 from .engine import TopDownCheckpointer
 
@@ -36,7 +36,6 @@ class TopDownPredictor:
         self.model = build_model(self.cfg)
         self.model.eval()
         allow = cfg.MODEL.ALLOW_RANDOM_WEIGHTS
-        check_weights_given(cfg.MODEL.WEIGHTS, allow=allow)
         checkpointer = checkpointer_for(cfg, TopDownCheckpointer)(self.model)
         checkpointer.load(cfg.MODEL.WEIGHTS)
         check_trained_weights(self.model, checkpointer, cfg.MODEL.WEIGHTS, allow=allow)
