@@ -112,7 +112,8 @@ def check_trained_weights(model, checkpointer, weights: str, key="MODEL.WEIGHTS"
     if report is None:  # nothing loaded: every tensor is random
         not_loaded = set(model.state_dict())
     else:
-        not_loaded = set(report.missing_keys) | {k for k, *_ in report.incorrect_shapes}
+        # (fvcore counts a tensor of another shape, which it does not load, as missing too)
+        not_loaded = set(report.missing_keys)
     own = [
         name + "." for name, m in model.named_modules()
         if name and getattr(m, "weights_loaded_at_build", False)

@@ -96,6 +96,13 @@ def test_pose_predictor_refuses_missing_heads(rcnn_state, tmp_path):
     with pytest.raises(RandomWeightsError,
                        match=r"for roi_heads, proposal_generator, .* and 6 more"):  # fmt: skip
         PosePredictor(rcnn_cfg("MODEL.WEIGHTS", str(backbone_only)))
+    # A checkpoint of another keypoint set: the score layer's shapes differ, so it stays random.
+    other = dict(rcnn_state)
+    for k in ("roi_heads.keypoint_head.score_lowres.weight",
+              "roi_heads.keypoint_head.score_lowres.bias"):  # fmt: skip
+        other[k] = other[k][:, :14] if other[k].ndim > 1 else other[k][:14]
+    with pytest.raises(RandomWeightsError, match="for roi_heads.keypoint_head.score_lowres "):
+        PosePredictor(rcnn_cfg("MODEL.WEIGHTS", str(save(tmp_path / "k14.pth", other))))
     # A complete checkpoint loads; the flag's key lets the others run.
     full = PosePredictor(rcnn_cfg("MODEL.WEIGHTS", str(save(tmp_path / "all.pth", rcnn_state))))
     torch.testing.assert_close(full.model.state_dict(), rcnn_state)
