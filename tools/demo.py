@@ -9,8 +9,18 @@
 
 ``--topdown`` runs a top-down config (projects/TopDown) through ``TopDownPredictor``: person boxes
 from its detector (TEST.TOPDOWN.BOX_SOURCE "detector"), or with ``--dataset`` from that dataset's
-annotations ("gt") or detection file ("file"); ``--confidence-threshold`` is then the box score
-threshold (TEST.TOPDOWN.DET_SCORE_THRESH).
+annotations ("gt") or detection file ("file").
+
+Thresholds: ``--confidence-threshold`` keeps persons scoring at least this (it sets
+MODEL.ROI_HEADS.SCORE_THRESH_TEST, and with ``--topdown`` TEST.TOPDOWN.DET_SCORE_THRESH, in place
+of the config's: the run prints which). ``--keypoint-threshold`` draws a keypoint, and the limbs
+between two drawn ones, when its score is above it; its default depends on what the model's
+keypoint scores are (the R-CNN's softmax probabilities are small, the top-down heatmap peaks near
+1). Both only filter what is drawn and written; they do not change the model.
+
+The model must be trained: an empty MODEL.WEIGHTS, or a checkpoint without weights for part of
+the model (e.g. an ImageNet backbone alone), is refused naming the key; ``--allow-random-weights``
+runs anyway, for smoke tests.
 
 ``--input`` takes image files and/or folders. Writes one drawn image per input into ``--output``
 and ``results.json`` there: a COCO results list (boxes xywh, RLE masks, keypoints, scores), each
@@ -41,14 +51,20 @@ import cv2
 import tqdm
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
-from detectron2.utils.visualizer import ColorMode, Visualizer
+from detectron2.utils.visualizer import ColorMode
 
 import multitask_pose  # noqa: F401  (registers models and datasets)
 from multitask_pose.data.image_check import DamagedImageError, read_image_checked
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
+from multitask_pose.engine.weights_check import add_allow_random_weights_argument, refusal_exits
 from multitask_pose.evaluation.results_record import describe_config, write_results_record
 from multitask_pose.shared.atomic_io import atomic_write, write_json_atomic
+from multitask_pose.shared.visualizer import (
+    KEYPOINT_DRAW_THRESHOLDS,
+    PoseVisualizer,
+    default_keypoint_threshold,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
@@ -78,9 +94,24 @@ def setup(args):
         add_topdown_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
+    keys = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST"]
     if args.topdown:
-        cfg.TEST.TOPDOWN.DET_SCORE_THRESH = args.confidence_threshold
+        keys.append("TEST.TOPDOWN.DET_SCORE_THRESH")
+    for key in keys:
+        node, name = cfg, key
+        while "." in name:
+            head, name = name.split(".", 1)
+            node = node[head]
+        print(f"demo: {key} {args.confidence_threshold} (--confidence-threshold; the config"
+              f" had {node[name]})")  # fmt: skip
+        node[name] = args.confidence_threshold
+    if args.allow_random_weights:
+        cfg.MODEL.ALLOW_RANDOM_WEIGHTS = True
+    if args.keypoint_threshold is None:
+        scale = describe_config(cfg)["score_scale"]
+        args.keypoint_threshold = default_keypoint_threshold(scale)
+        print(f"demo: drawing keypoints scoring above {args.keypoint_threshold}"
+              f" (--keypoint-threshold's default for {scale or 'unknown'} scores)")  # fmt: skip
     check_device(cfg)
     check_datasets(cfg)
     cfg.freeze()
@@ -167,7 +198,8 @@ def run_video(args, predict, metadata, source, stem):
     try:
         for i, frame in frames(cap, source, args.max_frames):
             instances = predict(frame, None)
-            vis = Visualizer(frame[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
+            vis = PoseVisualizer(frame[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE,
+                                 keypoint_threshold=args.keypoint_threshold)  # fmt: skip
             drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
             if writer is None:
                 h, w = frame.shape[:2]
@@ -209,6 +241,7 @@ def image_ids_of(dataset):
     return {os.path.basename(d["file_name"]): d["image_id"] for d in DatasetCatalog.get(dataset)}
 
 
+@refusal_exits("demo")
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -221,7 +254,20 @@ def main(argv=None):
     parser.add_argument("--max-frames", type=int, help="stop a video or the camera after these")
     parser.add_argument("--output", required=True, help="folder for drawn images and results.json")
     parser.add_argument("--dataset", default="", help="registered dataset whose image ids to use")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--confidence-threshold", type=float, default=0.5,
+        help="keep persons scoring at least this (default %(default)s); sets"
+        " MODEL.ROI_HEADS.SCORE_THRESH_TEST (with --topdown also TEST.TOPDOWN.DET_SCORE_THRESH)"
+        " in place of the config's value",
+    )  # fmt: skip
+    scales = ", ".join(f"{v} for {k}" for k, v in KEYPOINT_DRAW_THRESHOLDS.items())
+    parser.add_argument(
+        "--keypoint-threshold", type=float,
+        help="draw keypoints (and limbs) scoring above this; default by the model's keypoint"
+        f" score scale: {scales} (the R-CNN's softmax_probability, the top-down models'"
+        " heatmap_peak)",
+    )  # fmt: skip
+    add_allow_random_weights_argument(parser)
     parser.add_argument(
         "--topdown", action="store_true", help="a projects/TopDown config (see above)"
     )
@@ -266,7 +312,8 @@ def main(argv=None):
             skipped.append(str(e))
             continue
         instances = predict(img, path)
-        vis = Visualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
+        vis = PoseVisualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE,
+                             keypoint_threshold=args.keypoint_threshold)  # fmt: skip
         drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
         ok, jpeg = cv2.imencode(".jpg", drawn)
         if not ok:

@@ -1,0 +1,47 @@
+"""Drawing predictions of either stage: detectron2's ``Visualizer`` with a keypoint threshold on
+the model's own score scale.
+
+detectron2 draws a keypoint (and the limbs between two drawn keypoints) only when its score is
+above a fixed 0.05 (``_KEYPOINT_THRESHOLD`` in detectron2/utils/visualizer.py). The scores are on
+different scales by model type (``multitask_pose/evaluation/results_record.py``,
+``SCORE_SCALES``): an R-CNN keypoint's softmax probability over its RoI's whole heatmap is small
+even where the keypoint is right, a top-down heatmap peak is near 1. So the threshold is an
+option, with a default per score scale (:data:`KEYPOINT_DRAW_THRESHOLDS`).
+"""
+
+from detectron2.utils.visualizer import Visualizer
+
+__all__ = ["KEYPOINT_DRAW_THRESHOLDS", "PoseVisualizer", "default_keypoint_threshold"]
+
+# Default drawing threshold per keypoint score scale (results_record.SCORE_SCALES's keys).
+KEYPOINT_DRAW_THRESHOLDS = {
+    # MMPose's top-down demo (demo/topdown_demo_with_mmdet.py, --kpt-thr) draws heatmap-peak
+    # keypoints above 0.3.
+    "heatmap_peak": 0.3,
+    # Softmax probability over the RoI's heatmap (56 x 56 cells: 1/3136 when flat). Measured with
+    # the R-CNN memorising the COCO sample (tests/engine/test_keypoint_drawing.py): labelled
+    # keypoints of matched persons score 0.03 median, 0.005 at the 5th percentile, the median of
+    # all keypoints on unlabelled photos is about 0.01; 0.003 draws every labelled limb there.
+    "softmax_probability": 0.003,
+    # Every keypoint carries its person's score, which passed the box threshold: draw them all.
+    "person_score": 0.0,
+    # detectron2's own.
+    "unknown": 0.05,
+}
+
+
+def default_keypoint_threshold(score_scale) -> float:
+    """The drawing threshold of keypoints on ``score_scale`` (None or unknown: detectron2's)."""
+    unknown = KEYPOINT_DRAW_THRESHOLDS["unknown"]
+    return KEYPOINT_DRAW_THRESHOLDS.get(score_scale or "unknown", unknown)
+
+
+class PoseVisualizer(Visualizer):
+    """detectron2's ``Visualizer`` (same arguments) drawing keypoints whose score is above
+    ``keypoint_threshold`` (detectron2: a fixed 0.05)."""
+
+    def __init__(self, img_rgb, metadata=None, scale=1.0, instance_mode=None, *,
+                 keypoint_threshold: float):  # fmt: skip
+        kwargs = {} if instance_mode is None else {"instance_mode": instance_mode}
+        super().__init__(img_rgb, metadata, scale, **kwargs)
+        self.keypoint_threshold = keypoint_threshold  # read by draw_and_connect_keypoints
