@@ -171,6 +171,14 @@ def test_detect_persons_refuses(rcnn_state, tmp_path, capsys):
             str(tmp_path / "dets.json"), *SAMPLE_OPTS]  # fmt: skip
     assert detect_persons.main(argv) == 2
     assert capsys.readouterr().err.strip() == f"detect_persons: {EMPTY}"
+    # Refused before anything is written (a folder's file list is written before detecting).
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((ROOT / "datasets/samples/coco/000000000785.jpg").read_bytes())
+    listed = ["--input", str(folder), *argv[argv.index("--quiet"):]]
+    assert detect_persons.main(["--config-file", str(RECIPE), *listed]) == 2
+    assert capsys.readouterr().err.strip() == f"detect_persons: {EMPTY}"
+    assert not list(tmp_path.glob("dets.json*"))
     no_box = save(tmp_path / "no_box.pth", rcnn_state, ("roi_heads.box_predictor.",))
     assert detect_persons.main([*argv, "MODEL.WEIGHTS", str(no_box)]) == 2
     assert "has no weights for roi_heads.box_predictor " in capsys.readouterr().err
