@@ -260,7 +260,8 @@ def test_demo_tool_names_an_unreadable_video_and_a_missing_camera(tmp_path, caps
     demo = _demo_module()
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all" * 100)
-    base = ["--config-file", str(RECIPE), "--output", str(tmp_path / "o"), *MEMORISE_OPTS]
+    base = ["--config-file", str(RECIPE), "--output", str(tmp_path / "o"),
+            "--allow-random-weights", *MEMORISE_OPTS]  # fmt: skip (the video's error, no model)
     assert demo.main(["--video-input", str(bad), *base]) == 2
     err = capsys.readouterr().err
     assert f"video {bad}" in err and ("cannot open" in err or "no frame" in err)
