@@ -20,6 +20,7 @@ from typing import Iterable, List
 __all__ = [
     "ALLOW_FLAG",
     "RandomWeightsError",
+    "WeightsFileNotFoundError",
     "add_allow_random_weights_argument",
     "check_trained_weights",
     "check_weights_given",
@@ -37,6 +38,10 @@ _NOT_WEIGHTS = ("pixel_mean", "pixel_std", "num_batches_tracked")
 
 class RandomWeightsError(ValueError):
     """The model would predict from (partly) random weights; the message is one line."""
+
+
+class WeightsFileNotFoundError(FileNotFoundError):
+    """A weights key names a file that does not exist; the message is one line."""
 
 
 def _remedy(key: str, what: str = "trained checkpoint", flag=ALLOW_FLAG) -> str:
@@ -60,7 +65,8 @@ def check_weights_given(weights: str, key: str = "MODEL.WEIGHTS", allow: bool = 
     ``flag``: the tool's option that allows random weights, named in the message (None: none).
 
     Raises:
-        RandomWeightsError for an empty key; FileNotFoundError naming the key for a missing file.
+        RandomWeightsError for an empty key; WeightsFileNotFoundError (a FileNotFoundError)
+        naming the key for a missing file.
     """
     if not weights:
         if allow:
@@ -70,7 +76,7 @@ def check_weights_given(weights: str, key: str = "MODEL.WEIGHTS", allow: bool = 
             f" {_remedy(key, flag=flag)}"
         )
     if "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(f"{key} {weights}: no such file")
+        raise WeightsFileNotFoundError(f"{key} {weights}: no such file")
 
 
 def random_modules(model, not_loaded: Iterable[str]) -> List[str]:
@@ -133,10 +139,10 @@ def check_trained_weights(model, checkpointer, weights: str, key="MODEL.WEIGHTS"
 
 @contextlib.contextmanager
 def refusal_exits(tool: str):
-    """A tool's body: a :class:`RandomWeightsError` becomes its one line on stderr (prefixed by
-    ``tool``) and exit code 2, no traceback."""
+    """A tool's body: a :class:`RandomWeightsError` or :class:`WeightsFileNotFoundError` becomes
+    its one line on stderr (prefixed by ``tool``) and exit code 2, no traceback."""
     try:
         yield
-    except RandomWeightsError as e:
+    except (RandomWeightsError, WeightsFileNotFoundError) as e:
         print(f"{tool}: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -153,6 +153,10 @@ def test_demo_refuses_and_runs_with_the_flag(rcnn_state, tmp_path):
     assert code == 2 and "has no weights for roi_heads.keypoint_head " in one_line_refusal(
         err, "demo"
     )
+    code, _, err = run_tool(*base, *SAMPLE_OPTS, "MODEL.WEIGHTS", tmp_path / "none.pth")
+    assert code == 2
+    missing = f"demo: MODEL.WEIGHTS {tmp_path / 'none.pth'}: no such file"
+    assert one_line_refusal(err, "demo") == missing
     code, out, err = run_tool(*base, "--allow-random-weights", *SAMPLE_OPTS)
     assert code == 0, err[-3000:]
     assert "demo: 1 images" in out and (tmp_path / "out" / "results.json").is_file()
