@@ -18,10 +18,13 @@ KEYPOINT_DRAW_THRESHOLDS = {
     # MMPose's top-down demo (demo/topdown_demo_with_mmdet.py, --kpt-thr) draws heatmap-peak
     # keypoints above 0.3.
     "heatmap_peak": 0.3,
-    # Softmax probability over the RoI's heatmap (56 x 56 cells: 1/3136 when flat). Measured with
-    # the R-CNN memorising the COCO sample (tests/engine/test_keypoint_drawing.py): labelled
-    # keypoints of matched persons score 0.03 median, 0.005 at the 5th percentile, the median of
-    # all keypoints on unlabelled photos is about 0.01; 0.003 draws every labelled limb there.
+    # Softmax probability of the peak over the RoI's heatmap (56 x 56 cells: 1/3136 = 0.0003 when
+    # flat); 0.003 is ten times flat. Measured on the COCO sample photos: the R-CNN memorising
+    # them (tests/engine/test_keypoint_drawing.py) scores its labelled keypoints 0.70 median,
+    # 0.11 at the 1st percentile, so any threshold up to 0.1 draws every limb; the CPU recipe
+    # trained 120 iterations on SynthPeople (conftest TRAIN_OPTS), a model that has not seen
+    # photos, scores them 0.006 median: 0.05 draws none of its keypoints, 0.01 a quarter,
+    # 0.003 83%.
     "softmax_probability": 0.003,
     # Every keypoint carries its person's score, which passed the box threshold: draw them all.
     "person_score": 0.0,
