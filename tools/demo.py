@@ -55,6 +55,7 @@ from multitask_pose.engine.checkpoint import PosePredictor
 from multitask_pose.evaluation.results_record import describe_config, write_results_record
 from multitask_pose.shared.atomic_io import atomic_write, write_json_atomic
 
+
 def setup(args):
     cfg = multitask_pose.get_multitask_cfg()
     if args.topdown:

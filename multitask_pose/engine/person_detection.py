@@ -8,8 +8,9 @@ there; a line cut short by the kill is dropped and its image redone; each line n
 so a resume over a changed input is refused rather than mixing images). ``overwrite=True`` starts
 again whatever an earlier run left (the output, partial files, or neither). An image that
 ``read_image`` returns as None (a damaged file the caller skips) is done with no detections and
-counted. Several processes share the images (every world-size-th one each). At the end the detections of every image are written to
-``<output>`` atomically, in the order of the input, and the partial files are removed.
+counted. Several processes share the images (every world-size-th one each). At the end the
+detections of every image are written to ``<output>`` atomically, in the order of the input, and
+the partial files are removed.
 """
 
 import glob
