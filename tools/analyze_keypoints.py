@@ -10,7 +10,8 @@ is a COCO keypoint results list, as detectron2's COCOEvaluator (``coco_instances
 or ``tools/demo.py`` write it; results made for another dataset are refused (exit 2): a record
 (``<results>.meta.json``) naming another registered dataset, image ids the dataset lacks, or boxes
 reaching beyond its images (multitask_pose/evaluation/results_record.py). Writes ``report.md``
-and PNG plots into ``--output`` and prints a one-line summary last. Definitions: ``multitask_pose/evaluation/error_analysis.py``.
+and PNG plots into ``--output`` and prints a one-line summary last. Definitions:
+``multitask_pose/evaluation/error_analysis.py``.
 """
 
 import argparse
