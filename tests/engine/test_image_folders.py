@@ -160,3 +160,85 @@ def test_a_failed_run_restarts_with_overwrite_and_continues_with_resume(
     shutil.copy(SAMPLE / "000000040083.jpg", photos / "000000000001.jpg")
     assert _detect(memorised_rcnn, photos, dets, "--resume", opts=SKIP) == 2
     assert "the input changed; use --overwrite" in capsys.readouterr().err
+
+
+# ------------------------------------------------ the library parts, without a model (fast)
+def test_listing_counts_non_images_and_refuses_or_skips_damaged(photos):
+    from multitask_pose.data.image_check import DamagedImageError
+    from multitask_pose.data.image_folder import list_images, read_or_skip
+
+    with pytest.raises(DamagedImageError) as e:
+        list_images([photos], skip_damaged=False)
+    assert str(e.value).startswith(f"{photos / 'cut.jpg'} is a JPEG cut short")
+    assert "(and 1 more damaged image)" in str(e.value) and KEY in str(e.value)
+    listing = list_images([photos], skip_damaged=True)
+    names = sorted([p.name for p in SAMPLE.glob("*.jpg")] + [UNDECODABLE, "cut.jpg", "zero.jpg"])
+    assert [(i, p.name) for i, p in listing.images] == [
+        (names.index(n), n) for n in names if n not in ("cut.jpg", "zero.jpg")
+    ]
+    assert [p.name for p in listing.not_images] == ["notes.txt"]
+    assert [(p.name, r.split(":")[0]) for p, r in listing.damaged] == [
+        ("cut.jpg", "is a JPEG cut short"), ("zero.jpg", "is empty (0 bytes)")]  # fmt: skip
+    # the file that only fails to decode: refused in one line, or left out with its reason
+    with pytest.raises(DamagedImageError, match=f"{photos / UNDECODABLE} cannot be decoded.*{KEY}"):
+        read_or_skip(listing, photos / UNDECODABLE, skip_damaged=False)
+    assert read_or_skip(listing, photos / UNDECODABLE, skip_damaged=True) is None
+    assert UNDECODABLE not in [p.name for _, p in listing.images]
+    assert listing.summary() == (
+        "; skipped 1 file that is not an image (notes.txt), 3 damaged images"
+    )
+    assert read_or_skip(listing, photos / "000000000785.jpg", True).shape[2] == 3
+
+
+def _fake_detector(image):
+    """One box per image, its score the image's mean intensity: a different file, other scores."""
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    h, w = image.shape[:2]
+    inst = Instances((h, w))
+    inst.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, w / 2, h / 2]]))
+    inst.scores = torch.tensor([float(image.mean()) / 255])
+    inst.pred_classes = torch.zeros(1, dtype=torch.long)
+    return {"instances": inst}
+
+
+def test_runner_overwrite_and_resume_after_a_killed_run(photos, tmp_path):
+    from multitask_pose.data.image_folder import list_images, read_or_skip
+    from multitask_pose.engine.person_detection import (
+        DetectionItem,
+        OutputExistsError,
+        run_person_detection,
+    )
+
+    (photos / UNDECODABLE).unlink()
+    listing = list_images([photos], skip_damaged=True)
+    items = [DetectionItem(i, str(p)) for i, p in listing.images]
+    out = tmp_path / "dets.json"
+    partial = tmp_path / "dets.json.partial0.jsonl"
+    kw = dict(read_image=lambda f: read_or_skip(listing, Path(f), True), progress=False)
+
+    def kill_after_two(n):
+        if n == 2:
+            raise KeyboardInterrupt
+
+    def killed():
+        with pytest.raises(KeyboardInterrupt):
+            run_person_detection(_fake_detector, items, str(out), on_image=kill_after_two,
+                                 overwrite=True, **kw)  # fmt: skip
+        assert len(partial.read_text().splitlines()) == 2 and not out.exists()
+
+    killed()
+    with pytest.raises(OutputExistsError, match="--resume .* or --overwrite"):
+        run_person_detection(_fake_detector, items, str(out), **kw)
+    stats = run_person_detection(_fake_detector, items, str(out), overwrite=True, **kw)
+    whole = json.loads(out.read_text())
+    assert stats["resumed"] == 0 and len(whole) == 4 and not partial.exists()
+    killed()
+    stats = run_person_detection(_fake_detector, items, str(out), resume=True, **kw)
+    assert stats["resumed"] == 2 and json.loads(out.read_text()) == whole
+    # the same ids on other files (a file added before them): refused, not mixed
+    killed()
+    moved = [DetectionItem(it.image_id, nxt.file_name) for it, nxt in zip(items, items[1:] + items)]
+    with pytest.raises(ValueError, match="image 0 was .*: the input changed; use --overwrite"):
+        run_person_detection(_fake_detector, moved, str(out), resume=True, **kw)
