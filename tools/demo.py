@@ -249,10 +249,12 @@ def main(argv=None):
         return 0
 
     results, start = [], time.perf_counter()
-    for i, path in tqdm.tqdm(list(listing.images), desc="demo", unit="img"):
+    bar = tqdm.tqdm(list(listing.images), desc="demo", unit="img")
+    for i, path in bar:
         try:
             img = read_or_skip(listing, path, skip, format="BGR")
         except DamagedImageError as e:
+            bar.close()
             print(f"demo: {e}", file=sys.stderr)
             return 2
         if img is None:
