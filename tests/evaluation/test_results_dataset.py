@@ -126,6 +126,11 @@ def test_without_record_boxes_beyond_the_images_are_refused(val_results, tmp_pat
     err = capsys.readouterr().err
     assert f"{expected} of {len(entries)} boxes reach beyond their image of dataset" in err
     assert f"'{TRAIN}'" in err
+    for tool in (select_hard_examples, pseudo_label):  # the other readers alike
+        extra = ["--kp-thresh-scale", "softmax_probability"] if tool is pseudo_label else []
+        assert tool.main(["--dataset", TRAIN, "--results", str(bare), "--output",
+                          str(tmp_path / "o.json"), *extra]) == 2  # fmt: skip
+        assert f"{expected} of {len(entries)} boxes reach beyond" in capsys.readouterr().err
     # On its own split every box is inside (the evaluator writes them as predicted).
     val_sizes = {d["image_id"]: (d["height"], d["width"]) for d in DatasetCatalog.get(VAL)}
     check_boxes_in_images(entries, val_sizes, VAL, bare)
