@@ -211,8 +211,7 @@ def test_runner_overwrite_and_resume_after_a_killed_run(photos, tmp_path):
         run_person_detection,
     )
 
-    (photos / UNDECODABLE).unlink()
-    listing = list_images([photos], skip_damaged=True)
+    listing = list_images([photos], skip_damaged=True)  # the undecodable file among them
     items = [DetectionItem(i, str(p)) for i, p in listing.images]
     out = tmp_path / "dets.json"
     partial = tmp_path / "dets.json.partial0.jsonl"
@@ -234,11 +233,13 @@ def test_runner_overwrite_and_resume_after_a_killed_run(photos, tmp_path):
     stats = run_person_detection(_fake_detector, items, str(out), overwrite=True, **kw)
     whole = json.loads(out.read_text())
     assert stats["resumed"] == 0 and len(whole) == 4 and not partial.exists()
+    assert stats["skipped"] == [2] and {d["image_id"] for d in whole} == {0, 1, 3, 4}
     killed()
     stats = run_person_detection(_fake_detector, items, str(out), resume=True, **kw)
     assert stats["resumed"] == 2 and json.loads(out.read_text()) == whole
     # the same ids on other files (a file added before them): refused, not mixed
     killed()
+    items = [it for it in items if it.image_id != 2]  # (the undecodable file left out)
     moved = [DetectionItem(it.image_id, nxt.file_name) for it, nxt in zip(items, items[1:] + items)]
     with pytest.raises(ValueError, match="image 0 was .*: the input changed; use --overwrite"):
         run_person_detection(_fake_detector, moved, str(out), resume=True, **kw)
