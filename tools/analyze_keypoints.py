@@ -7,8 +7,11 @@
 ``--dataset`` is any registered keypoint dataset (``import multitask_pose`` registers the
 built-in ones; its keypoint names, flip map and OKS sigmas come from its metadata). ``--results``
 is a COCO keypoint results list, as detectron2's COCOEvaluator (``coco_instances_results.json``)
-or ``tools/demo.py`` write it. Writes ``report.md`` and PNG plots into ``--output`` and prints a
-one-line summary last. Definitions: ``multitask_pose/evaluation/error_analysis.py``.
+or ``tools/demo.py`` write it; results made for another dataset are refused (exit 2): a record
+(``<results>.meta.json``) naming another registered dataset, image ids the dataset lacks, or boxes
+reaching beyond its images (multitask_pose/evaluation/results_record.py). Writes ``report.md``
+and PNG plots into ``--output`` and prints a one-line summary last. Definitions:
+``multitask_pose/evaluation/error_analysis.py``.
 """
 
 import argparse

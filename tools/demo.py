@@ -22,7 +22,11 @@ The model must be trained: an empty MODEL.WEIGHTS, or a checkpoint without weigh
 the model (e.g. an ImageNet backbone alone), is refused naming the key; ``--allow-random-weights``
 runs anyway, for smoke tests.
 
-``--input`` takes image files and/or folders. Writes one drawn image per input into ``--output``
+``--input`` takes image files and/or folders. Files of a folder that are not images (by
+extension) are skipped and counted; damaged images (empty, cut short, not an image, not
+decodable) stop the run before it starts, naming the file, unless DATALOADER.SKIP_DAMAGED_IMAGES
+True skips them (counted, each with its reason): the rule of tools/detect_persons.py and of
+training (multitask_pose/data/image_folder.py). Writes one drawn image per input into ``--output``
 and ``results.json`` there: a COCO results list (boxes xywh, RLE masks, keypoints, scores), each
 entry with the ``file_name`` it came from and, when ``--dataset`` names a registered dataset that
 contains the image, that dataset's ``image_id`` (otherwise the input's position). Every results
@@ -54,7 +58,8 @@ from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.visualizer import ColorMode
 
 import multitask_pose  # noqa: F401  (registers models and datasets)
-from multitask_pose.data.image_check import DamagedImageError, read_image_checked
+from multitask_pose.data.image_check import DamagedImageError
+from multitask_pose.data.image_folder import list_images, read_or_skip
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
 from multitask_pose.engine.weights_check import add_allow_random_weights_argument, refusal_exits
@@ -65,25 +70,6 @@ from multitask_pose.shared.visualizer import (
     PoseVisualizer,
     default_keypoint_threshold,
 )
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
-
-
-def list_images(inputs):
-    files = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"--input {item}: no such file or folder")
-    if not files:
-        raise FileNotFoundError(
-            f"--input {inputs}: no images found (looked for {sorted(IMAGE_SUFFIXES)})"
-        )
-    return files
 
 
 def setup(args):
@@ -277,7 +263,12 @@ def main(argv=None):
     if (args.video_input or args.webcam) and args.topdown and args.dataset:
         parser.error("--dataset gives boxes of a dataset's images, not of video frames")
     cfg = args.cfg = setup(args)
-    files = list_images(args.input) if args.input else []
+    skip = cfg.DATALOADER.SKIP_DAMAGED_IMAGES
+    try:
+        listing = list_images(args.input, skip) if args.input else None
+    except (FileNotFoundError, DamagedImageError) as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 2
     if args.topdown:
         predictor, boxes_of = topdown_predictor(cfg, args.dataset)
     else:
@@ -292,7 +283,7 @@ def main(argv=None):
     metadata = MetadataCatalog.get(args.dataset or cfg.DATASETS.TEST[0])
     ids = image_ids_of(args.dataset)
     os.makedirs(args.output, exist_ok=True)
-    if not files:
+    if listing is None:
         source = 0 if args.webcam else args.video_input
         stem = "webcam" if args.webcam else Path(args.video_input).stem
         try:
@@ -303,13 +294,16 @@ def main(argv=None):
         print(f"demo: {n} frames, {persons} persons, {fps:.2f} frames/s -> {args.output}")
         return 0
 
-    results, skipped, start = [], [], time.perf_counter()
-    for i, path in enumerate(tqdm.tqdm(files, desc="demo", unit="img")):
+    results, start = [], time.perf_counter()
+    bar = tqdm.tqdm(list(listing.images), desc="demo", unit="img")
+    for i, path in bar:
         try:
-            img = read_image_checked(path, format="BGR")
-        except DamagedImageError as e:  # report, go on with the rest, fail at the end
-            tqdm.tqdm.write(f"demo: skipping {e}", file=sys.stderr)
-            skipped.append(str(e))
+            img = read_or_skip(listing, path, skip, format="BGR")
+        except DamagedImageError as e:
+            bar.close()
+            print(f"demo: {e}", file=sys.stderr)
+            return 2
+        if img is None:
             continue
         instances = predict(img, path)
         vis = PoseVisualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE,
@@ -328,19 +322,11 @@ def main(argv=None):
     write_results_record(os.path.join(args.output, "results.json"),
                          dataset=args.dataset or "images " + " ".join(args.input),
                          **describe_config(cfg), written_by="tools/demo.py")  # fmt: skip
-    done = len(files) - len(skipped)
-    ms = 1000 * (time.perf_counter() - start) / max(done, 1)
-    print(
-        f"demo: {done} images, {len(results)} persons, {ms:.0f} ms/image -> {args.output}"
-        + (f"; {len(skipped)} damaged images skipped" if skipped else "")
-    )
-    if skipped:
-        print(
-            f"demo: {len(skipped)} of {len(files)} images were skipped as damaged:\n  "
-            + "\n  ".join(skipped),
-            file=sys.stderr,
-        )
-        return 1
+    ms = 1000 * (time.perf_counter() - start) / max(len(listing.images), 1)
+    for line in listing.damaged_lines():
+        print(f"demo: skipped {line}", file=sys.stderr)
+    print(f"demo: {len(listing.images)} images, {len(results)} persons, {ms:.0f} ms/image"
+          f" -> {args.output}{listing.summary()}")  # fmt: skip
     return 0
 
 

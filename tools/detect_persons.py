@@ -13,9 +13,14 @@ boxes xywh, scores, with ``--masks`` RLE masks (the detector needs a mask head),
 keypoints when the detector predicts them (the "keypoints" hint source of the top-down stage
 reads them); at most ``--topk`` per image (100; 20 in the OKS team's set-up), boxes whose shorter
 side is at least ``--min-size`` pixels (32 in HintPose's), scores at least ``--score-thresh``.
-Image ids: the dataset's, or for ``--input`` the position in the sorted file list (and the file
-names are listed in ``<output>.images.json``). A progress bar; a killed run continues with
-``--resume``; an existing output needs ``--resume`` or ``--overwrite``. The output is written
+Image ids: the dataset's, or for ``--input`` the position in the sorted list of image files (and
+the file names are listed in ``<output>.images.json``). Files of a folder that are not images
+(by extension) are skipped and counted; damaged images (empty, cut short, not an image, not
+decodable) stop the run before it starts, naming the file, unless DATALOADER.SKIP_DAMAGED_IMAGES
+True skips them (counted, each with its reason): the rule of tools/demo.py and of training
+(multitask_pose/data/image_folder.py). A progress bar; a killed or failed run continues with
+``--resume`` (refused if the input changed) or starts again with ``--overwrite``; an existing
+output or an unfinished run's partial files need one of them. The output is written
 atomically and loads in the top-down stage unchanged (TEST.TOPDOWN.DET_FILE), with its record
 ``<output>.meta.json`` (multitask_pose/evaluation/results_record.py: the dataset or folder, the
 detector, and its keypoint score scale when it predicts keypoints). ``--num-gpus N``
@@ -30,7 +35,8 @@ import sys
 from pathlib import Path
 
 import multitask_pose  # noqa: F401  (registers models and datasets)
-from multitask_pose.data.image_check import DamagedImageError, read_image_checked
+from multitask_pose.data.image_check import DamagedImageError
+from multitask_pose.data.image_folder import list_images, read_or_skip, screen_images
 from multitask_pose.engine import check_datasets, check_device, launch
 from multitask_pose.engine.checkpoint import PosePredictor
 from multitask_pose.engine.person_detection import (
@@ -46,8 +52,6 @@ from multitask_pose.engine.weights_check import (
 )
 from multitask_pose.evaluation.results_record import describe_config, write_results_record
 from multitask_pose.shared.atomic_io import write_json_atomic
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 def parse_args(argv=None):
@@ -77,24 +81,21 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def folder_items(folder):
-    path = Path(folder)
-    if not path.is_dir():
-        raise FileNotFoundError(f"--input {folder}: not a folder")
-    files = sorted(f for f in path.iterdir() if f.is_file())
-    others = [f.name for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
-    if others:
-        raise ValueError(
-            f"--input {folder} holds files that are not images ({sorted(IMAGE_SUFFIXES)}):"
-            f" {others[:5]}{' ...' if len(others) > 5 else ''}; give a folder of images only"
-        )
-    if not files:
-        raise FileNotFoundError(f"--input {folder}: no images")
-    return [DetectionItem(i, str(f)) for i, f in enumerate(files)]
+def image_listing(args, skip_damaged):
+    """The checked images of --input (a folder) or --dataset (``ImageListing``)."""
+    if args.dataset:
+        from detectron2.data import DatasetCatalog
+
+        return screen_images([(int(d["image_id"]), d["file_name"])
+                              for d in DatasetCatalog.get(args.dataset)], skip_damaged)  # fmt: skip
+    if not Path(args.input).is_dir():
+        raise FileNotFoundError(f"--input {args.input}: not a folder")
+    return list_images([args.input], skip_damaged)
 
 
 def setup(args):
-    """(config, the images, the person class) of the command line; errors before any work."""
+    """(config, the image listing, the person class) of the command line; errors before any
+    work."""
     cfg = multitask_pose.get_multitask_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
@@ -107,31 +108,28 @@ def setup(args):
     check_device(cfg)
     check_datasets(cfg)
     cfg.freeze()
-    if args.dataset:
-        from detectron2.data import DatasetCatalog
-
-        items = [DetectionItem(int(d["image_id"]), d["file_name"])
-                 for d in DatasetCatalog.get(args.dataset)]  # fmt: skip
-    else:
-        items = folder_items(args.input)
+    check_output(args.output, args.resume, args.overwrite)
+    listing = image_listing(args, cfg.DATALOADER.SKIP_DAMAGED_IMAGES)
     classes = []
     if cfg.DATASETS.TEST:
         from detectron2.data import MetadataCatalog
 
         classes = MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes", [])
     person = classes.index("person") if "person" in classes else 0
-    check_output(args.output, args.resume, args.overwrite)
-    return cfg, items, person
+    return cfg, listing, person
 
 
-def detect(args, cfg, items, person):
+def detect(args, cfg, listing, person):
     """One process's share (all of it without a process group); the first prints the summary."""
     from detectron2.utils import comm
 
     predictor = PosePredictor(cfg)
+    skip = cfg.DATALOADER.SKIP_DAMAGED_IMAGES
+    files = dict(listing.images)
+    items = [DetectionItem(i, str(f)) for i, f in files.items()]
     stats = run_person_detection(
         predictor, items, args.output,
-        read_image=lambda f: read_image_checked(f, format=predictor.input_format),
+        read_image=lambda f: read_or_skip(listing, Path(f), skip, format=predictor.input_format),
         person_class=person, score_thresh=args.score_thresh, min_size=args.min_size,
         topk=args.topk, masks=args.masks, resume=args.resume, overwrite=args.overwrite,
         progress=not args.quiet,
@@ -147,22 +145,33 @@ def detect(args, cfg, items, person):
             results = json.load(f)
         n = stats["images"] - stats["resumed"]
         ms = 1000 * stats["seconds"] * comm.get_world_size() / max(n, 1)
-        print(f"detect_persons: {stats['images']} images ({stats['resumed']} from an earlier"
-              f" run), {stats['detections']} persons, {scores_summary(results)}, {ms:.0f}"
+        # images found damaged while decoding (by any process: the partial rows say which)
+        late = [files[i] for i in stats["skipped"]]
+        for f in late:
+            if f not in {p for p, _ in listing.damaged}:  # found by another process
+                listing.damaged.append((f, "cannot be decoded"))
+        if late and args.input:
+            names = [{"id": i, "file_name": str(f)} for i, f in files.items()
+                     if i not in set(stats["skipped"])]  # fmt: skip
+            write_json_atomic(args.output + ".images.json", names)
+        for line in listing.damaged_lines():
+            print(f"detect_persons: skipped {line}", file=sys.stderr)
+        print(f"detect_persons: {stats['images'] - len(late)} images ({stats['resumed']} from an"
+              f" earlier run), {stats['detections']} persons, {scores_summary(results)}, {ms:.0f}"
               f" ms/image per process, {comm.get_world_size()} processes"
-              f" -> {args.output}")  # fmt: skip
+              f" -> {args.output}{listing.summary()}")  # fmt: skip
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg, items, person = setup(args)
+        cfg, listing, person = setup(args)
         if args.input:
-            names = [{"id": it.image_id, "file_name": it.file_name} for it in items]
+            names = [{"id": i, "file_name": str(f)} for i, f in listing.images]
             write_json_atomic(args.output + ".images.json", names)
         launch(detect, args.num_gpus, num_machines=args.num_machines,
                machine_rank=args.machine_rank, dist_url=args.dist_url,
-               args=(args, cfg, items, person))  # fmt: skip
+               args=(args, cfg, listing, person))  # fmt: skip
     except (OutputExistsError, ValueError, FileNotFoundError, DamagedImageError) as e:
         print(f"detect_persons: {e}", file=sys.stderr)
         return 2

@@ -16,9 +16,11 @@ dropped. The threshold is on --kp-thresh-scale, by default the report's: a top-d
 heatmap peaks. The results' record (``<results>.meta.json``, written by the evaluator and the
 tools) must state that scale: a file on another scale (an R-CNN's softmax probabilities) or on an
 unknown one is refused, naming it, unless --kp-thresh-scale states the scale of both (for a file
-without a record, on the caller's word, with a warning). The output is COCO person-keypoints json
-in the COCO layout (or --layout aic/crowdpose), written atomically; register it with
-``register_coco_person``. Prints a one-line summary with the scale.
+without a record, on the caller's word, with a warning). With --dataset, results made for
+another dataset are refused: a record naming another registered dataset, or boxes reaching beyond
+the dataset's images (multitask_pose/evaluation/results_record.py). The output is COCO
+person-keypoints json in the COCO layout (or --layout aic/crowdpose), written atomically; register
+it with ``register_coco_person``. Prints a one-line summary with the scale.
 """
 
 import argparse
@@ -29,7 +31,13 @@ import sys
 import multitask_pose  # noqa: F401  (registers the built-in datasets)
 from multitask_pose.data.datasets import LAYOUTS
 from multitask_pose.data.pseudo_labels import pseudo_label, threshold_scale
-from multitask_pose.evaluation.results_record import SCORE_SCALES, read_results_record
+from multitask_pose.evaluation.results_record import (
+    SCORE_SCALES,
+    ResultsDatasetError,
+    check_boxes_in_images,
+    check_record_dataset,
+    read_results_record,
+)
 from multitask_pose.shared.atomic_io import write_json_atomic
 
 
@@ -76,17 +84,26 @@ def main(argv=None):
     args = ap.parse_args(argv)
     spec = LAYOUTS[args.layout]
     try:
-        scale = threshold_scale(read_results_record(args.results), args.kp_thresh_scale,
-                                args.results)  # fmt: skip
+        record = read_results_record(args.results)
+        if args.dataset:
+            check_record_dataset(record, args.dataset, args.results)
+        scale = threshold_scale(record, args.kp_thresh_scale, args.results)
         with open(args.results) as f:
             results = json.load(f)
         if not isinstance(results, list):
             raise ValueError("not a COCO results list")
         images = images_of(args)
+        if args.dataset:
+            check_boxes_in_images([r for r in results if isinstance(r, dict)],
+                                  {im["id"]: (im["height"], im["width"]) for im in images},
+                                  args.dataset, args.results)  # fmt: skip
         data, report = pseudo_label(
             results, images, spec.num_keypoints, args.kp_thresh, args.min_keypoints,
             args.box_thresh,
         )  # fmt: skip
+    except ResultsDatasetError as e:  # names the file itself
+        print(f"pseudo_label: {e}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, KeyError) as e:
         print(f"pseudo_label: {args.results}: {e}", file=sys.stderr)
         return 2

@@ -11,9 +11,10 @@
 
 Keeps the persons with labelled keypoints whose best OKS with the model's predictions on their
 image is below --thresh (no prediction: OKS 0), and writes them as a COCO json (their images,
-their annotations only: crops for a top-down model). Results for another dataset, an empty
-results file or a dataset without keypoints stop with the file and the mismatch named. Prints a
-one-line summary.
+their annotations only: crops for a top-down model). Results for another dataset (a record naming
+it, image ids or boxes that are not the dataset's: multitask_pose/evaluation/results_record.py),
+an empty results file or a dataset without keypoints stop with the file and the mismatch named.
+Prints a one-line summary.
 """
 
 import argparse

@@ -4,9 +4,13 @@ a kill, such as pseudo-labelling).
 
 Each finished image is appended to ``<output>.partial<rank>.jsonl`` (one line per image, flushed
 and fsynced), so a killed run continues where it stopped (``resume=True`` skips the images already
-there; a line cut short by the kill is dropped and its image redone). Several processes share the
-images (every world-size-th one each). At the end the detections of every image are written to
-``<output>`` atomically, in the order of the input, and the partial files are removed.
+there; a line cut short by the kill is dropped and its image redone; each line names its file,
+so a resume over a changed input is refused rather than mixing images). ``overwrite=True`` starts
+again whatever an earlier run left (the output, partial files, or neither). An image that
+``read_image`` returns as None (a damaged file the caller skips) is done with no detections and
+counted. Several processes share the images (every world-size-th one each). At the end the
+detections of every image are written to ``<output>`` atomically, in the order of the input, and
+the partial files are removed.
 """
 
 import glob
@@ -63,15 +67,18 @@ def filter_detections(instances, person_class: int, score_thresh: float, min_siz
     return out
 
 
-def _read_partials(output: str) -> Dict[int, List[Dict]]:
-    """The images finished by any process of earlier or current runs (``output.partial*.jsonl``)."""
+def _read_partials(output: str) -> Dict[int, Dict]:
+    """The rows of the images finished by any process of earlier or current runs
+    (``output.partial*.jsonl``), by image id."""
     done = {}
     for path in sorted(glob.glob(glob.escape(output) + ".partial*.jsonl")):
         with open(path) as f:
             for n, line in enumerate(f):
                 try:
                     row = json.loads(line)
-                    done[int(row["image_id"])] = row["detections"]
+                    if not isinstance(row.get("detections"), list):
+                        raise KeyError("detections")
+                    done[int(row["image_id"])] = row
                 except (json.JSONDecodeError, KeyError, TypeError):
                     logger.warning("%s: line %d is incomplete (cut by a kill?); its image is"
                                    " redone", path, n + 1)  # fmt: skip
@@ -117,7 +124,7 @@ def run_person_detection(
         detect: image (as ``read_image`` returns it) -> detectron2 ``Instances`` (a predictor).
         items: the images, each with the image id its detections carry.
         output: the results json.
-        read_image: file name -> image.
+        read_image: file name -> image, or None for an image to skip (no detections).
         person_class, score_thresh, min_size, topk, masks: see :func:`filter_detections`.
         resume, overwrite: what to do when ``output`` or partial files exist (neither:
             :class:`OutputExistsError`); resume finishes an unfinished run.
@@ -126,7 +133,8 @@ def run_person_detection(
             interrupt with it).
 
     Returns:
-        {"images", "detections", "resumed", "seconds"}.
+        {"images", "detections", "resumed", "skipped" (the ids of the images read_image gave
+        as None; the first process's list), "seconds"}.
     """
     from detectron2.utils import comm
 
@@ -136,9 +144,10 @@ def run_person_detection(
         raise ValueError("image ids repeat in the input: each image needs its own id")
     check_output(output, resume, overwrite)  # every process, before any of them writes
     comm.synchronize()
-    if overwrite and rank == 0:
+    if overwrite and rank == 0:  # whatever an earlier run left: the output, partials, or neither
         for p in [output, *glob.glob(glob.escape(output) + ".partial*.jsonl")]:
-            os.remove(p)
+            if os.path.exists(p):
+                os.remove(p)
     comm.synchronize()
     partials = glob.glob(glob.escape(output) + ".partial*.jsonl")
     if resume and os.path.exists(output) and not partials:
@@ -146,13 +155,22 @@ def run_person_detection(
             results = json.load(f)
         logger.info("%s is complete (%d detections); nothing to do", output, len(results))
         return {"images": len(items), "detections": len(results), "resumed": len(items),
-                "seconds": 0.0}  # fmt: skip
+                "skipped": [], "seconds": 0.0}  # fmt: skip
     done = _read_partials(output) if resume else {}
     unknown = set(done) - set(ids)
     if unknown:
         raise ValueError(
             f"{output}.partial*.jsonl hold images that are not in this input (e.g."
             f" {sorted(unknown)[:5]}): they belong to another run; use --overwrite"
+        )
+    files = {it.image_id: os.path.abspath(it.file_name) for it in items}
+    moved = [i for i, row in done.items()
+             if "file_name" in row and os.path.abspath(row["file_name"]) != files[i]]  # fmt: skip
+    if moved:
+        i = moved[0]
+        raise ValueError(
+            f"{output}.partial*.jsonl: image {i} was {done[i]['file_name']} in the earlier run but"
+            f" is {files[i]} now ({len(moved)} images differ): the input changed; use --overwrite"
         )
     resumed = len(done)
     if resumed and rank == 0:
@@ -172,12 +190,17 @@ def run_person_detection(
         bar = tqdm.tqdm(mine, desc="detect_persons", unit="img",
                         disable=not progress or rank != 0)  # fmt: skip
         for it in bar:
-            inst = detect(read_image(it.file_name))["instances"].to("cpu")
-            inst = filter_detections(inst, person_class, score_thresh, min_size, topk, masks)
-            dets = instances_to_coco_json(inst, it.image_id)
-            for d in dets:
-                d["category_id"] = 1  # person, in COCO's numbering
-            log.write(json.dumps({"image_id": it.image_id, "detections": dets}) + "\n")
+            row = {"image_id": it.image_id, "file_name": it.file_name, "detections": []}
+            image = read_image(it.file_name)
+            if image is None:
+                row["skipped"] = True
+            else:
+                inst = detect(image)["instances"].to("cpu")
+                inst = filter_detections(inst, person_class, score_thresh, min_size, topk, masks)
+                row["detections"] = instances_to_coco_json(inst, it.image_id)
+                for d in row["detections"]:
+                    d["category_id"] = 1  # person, in COCO's numbering
+            log.write(json.dumps(row) + "\n")
             log.flush()
             os.fsync(log.fileno())
             count += 1
@@ -189,14 +212,17 @@ def run_person_detection(
         missing = [i for i in ids if i not in done]
         if missing:
             raise RuntimeError(f"images {missing[:5]} were not detected (a process failed?)")
-        results = [d for i in ids for d in done[i]]
+        results = [d for i in ids for d in done[i]["detections"]]
+        skipped = [i for i in ids if done[i].get("skipped")]
         write_json_atomic(output, results)
         for p in glob.glob(glob.escape(output) + ".partial*.jsonl"):
             os.remove(p)
+    else:
+        skipped = []
     comm.synchronize()
     with open(output) as f:
         n = len(json.load(f))
-    return {"images": len(items), "detections": n, "resumed": resumed,
+    return {"images": len(items), "detections": n, "resumed": resumed, "skipped": skipped,
             "seconds": time.perf_counter() - start}  # fmt: skip
 
 

@@ -81,7 +81,12 @@ from ..data.keypoints import KeypointSpec, keypoint_spec_of
 from ..shared.atomic_io import save_figure_atomic, write_text_atomic
 from ..shared.oks import keypoint_oks
 from .ground_truth import complete_ground_truth, is_crowdpose_layout
-from .results_record import read_results_record
+from .results_record import (
+    ResultsDatasetError,
+    check_boxes_in_images,
+    check_record_dataset,
+    read_results_record,
+)
 
 __all__ = [
     "ERROR_TYPES",
@@ -331,13 +336,19 @@ def load_results(
     Returns a list of ``{"image_id", "category_id", "keypoints", "score"}``. Raises
     :class:`AnalysisInputError`, naming the file, when it is not a non-empty COCO results list,
     has no keypoints, has a keypoint count other than the dataset's, or names images or
-    categories the dataset does not have (results for another dataset).
+    categories the dataset does not have, or when its record names another dataset or its boxes
+    reach beyond the dataset's images (results for another dataset; ``results_record.py``).
     """
     path = str(results_file)
     ds = f"dataset {dataset_name!r}" if dataset_name else "the dataset"
     if not os.path.isfile(path):
         raise AnalysisInputError(f"results file not found: {path}")
-    read_results_record(path)  # what made it; a warning when unknown
+    try:
+        record = read_results_record(path)  # what made it; a warning when unknown
+        if dataset_name:
+            check_record_dataset(record, dataset_name, path)
+    except ValueError as e:  # a damaged record, or results on another dataset
+        raise AnalysisInputError(str(e)) from None
     try:
         with open(path) as f:
             entries = json.load(f)
@@ -383,6 +394,12 @@ def load_results(
             f"{path}: {len(unknown)} image ids are not in {ds} (e.g. {unknown[:5]}); "
             f"it has {len(known)} images. Results for another dataset?"
         )
+    sizes = {i: (im["height"], im["width"]) for i, im in coco_gt.imgs.items()
+             if "height" in im and "width" in im}  # fmt: skip
+    try:
+        check_boxes_in_images(entries, sizes, dataset_name or "the dataset", path)
+    except ResultsDatasetError as e:
+        raise AnalysisInputError(str(e)) from None
     cats = coco_gt.getCatIds()
     out = []
     for e in entries:

@@ -22,17 +22,30 @@ The scales come from the models, not from a table of model names: each codec sta
 (``keypoint_score_scale_from_config``: PoseFix's estimator, the R-CNN offset head), and
 :func:`describe_config` asks the classes a config names. A reader calls
 :func:`read_results_record`: a file without a record still loads, with a logged warning.
+
+A reader that is told which dataset the results are on (analysis, hard examples, pseudo-labels,
+the top-down stage's detection and hint files) refuses results made for another one
+(:class:`ResultsDatasetError`): :func:`check_record_dataset` when the record names another
+registered dataset (image ids of two splits often overlap, so the ids alone do not tell), and,
+record or not, :func:`check_boxes_in_images` when the results' boxes reach beyond the named
+dataset's images (the results' images were of other sizes).
 """
 
 import json
 import logging
 import os
-from typing import Dict, Optional
+from typing import Dict, Iterable, Mapping, Optional, Tuple
+
+import numpy as np
 
 from ..shared.atomic_io import write_json_atomic
 
 __all__ = [
+    "BOX_TOLERANCE",
     "SCORE_SCALES",
+    "ResultsDatasetError",
+    "check_boxes_in_images",
+    "check_record_dataset",
     "describe_config",
     "read_results_record",
     "record_path",
@@ -63,6 +76,15 @@ SCORE_SCALES = {
 }
 
 _SUFFIX = ".meta.json"
+# How far a result's box may reach beyond its image, as a fraction of the image's side (plus 2
+# pixels), before the results are taken for another dataset's: every producer here writes boxes
+# clipped to the image (detectron2's detector_postprocess, the top-down stage's input boxes),
+# and annotated boxes overrun it by rounding at most.
+BOX_TOLERANCE = 0.1
+
+
+class ResultsDatasetError(ValueError):
+    """Results made for another dataset than the one named."""
 
 
 def record_path(results_path) -> str:
@@ -155,3 +177,68 @@ def describe_config(cfg) -> Dict:
             scale = head_scale(cfg) if head_scale is not None else "softmax_probability"
         producer = " / ".join(parts)
     return {"producer": producer, "score_scale": scale, "weights": cfg.MODEL.WEIGHTS}
+
+
+def _same_dataset(a: str, b: str) -> bool:
+    """The same name, or two registered names of one annotation file and image folder."""
+    if a == b:
+        return True
+    from detectron2.data import MetadataCatalog
+
+    va, vb = ([MetadataCatalog.get(n).get(k, None) for k in ("json_file", "image_root")]
+              for n in (a, b))  # fmt: skip
+    return None not in va and va == vb
+
+
+def check_record_dataset(record: Optional[Dict], dataset: str, results_path) -> None:
+    """:class:`ResultsDatasetError` (one line naming both datasets) when ``record`` (of
+    ``results_path``) says the results are on another registered dataset than ``dataset``.
+    No record, or a record naming images rather than a registered dataset (a folder, a video),
+    passes: the ids and boxes are then the only evidence (:func:`check_boxes_in_images`)."""
+    named = (record or {}).get("dataset")
+    if not named or named == dataset:
+        return
+    from detectron2.data import DatasetCatalog
+
+    if named not in DatasetCatalog.list() or _same_dataset(named, dataset):
+        return
+    raise ResultsDatasetError(
+        f"{results_path} holds results on dataset {named!r} (its record"
+        f" {os.path.basename(record_path(results_path))} says so), not on {dataset!r}: give the"
+        f" results of {dataset!r}, or name {named!r} as the dataset"
+    )
+
+
+def check_boxes_in_images(
+    entries: Iterable[Dict],
+    image_sizes: Mapping[int, Tuple[float, float]],
+    dataset: str,
+    results_path,
+    tolerance: float = BOX_TOLERANCE,
+) -> None:
+    """:class:`ResultsDatasetError` when any result's ``bbox`` (COCO xywh) reaches beyond its
+    image of ``dataset`` by more than ``tolerance`` of the image's side plus 2 pixels: the
+    results were made on images of other sizes. ``image_sizes``: {image id: (height, width)};
+    entries without a box, or of images without a known size, are not checked."""
+    rows = [(e["image_id"], e["bbox"]) for e in entries
+            if isinstance(e.get("bbox"), (list, tuple)) and len(e["bbox"]) == 4
+            and all(isinstance(v, (int, float)) for v in e["bbox"])
+            and e.get("image_id") in image_sizes]  # fmt: skip
+    if not rows:
+        return
+    boxes = np.asarray([b for _, b in rows], dtype=np.float64)
+    hw = np.asarray([image_sizes[i] for i, _ in rows], dtype=np.float64)
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    mx, my = tolerance * hw[:, 1] + 2, tolerance * hw[:, 0] + 2
+    out = (x1 < -mx) | (y1 < -my) | (x2 > hw[:, 1] + mx) | (y2 > hw[:, 0] + my)
+    if not out.any():
+        return
+    k = int(np.flatnonzero(out)[0])
+    h, w = hw[k]
+    raise ResultsDatasetError(
+        f"{results_path}: {int(out.sum())} of {len(rows)} boxes reach beyond their image of"
+        f" dataset {dataset!r} by more than {tolerance:.0%} (e.g. image {rows[k][0]}: box x, y,"
+        f" w, h {np.round(boxes[k], 1).tolist()} in a {w:.0f} x {h:.0f} image): results made"
+        " for another dataset?"
+    )

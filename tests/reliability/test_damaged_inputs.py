@@ -1,7 +1,7 @@
 """Damaged inputs: image files that are empty, cut short or not images at all, detection files
 with non-finite numbers, empty arrays given to the predictors. Each is found and named; the demo
-skips bad files and fails at the end; training refuses a dataset with damaged images before its
-first iteration unless told to leave them out."""
+refuses bad files before any work unless DATALOADER.SKIP_DAMAGED_IMAGES skips them; training
+refuses a dataset with damaged images before its first iteration unless told to leave them out."""
 
 import importlib.util
 import json
@@ -12,9 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from detectron2.data import DatasetCatalog
-from detectron2.modeling import build_model
 
 import multitask_pose  # noqa: F401
 from multitask_pose.config import get_multitask_cfg
@@ -85,26 +83,27 @@ def test_full_decode_refuses_what_opencv_fills_with_grey(bad_files):
     np.testing.assert_array_equal(image, cv2.imread(str(folder / "good1.jpg")))
 
 
-def test_demo_skips_damaged_files_and_fails_at_the_end(bad_files, tmp_path, capfd):
+def test_demo_refuses_damaged_files_or_skips_them_with_the_key(bad_files, memorised_rcnn,
+                                                               tmp_path, capfd):  # fmt: skip
     folder, bad = bad_files
-    cfg = get_multitask_cfg()
-    cfg.merge_from_file(str(RECIPE))
-    torch.manual_seed(0)
-    weights = tmp_path / "random.pth"
-    torch.save({"model": build_model(cfg).state_dict()}, weights)
+    run_dir, _ = memorised_rcnn
     out = tmp_path / "demo"
     # tools/demo.py's main in this process (its command line is tested in tests/engine).
     spec = importlib.util.spec_from_file_location("demo_tool", ROOT / "tools" / "demo.py")
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    status = demo.main(["--config-file", str(RECIPE), "--input", str(folder), "--output", str(out),
-                        "MODEL.WEIGHTS", str(weights)])  # fmt: skip
+    args = ["--config-file", str(run_dir / "config.yaml"), "--input", str(folder), "--output",
+            str(out), "MODEL.WEIGHTS", str(run_dir / "model_final.pth")]  # fmt: skip
+    assert demo.main(args) == 2  # before any work, naming the first (sorted) and the key
+    stderr = capfd.readouterr().err
+    assert f"{bad['empty']} is empty (0 bytes) (and 3 more damaged images)" in stderr
+    assert "DATALOADER.SKIP_DAMAGED_IMAGES True" in stderr and not out.exists()
+    status = demo.main([*args, "DATALOADER.SKIP_DAMAGED_IMAGES", "True"])
     stdout, stderr = capfd.readouterr()
-    assert status == 1, stderr[-3000:]
+    assert status == 0, stderr[-3000:]
     for path in bad.values():
-        assert f"skipping {path}" in stderr
-    assert "4 of 7 images were skipped as damaged" in stderr
-    assert "4 damaged images skipped" in stdout
+        assert f"skipped {path}" in stderr
+    assert stdout.strip().endswith("; skipped 4 damaged images")
     drawn = sorted(p.name for p in out.glob("*_pred.jpg"))
     assert drawn == sorted(["good_pred.jpg", "good1_pred.jpg", "good2_pred.jpg"])
     results = json.loads((out / "results.json").read_text())

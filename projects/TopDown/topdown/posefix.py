@@ -314,10 +314,12 @@ class PoseCue:
 
             from .data.boxes import load_detection_file
 
-            ids = [d["image_id"] for d in DatasetCatalog.get(self.dataset)]
+            dicts = DatasetCatalog.get(self.dataset)
             self._estimates = load_detection_file(
-                self.estimates_file, ids, with_keypoints=True,
-                key="MODEL.TOPDOWN.POSEFIX.TRAIN_ESTIMATES",
+                self.estimates_file, [d["image_id"] for d in dicts], with_keypoints=True,
+                key="MODEL.TOPDOWN.POSEFIX.TRAIN_ESTIMATES", dataset=self.dataset,
+                image_sizes={d["image_id"]: (d["height"], d["width"]) for d in dicts
+                             if "height" in d and "width" in d},
             )  # fmt: skip
         boxes, _, keypoints = self._estimates[person["image_id"]]
         if not len(boxes):

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 from detectron2.structures import BoxMode
 
-from multitask_pose.evaluation.results_record import read_results_record
+from multitask_pose.evaluation.results_record import (
+    ResultsDatasetError,
+    check_boxes_in_images,
+    check_record_dataset,
+    read_results_record,
+)
 
 __all__ = [
     "DetectionFileError",
@@ -110,6 +115,8 @@ def load_detection_file(
     category_id: Optional[int] = 1,
     with_keypoints: bool = False,
     key: str = "TEST.TOPDOWN.DET_FILE",
+    dataset: str = "",
+    image_sizes: Optional[Dict[int, Tuple[float, float]]] = None,
 ) -> Dict[int, Tuple[np.ndarray, ...]]:
     """Read a COCO detection-results json (a list of ``{"image_id", "category_id", "bbox": [x, y, w,
     h], "score"}``) into ``{image_id: (boxes XYXY (N, 4), scores (N,))}`` for the given images.
@@ -120,11 +127,19 @@ def load_detection_file(
     Raises :class:`DetectionFileError` on a malformed file or on image ids that are not in the
     dataset (the usual sign of a file made for another split). Images of the dataset without any
     detection get empty arrays. ``category_id`` keeps one category (1, person, in COCO); None keeps
-    all. ``key``: the config key that named the file, for the errors.
+    all. ``key``: the config key that named the file, for the errors. With ``dataset`` (its
+    name) a file whose record names another registered dataset is refused, and with
+    ``image_sizes`` ({image id: (height, width)}) one whose boxes reach beyond the images
+    (``results_record.py``: results made for another dataset).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"detection file not found: {path} ({key})")
-    read_results_record(path)  # what made it; a warning when unknown
+    record = read_results_record(path)  # what made it; a warning when unknown
+    if dataset:
+        try:
+            check_record_dataset(record, dataset, path)
+        except ResultsDatasetError as e:
+            raise DetectionFileError(f"{key}: {e}") from None
     with open(path) as f:
         try:
             dets = json.load(f)
@@ -178,6 +193,11 @@ def load_detection_file(
             f"{path}: {len(unknown)} image ids are not in the dataset, e.g."
             f" {sorted(unknown)[:5]}; was the file made for another split?"
         )
+    if image_sizes:
+        try:
+            check_boxes_in_images(dets, image_sizes, dataset or "the dataset", path)
+        except ResultsDatasetError as e:
+            raise DetectionFileError(f"{key}: {e}") from None
     lengths = {len(r) for rows in per_image.values() for r in rows}
     if with_keypoints and (len(lengths) > 1 or any((n - 5) % 3 for n in lengths)):
         raise DetectionFileError(

@@ -311,6 +311,14 @@ class TopDownTrainMapper:
         return out
 
 
+def _dataset_check(dataset_name: str, dicts: List[Dict]) -> Dict:
+    """``load_detection_file``'s arguments that refuse a file made for another dataset: the
+    dataset's name (against the file's record) and its image sizes (against the boxes)."""
+    sizes = {d["image_id"]: (d["height"], d["width"]) for d in dicts
+             if "height" in d and "width" in d}  # fmt: skip
+    return {"dataset": dataset_name, "image_sizes": sizes}
+
+
 class TopDownTestMapper:
     """Image dict -> {"image": (3, H, W) uint8 in cfg.INPUT.FORMAT at full size, "height", "width",
     "image_id", "instances": Instances(gt_boxes or pred_boxes + scores)} for BOX_SOURCE "gt" or
@@ -392,7 +400,7 @@ class TopDownTestMapper:
             dicts = dataset_dicts if dataset_dicts is not None else DatasetCatalog.get(dataset_name)
             hint_detections = load_detection_file(
                 hint.FILE, [d["image_id"] for d in dicts], with_keypoints=True,
-                key="TEST.TOPDOWN.HINT.FILE",
+                key="TEST.TOPDOWN.HINT.FILE", **_dataset_check(dataset_name, dicts),
             )  # fmt: skip
             n = sum(len(v[1]) for v in hint_detections.values())
             logger.info("Hints: keypoints of %d results from %s", n, hint.FILE)
@@ -408,8 +416,9 @@ class TopDownTestMapper:
                 )
             dicts = dataset_dicts if dataset_dicts is not None else DatasetCatalog.get(dataset_name)
             detections = load_detection_file(
-                path, [d["image_id"] for d in dicts], with_keypoints=hinted and not hint.FILE
-            )
+                path, [d["image_id"] for d in dicts], with_keypoints=hinted and not hint.FILE,
+                **_dataset_check(dataset_name, dicts),
+            )  # fmt: skip
             n = sum(len(v[1]) for v in detections.values())
             logger.info("Box source: %d detections from %s for %d images", n, path, len(detections))
         return dict(
