@@ -110,3 +110,29 @@ def gt_as_predictions(dicts, box_noise=0.0, kp_noise=0.0, seed=0):
         )
         pairs.append(({"image_id": d["image_id"]}, {"instances": inst}))
     return pairs
+
+
+# The CPU R-CNN and top-down recipes on the real COCO sample (train and test), no loader workers:
+# what the checkpoint and weight-check tests build models from.
+SAMPLE_OPTS = ("DATASETS.TRAIN", "('coco_person_sample',)", "DATASETS.TEST",
+               "('coco_person_sample',)", "DATALOADER.NUM_WORKERS", "0")  # fmt: skip
+
+
+def rcnn_sample_cfg(*opts):
+    from conftest import RECIPE
+    from multitask_pose.config import get_multitask_cfg
+
+    cfg = get_multitask_cfg()
+    cfg.merge_from_file(str(RECIPE))
+    cfg.merge_from_list([*SAMPLE_OPTS, *opts])
+    return cfg
+
+
+def topdown_sample_cfg(*opts):
+    from conftest import ROOT
+    from topdown import get_topdown_cfg
+
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(str(ROOT / "projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml"))
+    cfg.merge_from_list([*SAMPLE_OPTS, *opts])
+    return cfg

@@ -9,36 +9,28 @@ import sys
 
 import pytest
 import torch
+from coco_testing import SAMPLE_OPTS as COCO_SAMPLE_OPTS
+from coco_testing import rcnn_sample_cfg, topdown_sample_cfg
 from detectron2.modeling import build_model
 
 from conftest import RECIPE, ROOT
-from multitask_pose import get_multitask_cfg
 from multitask_pose.engine import PosePredictor
 from multitask_pose.engine.weights_check import RandomWeightsError, random_modules
 
 TOPDOWN_RECIPE = ROOT / "projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml"
 SAMPLE = "coco_person_sample"
-SAMPLE_OPTS = ["DATASETS.TRAIN", f"('{SAMPLE}',)", "DATASETS.TEST", f"('{SAMPLE}',)",
-               "DATALOADER.NUM_WORKERS", "0", "INPUT.MIN_SIZE_TEST", "128",
-               "INPUT.MAX_SIZE_TEST", "160"]  # fmt: skip
+SMALL = ("INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160")
+SAMPLE_OPTS = [*COCO_SAMPLE_OPTS, *SMALL]
 EMPTY = ("MODEL.WEIGHTS is empty: the model would predict from random weights; pass MODEL.WEIGHTS"
          " <trained checkpoint> (or --allow-random-weights for smoke tests)")  # fmt: skip
 
 
 def rcnn_cfg(*opts):
-    cfg = get_multitask_cfg()
-    cfg.merge_from_file(str(RECIPE))
-    cfg.merge_from_list([*SAMPLE_OPTS, *opts])
-    return cfg
+    return rcnn_sample_cfg(*SMALL, *opts)
 
 
 def topdown_cfg(*opts):
-    from topdown import get_topdown_cfg
-
-    cfg = get_topdown_cfg()
-    cfg.merge_from_file(str(TOPDOWN_RECIPE))
-    cfg.merge_from_list([*SAMPLE_OPTS, *opts])
-    return cfg
+    return topdown_sample_cfg(*SMALL, *opts)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +171,7 @@ def test_detect_persons_refuses(rcnn_state, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "a.jpg").write_bytes((ROOT / "datasets/samples/coco/000000000785.jpg").read_bytes())
-    listed = ["--input", str(folder), *argv[argv.index("--quiet"):]]
+    listed = ["--input", str(folder), *argv[argv.index("--quiet") :]]
     assert detect_persons.main(["--config-file", str(RECIPE), *listed]) == 2
     assert capsys.readouterr().err.strip() == f"detect_persons: {EMPTY}"
     assert not list(tmp_path.glob("dets.json*"))

@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from coco_testing import SAMPLE_OPTS
+from coco_testing import rcnn_sample_cfg as rcnn_cfg
+from coco_testing import topdown_sample_cfg as topdown_cfg
 from detectron2.modeling import build_model
 
 import multitask_pose  # noqa: F401  (registers the datasets)
-from multitask_pose.config import get_multitask_cfg
 from multitask_pose.engine import MultiTaskTrainer, PosePredictor, UnsafeCheckpointError
 from multitask_pose.engine.checkpoint import SafeCheckpointer, restricted_load
 
@@ -25,8 +27,6 @@ RECIPE = ROOT / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth.yaml"
 TOPDOWN_RECIPE = (
     ROOT / "projects" / "TopDown" / "configs" / "Synthetic" / "hrnet_w18_small_synth.yaml"
 )
-SAMPLE_OPTS = ["DATASETS.TRAIN", "('coco_person_sample',)", "DATASETS.TEST",
-               "('coco_person_sample',)", "DATALOADER.NUM_WORKERS", "0"]  # fmt: skip
 
 
 class Payload:
@@ -38,22 +38,6 @@ class Payload:
 
     def __reduce__(self):
         return (os.makedirs, (self.path,))
-
-
-def rcnn_cfg(*opts):
-    cfg = get_multitask_cfg()
-    cfg.merge_from_file(str(RECIPE))
-    cfg.merge_from_list([*SAMPLE_OPTS, *opts])
-    return cfg
-
-
-def topdown_cfg(*opts):
-    from topdown import get_topdown_cfg
-
-    cfg = get_topdown_cfg()
-    cfg.merge_from_file(str(TOPDOWN_RECIPE))
-    cfg.merge_from_list([*SAMPLE_OPTS, *opts])
-    return cfg
 
 
 def zoo_pkl(path, state, payload=None, protocol=2):
