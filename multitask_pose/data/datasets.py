@@ -15,10 +15,9 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON, KeypointSpec
+from .keypoints import AIC_PERSON, COCO_PERSON, LAYOUTS, KeypointSpec
 
 __all__ = [
-    "LAYOUTS",
     "DatasetFormatError",
     "register_config_datasets",
     "register_coco_person",
@@ -118,7 +117,6 @@ def register_coco_person(
     )
 
 
-LAYOUTS = {"coco": COCO_PERSON, "aic": AIC_PERSON, "crowdpose": CROWDPOSE_PERSON}
 
 
 def register_config_datasets(entries) -> List[str]:

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
-from ..keypoints import AIC_PERSON, COCO_PERSON
+from ..keypoints import LAYOUTS
 from .generator import GENERATOR_VERSION, SynthPeople
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ class SynthSplit:
     view: str = ""
 
 
-LAYOUTS = {"coco": COCO_PERSON, "aic": AIC_PERSON}
 INCONSISTENT_FRACTION = 0.3
 
 SPLITS: Dict[str, SynthSplit] = {
