@@ -7,7 +7,7 @@ use them.
 """
 from . import codecs, modeling  # noqa: F401  (registers the codecs and models)
 from .config import add_multitask_config, add_pose_config, get_multitask_cfg, get_pose_cfg
-from .data.datasets import register_builtin
+from .data.builtin import register_builtin
 
 register_builtin()
 
