@@ -1,0 +1,75 @@
+"""The model zoo's file handling: fp16 export of a checkpoint, ``zoo://`` names resolved by
+detectron2's PathManager and loaded by the safe checkpointer, clear errors for unknown or
+untrained entries."""
+
+import pytest
+import torch
+from detectron2.utils.file_io import PathManager
+from torch import nn
+
+import multitask_pose.model_zoo as zoo
+from multitask_pose.engine.checkpoint import SafeCheckpointer
+
+NAME = "hrnet_w18_small_synthpeople"
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+
+def _trained(tmp_path):
+    torch.manual_seed(0)
+    net = Net()
+    net.bn.running_mean.uniform_()
+    net.bn.num_batches_tracked += 7
+    path = tmp_path / "model_0000999.pth"
+    torch.save({"model": net.state_dict(), "iteration": 999, "optimizer": {}}, path)
+    return net, path
+
+
+def test_export_fp16_keeps_the_model_only_floats_halved(tmp_path):
+    net, path = _trained(tmp_path)
+    out = tmp_path / "entry.pth"
+    sha = zoo.export_fp16(str(path), out)
+    saved = torch.load(out, weights_only=True)
+    assert set(saved) == {"model", "__author__"}  # no optimizer, no iteration
+    for k, v in net.state_dict().items():
+        got = saved["model"][k]
+        if torch.is_floating_point(v):
+            assert got.dtype == torch.float16 and torch.equal(got, v.half())
+        else:
+            assert got.dtype == v.dtype and torch.equal(got, v)  # num_batches_tracked: 7
+    import hashlib
+
+    assert sha == hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def test_zoo_name_loads_through_the_safe_checkpointer(tmp_path, monkeypatch):
+    net, path = _trained(tmp_path)
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    zoo.export_fp16(str(path), tmp_path / f"{NAME}.pth")
+    fresh = Net()
+    SafeCheckpointer(fresh).load(f"zoo://{NAME}")
+    for k, v in net.state_dict().items():
+        want = v.half().to(v.dtype) if torch.is_floating_point(v) else v
+        assert torch.equal(fresh.state_dict()[k], want), k
+
+
+def test_unknown_or_untrained_entries_are_named(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="no model zoo entry 'nope'; the entries: \\["):
+        PathManager.get_local_path("zoo://nope")
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)  # nothing exported there
+    with pytest.raises(FileNotFoundError, match=f"train it with tools/train_zoo.py {NAME}"):
+        PathManager.get_local_path(f"zoo://{NAME}")
+    assert not PathManager.exists(f"zoo://{NAME}")
+
+
+def test_an_entry_above_25_mb_is_refused(tmp_path, monkeypatch):
+    _, path = _trained(tmp_path)
+    monkeypatch.setattr(zoo, "MAX_ENTRY_BYTES", 100)
+    with pytest.raises(ValueError, match="above the zoo's 9.5.*e-05 MB per entry"):
+        zoo.export_fp16(str(path), tmp_path / "big.pth")
+    assert not (tmp_path / "big.pth").exists()
