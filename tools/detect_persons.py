@@ -50,7 +50,11 @@ from multitask_pose.engine.weights_check import (
     add_allow_random_weights_argument,
     check_weights_given,
 )
-from multitask_pose.evaluation.results_record import describe_config, write_results_record
+from multitask_pose.evaluation.results_record import (
+    describe_config,
+    describe_images,
+    write_results_record,
+)
 from multitask_pose.shared.atomic_io import write_json_atomic
 
 
@@ -137,7 +141,7 @@ def detect(args, cfg, listing, person):
     if comm.is_main_process():
         write_results_record(
             args.output,
-            dataset=args.dataset or f"images in {args.input}",
+            dataset=args.dataset or describe_images([args.input]),
             **describe_config(cfg),
             written_by="tools/detect_persons.py",
         )

@@ -17,6 +17,8 @@ import sys
 from collections import Counter
 from typing import Iterable, List
 
+from ..shared.paths import looked_in
+
 __all__ = [
     "ALLOW_FLAG",
     "RandomWeightsError",
@@ -76,7 +78,9 @@ def check_weights_given(weights: str, key: str = "MODEL.WEIGHTS", allow: bool = 
             f" {_remedy(key, flag=flag)}"
         )
     if "://" not in weights and not os.path.isfile(weights):
-        raise WeightsFileNotFoundError(f"{key} {weights}: no such file")
+        raise WeightsFileNotFoundError(
+            f"{key} {weights}: no such file{looked_in(weights)}; {_remedy(key, flag=None)}"
+        )
 
 
 def random_modules(model, not_loaded: Iterable[str]) -> List[str]:

@@ -147,7 +147,8 @@ def test_demo_refuses_and_runs_with_the_flag(rcnn_state, tmp_path):
     )
     code, _, err = run_tool(*base, *SAMPLE_OPTS, "MODEL.WEIGHTS", tmp_path / "none.pth")
     assert code == 2
-    missing = f"demo: MODEL.WEIGHTS {tmp_path / 'none.pth'}: no such file"
+    missing = (f"demo: MODEL.WEIGHTS {tmp_path / 'none.pth'}: no such file; pass MODEL.WEIGHTS"
+               " <trained checkpoint>")  # fmt: skip
     assert one_line_refusal(err, "demo") == missing
     code, out, err = run_tool(*base, "--allow-random-weights", *SAMPLE_OPTS)
     assert code == 0, err[-3000:]
