@@ -118,6 +118,8 @@ def test_detect_persons_then_demo_topdown_from_other_directories(setup):
             assert boxes_of(got[name]) == boxes_of(rows), name
             assert all(len(r["keypoints"]) == 17 * 3 for r in got[name])
         assert len(list(out.glob("*_pred.jpg"))) == 3
+        written = json.loads(open(record_path(out / "results.json")).read())["dataset"]
+        assert written == "images in " + ":".join(map(str, inputs))  # absolute, from anywhere
 
 
 def test_a_box_file_of_other_images_is_refused(setup):
