@@ -244,10 +244,15 @@ def check_record_dataset(record: Optional[Dict], dataset: str, results_path) -> 
         return
     elif wanted_images is None and _same_dataset(named, dataset):
         return
+    said = f"(its record {os.path.basename(record_path(results_path))} says so)"
+    if named_images is None and wanted_images is None:
+        raise ResultsDatasetError(
+            f"{results_path} holds results on dataset {named!r} {said}, not on {dataset!r}:"
+            f" give the results of {dataset!r}, or name {named!r} as the dataset"
+        )
     raise ResultsDatasetError(
-        f"{results_path} holds results on {_what(named)} (its record"
-        f" {os.path.basename(record_path(results_path))} says so), not on {_what(dataset)}:"
-        f" give results made on {_what(dataset)}"
+        f"{results_path} holds results on {_what(named)} {said}, not on {_what(dataset)}: give"
+        f" results made on {_what(dataset)}"
     )
 
 
