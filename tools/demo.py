@@ -13,11 +13,10 @@ annotations ("gt") or detection file ("file"), or for photos (no ``--dataset``) 
 tools/detect_persons.py wrote over the same ``--input`` folder (BOX_SOURCE "file",
 TEST.TOPDOWN.DET_FILE; a file made on other images is refused):
 
-    python tools/detect_persons.py --config-file <detector config> --input photos \
-        --output dets.json MODEL.WEIGHTS <detector model_final.pth>
-    python tools/demo.py --topdown --config-file <top-down config> --input photos \
-        --output out MODEL.WEIGHTS <model_final.pth> TEST.TOPDOWN.BOX_SOURCE file \
-        TEST.TOPDOWN.DET_FILE dets.json
+    python tools/detect_persons.py --config-file <detector.yaml> --input photos --output dets.json
+    python tools/demo.py --topdown --config-file <top-down.yaml> --input photos --output out
+    (each with MODEL.WEIGHTS <its model_final.pth>; the second also with
+    TEST.TOPDOWN.BOX_SOURCE file TEST.TOPDOWN.DET_FILE dets.json)
 
 Paths: ``--config-file`` and MODEL.WEIGHTS are taken from the current directory (detectron2's
 rule; ``_BASE_`` from the yaml that names it); a relative TEST.TOPDOWN.DETECTOR_CONFIG,
