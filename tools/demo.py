@@ -9,7 +9,20 @@
 
 ``--topdown`` runs a top-down config (projects/TopDown) through ``TopDownPredictor``: person boxes
 from its detector (TEST.TOPDOWN.BOX_SOURCE "detector"), or with ``--dataset`` from that dataset's
-annotations ("gt") or detection file ("file").
+annotations ("gt") or detection file ("file"), or for photos (no ``--dataset``) from the file
+tools/detect_persons.py wrote over the same ``--input`` folder (BOX_SOURCE "file",
+TEST.TOPDOWN.DET_FILE; a file made on other images is refused):
+
+    python tools/detect_persons.py --config-file <detector.yaml> --input photos --output dets.json
+    python tools/demo.py --topdown --config-file <top-down.yaml> --input photos --output out
+    (each with MODEL.WEIGHTS <its model_final.pth>; the second also with
+    TEST.TOPDOWN.BOX_SOURCE file TEST.TOPDOWN.DET_FILE dets.json)
+
+Paths: ``--config-file`` and MODEL.WEIGHTS are taken from the current directory (detectron2's
+rule; ``_BASE_`` from the yaml that names it); a relative TEST.TOPDOWN.DETECTOR_CONFIG,
+DETECTOR_WEIGHTS or DET_FILE from the current directory and, when no such file is there, from
+the repository root (where the shipped configs' paths start), so the command works from any
+directory.
 
 Thresholds: ``--confidence-threshold`` keeps persons scoring at least this (it sets
 MODEL.ROI_HEADS.SCORE_THRESH_TEST, and with ``--topdown`` TEST.TOPDOWN.DET_SCORE_THRESH, in place
@@ -63,7 +76,11 @@ from multitask_pose.data.image_folder import list_images, read_or_skip
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
 from multitask_pose.engine.weights_check import add_allow_random_weights_argument, refusal_exits
-from multitask_pose.evaluation.results_record import describe_config, write_results_record
+from multitask_pose.evaluation.results_record import (
+    describe_config,
+    describe_images,
+    write_results_record,
+)
 from multitask_pose.shared.atomic_io import atomic_write, write_json_atomic
 from multitask_pose.shared.visualizer import (
     KEYPOINT_DRAW_THRESHOLDS,
@@ -104,29 +121,43 @@ def setup(args):
     return cfg
 
 
-def topdown_predictor(cfg, dataset):
-    """TopDownPredictor and a function giving each image's person boxes (None: the detector's)."""
+def topdown_predictor(cfg, dataset, listing=None, inputs=()):
+    """TopDownPredictor and a function giving each image's person boxes (None: the detector's):
+    with ``dataset`` its annotations ("gt") or detection file ("file"); without, for the
+    ``listing`` of ``inputs``, TEST.TOPDOWN.DET_FILE of tools/detect_persons.py on them."""
     from topdown.data import TopDownTestMapper
     from topdown.predictor import TopDownPredictor
 
-    predictor = TopDownPredictor(cfg)
     source = cfg.TEST.TOPDOWN.BOX_SOURCE
+    if source != "detector" and not dataset and not (source == "file" and listing):
+        raise ValueError(
+            f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset (the boxes of"
+            " its annotations or detection file); for photos use BOX_SOURCE file with"
+            " TEST.TOPDOWN.DET_FILE from tools/detect_persons.py, or BOX_SOURCE detector"
+        )
+    if source == "file" and not dataset and not cfg.TEST.TOPDOWN.DET_FILE:
+        raise ValueError("--topdown with TEST.TOPDOWN.BOX_SOURCE 'file' on --input images needs"
+                         " TEST.TOPDOWN.DET_FILE: tools/detect_persons.py --input <the folder>"
+                         " --output <file> writes it")  # fmt: skip
+    predictor = TopDownPredictor(cfg)
     if source == "detector":
         return predictor, lambda path: None
-    if not dataset:
-        raise ValueError(
-            f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset: the boxes come"
-            " from that dataset's annotations or detection file (or use BOX_SOURCE detector)"
-        )
-    dicts = {os.path.basename(d["file_name"]): d for d in DatasetCatalog.get(dataset)}
+    by_name = bool(dataset)  # a dataset's images by file name, a folder's by path
+    if dataset:
+        dicts = {os.path.basename(d["file_name"]): d for d in DatasetCatalog.get(dataset)}
+    else:  # the ids detect_persons gave, its record checked against the images of --input
+        from topdown.data import folder_image_dicts
+
+        dataset = describe_images(inputs)
+        dicts = folder_image_dicts(listing.images, cfg.TEST.TOPDOWN.DET_FILE, dataset)
     mapper = TopDownTestMapper(cfg, dataset, dataset_dicts=list(dicts.values()))
 
     def boxes_of(path):
-        if path.name not in dicts:
+        d = dicts.get(path.name if by_name else path)
+        if d is None:
             raise KeyError(
                 f"{path} is not an image of --dataset {dataset}: no {source} boxes for it"
             )
-        d = dicts[path.name]
         if source == "gt":
             from topdown.data import gt_person_boxes
 
@@ -270,7 +301,11 @@ def main(argv=None):
         print(f"demo: {e}", file=sys.stderr)
         return 2
     if args.topdown:
-        predictor, boxes_of = topdown_predictor(cfg, args.dataset)
+        try:
+            predictor, boxes_of = topdown_predictor(cfg, args.dataset, listing, args.input)
+        except (FileNotFoundError, ValueError) as e:  # a box source that cannot work: one line
+            print(f"demo: {e}", file=sys.stderr)
+            return 2
     else:
         predictor, boxes_of = PosePredictor(cfg), None
 
@@ -320,7 +355,7 @@ def main(argv=None):
             results.append(r)
     write_json_atomic(os.path.join(args.output, "results.json"), results)
     write_results_record(os.path.join(args.output, "results.json"),
-                         dataset=args.dataset or "images " + " ".join(args.input),
+                         dataset=args.dataset or describe_images(args.input),
                          **describe_config(cfg), written_by="tools/demo.py")  # fmt: skip
     ms = 1000 * (time.perf_counter() - start) / max(len(listing.images), 1)
     for line in listing.damaged_lines():

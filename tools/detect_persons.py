@@ -21,8 +21,9 @@ True skips them (counted, each with its reason): the rule of tools/demo.py and o
 (multitask_pose/data/image_folder.py). A progress bar; a killed or failed run continues with
 ``--resume`` (refused if the input changed) or starts again with ``--overwrite``; an existing
 output or an unfinished run's partial files need one of them. The output is written
-atomically and loads in the top-down stage unchanged (TEST.TOPDOWN.DET_FILE), with its record
-``<output>.meta.json`` (multitask_pose/evaluation/results_record.py: the dataset or folder, the
+atomically and loads in the top-down stage unchanged (TEST.TOPDOWN.DET_FILE; for a folder,
+``tools/demo.py --topdown`` on the same ``--input``), with its record ``<output>.meta.json``
+(multitask_pose/evaluation/results_record.py: the dataset or the folder's absolute path, the
 detector, and its keypoint score scale when it predicts keypoints). ``--num-gpus N``
 (and ``--num-machines``, ``--machine-rank``, ``--dist-url`` as detectron2's launcher; CPU processes
 without CUDA) shares the images among processes, which need one file system; the file is the same
@@ -50,7 +51,11 @@ from multitask_pose.engine.weights_check import (
     add_allow_random_weights_argument,
     check_weights_given,
 )
-from multitask_pose.evaluation.results_record import describe_config, write_results_record
+from multitask_pose.evaluation.results_record import (
+    describe_config,
+    describe_images,
+    write_results_record,
+)
 from multitask_pose.shared.atomic_io import write_json_atomic
 
 
@@ -137,7 +142,7 @@ def detect(args, cfg, listing, person):
     if comm.is_main_process():
         write_results_record(
             args.output,
-            dataset=args.dataset or f"images in {args.input}",
+            dataset=args.dataset or describe_images([args.input]),
             **describe_config(cfg),
             written_by="tools/detect_persons.py",
         )

@@ -15,7 +15,9 @@ from other weights (their sha256 is in the file's metadata). Before the file is 
 Runtime's output is compared with PyTorch's on a random batch (relative difference at most
 ``topdown.runtime.TOLERANCE``); the last line printed is a one-line summary with that difference
 and both backends' speed at ``--batch``. Trailing ``KEY VALUE`` pairs override the config. Every
-top-down network exports.
+top-down network exports. An empty MODEL.WEIGHTS, or a checkpoint without weights for part of the
+model (e.g. the keypoint head), is refused in one line naming the modules: the file would
+predict noise.
 
 The multitask R-CNN (a ``GeneralizedRCNN`` config) exports to TorchScript (``--output *.ts``) or
 ONNX (``--output *.onnx``, opset 17, the TorchScript-based exporter, run in ONNX Runtime):
@@ -49,7 +51,7 @@ from detectron2.modeling import build_model
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.engine.checkpoint import checkpointer_for
-from multitask_pose.engine.weights_check import check_weights_given
+from multitask_pose.engine.weights_check import check_trained_weights, check_weights_given
 from multitask_pose.shared.atomic_io import atomic_write
 
 
@@ -119,7 +121,9 @@ def export(cfg, output: str, batch: int = 8) -> str:
     from topdown.runtime import OnnxPoseNet, check_outputs, example_inputs, export_onnx
 
     model = build_model(cfg).eval()
-    checkpointer_for(cfg, TopDownCheckpointer)(model).load(cfg.MODEL.WEIGHTS)
+    checkpointer = checkpointer_for(cfg, TopDownCheckpointer)(model)
+    checkpointer.load(cfg.MODEL.WEIGHTS)
+    check_trained_weights(model, checkpointer, cfg.MODEL.WEIGHTS, flag=None)  # no random heads
     net, size = model.pose_net, tuple(cfg.MODEL.TOPDOWN.INPUT_SIZE)
     t0 = time.perf_counter()
     buf = io.BytesIO()
@@ -223,7 +227,9 @@ def export_rcnn(cfg, output: str) -> str:
     """Trace the R-CNN to TorchScript (``*.ts``) or ONNX (``*.onnx``), check the file on the
     test images against PyTorch, write it; the summary line."""
     model = build_model(cfg).eval()
-    checkpointer_for(cfg)(model).load(cfg.MODEL.WEIGHTS)
+    checkpointer = checkpointer_for(cfg)(model)
+    checkpointer.load(cfg.MODEL.WEIGHTS)
+    check_trained_weights(model, checkpointer, cfg.MODEL.WEIGHTS, flag=None)  # no random heads
     images = rcnn_images(cfg)
     onnx = output.endswith(".onnx")
 
@@ -327,10 +333,11 @@ def main(argv=None):
         if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
             print(export_rcnn(cfg, args.output))
             return 0
+        summary = export(cfg, args.output, args.batch)
     except (FileNotFoundError, ValueError) as e:
         print(f"export_model: {e}", file=sys.stderr)
         return 2
-    print(export(cfg, args.output, args.batch))
+    print(summary)
     return 0
 
 

@@ -24,7 +24,7 @@ The score threshold is ours (0.5): the report says "high scores" without a value
 """
 
 from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -189,17 +189,26 @@ def holding_note(report: Dict) -> str:
             f" {report['holding_keypoints']} holding more dropped")  # fmt: skip
 
 
-def load_detection_file(path: str, key: str) -> List[Dict]:
+def load_detection_file(path: str, key: str, dataset: str = "",
+                        dataset_dicts: Optional[List[Dict]] = None) -> List[Dict]:  # fmt: skip
     """The detections of config key ``key``'s file (a COCO results list); FileNotFoundError or
-    ValueError naming the key and the file."""
+    ValueError naming the key and the file. With ``dataset`` (the training set's name) and its
+    ``dataset_dicts``, a file made for other images is refused (``ResultsDatasetError``, a
+    ValueError naming the key): its record names another dataset or folder, or its boxes reach
+    beyond the dataset's images (``multitask_pose/evaluation/results_record.py``)."""
     import json
     import os
 
-    from ..evaluation.results_record import read_results_record
+    from ..evaluation.results_record import (
+        ResultsDatasetError,
+        check_boxes_in_images,
+        check_record_dataset,
+        read_results_record,
+    )
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{key} not found: {path}")
-    read_results_record(path)  # what made it; a warning when unknown
+    record = read_results_record(path)  # what made it; a warning when unknown
     with open(path) as f:
         try:
             detections = json.load(f)
@@ -207,6 +216,14 @@ def load_detection_file(path: str, key: str) -> List[Dict]:
             raise ValueError(f"{key} {path}: not json ({e})") from None
     if not isinstance(detections, list):
         raise ValueError(f"{key} {path}: not a COCO results list")
+    if dataset:
+        sizes = {d["image_id"]: (d["height"], d["width"]) for d in dataset_dicts or ()
+                 if "height" in d and "width" in d}  # fmt: skip
+        try:
+            check_record_dataset(record, dataset, path)
+            check_boxes_in_images(detections, sizes, dataset, path)
+        except ResultsDatasetError as e:
+            raise ResultsDatasetError(f"{key}: {e}") from None
     return detections
 
 

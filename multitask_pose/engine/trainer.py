@@ -162,7 +162,9 @@ class PoseTrainer(DefaultTrainer):
         path, i = cfg.INPUT.HARD_NEGATIVES_FILE, cfg.INPUT
         check_rule(i.HARD_NEGATIVE_RULE, "INPUT.HARD_NEGATIVE_RULE")
         check_max_keypoints(i.HARD_NEGATIVE_MAX_KEYPOINTS, "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS")
-        detections = load_detection_file(path, "INPUT.HARD_NEGATIVES_FILE")
+        # (mined over the first training set's images: a file made for other images is refused)
+        detections = load_detection_file(path, "INPUT.HARD_NEGATIVES_FILE",
+                                         cfg.DATASETS.TRAIN[0], dicts)  # fmt: skip
         try:
             dicts, report = with_hard_negatives(
                 dicts, detections, i.HARD_NEGATIVE_SCORE, i.HARD_NEGATIVE_IOU,

@@ -17,6 +17,8 @@ import sys
 from collections import Counter
 from typing import Iterable, List
 
+from ..shared.paths import looked_in
+
 __all__ = [
     "ALLOW_FLAG",
     "RandomWeightsError",
@@ -76,7 +78,9 @@ def check_weights_given(weights: str, key: str = "MODEL.WEIGHTS", allow: bool = 
             f" {_remedy(key, flag=flag)}"
         )
     if "://" not in weights and not os.path.isfile(weights):
-        raise WeightsFileNotFoundError(f"{key} {weights}: no such file")
+        raise WeightsFileNotFoundError(
+            f"{key} {weights}: no such file{looked_in(weights)}; {_remedy(key, flag=None)}"
+        )
 
 
 def random_modules(model, not_loaded: Iterable[str]) -> List[str]:
@@ -103,14 +107,16 @@ def random_modules(model, not_loaded: Iterable[str]) -> List[str]:
     return [name for name, _ in sorted(size.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def check_trained_weights(model, checkpointer, weights: str, key="MODEL.WEIGHTS", allow=False):
+def check_trained_weights(model, checkpointer, weights: str, key="MODEL.WEIGHTS", allow=False,
+                          *, flag=ALLOW_FLAG):  # fmt: skip
     """After ``checkpointer`` (a :class:`SafeCheckpointer` on ``model``) loaded ``weights``: every
     tensor of the model came from the file, except in modules that load their own weights at
     build time (``weights_loaded_at_build = True``, e.g. an ensemble's members).
 
     Raises:
         RandomWeightsError naming ``key``, the file and the modules left random, unless
-        ``allow``.
+        ``allow``; ``flag``: the tool's option that allows it, named in the message (None:
+        none).
     """
     if allow:
         return
@@ -129,11 +135,12 @@ def check_trained_weights(model, checkpointer, weights: str, key="MODEL.WEIGHTS"
     if not names:
         return
     if report is None:
-        check_weights_given(weights, key)
+        check_weights_given(weights, key, flag=flag)
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     raise RandomWeightsError(
         f"{key} {weights} has no weights for {shown} (left at random initialisation, their"
-        f" predictions would be noise); {_remedy(key, 'checkpoint trained with this config')}"
+        f" predictions would be noise);"
+        f" {_remedy(key, 'checkpoint trained with this config', flag=flag)}"
     )
 
 

@@ -8,8 +8,8 @@ nothing on the other. Every tool that writes results writes this record next to 
 ``<results>.meta.json``, so that the list itself stays what pycocotools' ``loadRes`` and every
 reader expect. The record (a json object):
 
-- ``dataset``: the registered dataset the results are on (or the images a tool read: a folder,
-  a video);
+- ``dataset``: the registered dataset the results are on (or the images a tool read: "images
+  in" a folder's absolute path, :func:`describe_images`; a video);
 - ``producer``: the model type: its meta-architecture and network or heads, e.g.
   "GeneralizedRCNN / MultiTaskROIHeads / KeypointOffsetHead", "TopDownPoseEstimator / HRNet",
   "PoseFixEstimator / PoseFixHRNet" (a refiner), "TopDownPoseEstimator / HeatmapEnsemble of 3";
@@ -24,9 +24,11 @@ The scales come from the models, not from a table of model names: each codec sta
 :func:`read_results_record`: a file without a record still loads, with a logged warning.
 
 A reader that is told which dataset the results are on (analysis, hard examples, pseudo-labels,
-the top-down stage's detection and hint files) refuses results made for another one
-(:class:`ResultsDatasetError`): :func:`check_record_dataset` when the record names another
-registered dataset (image ids of two splits often overlap, so the ids alone do not tell), and,
+hard negatives, the top-down stage's detection and hint files, on a registered dataset or on the
+images of a folder) refuses results made for another one (:class:`ResultsDatasetError`):
+:func:`check_record_dataset` when the record names another registered dataset or folder (image
+ids of two splits often overlap, and a folder's ids are the files' positions, so the ids alone
+do not tell), and,
 record or not, :func:`check_boxes_in_images` when the results' boxes reach beyond the named
 dataset's images (the results' images were of other sizes).
 """
@@ -34,7 +36,7 @@ dataset's images (the results' images were of other sizes).
 import json
 import logging
 import os
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -42,11 +44,13 @@ from ..shared.atomic_io import write_json_atomic
 
 __all__ = [
     "BOX_TOLERANCE",
+    "IMAGES_IN",
     "SCORE_SCALES",
     "ResultsDatasetError",
     "check_boxes_in_images",
     "check_record_dataset",
     "describe_config",
+    "describe_images",
     "read_results_record",
     "record_path",
     "write_results_record",
@@ -76,6 +80,8 @@ SCORE_SCALES = {
 }
 
 _SUFFIX = ".meta.json"
+# The record's ``dataset`` for images read from folders or files (:func:`describe_images`).
+IMAGES_IN = "images in "
 # How far a result's box may reach beyond its image, as a fraction of the image's side (plus 2
 # pixels), before the results are taken for another dataset's: every producer here writes boxes
 # clipped to the image (detectron2's detector_postprocess, the top-down stage's input boxes),
@@ -190,22 +196,63 @@ def _same_dataset(a: str, b: str) -> bool:
     return None not in va and va == vb
 
 
+def describe_images(inputs: Iterable) -> str:
+    """The record's ``dataset`` for the images of ``inputs`` (folders and/or files) rather than
+    a registered dataset: "images in " and their absolute paths (joined by ``os.pathsep``), so
+    that a reader run from another directory compares the same images
+    (:func:`check_record_dataset`)."""
+    return IMAGES_IN + os.pathsep.join(os.path.abspath(os.fspath(p)) for p in inputs)
+
+
+def _images_of(name: str) -> Optional[List[str]]:
+    """The absolute paths of a :func:`describe_images` description (relative ones, of records
+    written before the paths were made absolute, from the current directory); None for other
+    names."""
+    if not name.startswith(IMAGES_IN):
+        return None
+    return [os.path.abspath(p) for p in name[len(IMAGES_IN):].split(os.pathsep) if p]
+
+
+def _within(paths: List[str], folders: List[str]) -> bool:
+    """Every one of ``paths`` is one of ``folders`` or inside one."""
+    return all(any(p == f or p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+               for p in paths)  # fmt: skip
+
+
+def _what(name: str) -> str:
+    return name if name.startswith(IMAGES_IN) else f"dataset {name!r}"
+
+
 def check_record_dataset(record: Optional[Dict], dataset: str, results_path) -> None:
-    """:class:`ResultsDatasetError` (one line naming both datasets) when ``record`` (of
-    ``results_path``) says the results are on another registered dataset than ``dataset``.
-    No record, or a record naming images rather than a registered dataset (a folder, a video),
-    passes: the ids and boxes are then the only evidence (:func:`check_boxes_in_images`)."""
+    """:class:`ResultsDatasetError` (one line naming both) when ``record`` (of ``results_path``)
+    says the results are on other images than ``dataset``: a registered dataset or the images
+    of folders (:func:`describe_images`, whose image ids are the files' positions, not a
+    dataset's ids). Refused: another registered dataset; images that are not the record's
+    folders or files nor inside them; a registered dataset for images; images for a registered
+    dataset. No record, or a record naming other inputs (a video), passes: the ids and boxes
+    are then the only evidence (:func:`check_boxes_in_images`)."""
     named = (record or {}).get("dataset")
     if not named or named == dataset:
         return
     from detectron2.data import DatasetCatalog
 
-    if named not in DatasetCatalog.list() or _same_dataset(named, dataset):
+    named_images, wanted_images = _images_of(named), _images_of(dataset)
+    if named_images is not None:
+        if wanted_images is not None and _within(wanted_images, named_images):
+            return
+    elif named not in DatasetCatalog.list():  # a video, a camera: no evidence either way
         return
+    elif wanted_images is None and _same_dataset(named, dataset):
+        return
+    said = f"(its record {os.path.basename(record_path(results_path))} says so)"
+    if named_images is None and wanted_images is None:
+        raise ResultsDatasetError(
+            f"{results_path} holds results on dataset {named!r} {said}, not on {dataset!r}:"
+            f" give the results of {dataset!r}, or name {named!r} as the dataset"
+        )
     raise ResultsDatasetError(
-        f"{results_path} holds results on dataset {named!r} (its record"
-        f" {os.path.basename(record_path(results_path))} says so), not on {dataset!r}: give the"
-        f" results of {dataset!r}, or name {named!r} as the dataset"
+        f"{results_path} holds results on {_what(named)} {said}, not on {_what(dataset)}: give"
+        f" results made on {_what(dataset)}"
     )
 
 

@@ -366,3 +366,40 @@ def test_rcnn_training_mines_by_the_reports_rule_by_default(tmp_path):
     assert mined("INPUT.HARD_NEGATIVE_RULE", "iou") == len(expected) + MINED_BY_IOU
     with pytest.raises(ValueError, match="INPUT.HARD_NEGATIVE_RULE must be one of"):
         mined("INPUT.HARD_NEGATIVE_RULE", "overlap")
+
+
+def test_rcnn_hard_negatives_of_other_images_are_refused(tmp_path):
+    """INPUT.HARD_NEGATIVES_FILE made for other images is refused naming the key: its record
+    names another registered dataset or a folder, or (no record) its boxes reach beyond the
+    training set's images; the sample's own file, with its record, mines."""
+    from detectron2.data import DatasetCatalog
+
+    from multitask_pose.engine import MultiTaskTrainer
+    from multitask_pose.evaluation.results_record import (
+        ResultsDatasetError,
+        describe_images,
+        write_results_record,
+    )
+
+    dicts = DatasetCatalog.get("coco_person_sample")
+    path = tmp_path / "dets.json"
+    path.write_text(DETECTIONS.read_text())
+
+    def mine():
+        cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(path), "INPUT.HARD_NEGATIVE_RULE", "iou")
+        return MultiTaskTrainer._hard_negatives(cfg, dicts)
+
+    for named, shown in (("synth_people_val", "dataset 'synth_people_val'"),
+                         (describe_images([tmp_path]), f"images in {tmp_path}")):  # fmt: skip
+        write_results_record(path, dataset=named, producer="x", score_scale=None)
+        with pytest.raises(ResultsDatasetError, match=f"^INPUT.HARD_NEGATIVES_FILE: {path} holds"
+                           f" results on {shown} "):  # fmt: skip
+            mine()
+    write_results_record(path, dataset="coco_person_sample", producer="x", score_scale=None)
+    assert any("hard_negatives" in d for d in mine())
+    far = [{**d, "bbox": [d["bbox"][0] + 5000, *d["bbox"][1:]]}
+           for d in json.loads(path.read_text())]  # fmt: skip
+    path.write_text(json.dumps(far))  # the same record, boxes of larger images
+    with pytest.raises(ResultsDatasetError, match="^INPUT.HARD_NEGATIVES_FILE: .* boxes reach"
+                       " beyond their image of dataset 'coco_person_sample'"):  # fmt: skip
+        mine()

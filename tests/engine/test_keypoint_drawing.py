@@ -144,3 +144,54 @@ def test_default_thresholds_draw_every_limb(memorised_rcnn, tmp_path, monkeypatc
     strict = fractions(run_demo_recording_lines(
         demo, ["--keypoint-threshold", "0.9", *argv], monkeypatch))  # fmt: skip
     assert min(strict) < 0.5, strict
+
+
+def test_the_video_path_draws_by_the_keypoint_threshold(tmp_path, monkeypatch, capsys):
+    """--video-input draws, on every frame, exactly the keypoints scoring above --keypoint-
+    threshold (a circle each, counted against the frame's predicted scores), and above the
+    per-model default without it (0.003 for the R-CNN's softmax probabilities). A small random
+    checkpoint of the recipe (a full state dict): the wiring, not the skeletons."""
+    import cv2
+    import torch
+    from coco_testing import SAMPLE_OPTS, rcnn_sample_cfg
+    from detectron2.modeling import build_model
+
+    torch.manual_seed(0)
+    small = ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160"]
+    weights = tmp_path / "rcnn.pth"
+    torch.save({"model": build_model(rcnn_sample_cfg(*small)).state_dict()}, weights)
+    video = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (160, 120))
+    for path in sorted(SAMPLES.glob("*.jpg"))[:3]:
+        writer.write(cv2.resize(cv2.imread(str(path)), (160, 120)))
+    writer.release()
+    scores, circles = [], []
+    draw_instances = PoseVisualizer.draw_instance_predictions
+    draw_circle = PoseVisualizer.draw_circle
+
+    def record_instances(self, predictions):
+        scores.append(predictions.pred_keypoints[..., 2].flatten().clone())
+        circles.append(0)
+        return draw_instances(self, predictions)
+
+    def record_circle(self, *args, **kwargs):
+        circles[-1] += 1
+        return draw_circle(self, *args, **kwargs)
+
+    monkeypatch.setattr(PoseVisualizer, "draw_instance_predictions", record_instances)
+    monkeypatch.setattr(PoseVisualizer, "draw_circle", record_circle)
+    demo = _demo_module()
+    argv = ["--config-file", str(RECIPE), "--video-input", str(video), "--output",
+            str(tmp_path / "out"), "--confidence-threshold", "0", *SAMPLE_OPTS, *small,
+            "MODEL.WEIGHTS", str(weights)]  # fmt: skip
+    assert demo.main(argv) == 0
+    assert "drawing keypoints scoring above 0.003 (--keypoint-threshold's default for" \
+        " softmax_probability" in capsys.readouterr().out
+    assert len(scores) == 3 and all(len(s) for s in scores)
+    assert circles == [int((s > 0.003).sum()) for s in scores]
+    # a threshold inside the scores' range: about half of them drawn
+    threshold = float(torch.cat(scores).median())
+    scores.clear(), circles.clear()
+    assert demo.main(["--keypoint-threshold", str(threshold), *argv]) == 0
+    drawn = [int((s > threshold).sum()) for s in scores]
+    assert circles == drawn and 0 < sum(drawn) < sum(map(len, scores))

@@ -147,7 +147,8 @@ def test_demo_refuses_and_runs_with_the_flag(rcnn_state, tmp_path):
     )
     code, _, err = run_tool(*base, *SAMPLE_OPTS, "MODEL.WEIGHTS", tmp_path / "none.pth")
     assert code == 2
-    missing = f"demo: MODEL.WEIGHTS {tmp_path / 'none.pth'}: no such file"
+    missing = (f"demo: MODEL.WEIGHTS {tmp_path / 'none.pth'}: no such file; pass MODEL.WEIGHTS"
+               " <trained checkpoint>")  # fmt: skip
     assert one_line_refusal(err, "demo") == missing
     code, out, err = run_tool(*base, "--allow-random-weights", *SAMPLE_OPTS)
     assert code == 0, err[-3000:]
@@ -221,3 +222,31 @@ def test_ensemble_needs_no_weights_of_its_own_but_its_members_do(tmp_path):
     with pytest.raises(RandomWeightsError, match=r"^MODEL.ENSEMBLE.WEIGHTS .*no_final.pth has no"
                        r" weights for pose_net.final_layer "):  # fmt: skip
         TopDownPredictor(ensemble(full, no_final))
+
+
+def test_export_model_refuses_missing_heads(rcnn_state, tmp_path, capsys):
+    """export_model loads the checkpoint, then refuses one without the R-CNN's keypoint head or
+    the top-down network's last layer, in one line (exit 2), before writing anything."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import export_model
+
+    no_head = save(tmp_path / "no_head.pth", rcnn_state, ("roi_heads.keypoint_head.",))
+    out = tmp_path / "rcnn.ts"
+    assert export_model.main(["--config-file", str(RECIPE), "--output", str(out), *SAMPLE_OPTS,
+                              "MODEL.WEIGHTS", str(no_head)]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"export_model: MODEL.WEIGHTS {no_head} has no weights for roi_heads.keypoint_head (left"
+        " at random initialisation, their predictions would be noise); pass MODEL.WEIGHTS"
+        " <checkpoint trained with this config>"
+    )
+    torch.manual_seed(0)
+    state = build_model(topdown_cfg()).state_dict()
+    last = ".".join(list(state)[-1].split(".")[:2])  # the network's last layer
+    no_last = save(tmp_path / "no_last.pth", state, (last + ".",))
+    assert export_model.main(["--config-file", str(TOPDOWN_RECIPE), "--output",
+                              str(tmp_path / "td.onnx"), *SAMPLE_OPTS, "MODEL.WEIGHTS",
+                              str(no_last)]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"export_model: MODEL.WEIGHTS {no_last} has no weights for {last}")
+    assert not out.exists() and not (tmp_path / "td.onnx").exists()

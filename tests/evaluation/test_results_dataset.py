@@ -23,6 +23,7 @@ from multitask_pose.evaluation.results_record import (
     ResultsDatasetError,
     check_boxes_in_images,
     check_record_dataset,
+    describe_images,
     record_path,
     write_results_record,
 )
@@ -97,9 +98,30 @@ def test_the_same_split_works_and_a_file_without_record_warns(val_results, tmp_p
                                           str(tmp_path / "hard.json")]) == 0  # fmt: skip
     assert "has no record of what made it" in caplog.text
     assert "select_hard_examples: " in capsys.readouterr().out
-    # A record that names images, not a registered dataset (a folder), is no evidence either way.
-    write_results_record(bare, dataset="images in photos/", producer="x", score_scale=None)
-    check_record_dataset(json.loads(open(record_path(bare)).read()), VAL, bare)
+
+
+def test_records_of_folder_images(tmp_path, monkeypatch):
+    """A record naming a folder's images (their ids: the files' positions) is refused for a
+    registered dataset, and a dataset's record for the folder; the same folder given from
+    another directory, or files in it, pass; another folder is refused."""
+    monkeypatch.chdir(tmp_path)
+    bare = tmp_path / "bare.json"
+    bare.write_text("[]")
+    write_results_record(bare, dataset=describe_images(["photos/"]), producer="x",
+                         score_scale=None)  # fmt: skip
+    record = json.loads(open(record_path(bare)).read())
+    assert record["dataset"] == f"images in {tmp_path / 'photos'}"
+    with pytest.raises(ResultsDatasetError, match=f"holds results on images in .*photos .*, not"
+                       f" on dataset '{VAL}'"):  # fmt: skip
+        check_record_dataset(record, VAL, bare)
+    monkeypatch.chdir(ROOT)
+    check_record_dataset(record, describe_images([tmp_path / "photos", tmp_path / "photos/a.jpg"]),
+                         bare)  # fmt: skip
+    with pytest.raises(ResultsDatasetError, match="not on images in .*photos2"):
+        check_record_dataset(record, describe_images([tmp_path / "photos2/a.jpg"]), bare)
+    with pytest.raises(ResultsDatasetError, match=f"holds results on dataset '{VAL}'"):
+        check_record_dataset({"dataset": VAL}, describe_images(["photos"]), bare)
+    check_record_dataset({"dataset": "video walk.mp4"}, VAL, bare)  # no evidence either way
 
 
 def _beyond(entries, sizes, tol):

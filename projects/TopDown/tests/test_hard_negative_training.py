@@ -123,3 +123,33 @@ def test_training_loader_mixes_negatives_in_and_refuses_bad_settings(tmp_path):
             sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(other))
         )
     assert torch.is_tensor(crops[0]["image"])
+
+
+def test_hard_negatives_of_other_images_are_refused(tmp_path):
+    """INPUT.TOPDOWN.HARD_NEGATIVES_FILE made for other images is refused naming the key: its
+    record names another registered dataset or a folder, or its boxes reach beyond the training
+    set's images; the sample's own file, with its record, mines."""
+    from multitask_pose.evaluation.results_record import (
+        ResultsDatasetError,
+        describe_images,
+        write_results_record,
+    )
+
+    dicts = DatasetCatalog.get(SAMPLE)
+    path = tmp_path / "dets.json"
+    path.write_text(DETECTIONS.read_text())
+    cfg = sample_cfg("INPUT.TOPDOWN.HARD_NEGATIVES_FILE", str(path),
+                     "INPUT.TOPDOWN.HARD_NEGATIVE_RULE", "iou")  # fmt: skip
+    key = "INPUT.TOPDOWN.HARD_NEGATIVES_FILE"
+    for named, shown in (("synth_people_val", "dataset 'synth_people_val'"),
+                         (describe_images([tmp_path]), f"images in {tmp_path}")):  # fmt: skip
+        write_results_record(path, dataset=named, producer="x", score_scale=None)
+        with pytest.raises(ResultsDatasetError, match=f"^{key}: {path} holds results on {shown} "):
+            TopDownTrainer._hard_negatives(cfg, dicts)
+    write_results_record(path, dataset=SAMPLE, producer="x", score_scale=None)
+    assert TopDownTrainer._hard_negatives(cfg, dicts)
+    far = [{**d, "bbox": [d["bbox"][0] + 5000, *d["bbox"][1:]]}
+           for d in json.loads(path.read_text())]  # fmt: skip
+    path.write_text(json.dumps(far))
+    with pytest.raises(ResultsDatasetError, match=f"^{key}: .* boxes reach beyond their image"):
+        TopDownTrainer._hard_negatives(cfg, dicts)

@@ -125,7 +125,9 @@ class TopDownTrainer(PoseTrainer):
         check_rule(tin.HARD_NEGATIVE_RULE, "INPUT.TOPDOWN.HARD_NEGATIVE_RULE")
         key = "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS"
         check_max_keypoints(tin.HARD_NEGATIVE_MAX_KEYPOINTS, key)
-        detections = load_detection_file(path, "INPUT.TOPDOWN.HARD_NEGATIVES_FILE")
+        # (mined over the first training set's images: a file made for other images is refused)
+        detections = load_detection_file(path, "INPUT.TOPDOWN.HARD_NEGATIVES_FILE",
+                                         cfg.DATASETS.TRAIN[0], dicts)  # fmt: skip
         try:
             negatives, report = negative_person_dicts(
                 dicts, detections, cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,

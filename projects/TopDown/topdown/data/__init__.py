@@ -4,6 +4,7 @@ from .boxes import (
     DetectionFileError,
     PersonDetector,
     filter_person_boxes,
+    folder_image_dicts,
     gt_person_boxes,
     load_detection_file,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "TopDownTrainMapper",
     "build_cue",
     "filter_person_boxes",
+    "folder_image_dicts",
     "gt_person_boxes",
     "load_detection_file",
     "lower_body_indices",

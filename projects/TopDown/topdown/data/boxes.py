@@ -18,11 +18,13 @@ from multitask_pose.evaluation.results_record import (
     check_record_dataset,
     read_results_record,
 )
+from multitask_pose.shared.paths import find_file, looked_in
 
 __all__ = [
     "DetectionFileError",
     "PersonDetector",
     "filter_person_boxes",
+    "folder_image_dicts",
     "gt_person_boxes",
     "load_detection_file",
     "official_gt_boxes",
@@ -132,8 +134,9 @@ def load_detection_file(
     ``image_sizes`` ({image id: (height, width)}) one whose boxes reach beyond the images
     (``results_record.py``: results made for another dataset).
     """
+    path = find_file(path)  # relative: from the current directory, else the repository's
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"detection file not found: {path} ({key})")
+        raise FileNotFoundError(f"detection file not found: {path} ({key}){looked_in(path)}")
     record = read_results_record(path)  # what made it; a warning when unknown
     if dataset:
         try:
@@ -217,6 +220,50 @@ def load_detection_file(
     return out
 
 
+def folder_image_dicts(images, det_file: str, described: str,
+                       key: str = "TEST.TOPDOWN.DET_FILE") -> Dict:  # fmt: skip
+    """{file: dataset dict with ``image_id``, ``file_name``, ``height``, ``width``} of ``images``
+    ((id, Path) pairs of ``multitask_pose.data.image_folder.list_images``), ids as
+    ``tools/detect_persons.py --input`` gave them in ``det_file``: by file name from its
+    ``<det_file>.images.json`` when there is one, else the same positions. With these dicts and
+    the folder's :func:`~multitask_pose.evaluation.results_record.describe_images` as the
+    dataset, :class:`TopDownTestMapper` reads ``det_file`` for the folder as for a registered
+    dataset (its ids and boxes checked).
+
+    Raises:
+        DetectionFileError when the file's record names other images than ``described`` (the
+        images' :func:`~multitask_pose.evaluation.results_record.describe_images`), or naming
+        the first image its image list lacks.
+    """
+    from PIL import Image
+
+    path = find_file(det_file)
+    if os.path.isfile(path):  # (a missing file: load_detection_file's error)
+        try:
+            check_record_dataset(read_results_record(path, warn=False), described, path)
+        except ResultsDatasetError as e:
+            raise DetectionFileError(f"{key}: {e}") from None
+    listed = path + ".images.json"
+    ids = {}
+    if os.path.isfile(listed):
+        with open(listed) as f:
+            ids = {os.path.basename(e["file_name"]): int(e["id"]) for e in json.load(f)}
+        lacking = [p for _, p in images if p.name not in ids]
+        if lacking:
+            raise DetectionFileError(
+                f"{key} {det_file}: {len(lacking)} of the {len(images)} images are not among"
+                f" the images it was made on ({os.path.basename(listed)} lists no"
+                f" {lacking[0].name}): run tools/detect_persons.py on these images again"
+            )
+    dicts = {}
+    for i, path in images:
+        with Image.open(path) as im:  # the header only
+            w, h = im.size
+        dicts[path] = {"image_id": ids.get(path.name, i), "file_name": str(path),
+                       "height": h, "width": w}  # fmt: skip
+    return dicts
+
+
 class PersonDetector:
     """A detectron2 detector (config file + weights) that returns person boxes for an RGB image:
     the "detector" box source, so one predictor goes from image to poses. Any detectron2 model
@@ -228,8 +275,11 @@ class PersonDetector:
         from multitask_pose.engine.checkpoint import PosePredictor
         from multitask_pose.engine.weights_check import check_weights_given
 
+        # relative paths: from the current directory, else the repository's (shared/paths.py)
+        config_file, weights = find_file(config_file), find_file(weights)
         if not config_file or not os.path.isfile(config_file):
-            raise FileNotFoundError(f"TEST.TOPDOWN.DETECTOR_CONFIG {config_file!r} is not a file")
+            raise FileNotFoundError(f"TEST.TOPDOWN.DETECTOR_CONFIG {config_file!r} is not a"
+                                    f" file{looked_in(config_file)}")  # fmt: skip
         key = "TEST.TOPDOWN.DETECTOR_WEIGHTS"
         check_weights_given(weights, key, allow_random_weights)
         cfg = get_multitask_cfg()
