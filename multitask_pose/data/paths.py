@@ -4,14 +4,14 @@ generated and converted datasets."""
 import os
 from pathlib import Path
 
+from ..shared.paths import REPO_ROOT
+
 __all__ = ["samples_root", "synth_cache_root"]
 
 
 def samples_root() -> Path:
     """The real sample data shipped with the repository (``datasets/samples``)."""
-    return Path(
-        os.environ.get("MTP_SAMPLES", Path(__file__).resolve().parents[2] / "datasets" / "samples")
-    )
+    return Path(os.environ.get("MTP_SAMPLES", REPO_ROOT / "datasets" / "samples"))
 
 
 def synth_cache_root() -> Path:

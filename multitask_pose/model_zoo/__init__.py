@@ -22,6 +22,7 @@ from detectron2.utils.file_io import PathManager
 from iopath.common.file_io import PathHandler
 
 from ..shared.atomic_io import atomic_write
+from ..shared.paths import REPO_ROOT as ROOT
 
 __all__ = [
     "ENTRIES",
@@ -33,7 +34,6 @@ __all__ = [
     "zoo_weights_file",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 ZOO_DIR = ROOT / "model_zoo"
 PREFIX = "zoo://"
 MAX_ENTRY_BYTES = 25 * 2**20  # each entry's fp16 file (the repository holds at most 60 MB)
