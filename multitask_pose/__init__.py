@@ -3,11 +3,23 @@
 ``import multitask_pose`` registers the project's models (detectron2 registries) and built-in
 datasets (``coco_person_sample``, ``synth_people_train``, ``synth_people_val``,
 ``synth_people_crowd_val``), so detectron2's ``DefaultPredictor`` and ``tools/train_net.py`` can
-use them.
+use them. The tools import it first, before detectron2: it hides the one warning a dependency
+prints at import.
 """
-from . import codecs, modeling  # noqa: F401  (registers the codecs and models)
-from .config import add_multitask_config, add_pose_config, get_multitask_cfg, get_pose_cfg
-from .data.datasets import register_builtin
+import warnings
+
+# fvcore (fvcore/nn/focal_loss.py, imported by detectron2.layers) calls torch.jit.script at import,
+# which torch >= 2.9 deprecates with a FutureWarning from torch.jit._script: printed twice on every
+# run of every tool. Only that message from that module is hidden; the project's own code calls no
+# deprecated API (tests/tools/test_cli_help.py runs tools and checks for FutureWarning and
+# DeprecationWarning). Set before the imports below, which reach fvcore.
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning,
+    module=r"torch\.jit\._script",
+)  # fmt: skip
+from . import codecs, modeling  # noqa: E402, F401  (registers the codecs and models)
+from .config import add_multitask_config, add_pose_config, get_multitask_cfg, get_pose_cfg  # noqa: E402
+from .data.datasets import register_builtin  # noqa: E402
 
 register_builtin()
 

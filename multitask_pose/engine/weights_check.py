@@ -11,11 +11,11 @@ tools' ``--allow-random-weights``) lets a smoke test run anyway. The benchmarks 
 weights by design and do not check.
 """
 
-import contextlib
 import os
-import sys
 from collections import Counter
 from typing import Iterable, List
+
+from .cli import UserError
 
 __all__ = [
     "ALLOW_FLAG",
@@ -25,7 +25,6 @@ __all__ = [
     "check_trained_weights",
     "check_weights_given",
     "random_modules",
-    "refusal_exits",
 ]
 
 ALLOW_FLAG = "--allow-random-weights"
@@ -36,11 +35,11 @@ ALLOW_FLAG = "--allow-random-weights"
 _NOT_WEIGHTS = ("pixel_mean", "pixel_std", "num_batches_tracked")
 
 
-class RandomWeightsError(ValueError):
+class RandomWeightsError(UserError, ValueError):
     """The model would predict from (partly) random weights; the message is one line."""
 
 
-class WeightsFileNotFoundError(FileNotFoundError):
+class WeightsFileNotFoundError(UserError, FileNotFoundError):
     """A weights key names a file that does not exist; the message is one line."""
 
 
@@ -135,14 +134,3 @@ def check_trained_weights(model, checkpointer, weights: str, key="MODEL.WEIGHTS"
         f"{key} {weights} has no weights for {shown} (left at random initialisation, their"
         f" predictions would be noise); {_remedy(key, 'checkpoint trained with this config')}"
     )
-
-
-@contextlib.contextmanager
-def refusal_exits(tool: str):
-    """A tool's body: a :class:`RandomWeightsError` or :class:`WeightsFileNotFoundError` becomes
-    its one line on stderr (prefixed by ``tool``) and exit code 2, no traceback."""
-    try:
-        yield
-    except (RandomWeightsError, WeightsFileNotFoundError) as e:
-        print(f"{tool}: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
