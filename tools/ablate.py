@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from multitask_pose.engine.cli import argument_parser, tool_errors
 from multitask_pose.shared.atomic_io import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +54,7 @@ ORDER = [
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--configs",
         nargs="+",
@@ -505,4 +504,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with tool_errors("ablate"):
+        main()

@@ -22,6 +22,7 @@ unless its help already says it or it has none, and ``--debug``.
 
 import argparse
 import contextlib
+import copy
 import difflib
 import functools
 import os
@@ -74,10 +75,15 @@ def message(e: BaseException) -> str:
     return str(e.args[0]) if len(e.args) == 1 else str(e)
 
 
+def _report(tool: str, e: BaseException):
+    print(f"{tool}: {message(e)}", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def tool_errors(tool: str, debug: Optional[bool] = None):
-    """A tool's body: a :class:`UserError` becomes ``<tool>: <message>`` on stderr and exit code
-    2, unless ``debug`` (default: ``--debug`` in ``sys.argv``), which re-raises it."""
+    """A tool's body: a :class:`UserError` becomes ``<tool>: <message>`` on stderr and
+    ``SystemExit(2)``, unless ``debug`` (default: ``--debug`` in ``sys.argv``), which re-raises
+    it."""
     global _debug
     before, _debug = _debug, debug_requested() if debug is None else debug
     try:
@@ -85,21 +91,31 @@ def tool_errors(tool: str, debug: Optional[bool] = None):
     except UserError as e:
         if _debug:
             raise
-        print(f"{tool}: {message(e)}", file=sys.stderr)
+        _report(tool, e)
         raise SystemExit(EXIT_USER_ERROR) from None
     finally:
         _debug = before
 
 
 def entry_point(tool: str):
-    """Decorator for a tool's ``main(argv=None)``: :func:`tool_errors` with ``--debug`` read from
-    ``argv`` (or ``sys.argv``)."""
+    """Decorator for a tool's ``main(argv=None)`` (run as ``sys.exit(main())``): a
+    :class:`UserError` is printed as one line and ``main`` returns 2; ``--debug`` in ``argv``
+    (or ``sys.argv``) re-raises it."""
 
     def wrap(main):
         @functools.wraps(main)
         def run(argv=None, *args, **kwargs):
-            with tool_errors(tool, debug_requested(argv)):
+            global _debug
+            before, _debug = _debug, debug_requested(argv)
+            try:
                 return main(argv, *args, **kwargs)
+            except UserError as e:
+                if _debug:
+                    raise
+                _report(tool, e)
+                return EXIT_USER_ERROR
+            finally:
+                _debug = before
 
         return run
 
@@ -115,23 +131,37 @@ def current_debug() -> bool:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The description and epilog as written; an option's default appended to its help when it
-    has a real one (not None/False) and the help does not already state it."""
+    """The description and epilog as written; an option's default appended to its help (or as
+    its help) when it has a real one (not None, False or empty) and the help does not already
+    state it; list defaults as they are typed (space-separated)."""
+
+    @staticmethod
+    def _shows_default(action) -> bool:
+        default = action.default
+        return bool(action.option_strings) and not (
+            default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or default in ("", [], ())
+        )
 
     def _get_help_string(self, action):
         text = action.help or ""
-        default = action.default
-        if (
-            "%(default)" in text
-            or "default" in text.lower()
-            or default is None
-            or default is False
-            or default is argparse.SUPPRESS
-            or default in ("", [])
-            or not action.option_strings
-        ):
+        if "%(default)" in text or "default" in text.lower() or not self._shows_default(action):
             return text
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+    def _format_action(self, action):
+        if not action.help and self._shows_default(action):
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+    def _expand_help(self, action):
+        if isinstance(action.default, (list, tuple)):
+            action = copy.copy(action)
+            action.default = " ".join(map(str, action.default))
+        return super()._expand_help(action)
 
 
 def _add_debug(parser):
