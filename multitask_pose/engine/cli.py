@@ -401,7 +401,7 @@ def merge_overrides(cfg, opts: Sequence[str]):
             # yacs refuses a value of another type than the key's default thus.
             old = _get(cfg, key)
             raise ConfigError(
-                f"config override {key} {value}: expected a {type(old).__name__}, like its"
-                f" default {old!r}"
+                f"config override {key} {value}: not a {type(old).__name__} (the config has"
+                f" {key} {old!r})"
             ) from e
     return cfg
