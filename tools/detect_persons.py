@@ -39,7 +39,7 @@ from multitask_pose.data.image_check import DamagedImageError
 from multitask_pose.data.image_folder import list_images, read_or_skip, screen_images
 from multitask_pose.engine import check_datasets, check_device, launch
 from multitask_pose.engine.checkpoint import PosePredictor
-from multitask_pose.engine.cli import argument_parser, entry_point, load_config
+from multitask_pose.engine.cli import UserError, argument_parser, entry_point, load_config
 from multitask_pose.engine.person_detection import (
     DetectionItem,
     OutputExistsError,
@@ -172,6 +172,8 @@ def main(argv=None) -> int:
         launch(detect, args.num_gpus, num_machines=args.num_machines,
                machine_rank=args.machine_rank, dist_url=args.dist_url,
                args=(args, cfg, listing, person))  # fmt: skip
+    except UserError:
+        raise  # one line, or the traceback with --debug (entry_point)
     except (OutputExistsError, ValueError, FileNotFoundError, DamagedImageError) as e:
         print(f"detect_persons: {e}", file=sys.stderr)
         return 2

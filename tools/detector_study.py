@@ -36,7 +36,7 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ablate  # noqa: E402  (the training runner, the study helpers, the table cells)
 
-from multitask_pose.engine.cli import argument_parser, tool_errors  # noqa: E402
+from multitask_pose.engine.cli import ConfigError, argument_parser, tool_errors  # noqa: E402
 from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
 
 ROOT = ablate.ROOT
@@ -105,7 +105,7 @@ def main(argv=None):
     ]  # fmt: skip
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise SystemExit(f"detector_study: no such config {missing}")
+        raise ConfigError(f"no such config {', '.join(missing)}")
     train_args = SimpleNamespace(max_iter=args.max_iter, opts=["TEST.EVAL_PERIOD", "0", *args.opts])
     td = Path(args.topdown).resolve()
     td_opts = ["MODEL.WEIGHTS", str(td / "model_final.pth")]

@@ -379,6 +379,10 @@ def load_config(cfg, config_file: str, opts: Sequence[str] = (), *, stage: Optio
     return cfg
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def merge_overrides(cfg, opts: Sequence[str]):
     """``cfg.merge_from_list(opts)`` pair by pair, each error one line naming the pair."""
     opts = list(opts or ())
@@ -401,7 +405,7 @@ def merge_overrides(cfg, opts: Sequence[str]):
             # yacs refuses a value of another type than the key's default thus.
             old = _get(cfg, key)
             raise ConfigError(
-                f"config override {key} {value}: not a {type(old).__name__} (the config has"
+                f"config override {key} {value}: not {_a(type(old).__name__)} (the config has"
                 f" {key} {old!r})"
             ) from e
     return cfg

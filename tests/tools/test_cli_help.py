@@ -146,7 +146,7 @@ def _commands(lines):
             else:
                 out.append(stripped)
     # "[--flag value]": an optional part, shown as documentation
-    return [shlex.split(re.sub(r"\[[^\]]*\]", "", c)) for c in out]
+    return [shlex.split(re.sub(r"\[-[^\]]*\]", "", c)) for c in out]
 
 
 def _readme_commands(readme):
