@@ -332,7 +332,7 @@ def test_value_of_the_wrong_type(capsys, tmp_path):
     code, err = run_demo(capsys, tmp_path, "--config-file", RCNN, "SOLVER.MAX_ITER", "many")
     assert code == 2
     assert re.fullmatch(
-        r"demo: config override SOLVER.MAX_ITER many: not a int \(the config has SOLVER.MAX_ITER"
+        r"demo: config override SOLVER.MAX_ITER many: not an int \(the config has SOLVER.MAX_ITER"
         r" \d+\)", one_line(err, "demo")
     )
 
