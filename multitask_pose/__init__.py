@@ -8,14 +8,21 @@ prints at import.
 """
 import warnings
 
-# fvcore (fvcore/nn/focal_loss.py, imported by detectron2.layers) calls torch.jit.script at import,
-# which torch >= 2.9 deprecates with a FutureWarning from torch.jit._script: printed twice on every
-# run of every tool. Only that message from that module is hidden; the project's own code calls no
-# deprecated API (tests/tools/test_cli_help.py runs tools and checks for FutureWarning and
-# DeprecationWarning). Set before the imports below, which reach fvcore.
+# Two dependency calls that every run printed a warning for, each hidden by its message and the
+# module that issues it (the project's own code calls neither API this way; tests/tools/
+# test_cli_help.py runs tools and checks that no warning is printed):
+# - fvcore (fvcore/nn/focal_loss.py, imported by detectron2.layers) calls torch.jit.script at
+#   import, which torch >= 2.9 deprecates (a FutureWarning, twice per run). Set before the imports
+#   below, which reach fvcore.
+# - detectron2's anchor generator (modeling/anchor_generator.py) calls torch.meshgrid without
+#   `indexing`, for which torch announces a future requirement (a UserWarning, once per run).
 warnings.filterwarnings(
     "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning,
     module=r"torch\.jit\._script",
+)  # fmt: skip
+warnings.filterwarnings(
+    "ignore", message=r"torch\.meshgrid: in an upcoming release", category=UserWarning,
+    module=r"torch\.functional",
 )  # fmt: skip
 from . import codecs, modeling  # noqa: E402, F401  (registers the codecs and models)
 from .config import add_multitask_config, add_pose_config, get_multitask_cfg, get_pose_cfg  # noqa: E402

@@ -395,8 +395,9 @@ def test_debug_gives_the_traceback_and_bugs_keep_theirs(capsys, tmp_path):
 
 
 def test_terminal_output_one_line_exit_2_no_warnings(tmp_path):
-    """What a user sees: one line and exit 2; the traceback with --debug; no FutureWarning or
-    DeprecationWarning of a dependency, neither on --help nor on a run."""
+    """What a user sees: one line and exit 2; the traceback with --debug; no warning of a
+    dependency (FutureWarning, DeprecationWarning, torch's meshgrid notice) on --help, on an
+    error or on a normal run."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'projects/TopDown'}",
            "OMP_NUM_THREADS": "1"}  # fmt: skip
     env.pop("PYTHONWARNINGS", None)
@@ -415,6 +416,11 @@ def test_terminal_output_one_line_exit_2_no_warnings(tmp_path):
     assert line.startswith(f"train_net: --config-file {TOPDOWN} is a top-down")
     code, err = run(*args, "--debug")
     assert code == 1 and "Traceback" in err and "ConfigError" in err
+    # A normal run (random weights allowed, one image): no dependency warning either.
+    code, err = run("tools/demo.py", "--config-file", RCNN, "--input",
+                    "datasets/samples/coco/000000000785.jpg", "--output", tmp_path / "demo",
+                    "--allow-random-weights")  # fmt: skip
+    assert code == 0 and "Warning" not in err, err[-3000:]
 
 
 def test_refusal_in_a_worker_process_is_one_line(tmp_path):
