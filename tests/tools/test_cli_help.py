@@ -366,6 +366,10 @@ def test_wrong_stage_both_ways(capsys, tmp_path):
         assert f"--config-file {config} is" in line and other in line
     assert cli.config_stage(str(ROOT / "projects/TopDown/configs/COCO/ensembles/"
                                  "hintpose_6_models_256x192.yaml"))[0] == "topdown"  # fmt: skip
+    # Through the _BASE_ chain only: this file sets no top-down key itself.
+    acc_test = ROOT / "projects/TopDown/configs/COCO/hrnet_w32_256x192_inference_acc_test.yaml"
+    assert "TOPDOWN" not in acc_test.read_text()
+    assert cli.config_stage(str(acc_test)) == ("topdown", "it sets MODEL.TOPDOWN")
 
 
 def test_missing_config_file_and_checkpoint(capsys, tmp_path):
