@@ -25,10 +25,10 @@ warnings.filterwarnings(
 )
 
 import torch  # noqa: E402
-from bench_topdown import median_time  # noqa: E402  (the same timing as the other benchmarks)
 
 import multitask_pose  # noqa: E402,F401  (registers the datasets)
 from multitask_pose.env import cpu_model  # noqa: E402
+from multitask_pose.shared.timing import median_seconds  # noqa: E402
 
 SAMPLE = "coco_person_sample"
 RECIPES = os.path.join(os.path.dirname(__file__), "..", "configs", "COCO-PersonDetection")
@@ -103,7 +103,7 @@ def main():
         def all_images():
             boxes.append(sum(len(run(im)["instances"]) for im in images))
 
-        t = median_time(all_images, args.repeats) / len(images) * 1000
+        t = median_seconds(all_images, args.repeats) / len(images) * 1000
         times.setdefault(name, []).append(t)
         print(
             f"{name:22s} {t:8.0f} ms/image ({boxes[-1] / len(images):.0f} boxes/image)", flush=True

@@ -27,7 +27,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 import warnings
 
 warnings.filterwarnings(
@@ -57,6 +56,7 @@ from bench_inference import (  # noqa: E402
 from multitask_pose.codecs import RoIHeatmapCodec  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
 from multitask_pose.layers.deform_conv import sampled_deform_conv2d  # noqa: E402
+from multitask_pose.shared.timing import median_seconds  # noqa: E402
 
 OFFSETS = ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead"]
 RB = [
@@ -98,13 +98,7 @@ def parse_args(argv=None):
 
 
 def median_ms(fn, calls=20):
-    fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(fn, calls)
 
 
 def bench_decode(n_rois, seed):

@@ -33,11 +33,11 @@ line to paste into a note. About 2 minutes on a quiet 2-core CPU (--quick: 1 rep
 import argparse
 
 import numpy as np
-from bench_topdown import median_time  # the same timing as the other benchmarks
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.env import cpu_model
 from multitask_pose.shared import oks_nms
+from multitask_pose.shared.timing import median_seconds
 
 SIGMAS = np.array(
     [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87,
@@ -200,7 +200,7 @@ def real_sets(rng, dup=8):
 
 
 def median_ms(fn, repeats):
-    return 1000 * median_time(fn, repeats)
+    return 1000 * median_seconds(fn, repeats)
 
 
 def main():

@@ -29,10 +29,10 @@ warnings.filterwarnings(
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from bench_topdown import median_time  # noqa: E402  (the same timing as the HRNet benchmark)
 
 import multitask_pose  # noqa: E402,F401  (registers the datasets)
 from multitask_pose.env import cpu_model  # noqa: E402
+from multitask_pose.shared.timing import median_seconds  # noqa: E402
 
 SAMPLE = "coco_person_sample"
 TOPDOWN = os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown")
@@ -59,7 +59,7 @@ def bench_networks(batch, repeats):
         net.eval()
         cues = torch.rand(batch, cue, 256, 192) if cue else None
         with torch.no_grad():
-            t = median_time(lambda: net(x, cues), repeats)
+            t = median_seconds(lambda: net(x, cues), repeats)
         if i == len(order) - 1:
             print(f"{name:22s} {batch / t:7.1f} crops/s again (first: {rows[name]:.1f})")
             rows[name] = (rows[name] + batch / t) / 2
@@ -134,7 +134,7 @@ def bench_per_image(repeats):
                 else:
                     predictor(im, boxes=b)
 
-        return median_time(go, repeats) / len(images)
+        return median_seconds(go, repeats) / len(images)
 
     t = {"one HRNet-W32": run(one), "ensemble of 3": run(ensemble),
          "PoseFix refinement": run(refiner, refine=True)}  # fmt: skip

@@ -25,7 +25,6 @@ Prints a table and a last line to paste into a note. About 4 minutes on a quiet 
 
 import argparse
 import os
-import statistics
 import time
 import warnings
 
@@ -41,18 +40,9 @@ import multitask_pose  # noqa: E402,F401  (registers the datasets)
 from multitask_pose.data.keypoints import COCO_PERSON  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
 from multitask_pose.shared import oks_nms  # noqa: E402
+from multitask_pose.shared.timing import median_seconds  # noqa: E402
 
 SIGMAS = np.array(COCO_PERSON.oks_sigmas)
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_hrnet(batches, repeats):
@@ -63,7 +53,7 @@ def bench_hrnet(batches, repeats):
     for b in batches:
         x = torch.randn(b, 3, 256, 192)
         with torch.no_grad():
-            t = median_time(lambda: model(x), repeats)
+            t = median_seconds(lambda: model(x), repeats)
         rows[b] = b / t
         print(
             f"HRNet-W32 256x192 batch {b:3d}: {rows[b]:7.1f} crops/s ({1000 * t / b:.1f} ms/crop)",
@@ -105,8 +95,9 @@ def bench_oks_nms(counts, repeats):
         ref = oks_nms_loop(kpts, scores, areas, 0.5)
         if ours != [int(i) for i in ref]:
             raise AssertionError(f"oks_nms and the loop keep different poses for {n} candidates")
-        t_ours = median_time(lambda: oks_nms(t_kpts, t_scores, t_areas, SIGMAS, 0.5), repeats)
-        t_loop = median_time(lambda: oks_nms_loop(kpts, scores, areas, 0.5), max(1, repeats // 2))
+        t_ours = median_seconds(lambda: oks_nms(t_kpts, t_scores, t_areas, SIGMAS, 0.5), repeats)
+        loop_repeats = max(1, repeats // 2)
+        t_loop = median_seconds(lambda: oks_nms_loop(kpts, scores, areas, 0.5), loop_repeats)
         rows[n] = (t_ours, t_loop, len(ours))
         print(
             f"OKS-NMS {n:5d} candidates ({len(ours)} kept): {1000 * t_ours:8.2f} ms"
@@ -177,9 +168,10 @@ def bench_pipeline(repeats):
         for im, (b, s) in zip(images, boxes):
             pose(im, boxes=b, scores=s)
 
-    t_det = median_time(run_detector, repeats) / len(images)
+    t_det = median_seconds(run_detector, repeats) / len(images)
     t_pose = {
-        flip: median_time(lambda: run_pose(flip), repeats) / len(images) for flip in (False, True)
+        flip: median_seconds(lambda: run_pose(flip), repeats) / len(images)
+        for flip in (False, True)
     }
     breakdown = pipeline_breakdown(dicts, detector, pose, boxes, repeats)
     for flip in (False, True):

@@ -26,7 +26,7 @@ warnings.filterwarnings(
 )  # fmt: skip
 from . import codecs, modeling  # noqa: E402, F401  (registers the codecs and models)
 from .config import add_multitask_config, add_pose_config, get_multitask_cfg, get_pose_cfg  # noqa: E402
-from .data.datasets import register_builtin  # noqa: E402
+from .data.builtin import register_builtin  # noqa: E402
 
 register_builtin()
 

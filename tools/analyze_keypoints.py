@@ -11,7 +11,7 @@ or ``tools/demo.py`` write it; results made for another dataset are refused (exi
 (``<results>.meta.json``) naming another registered dataset, image ids the dataset lacks, or boxes
 reaching beyond its images (multitask_pose/evaluation/results_record.py). Writes ``report.md``
 and PNG plots into ``--output`` and prints a one-line summary last. Definitions:
-``multitask_pose/evaluation/error_analysis.py``.
+``multitask_pose/evaluation/error_analysis/``.
 """
 
 import sys
@@ -21,7 +21,7 @@ from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.evaluation.error_analysis import (
     AnalysisInputError,
     analyze_keypoint_errors,
-    summary_line,
+    error_summary,
     write_report,
 )
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         return 2
     report = write_report(analysis, args.output)
     print(f"analyze_keypoints: wrote {report} and its plots")
-    print(summary_line(analysis))
+    print(error_summary(analysis))
     return 0
 
 

@@ -28,7 +28,7 @@ import os
 import sys
 
 import multitask_pose  # noqa: F401  (registers the built-in datasets)
-from multitask_pose.data.datasets import LAYOUTS
+from multitask_pose.data.keypoints import LAYOUTS
 from multitask_pose.data.pseudo_labels import pseudo_label, threshold_scale
 from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.evaluation.results_record import (

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from multitask_pose.data.datasets import samples_root, synth_cache_root
+from multitask_pose.data.paths import samples_root, synth_cache_root
 from multitask_pose.data.synth_people import SPLITS, ensure_split
 from multitask_pose.data.synth_people.stats import limb_fractions, split_statistics
 from multitask_pose.engine.cli import argument_parser, entry_point

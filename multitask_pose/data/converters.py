@@ -30,7 +30,7 @@ from typing import Dict
 import numpy as np
 
 from ..shared.atomic_io import write_json_atomic
-from .datasets import DatasetFormatError
+from .datasets import DatasetFormatError, register_coco_person
 from .keypoints import (
     AIC_PERSON,
     COCO_PERSON,
@@ -39,6 +39,7 @@ from .keypoints import (
     KeypointSpec,
     map_keypoints,
 )
+from .paths import synth_cache_root
 
 __all__ = [
     "AREA_FACTOR",
@@ -288,8 +289,6 @@ def _cached_json(name: str, source: str, layout: str) -> str:
     path, size and modification time, the layout and the converter version."""
     import hashlib
 
-    from .datasets import synth_cache_root
-
     st = os.stat(source)
     key = f"{os.path.abspath(source)}|{st.st_size}|{st.st_mtime_ns}|{layout}|{CONVERTER_VERSION}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
@@ -297,8 +296,6 @@ def _cached_json(name: str, source: str, layout: str) -> str:
 
 
 def _register_converted(name, source, image_root, layout, own, convert):
-    from .datasets import register_coco_person
-
     if not os.path.isfile(source):
         raise FileNotFoundError(f"dataset {name!r}: annotation file not found: {source}")
     out = _cached_json(name, source, layout)

@@ -8,24 +8,19 @@ inside a data loader worker.
 
 import logging
 import os
-from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from .keypoints import AIC_PERSON, COCO_PERSON, CROWDPOSE_PERSON, KeypointSpec
+from .keypoints import COCO_PERSON, LAYOUTS, KeypointSpec
 
 __all__ = [
-    "LAYOUTS",
     "DatasetFormatError",
     "register_config_datasets",
     "register_coco_person",
     "validate_dataset_dicts",
-    "samples_root",
-    "synth_cache_root",
-    "register_builtin",
 ]
 
 logger = logging.getLogger(__name__)
@@ -33,21 +28,6 @@ logger = logging.getLogger(__name__)
 
 class DatasetFormatError(ValueError):
     """An annotation file that does not describe what it claims to."""
-
-
-def samples_root() -> Path:
-    """The real sample data shipped with the repository (``datasets/samples``)."""
-    return Path(
-        os.environ.get("MTP_SAMPLES", Path(__file__).resolve().parents[2] / "datasets" / "samples")
-    )
-
-
-def synth_cache_root() -> Path:
-    """Where generated datasets are cached: ``$MTP_DATASETS_CACHE`` or
-    ~/.cache/multitask_pose/datasets (outside the clone, so a fresh clone reuses what an earlier
-    one generated)."""
-    default = Path.home() / ".cache" / "multitask_pose" / "datasets"
-    return Path(os.environ.get("MTP_DATASETS_CACHE", default))
 
 
 def validate_dataset_dicts(dicts: List[Dict], spec: KeypointSpec, source: str) -> List[Dict]:
@@ -118,7 +98,6 @@ def register_coco_person(
     )
 
 
-LAYOUTS = {"coco": COCO_PERSON, "aic": AIC_PERSON, "crowdpose": CROWDPOSE_PERSON}
 
 
 def register_config_datasets(entries) -> List[str]:
@@ -160,49 +139,3 @@ def register_config_datasets(entries) -> List[str]:
             register_coco_person(name, json_file, image_root, LAYOUTS[layout])
         names.append(name)
     return names
-
-
-def _register_synth_people() -> None:
-    from .synth_people import SPLITS, ensure_aic_split, ensure_split, split_dir, view_dicts
-
-    root = str(synth_cache_root())
-    for name, split in SPLITS.items():
-        out = split_dir(name, root)
-        images = os.path.join(out, "images")
-        if split.layout == "aic":  # generated, published in AIC's raw format, converted back
-            register_coco_person(
-                name, os.path.join(out, "aic_converted.json"), images, AIC_PERSON,
-                prepare=lambda name=name: ensure_aic_split(name, root),
-            )  # fmt: skip
-            continue
-        register_coco_person(
-            name, os.path.join(out, "annotations.json"), images,
-            prepare=lambda name=name: ensure_split(name, root),
-            transform=(lambda dicts, split=split: view_dicts(dicts, split)) if split.view else None,
-        )  # fmt: skip
-
-
-def register_builtin() -> None:
-    """Register the built-in datasets (called on ``import multitask_pose``)."""
-    coco = samples_root() / "coco"
-    register_coco_person(
-        "coco_person_sample",
-        str(coco / "test_coco.json"),
-        str(coco),
-        # Real person detections on the same images (person AP 56.4 detector), a box source.
-        detections_file=str(coco / "test_coco_det_AP_H_56.json"),
-    )
-    # 3 real AI Challenger images with 9 persons in its own 14-keypoint layout (MMPose's COCO-
-    # style copy of the release's annotations; PROVENANCE.md there): for tests.
-    aic = samples_root() / "aic"
-    register_coco_person("aic_person_sample", str(aic / "test_aic.json"), str(aic), AIC_PERSON)
-    _register_synth_people()
-    # detectron2 registers the COCO keypoint splits with names, flip map and skeleton but without
-    # the OKS sigmas; complete them so every keypoint dataset has one metadata source.
-    for name in DatasetCatalog.list():
-        meta = MetadataCatalog.get(name)
-        if (
-            name.startswith("keypoints_coco_")
-            and tuple(meta.get("keypoint_names", ())) == COCO_PERSON.keypoint_names
-        ):
-            meta.set(keypoint_oks_sigmas=list(COCO_PERSON.oks_sigmas))

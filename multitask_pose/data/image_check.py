@@ -24,6 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from detectron2.data.detection_utils import read_image
+
+from .paths import synth_cache_root
+
 __all__ = [
     "DamagedImageError",
     "check_image_array",
@@ -86,8 +90,6 @@ def image_problem(path) -> Optional[str]:
 def read_image_checked(path, format: str = "BGR"):
     """``detectron2.data.detection_utils.read_image(path, format)`` (EXIF orientation applied)
     after ``image_problem``; raises ``DamagedImageError`` naming the file and the problem."""
-    from detectron2.data.detection_utils import read_image
-
     problem = image_problem(path)
     if problem:
         raise DamagedImageError(f"{path} {problem}")
@@ -111,8 +113,6 @@ def check_image_array(image, what="image"):
 
 
 def _cache_file() -> Path:
-    from .datasets import synth_cache_root
-
     return synth_cache_root().parent / "image_checks.json"
 
 

@@ -1,9 +1,11 @@
 """Keypoint metadata: the one place that knows each dataset's keypoints.
 
 A :class:`KeypointSpec` holds the names, flip map, skeleton (detectron2 connection rules with
-colours) and OKS sigmas of one keypoint layout. Datasets put it into ``MetadataCatalog`` with
-:meth:`KeypointSpec.metadata`; losses, flips, evaluation and drawing read it back from there with
-:func:`keypoint_spec_of`. Nothing else in the project spells out a keypoint count.
+colours) and OKS sigmas of one keypoint layout; :data:`LAYOUTS` holds the spec of each layout
+file of ``multitask_pose/data/layouts/`` (MMPose's metainfo shape). Datasets put it into
+``MetadataCatalog`` with :meth:`KeypointSpec.metadata`; losses, flips, evaluation and drawing
+read it back from there with :func:`keypoint_spec_of`. Nothing else in the project spells out a
+keypoint count.
 """
 
 from dataclasses import dataclass
@@ -11,11 +13,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 from detectron2.data import MetadataCatalog
-from detectron2.data.datasets.builtin_meta import (
-    COCO_PERSON_KEYPOINT_FLIP_MAP,
-    COCO_PERSON_KEYPOINT_NAMES,
-    KEYPOINT_CONNECTION_RULES,
-)
+
+from .layouts import layout_infos
 
 __all__ = [
     "KeypointSpec",
@@ -23,7 +22,7 @@ __all__ = [
     "AIC_PERSON",
     "CROWDPOSE_PERSON",
     "CROWDPOSE_COUNTED_JOINTS",
-    "KEYPOINT_SPECS",
+    "LAYOUTS",
     "keypoint_spec_of",
     "layout_map",
     "map_keypoints",
@@ -90,6 +89,27 @@ class KeypointSpec:
             out[idx[a]], out[idx[b]] = idx[b], idx[a]
         return out
 
+    @classmethod
+    def from_metainfo(cls, info: Dict) -> "KeypointSpec":
+        """The spec of a layout's metainfo (``multitask_pose/data/layouts/``): its keypoints in
+        id order, the flip pairs from their ``swap`` fields (left side first, in the order of
+        their first keypoint), the skeleton edges with their colours, the sigmas."""
+        keypoints = [info["keypoint_info"][i] for i in sorted(info["keypoint_info"])]
+        names = tuple(k["name"] for k in keypoints)
+        pairs = []
+        for k in keypoints:
+            pair = tuple(sorted((k["name"], k["swap"]))) if k["swap"] else None
+            if pair and pair not in pairs:
+                pairs.append(pair)
+        edges = [info["skeleton_info"][i] for i in sorted(info["skeleton_info"])]
+        return cls(
+            name=info["dataset_name"],
+            keypoint_names=names,
+            flip_map=tuple(pairs),
+            connection_rules=tuple((e["link"][0], e["link"][1], tuple(e["color"])) for e in edges),
+            oks_sigmas=tuple(float(x) for x in info["sigmas"]),
+        )
+
     def metadata(self) -> Dict:
         """The fields to pass to ``MetadataCatalog.get(name).set(**spec.metadata())``."""
         return {
@@ -100,128 +120,20 @@ class KeypointSpec:
         }
 
 
-COCO_PERSON = KeypointSpec(
-    name="coco_person",
-    # detectron2 already ships COCO's names, flip map and coloured skeleton; reuse them.
-    keypoint_names=tuple(COCO_PERSON_KEYPOINT_NAMES),
-    flip_map=tuple(COCO_PERSON_KEYPOINT_FLIP_MAP),
-    connection_rules=tuple(KEYPOINT_CONNECTION_RULES),
-    # Per-keypoint OKS sigmas of the COCO keypoint challenge (pycocotools' defaults).
-    oks_sigmas=(
-        0.026,
-        0.025,
-        0.025,
-        0.035,
-        0.035,
-        0.079,
-        0.079,
-        0.072,
-        0.072,
-        0.062,
-        0.062,
-        0.107,
-        0.107,
-        0.087,
-        0.087,
-        0.089,
-        0.089,
-    ),
-)
-
-_LIMBS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
-_LIMB_PAIRS = tuple((f"left_{j}", f"right_{j}") for j in _LIMBS)
-# The 14-joint skeleton of AI Challenger and CrowdPose: the head-top/neck/shoulders triangle, the
-# arms, the trunk and the legs. Edges COCO also draws keep COCO's colours.
-_COCO_COLOUR = {(a, b): c for a, b, c in KEYPOINT_CONNECTION_RULES}
-_EDGES_14 = (
-    ("head_top", "neck"),
-    ("neck", "left_shoulder"),
-    ("neck", "right_shoulder"),
-    ("left_shoulder", "right_shoulder"),
-    ("left_shoulder", "left_elbow"),
-    ("right_shoulder", "right_elbow"),
-    ("left_elbow", "left_wrist"),
-    ("right_elbow", "right_wrist"),
-    ("left_shoulder", "left_hip"),
-    ("right_shoulder", "right_hip"),
-    ("left_hip", "right_hip"),
-    ("left_hip", "left_knee"),
-    ("right_hip", "right_knee"),
-    ("left_knee", "left_ankle"),
-    ("right_knee", "right_ankle"),
-)
-_RULES_14 = tuple((a, b, _COCO_COLOUR.get((a, b), (255, 255, 255))) for a, b in _EDGES_14)
-
-AIC_PERSON = KeypointSpec(
-    name="aic_person",
-    # AI Challenger's 14 keypoints in its order (its release numbers them 1-14: right shoulder,
-    # elbow, wrist, left shoulder, elbow, wrist, right hip, knee, ankle, left hip, knee, ankle,
-    # head top, neck), with COCO's names for the 12 shared limb joints.
-    keypoint_names=tuple(
-        [f"right_{j}" for j in _LIMBS[:3]]
-        + [f"left_{j}" for j in _LIMBS[:3]]
-        + [f"right_{j}" for j in _LIMBS[3:]]
-        + [f"left_{j}" for j in _LIMBS[3:]]
-        + ["head_top", "neck"]
-    ),  # fmt: skip
-    flip_map=_LIMB_PAIRS,
-    connection_rules=_RULES_14,
-    # The official AI Challenger keypoint evaluation (keypoint_eval.py) uses delta = 2 * these,
-    # as pycocotools uses 2 * sigma; the OKS scale there is the box area, not a segment's.
-    oks_sigmas=(
-        0.01388152,
-        0.01515228,
-        0.01057665,
-        0.01417709,
-        0.01497891,
-        0.01402144,
-        0.03909642,
-        0.03686941,
-        0.01981803,
-        0.03843971,
-        0.03412318,
-        0.02415081,
-        0.01291456,
-        0.01236173,
-    ),  # fmt: skip
-)
-
-CROWDPOSE_PERSON = KeypointSpec(
-    name="crowdpose_person",
-    # CrowdPose's 14 keypoints in its order: the 12 limb joints left before right, then the head
-    # (its json calls it "head": the top of the head, AI Challenger's "head top") and the neck.
-    keypoint_names=tuple(n for j in _LIMBS for n in (f"left_{j}", f"right_{j}"))
-    + ("head_top", "neck"),
-    flip_map=_LIMB_PAIRS,
-    connection_rules=_RULES_14,
-    # crowdposetools' sigmas: COCO's for the limb joints, the shoulders' (0.079) for head and neck.
-    oks_sigmas=(
-        0.079,
-        0.079,
-        0.072,
-        0.072,
-        0.062,
-        0.062,
-        0.107,
-        0.107,
-        0.087,
-        0.087,
-        0.089,
-        0.089,
-        0.079,
-        0.079,
-    ),  # fmt: skip
-)
+# Every layout of data/layouts/, by its module name ("coco", "aic", "crowdpose"): the keys of
+# DATASETS.REGISTER_COCO's layout field, of the converters' and tools' --layout.
+LAYOUTS: Dict[str, KeypointSpec] = {
+    name: KeypointSpec.from_metainfo(info) for name, info in layout_infos().items()
+}
+COCO_PERSON = LAYOUTS["coco"]
+AIC_PERSON = LAYOUTS["aic"]
+CROWDPOSE_PERSON = LAYOUTS["crowdpose"]
 
 # The joints CrowdPose's release counts in an annotation's ``num_keypoints``: its 12 limb joints
 # (head and neck are labelled but not counted; so in crowdpose_val.json, 954 persons labelled only
 # at head and neck have num_keypoints 0). Its evaluation ignores persons with num_keypoints 0
 # (Jeff-sjtu/CrowdPose @86fe5e1, crowdpose-api/PythonAPI/crowdposetools/cocoeval.py:126).
 CROWDPOSE_COUNTED_JOINTS = CROWDPOSE_PERSON.keypoint_names[:12]
-
-KEYPOINT_SPECS: Dict[str, KeypointSpec] = {
-    s.name: s for s in (COCO_PERSON, AIC_PERSON, CROWDPOSE_PERSON)
-}
 
 
 def layout_map(src: KeypointSpec, dst: KeypointSpec) -> np.ndarray:

@@ -42,6 +42,8 @@ from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 from torch.utils import data as torchdata
 
+from .joint_training import block_quota
+
 __all__ = [
     "MIX_BLOCK",
     "PositionedDataset",
@@ -141,8 +143,6 @@ class PositionedDataset(torchdata.Dataset):
         if (part_sizes is None) != (ratios is None):
             raise ValueError("PositionedDataset: give part_sizes and ratios together")
         if part_sizes is not None:
-            from .joint_training import block_quota
-
             sizes = np.asarray(part_sizes, dtype=np.int64)
             if len(sizes) != len(ratios) or sizes.sum() != self.num or (sizes <= 0).any():
                 raise ValueError(

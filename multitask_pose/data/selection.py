@@ -24,6 +24,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..shared.oks import coco_oks
+
 __all__ = [
     "KS_AT_ONE",
     "KS_AT_ALL",
@@ -121,8 +123,6 @@ def hard_examples(gt: Dict, results: List[Dict], sigmas, thresh: float):
         pycocotools computes it (the person's own area and labelled keypoints).
     """
     from collections import defaultdict
-
-    from ..evaluation.error_analysis import coco_oks
 
     k = len(sigmas)
     preds = defaultdict(list)

@@ -10,6 +10,10 @@ evaluator runs; this one is symmetric, as NMS needs). Both functions compute it 
 numpy expression (``_oks``), so NMS decisions agree with ``keypoint_oks`` to the last bit; numpy
 rather than torch because NMS runs it once per kept pose on a few dozen rows, where torch's
 per-operation overhead (microseconds) is most of the time.
+
+``keypoint_similarity`` and ``coco_oks`` are the evaluator's asymmetric form, against annotated
+persons (their own area, their labelled keypoints), for the keypoint error analysis, data
+selection and rescoring.
 """
 
 from typing import Optional
@@ -17,7 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-__all__ = ["keypoint_oks", "oks_nms"]
+__all__ = ["coco_oks", "keypoint_oks", "keypoint_similarity", "oks_nms"]
 
 _EPS = np.finfo(np.float64).eps
 # oks_nms's choice between its two exact paths, from their costs measured on a 2-core AMD EPYC
@@ -224,3 +228,34 @@ def oks_nms(
                     keep.append(rem[a])
                     alive_rem[cols[ptr[a] : ptr[a + 1]]] = False
     return torch.as_tensor(order[keep], dtype=torch.long, device=device)
+
+
+def keypoint_similarity(pred_xy, gt_keypoints, gt_areas, sigmas) -> np.ndarray:
+    """Per-keypoint OKS terms of every prediction against every candidate person.
+
+    Args:
+        pred_xy: (D, K, 2) predicted keypoints.
+        gt_keypoints: (C, K, 3) candidate keypoints (x, y, visibility).
+        gt_areas: (C,) candidate areas (COCO ``area``), the scale ``s^2`` of OKS.
+        sigmas: (K,) OKS sigmas.
+
+    Returns:
+        (D, C, K) ``exp(-d^2 / (2 * area * (2 sigma)^2))`` as pycocotools' ``computeOks``, and -1
+        where the candidate's keypoint is not labelled (visibility 0).
+    """
+    pred_xy = np.asarray(pred_xy, dtype=np.float64)[..., :2]
+    gt = np.asarray(gt_keypoints, dtype=np.float64)
+    var = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    d2 = ((pred_xy[:, None] - gt[None, :, :, :2]) ** 2).sum(-1)
+    area = np.asarray(gt_areas, dtype=np.float64)[None, :, None] + np.spacing(1)
+    ks = np.exp(-d2 / var / area / 2)
+    return np.where(gt[None, :, :, 2] > 0, ks, -1.0)
+
+
+def coco_oks(pred_xy, gt_keypoints, gt_areas, sigmas) -> np.ndarray:
+    """(D, G) OKS as pycocotools computes it for persons with labelled keypoints (mean ks over the
+    ground truth's labelled keypoints, its own area); 0 for a person without labelled keypoints."""
+    ks = keypoint_similarity(pred_xy, gt_keypoints, gt_areas, sigmas)
+    labelled = np.asarray(gt_keypoints)[None, :, :, 2] > 0
+    n = labelled.sum(-1)
+    return np.where(n > 0, (ks * labelled).sum(-1) / np.maximum(n, 1), 0.0)

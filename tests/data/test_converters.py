@@ -13,7 +13,8 @@ from detectron2.data import DatasetCatalog
 
 from multitask_pose.data import AIC_PERSON, COCO_PERSON, register_coco_person
 from multitask_pose.data.converters import convert_aic, convert_crowdpose
-from multitask_pose.data.datasets import DatasetFormatError, samples_root
+from multitask_pose.data.datasets import DatasetFormatError
+from multitask_pose.data.paths import samples_root
 
 AIC = samples_root() / "aic"
 CROWDPOSE = samples_root() / "crowdpose"

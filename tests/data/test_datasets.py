@@ -17,7 +17,7 @@ from multitask_pose.data import (
     keypoint_spec_of,
     register_coco_person,
 )
-from multitask_pose.data.datasets import samples_root
+from multitask_pose.data.paths import samples_root
 from multitask_pose.engine import check_datasets
 
 BUILTIN = [

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from multitask_pose.data.datasets import samples_root
 from multitask_pose.data.hard_negatives import HNDM_RULES, mine_hard_negatives
+from multitask_pose.data.paths import samples_root
 
 GT = {
     "images": [{"id": 1}, {"id": 2}],

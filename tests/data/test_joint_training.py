@@ -13,9 +13,9 @@ from detectron2.utils.events import EventStorage
 
 from multitask_pose.config import get_multitask_cfg
 from multitask_pose.data import AIC_PERSON, COCO_PERSON, register_coco_person
-from multitask_pose.data.datasets import samples_root
 from multitask_pose.data.joint_training import block_quota, check_ratios
 from multitask_pose.data.keypoints import KeypointSpec
+from multitask_pose.data.paths import samples_root
 from multitask_pose.data.resumable_loader import MIX_BLOCK, PositionedDataset
 from multitask_pose.engine.trainer import MultiTaskTrainer, PoseTrainer, training_parts
 

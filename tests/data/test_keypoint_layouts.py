@@ -13,7 +13,7 @@ from multitask_pose.data import (
     layout_map,
     map_keypoints,
 )
-from multitask_pose.data.datasets import samples_root
+from multitask_pose.data.paths import samples_root
 
 COCO_INDEX = {n: i for i, n in enumerate(COCO_PERSON.keypoint_names)}
 

@@ -10,7 +10,7 @@ import pytest
 from detectron2.data import DatasetCatalog
 
 from multitask_pose.data import register_coco_person
-from multitask_pose.data.datasets import samples_root
+from multitask_pose.data.paths import samples_root
 from multitask_pose.data.pseudo_labels import pseudo_label
 from multitask_pose.evaluation.results_record import write_results_record
 

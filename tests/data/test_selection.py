@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from multitask_pose.data.datasets import samples_root
+from multitask_pose.data.paths import samples_root
 from multitask_pose.data.selection import consistency, select_annotations
 
 BOX = [100.0, 50.0, 100.0, 200.0]  # XYWH: centre (150, 150), area 20000

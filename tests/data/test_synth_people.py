@@ -12,8 +12,8 @@ import pytest
 from pycocotools.coco import COCO
 
 from multitask_pose.data import synth_people as sp
-from multitask_pose.data.datasets import samples_root
 from multitask_pose.data.keypoints import COCO_PERSON, skeleton_indices
+from multitask_pose.data.paths import samples_root
 from multitask_pose.data.synth_people.stats import limb_fractions, split_statistics
 
 # pycocotools' RLE decoding trips a numpy-2 deprecation warning on every call; not ours to fix.

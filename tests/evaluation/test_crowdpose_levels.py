@@ -16,7 +16,7 @@ from detectron2.structures import Boxes, Instances
 import multitask_pose  # noqa: F401
 from multitask_pose.data import CROWDPOSE_PERSON, register_coco_person
 from multitask_pose.data.converters import convert_crowdpose
-from multitask_pose.data.datasets import samples_root
+from multitask_pose.data.paths import samples_root
 from multitask_pose.evaluation import PoseCOCOEvaluator
 
 

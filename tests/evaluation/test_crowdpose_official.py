@@ -350,8 +350,8 @@ def test_reference_equals_pycocotools_with_crowdpose_rules_off():
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from multitask_pose.data.datasets import samples_root
     from multitask_pose.data.keypoints import COCO_PERSON
+    from multitask_pose.data.paths import samples_root
 
     path = samples_root() / "coco" / "test_coco.json"
     data = json.loads(path.read_text())

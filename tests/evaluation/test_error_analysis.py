@@ -26,12 +26,12 @@ from multitask_pose.evaluation.error_analysis import (
     analyze,
     analyze_keypoint_errors,
     classify_keypoints,
-    keypoint_similarity,
+    error_summary,
     load_ground_truth,
     load_results,
-    summary_line,
     write_report,
 )
+from multitask_pose.shared.oks import keypoint_similarity
 
 DATASET = "coco_person_sample"
 GOOD, JITTER, INVERSION, SWAP, MISS = range(len(ERROR_TYPES))
@@ -110,7 +110,7 @@ def test_ground_truth_fed_back_is_all_good(source, sample_without_json, tmp_path
     for stage in list(a.one_fixed.values()) + a.cumulative:
         assert stage.metrics["AP"] == pytest.approx(1.0), stage.label
     assert a.background["fp_count"] == 0 and a.background["fn_count"] == 0
-    assert "good 100.0% jitter 0.0% inversion 0.0% swap 0.0% miss 0.0%" in summary_line(a)
+    assert "good 100.0% jitter 0.0% inversion 0.0% swap 0.0% miss 0.0%" in error_summary(a)
 
 
 # A hand-built layout: two persons of area 100^2, three keypoints (nose and a left/right pair)
@@ -415,5 +415,5 @@ def test_write_report_on_an_analysis_without_matches(ground_truth, tmp_path):
     far[..., :2] += 5000
     a = analyze(coco, spec, results_from(anns, far))
     assert (a.labels == -1).all() and a.baseline.metrics["AP"] == 0.0
-    assert "good n/a" in summary_line(a)
+    assert "good n/a" in error_summary(a)
     assert (write_report(a, tmp_path)).read_text().count("n/a") > 10

@@ -16,7 +16,7 @@ from pycocotools.coco import COCO
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from conftest import ROOT
-from multitask_pose.data.datasets import samples_root
+from multitask_pose.data.paths import samples_root
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from multitask_pose.evaluation.results_record import (
     SCORE_SCALES,

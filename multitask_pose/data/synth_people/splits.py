@@ -13,7 +13,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
-from ..keypoints import AIC_PERSON, COCO_PERSON
+from ...shared.atomic_io import write_json_atomic
+from ..converters import aic_raw_from_coco, convert_aic
+from ..keypoints import LAYOUTS
 from .generator import GENERATOR_VERSION, SynthPeople
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,6 @@ class SynthSplit:
     view: str = ""
 
 
-LAYOUTS = {"coco": COCO_PERSON, "aic": AIC_PERSON}
 INCONSISTENT_FRACTION = 0.3
 
 SPLITS: Dict[str, SynthSplit] = {
@@ -166,9 +167,6 @@ def ensure_aic_split(name: str, cache_root: str, progress: bool = True) -> Tuple
     :func:`~multitask_pose.data.converters.aic_raw_from_coco`) and read by the converter as it
     reads the real release (``aic_converted.json``, its own 14 keypoints). Each file is written
     atomically and once. Returns ``(converted json, image_root)``."""
-    from ...shared.atomic_io import write_json_atomic
-    from ..converters import aic_raw_from_coco, convert_aic
-
     if _split(name).layout != "aic":
         raise ValueError(f"SynthPeople split {name!r} is not in AI Challenger's layout")
     json_path, image_root = ensure_split(name, cache_root, progress)

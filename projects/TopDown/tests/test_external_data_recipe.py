@@ -14,7 +14,7 @@ import torch
 import multitask_pose  # noqa: F401  (registers the built-in datasets)
 from multitask_pose.data import AIC_PERSON, COCO_PERSON
 from multitask_pose.data.converters import aic_raw_from_coco, convert_aic
-from multitask_pose.data.datasets import samples_root
+from multitask_pose.data.paths import samples_root
 from topdown import get_topdown_cfg
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -10,8 +10,8 @@ import torch
 from detectron2.data import DatasetCatalog
 
 import multitask_pose  # noqa: F401  (registers the datasets)
-from multitask_pose.data.datasets import samples_root
 from multitask_pose.data.hard_negatives import mine_hard_negatives
+from multitask_pose.data.paths import samples_root
 from topdown.data.mapper import TopDownTrainMapper, negative_person_dicts, person_dicts
 from topdown.engine import TopDownTrainer
 from topdown_testing import SAMPLE, sample_cfg
