@@ -8,7 +8,8 @@ predictors (``PosePredictor``, the top-down ``TopDownPredictor`` and its detecto
 :func:`check_trained_weights` after: either raises :class:`RandomWeightsError`, one line naming
 the config key, the modules left random and what to pass. ``MODEL.ALLOW_RANDOM_WEIGHTS`` (the
 tools' ``--allow-random-weights``) lets a smoke test run anyway. The benchmarks time random
-weights by design and do not check.
+weights by design and do not check. Both errors are :class:`~.cli.UserError`: a tool prints
+them as its one line and exits with code 2 (:mod:`multitask_pose.engine.cli`).
 """
 
 import os
