@@ -35,7 +35,7 @@ from detectron2.utils.logger import setup_logger
 
 import topdown  # noqa: F401  (registers the top-down models)
 from multitask_pose.engine.checkpoint import checkpointer_for
-from multitask_pose.engine.cli import argument_parser, entry_point, load_config
+from multitask_pose.engine.cli import UserError, argument_parser, entry_point, load_config
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from multitask_pose.evaluation.results_record import describe_config
 from topdown import get_topdown_cfg
@@ -126,6 +126,8 @@ def main(argv=None) -> int:
         cfg, dataset = refine_cfg(args)
         start = time.perf_counter()
         ap_before, ap_after, poses_in, poses_out = refine(cfg, dataset)
+    except UserError:
+        raise  # one line, or the traceback with --debug (entry_point)
     except (ValueError, FileNotFoundError) as e:
         print(f"posefix_refine: {e}", file=sys.stderr)
         return 2
