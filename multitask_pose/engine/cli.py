@@ -396,12 +396,14 @@ def merge_overrides(cfg, opts: Sequence[str]):
             )
         if i + 1 == len(opts):
             raise ConfigError(f"config override {key} has no value: overrides are KEY VALUE pairs")
-        if not _has(cfg, key):
-            raise _unknown_key(key, cfg, _stage_of(key), "")
+        if not (_has(cfg, key) or cfg.key_is_deprecated(key) or cfg.key_is_renamed(key)):
+            raise _unknown_key(key, cfg, _stage_of(key), "")  # (yacs: deprecated/renamed keys)
         value = opts[i + 1]
         try:
             cfg.merge_from_list([key, value])
         except (KeyError, ValueError, AssertionError) as e:
+            if not _has(cfg, key):  # a renamed key: yacs's message names the new one
+                raise ConfigError(f"config override {key}: {message(e)}") from e
             # yacs refuses a value of another type than the key's default thus.
             old = _get(cfg, key)
             raise ConfigError(
