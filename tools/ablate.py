@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from multitask_pose.engine.cli import ConfigError, UserError, argument_parser, tool_errors
 from multitask_pose.shared.atomic_io import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +54,7 @@ ORDER = [
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--configs",
         nargs="+",
@@ -141,7 +140,7 @@ def run_seeds_in_parallel(script, argv, args, out_root, prefix="ablate"):
     import threading
 
     if args.jobs < 1:
-        raise SystemExit(f"{prefix}: --jobs must be at least 1, got {args.jobs}")
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     shares = [args.seeds[i :: args.jobs] for i in range(min(args.jobs, len(args.seeds)))]
     if len(shares) < 2 or args.seeds_only:
         return
@@ -205,12 +204,12 @@ def resolve(name):
     path = Path(name)
     if path.suffix == ".yaml":
         if not path.exists():
-            raise SystemExit(f"ablate: config file {name} does not exist")
+            raise ConfigError(f"config file {name} does not exist")
         return path.stem, path
     path = ABLATION_DIR / f"{name}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in ABLATION_DIR.glob("*.yaml"))
-        raise SystemExit(f"ablate: no config {name!r} in {ABLATION_DIR}; known: {known}")
+        raise ConfigError(f"no config {name!r} in {ABLATION_DIR}; known: {known}")
     return name, path
 
 
@@ -505,4 +504,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with tool_errors("ablate"):
+        main()

@@ -14,10 +14,10 @@ and PNG plots into ``--output`` and prints a one-line summary last. Definitions:
 ``multitask_pose/evaluation/error_analysis/``.
 """
 
-import argparse
 import sys
 
 import multitask_pose  # noqa: F401  (registers the built-in datasets)
+from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.evaluation.error_analysis import (
     AnalysisInputError,
     analyze_keypoint_errors,
@@ -27,7 +27,7 @@ from multitask_pose.evaluation.error_analysis import (
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="registered keypoint dataset")
     parser.add_argument("--results", required=True, help="COCO keypoint results json")
     parser.add_argument("--output", required=True, help="folder for report.md and the plots")
@@ -41,6 +41,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@entry_point("analyze_keypoints")
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

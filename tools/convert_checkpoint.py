@@ -1,17 +1,17 @@
 #!/usr/bin/env python
-"""Convert a checkpoint of another toolbox into this project's names, checked against a config.
+r"""Convert a checkpoint of another toolbox into this project's names, checked against a config.
 
     PY=$(tools/install/setup_env.sh)
     # MMPose 1.x / 0.x top-down HRNet or SimpleBaseline -> a top-down config
-    $PY tools/convert_checkpoint.py --from mmpose \\
-        --input td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth \\
+    $PY tools/convert_checkpoint.py --from mmpose \
+        --input td-hm_hrnet-w32_8xb64-210e_coco-256x192-81c58e40_20220909.pth \
         --output hrnet_w32_mmpose.pth \
         --config-file projects/TopDown/configs/COCO/hrnet_w32_256x192.yaml
     # the official HRNet / SimpleBaseline release (also loadable as it is)
     $PY tools/convert_checkpoint.py --from official --input pose_hrnet_w32_256x192.pth ...
     # detectron2 deformable ResNets (conv2_offset) -> ours (conv2.offset); run the model with
     # MODEL.RESNETS.DEFORM_MODULATION sigmoid (detectron2's modulation)
-    $PY tools/convert_checkpoint.py --from detectron2 --input model_final.pth \\
+    $PY tools/convert_checkpoint.py --from detectron2 --input model_final.pth \
         --output ours.pth \
         --config-file configs/COCO-MultiTask/multitask_rcnn_R_50_FPN_dcn_rb_1x.yaml
 
@@ -39,6 +39,7 @@ from multitask_pose.engine.checkpoint_conversion import (  # noqa: E402
     convert_state,
     read_checkpoint,
 )
+from multitask_pose.engine.cli import UserError, argument_parser, entry_point  # noqa: E402
 from multitask_pose.shared.atomic_io import atomic_write  # noqa: E402
 
 
@@ -47,19 +48,17 @@ def build_model(config_file, opts):
     from detectron2.modeling import build_model as d2_build
 
     import multitask_pose
+    from multitask_pose.engine.cli import load_config
     from topdown import add_topdown_config
 
-    cfg = multitask_pose.get_multitask_cfg()
-    add_topdown_config(cfg)
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *opts])
+    cfg = add_topdown_config(multitask_pose.get_multitask_cfg())
+    load_config(cfg, config_file, ["MODEL.DEVICE", "cpu", *opts])
     return d2_build(cfg)
 
 
+@entry_point("convert_checkpoint")
 def main(argv=None):
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argument_parser(__doc__)
     ap.add_argument("--from", dest="fmt", required=True, choices=FORMATS)
     ap.add_argument("--input", required=True)
     ap.add_argument("--output", required=True)
@@ -74,6 +73,8 @@ def main(argv=None):
         if args.config_file:
             check_state(build_model(args.config_file, args.opts), out)
             checked = f"; loads strictly into {args.config_file}'s model"
+    except UserError:
+        raise  # its own one line (entry_point)
     except (OSError, ValueError, UnsafeCheckpointError) as e:
         print(f"convert_checkpoint: {args.input}: {e}", file=sys.stderr)
         return 2

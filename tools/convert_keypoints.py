@@ -15,15 +15,16 @@ Register the output with ``multitask_pose.data.register_coco_person(name, output
 (``spec``: COCO_PERSON for ``coco``, AIC_PERSON / CROWDPOSE_PERSON for ``own``).
 """
 
-import argparse
 import sys
 
 from multitask_pose.data.converters import convert_aic, convert_crowdpose, summary
 from multitask_pose.data.datasets import DatasetFormatError
+from multitask_pose.engine.cli import argument_parser, entry_point
 
 
+@entry_point("convert_keypoints")
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argument_parser(__doc__.split("\n")[0])
     ap.add_argument("dataset", choices=("aic", "crowdpose"))
     ap.add_argument("--input", required=True, help="the release's annotation json")
     ap.add_argument("--images", help="the image folder (AI Challenger: required, for sizes)")

@@ -48,6 +48,7 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ablate  # noqa: E402  (the training runner, the study helpers, the table cells)
 
+from multitask_pose.engine.cli import argument_parser, tool_errors  # noqa: E402
 from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
 
 ROOT = ablate.ROOT
@@ -71,9 +72,7 @@ HNDM_SETTINGS = {"hndm": ("no_intersection", -1), "hndm_iou": ("iou", -1),
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--output", default="output/data_study")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
     parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
@@ -339,4 +338,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with tool_errors("data_study"):
+        main()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run a trained model on images: draw masks and skeletons, write COCO-format results.
+r"""Run a trained model on images: draw masks and skeletons, write COCO-format results.
 
     python tools/demo.py --config-file configs/Synthetic/multitask_rcnn_R_18_FPN_synth.yaml \
         --input datasets/samples/coco --output output/demo MODEL.WEIGHTS output/.../model_final.pth
@@ -58,6 +58,9 @@ naming it.
         MODEL.WEIGHTS output/.../model_final.pth
 """
 
+import multitask_pose  # noqa: F401  (first: registers models and datasets, filters a warning)
+
+# isort: split
 import argparse
 import os
 import sys
@@ -70,12 +73,12 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 from detectron2.utils.visualizer import ColorMode
 
-import multitask_pose  # noqa: F401  (registers models and datasets)
 from multitask_pose.data.image_check import DamagedImageError
 from multitask_pose.data.image_folder import list_images, read_or_skip
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
-from multitask_pose.engine.weights_check import add_allow_random_weights_argument, refusal_exits
+from multitask_pose.engine.cli import argument_parser, entry_point, load_config
+from multitask_pose.engine.weights_check import add_allow_random_weights_argument
 from multitask_pose.evaluation.results_record import (
     describe_config,
     describe_images,
@@ -95,8 +98,8 @@ def setup(args):
         from topdown import add_topdown_config
 
         add_topdown_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    load_config(cfg, args.config_file, args.opts, stage="topdown" if args.topdown else "rcnn",
+                other_stage="drop --topdown" if args.topdown else "add --topdown")  # fmt: skip
     keys = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST"]
     if args.topdown:
         keys.append("TEST.TOPDOWN.DET_SCORE_THRESH")
@@ -258,12 +261,11 @@ def image_ids_of(dataset):
     return {os.path.basename(d["file_name"]): d["image_id"] for d in DatasetCatalog.get(dataset)}
 
 
-@refusal_exits("demo")
+@entry_point("demo")
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config-file", required=True)
+    parser = argument_parser(__doc__)
+    parser.add_argument("--config-file", required=True, help="an R-CNN config, or with --topdown"
+                        " a top-down one")  # fmt: skip
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", nargs="+", help="image files and/or folders")
     source.add_argument("--video-input", help="a video file (every frame)")
@@ -298,12 +300,16 @@ def main(argv=None):
     try:
         listing = list_images(args.input, skip) if args.input else None
     except (FileNotFoundError, DamagedImageError) as e:
+        if args.debug:
+            raise
         print(f"demo: {e}", file=sys.stderr)
         return 2
     if args.topdown:
         try:
             predictor, boxes_of = topdown_predictor(cfg, args.dataset, listing, args.input)
         except (FileNotFoundError, ValueError) as e:  # a box source that cannot work: one line
+            if args.debug:
+                raise
             print(f"demo: {e}", file=sys.stderr)
             return 2
     else:

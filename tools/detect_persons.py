@@ -40,6 +40,7 @@ from multitask_pose.data.image_check import DamagedImageError
 from multitask_pose.data.image_folder import list_images, read_or_skip, screen_images
 from multitask_pose.engine import check_datasets, check_device, launch
 from multitask_pose.engine.checkpoint import PosePredictor
+from multitask_pose.engine.cli import UserError, argument_parser, entry_point, load_config
 from multitask_pose.engine.person_detection import (
     DetectionItem,
     OutputExistsError,
@@ -60,9 +61,7 @@ from multitask_pose.shared.atomic_io import write_json_atomic
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--config-file", required=True, help="a detectron2 detector config")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="a registered dataset")
@@ -101,9 +100,9 @@ def image_listing(args, skip_damaged):
 def setup(args):
     """(config, the image listing, the person class) of the command line; errors before any
     work."""
-    cfg = multitask_pose.get_multitask_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(multitask_pose.get_multitask_cfg(), args.config_file, args.opts,
+                      stage="rcnn", other_stage="give a person detector (an R-CNN config);"
+                      " top-down configs take its boxes (tools/demo.py --topdown)")  # fmt: skip
     cfg.MODEL.ALLOW_RANDOM_WEIGHTS = cfg.MODEL.ALLOW_RANDOM_WEIGHTS or args.allow_random_weights
     check_weights_given(cfg.MODEL.WEIGHTS, allow=cfg.MODEL.ALLOW_RANDOM_WEIGHTS)
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST,
@@ -167,6 +166,7 @@ def detect(args, cfg, listing, person):
               f" -> {args.output}{listing.summary()}")  # fmt: skip
 
 
+@entry_point("detect_persons")
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -177,6 +177,8 @@ def main(argv=None) -> int:
         launch(detect, args.num_gpus, num_machines=args.num_machines,
                machine_rank=args.machine_rank, dist_url=args.dist_url,
                args=(args, cfg, listing, person))  # fmt: skip
+    except UserError:
+        raise  # one line, or the traceback with --debug (entry_point)
     except (OutputExistsError, ValueError, FileNotFoundError, DamagedImageError) as e:
         print(f"detect_persons: {e}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ablate  # noqa: E402  (the training runner, the study helpers, the table cells)
 
+from multitask_pose.engine.cli import ConfigError, argument_parser, tool_errors  # noqa: E402
 from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
 
 ROOT = ablate.ROOT
@@ -51,10 +52,11 @@ DATASETS = ["synth_people_basic_val", "synth_people_crowd_val"]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configs", nargs="+", help="detector yaml paths (default: ORDER)")
+    parser = argument_parser(__doc__)
+    parser.add_argument(
+        "--configs", nargs="+",
+        help=f"detector yaml paths (default: {', '.join(ORDER)} of {DETECTORS.relative_to(ROOT)})",
+    )  # fmt: skip
     parser.add_argument("--output", default="output/detector_study")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
     parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
@@ -103,7 +105,7 @@ def main(argv=None):
     ]  # fmt: skip
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise SystemExit(f"detector_study: no such config {missing}")
+        raise ConfigError(f"no such config {', '.join(missing)}")
     train_args = SimpleNamespace(max_iter=args.max_iter, opts=["TEST.EVAL_PERIOD", "0", *args.opts])
     td = Path(args.topdown).resolve()
     td_opts = ["MODEL.WEIGHTS", str(td / "model_final.pth")]
@@ -185,4 +187,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with tool_errors("detector_study"):
+        main()

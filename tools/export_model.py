@@ -37,6 +37,9 @@ the file is written it is run on up to 4 images of that dataset and must give Py
 most ``RCNN_TOLERANCE`` apart, relative to each output's largest value).
 """
 
+import multitask_pose  # noqa: F401  (first: registers the datasets, filters a warning)
+
+# isort: split
 import argparse
 import contextlib
 import io
@@ -49,56 +52,67 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
-import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.engine.checkpoint import checkpointer_for
+from multitask_pose.engine.cli import (
+    ConfigError,
+    UserError,
+    argument_parser,
+    entry_point,
+    load_config,
+)
 from multitask_pose.engine.weights_check import check_trained_weights, check_weights_given
 from multitask_pose.shared.atomic_io import atomic_write
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+class ExportCheckError(UserError, ValueError):
+    """The exported file does not give PyTorch's outputs: refused, nothing written."""
+
+
+def build_parser():
+    parser = argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True, help="a top-down or R-CNN config")
     parser.add_argument(
         "--output", required=True, help="the .onnx to write (or .ts: TorchScript, R-CNN only)"
     )
     parser.add_argument("--batch", type=int, default=8, help="crops per call in the timing")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def load_cfg(args):
     from topdown import add_topdown_config
 
-    if not os.path.isfile(args.config_file):
-        raise FileNotFoundError(f"--config-file {args.config_file}: no such file")
-    # The R-CNN's keys too, so that an R-CNN config gets the clear refusal below.
-    cfg = add_topdown_config(multitask_pose.get_multitask_cfg())
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    # The R-CNN's keys too: both stages' configs export.
+    cfg = load_config(add_topdown_config(multitask_pose.get_multitask_cfg()), args.config_file,
+                      args.opts)  # fmt: skip
     rcnn = cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
     torchscript = args.output.endswith((".ts", ".pt"))
     if not args.output.endswith((".ts", ".pt", ".onnx")):
-        raise ValueError(
+        raise ConfigError(
             f"--output {args.output}: give a file ending in .onnx (ONNX) or .ts (TorchScript,"
             " the R-CNN only)"
         )
     if not rcnn and cfg.MODEL.META_ARCHITECTURE != "TopDownPoseEstimator":
-        raise ValueError(
+        raise ConfigError(
             f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE} config: export_model.py"
             " exports the top-down networks and the multitask R-CNN"
         )
     if rcnn and cfg.TEST.AUG.ENABLED:
         # The file holds model.inference on one image at one scale; the test-time augmentation
         # (GeneralizedRCNNWithTTA: scales, flips, merged keypoints) runs around it in Python.
-        raise ValueError(
+        raise ConfigError(
             "TEST.AUG.ENABLED (test-time augmentation) does not export: export with it off and"
             " run the file once per scale and flip"
         )
     if not rcnn and torchscript:
-        raise ValueError("top-down networks export to ONNX: give an --output ending in .onnx")
+        raise ConfigError("top-down networks export to ONNX: give an --output ending in .onnx")
     check_weights_given(cfg.MODEL.WEIGHTS, flag=None)
     if args.batch < 1:
-        raise ValueError(f"--batch must be at least 1, got {args.batch}")
+        raise ConfigError(f"--batch must be at least 1, got {args.batch}")
     cfg.MODEL.DEVICE = "cpu"  # ONNX Runtime's CPU provider; the R-CNN is traced on the CPU
     cfg.TEST.TOPDOWN.BOX_SOURCE = "gt"  # the network alone: no detector to load
     cfg.freeze()
@@ -181,7 +195,7 @@ def rcnn_images(cfg, count=4):
     from multitask_pose.data.image_check import read_image_checked
 
     if not cfg.DATASETS.TEST:
-        raise ValueError("DATASETS.TEST is empty: the R-CNN is traced and checked on its images")
+        raise ConfigError("DATASETS.TEST is empty: the R-CNN is traced and checked on its images")
     resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
     out = []
     for d in DatasetCatalog.get(cfg.DATASETS.TEST[0])[:count]:
@@ -262,7 +276,7 @@ def export_rcnn(cfg, output: str) -> str:
             outputs.append(got)
             shapes = [tuple(t.shape) for t in got], [tuple(t.shape) for t in ref]
             if shapes[0] != shapes[1]:
-                raise ValueError(
+                raise ExportCheckError(
                     f"the exported R-CNN's outputs {shapes[0]} differ from PyTorch's {shapes[1]}"
                 )
             err = max([err] + [_relative_difference(a, b) for a, b in zip(got, ref)])
@@ -270,7 +284,7 @@ def export_rcnn(cfg, output: str) -> str:
         eager_ms = _median_ms(lambda: adapter(images[0]))
         exported_ms = _median_ms(lambda: exported(images[0]))
     if err > RCNN_TOLERANCE:
-        raise ValueError(
+        raise ExportCheckError(
             f"the exported R-CNN differs from PyTorch by {err:.1e} relative to its outputs"
             f" (> {RCNN_TOLERANCE})"
         )
@@ -326,18 +340,14 @@ def rcnn_onnx_runner(data, threads: int = 0):
     return lambda x: [torch.from_numpy(o) for o in session.run(None, {name: x.numpy()})]
 
 
+@entry_point("export_model")
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        cfg = load_cfg(args)
-        if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
-            print(export_rcnn(cfg, args.output))
-            return 0
-        summary = export(cfg, args.output, args.batch)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"export_model: {e}", file=sys.stderr)
-        return 2
-    print(summary)
+    cfg = load_cfg(args)
+    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+        print(export_rcnn(cfg, args.output))
+        return 0
+    print(export(cfg, args.output, args.batch))
     return 0
 
 

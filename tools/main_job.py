@@ -18,7 +18,6 @@ command a user would run:
   6. print `main_job <pipeline> synth_people_basic_val: box AP .., keypoint AP .., N min`.
 """
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from multitask_pose.engine.cli import argument_parser, tool_errors
 from multitask_pose.shared.atomic_io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,10 +83,8 @@ def set_aside_if_recipe_changed(train_dir: Path, fingerprint: str) -> None:
     write_text_atomic(stamp, fingerprint + "\n")
 
 
-def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv=None):
+    parser = argument_parser(__doc__)
     parser.add_argument("--pipeline", choices=sorted(PIPELINES), default="rcnn")
     parser.add_argument("--output", default=None,
                         help="default: output/main_job (rcnn), output/main_job_topdown (topdown)")
@@ -94,7 +92,7 @@ def main():
         "--fresh", action="store_true", help="delete --output first and train from scratch"
     )
     parser.add_argument("--demo-images", type=int, default=8, help="val images to draw")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     start = time.perf_counter()
     train_net, recipe, targets = PIPELINES[args.pipeline]
@@ -225,4 +223,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    with tool_errors("main_job"):
+        main()

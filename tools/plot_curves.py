@@ -9,10 +9,10 @@ metrics.json), its TensorBoard event files, and its final ``results_<dataset>.js
 PNG (by default ``learning_curves.png`` in the first run) and prints a one-line summary.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
+from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.engine.learning_curves import (
     SOURCES,
     plot_learning_curves,
@@ -21,8 +21,9 @@ from multitask_pose.engine.learning_curves import (
 )
 
 
+@entry_point("plot_curves")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="training OUTPUT_DIRs (with metrics.json)")
     parser.add_argument("--output", help="PNG to write (default: <first run>/learning_curves.png)")
     parser.add_argument("--metric", default="AP", choices=("AP", "AP50", "AP75"))

@@ -23,7 +23,6 @@ person-keypoints json in the COCO layout (or --layout aic/crowdpose), written at
 it with ``register_coco_person``. Prints a one-line summary with the scale.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -31,6 +30,7 @@ import sys
 import multitask_pose  # noqa: F401  (registers the built-in datasets)
 from multitask_pose.data.keypoints import LAYOUTS
 from multitask_pose.data.pseudo_labels import pseudo_label, threshold_scale
+from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.evaluation.results_record import (
     SCORE_SCALES,
     ResultsDatasetError,
@@ -64,8 +64,9 @@ def images_of(args):
     return out
 
 
+@entry_point("pseudo_label")
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argument_parser(__doc__.split("\n")[0])
     ap.add_argument("--results", required=True, help="COCO keypoint results (with bbox, score)")
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="a registered dataset the results are on")

@@ -12,7 +12,6 @@ categories and everything else unchanged) and, with --report, report.md and scat
 against n, kept and dropped, the line). Prints a one-line summary.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ import sys
 import numpy as np
 
 from multitask_pose.data.selection import KS_AT_ALL, KS_AT_ONE, select_annotations
+from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.shared.atomic_io import atomic_write, write_json_atomic
 
 
@@ -60,8 +60,9 @@ def write_report(folder, src, ks, n, keep, k, counts):
         f.write("\n".join(lines) + "\n")
 
 
+@entry_point("select_data")
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argument_parser(__doc__.split("\n")[0])
     ap.add_argument("--input", required=True, help="a COCO person-keypoints json")
     ap.add_argument("--output", required=True, help="the filtered json to write")
     ap.add_argument("--report", help="a folder for report.md and scatter.png")

@@ -17,11 +17,11 @@ an empty results file or a dataset without keypoints stop with the file and the 
 Prints a one-line summary.
 """
 
-import argparse
 import sys
 
 import multitask_pose  # noqa: F401  (registers the built-in datasets)
 from multitask_pose.data.selection import hard_examples
+from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.evaluation.error_analysis import (
     AnalysisInputError,
     load_ground_truth,
@@ -30,8 +30,9 @@ from multitask_pose.evaluation.error_analysis import (
 from multitask_pose.shared.atomic_io import write_json_atomic
 
 
+@entry_point("select_hard_examples")
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argument_parser(__doc__.split("\n")[0])
     ap.add_argument("--dataset", required=True, help="a registered dataset with keypoints")
     ap.add_argument("--results", required=True, help="the model's COCO keypoint results on it")
     ap.add_argument("--thresh", type=float, default=0.5, help="OKS below which a person is hard")

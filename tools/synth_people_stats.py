@@ -10,7 +10,6 @@ split's (how the generator's hip and knee placement is checked against COCO's an
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ import time
 from multitask_pose.data.paths import samples_root, synth_cache_root
 from multitask_pose.data.synth_people import SPLITS, ensure_split
 from multitask_pose.data.synth_people.stats import limb_fractions, split_statistics
+from multitask_pose.engine.cli import argument_parser, entry_point
 
 
 def _load(path: str) -> dict:
@@ -29,8 +29,9 @@ def _load(path: str) -> dict:
         raise SystemExit(f"cannot read COCO annotations {path}: {e}") from None
 
 
+@entry_point("synth_people_stats")
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argument_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--splits", nargs="*", default=None,
                     help="SynthPeople splits (default: the COCO-layout ones)")
     ap.add_argument("--json", nargs="*", default=(), help="extra COCO keypoint files")

@@ -9,17 +9,16 @@ The run lives in $MTP_CACHE/zoo/<name> (default ~/.cache/multitask_pose/zoo/<nam
 leg continues from its last checkpoint. Use it in a config as MODEL.WEIGHTS zoo://<name>.
 """
 
-import argparse
 import sys
 
+from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.model_zoo import ENTRIES
 from multitask_pose.model_zoo.training import LEVELS, evaluate_levels, export, train_leg
 
 
+@entry_point("train_zoo")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("name", choices=sorted(ENTRIES), help="the zoo entry")
     what = parser.add_mutually_exclusive_group()
     what.add_argument(

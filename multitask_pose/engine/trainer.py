@@ -33,6 +33,7 @@ from ..evaluation import PoseCOCOEvaluator
 from ..layers import deform_offset_parameters
 from ..shared.atomic_io import write_json_atomic
 from .checkpoint import SafeCheckpointer, UnsafeCheckpointError, checkpointer_for
+from .cli import ConfigError, load_config
 from .launch import create_ddp_model
 from .run_lock import output_dir_lock
 from .weights_check import check_trained_weights
@@ -63,6 +64,7 @@ class PoseTrainer(DefaultTrainer):
     checkpointer_class = SafeCheckpointer
     # Adds the config keys of the trainer's models to detectron2's (train_net_main calls it).
     add_config = staticmethod(add_pose_config)
+    stage = None  # the configs a subclass takes: "rcnn" or "topdown" (cli.config_stage)
 
     def __init__(self, cfg):
         # DefaultTrainer wraps the model with detectron2's create_ddp_model, which gives CPU
@@ -383,6 +385,7 @@ class MultiTaskTrainer(PoseTrainer):
     """The multitask R-CNN's trainer: its config keys and keypoint test-time augmentation."""
 
     add_config = staticmethod(add_multitask_config)
+    stage = "rcnn"
 
     @classmethod
     def build_model(cls, cfg):
@@ -427,16 +430,17 @@ def scale_lr(param_groups, chosen, factor):
     return out
 
 
-def setup_cfg(args, add_config_fns=(), base_cfg=None, lock_stack=None):
-    """Build the config from ``--config-file`` and ``opts`` on top of the project's keys, check
-    the device, and run detectron2's ``default_setup`` (logging, output dir, seed). With an
+def setup_cfg(args, add_config_fns=(), base_cfg=None, lock_stack=None, stage=None):
+    """Build the config from ``--config-file`` and ``opts`` on top of the project's keys (a
+    config of the other ``stage`` or an unknown key is a one-line :class:`ConfigError`, see
+    :func:`cli.load_config`), check the device, and run detectron2's ``default_setup`` (logging,
+    output dir, seed). With an
     ``contextlib.ExitStack`` as ``lock_stack``, rank 0 first takes OUTPUT_DIR's run lock
     (:mod:`run_lock`) on it, before anything is written there."""
     cfg = base_cfg if base_cfg is not None else get_pose_cfg()
     for fn in add_config_fns:
         fn(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    load_config(cfg, args.config_file, args.opts, stage=stage)
     check_device(cfg)
     check_datasets(cfg)
     cfg.freeze()
@@ -452,7 +456,7 @@ def setup_cfg(args, add_config_fns=(), base_cfg=None, lock_stack=None):
 def check_device(cfg):
     """No silent fallback from CUDA to CPU: a CUDA config on a CPU machine is an error."""
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise ConfigError(
             f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but this machine has no CUDA; "
             "add `MODEL.DEVICE cpu` to the command line (or use a configs/Synthetic recipe)"
         )
@@ -462,12 +466,16 @@ def check_device(cfg):
 
         if not (cfg.MODEL.DEVICE.startswith("cuda") and detectron2_has_cpp_ops()):
             # detectron2's own deformable blocks run only through its CUDA extension.
-            raise RuntimeError(
+            raise ConfigError(
                 "MODEL.RESNETS.DEFORM_ON_PER_STAGE with MODEL.BACKBONE.NAME "
                 f"{cfg.MODEL.BACKBONE.NAME!r} needs detectron2's CUDA ops; use "
                 "MODEL.BACKBONE.NAME build_multitask_resnet_fpn_backbone (or "
                 "build_multitask_resnet_backbone), whose DCNv2 runs on CPU and CUDA"
             )
+
+
+class UnknownDatasetError(ConfigError, KeyError):
+    """A config names a dataset that is not registered."""
 
 
 def check_datasets(cfg):
@@ -481,7 +489,7 @@ def check_datasets(cfg):
     for key in ("TRAIN", "TEST"):
         for i, name in enumerate(getattr(cfg.DATASETS, key)):
             if name not in known:
-                raise KeyError(
+                raise UnknownDatasetError(
                     f"DATASETS.{key} names {name!r}, which is not a registered dataset; "
                     f"registered: {sorted(known)}"
                 )
@@ -492,7 +500,7 @@ def check_datasets(cfg):
                 and names
                 and len(names) != cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
             ):
-                raise ValueError(
+                raise ConfigError(
                     "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is "
                     f"{cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS} "
                     f"but dataset {name!r} has {len(names)} keypoints"
@@ -531,7 +539,8 @@ def _train_net_main(args, trainer_cls, add_config_fns, prefix, lock_stack):
     start = time.perf_counter()
     if getattr(args, "allow_random_weights", False):  # the scripts' --allow-random-weights
         args.opts = [*args.opts, "MODEL.ALLOW_RANDOM_WEIGHTS", "True"]
-    cfg = setup_cfg(args, (trainer_cls.add_config, *add_config_fns), lock_stack=lock_stack)
+    cfg = setup_cfg(args, (trainer_cls.add_config, *add_config_fns), lock_stack=lock_stack,
+                    stage=trainer_cls.stage)  # fmt: skip
     if args.eval_only:
         model = trainer_cls.build_model(cfg)
         checkpointer = checkpointer_for(cfg, trainer_cls.checkpointer_class)(

@@ -8,16 +8,16 @@ predictors (``PosePredictor``, the top-down ``TopDownPredictor`` and its detecto
 :func:`check_trained_weights` after: either raises :class:`RandomWeightsError`, one line naming
 the config key, the modules left random and what to pass. ``MODEL.ALLOW_RANDOM_WEIGHTS`` (the
 tools' ``--allow-random-weights``) lets a smoke test run anyway. The benchmarks time random
-weights by design and do not check.
+weights by design and do not check. Both errors are :class:`~.cli.UserError`: a tool prints
+them as its one line and exits with code 2 (:mod:`multitask_pose.engine.cli`).
 """
 
-import contextlib
 import os
-import sys
 from collections import Counter
 from typing import Iterable, List
 
 from ..shared.paths import looked_in
+from .cli import UserError
 
 __all__ = [
     "ALLOW_FLAG",
@@ -27,7 +27,6 @@ __all__ = [
     "check_trained_weights",
     "check_weights_given",
     "random_modules",
-    "refusal_exits",
 ]
 
 ALLOW_FLAG = "--allow-random-weights"
@@ -38,11 +37,11 @@ ALLOW_FLAG = "--allow-random-weights"
 _NOT_WEIGHTS = ("pixel_mean", "pixel_std", "num_batches_tracked")
 
 
-class RandomWeightsError(ValueError):
+class RandomWeightsError(UserError, ValueError):
     """The model would predict from (partly) random weights; the message is one line."""
 
 
-class WeightsFileNotFoundError(FileNotFoundError):
+class WeightsFileNotFoundError(UserError, FileNotFoundError):
     """A weights key names a file that does not exist; the message is one line."""
 
 
@@ -142,14 +141,3 @@ def check_trained_weights(model, checkpointer, weights: str, key="MODEL.WEIGHTS"
         f" predictions would be noise);"
         f" {_remedy(key, 'checkpoint trained with this config', flag=flag)}"
     )
-
-
-@contextlib.contextmanager
-def refusal_exits(tool: str):
-    """A tool's body: a :class:`RandomWeightsError` or :class:`WeightsFileNotFoundError` becomes
-    its one line on stderr (prefixed by ``tool``) and exit code 2, no traceback."""
-    try:
-        yield
-    except (RandomWeightsError, WeightsFileNotFoundError) as e:
-        print(f"{tool}: {e}", file=sys.stderr)
-        raise SystemExit(2) from None

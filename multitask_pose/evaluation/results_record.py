@@ -41,6 +41,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 import numpy as np
 
 from ..shared.atomic_io import write_json_atomic
+from ..shared.errors import UserError
 
 __all__ = [
     "BOX_TOLERANCE",
@@ -89,7 +90,7 @@ IMAGES_IN = "images in "
 BOX_TOLERANCE = 0.1
 
 
-class ResultsDatasetError(ValueError):
+class ResultsDatasetError(UserError, ValueError):
     """Results made for another dataset than the one named."""
 
 

@@ -19,6 +19,9 @@ keypoint carries its person's score) and the file it refined. Trailing ``KEY VAL
 override the config.
 """
 
+import multitask_pose  # noqa: F401  (first: registers the datasets, filters a warning)
+
+# isort: split
 import argparse
 import logging
 import os
@@ -30,9 +33,9 @@ from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
-import multitask_pose  # noqa: F401  (registers the datasets)
 import topdown  # noqa: F401  (registers the top-down models)
 from multitask_pose.engine.checkpoint import checkpointer_for
+from multitask_pose.engine.cli import UserError, argument_parser, entry_point, load_config
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from multitask_pose.evaluation.results_record import describe_config
 from topdown import get_topdown_cfg
@@ -43,7 +46,7 @@ logger = logging.getLogger("posefix_refine")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True, help="the refiner's config")
     parser.add_argument("--weights", required=True, help="the trained refiner")
     parser.add_argument("--results", required=True, help="COCO keypoint results json to refine")
@@ -57,9 +60,7 @@ def refine_cfg(args):
     for flag, path in (("--results", args.results), ("--weights", args.weights)):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{flag} {path}: no such file")
-    cfg = get_topdown_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(get_topdown_cfg(), args.config_file, args.opts, stage="topdown")
     if cfg.MODEL.TOPDOWN.CUE != "PoseCue":
         raise ValueError(
             f"{args.config_file} is not a PoseFix refiner (MODEL.TOPDOWN.CUE is"
@@ -116,6 +117,7 @@ def refine(cfg, dataset: str):
     return ap_before, ap_after, poses_in, poses_out
 
 
+@entry_point("posefix_refine")
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logger(name="posefix_refine")
@@ -124,6 +126,8 @@ def main(argv=None) -> int:
         cfg, dataset = refine_cfg(args)
         start = time.perf_counter()
         ap_before, ap_after, poses_in, poses_out = refine(cfg, dataset)
+    except UserError:
+        raise  # one line, or the traceback with --debug (entry_point)
     except (ValueError, FileNotFoundError) as e:
         print(f"posefix_refine: {e}", file=sys.stderr)
         return 2

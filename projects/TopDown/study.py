@@ -39,6 +39,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import ablate  # noqa: E402  (the training runner and table cells)
 
+from multitask_pose.engine.cli import argument_parser, tool_errors  # noqa: E402
 from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
 
 CONFIGS = HERE / "configs" / "Synthetic"
@@ -60,9 +61,7 @@ DATASETS = ["synth_people_basic_val", "synth_people_crowd_val"]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--output", default="output/study_topdown_basic")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
     parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
@@ -314,4 +313,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with tool_errors("topdown study"):
+        main()

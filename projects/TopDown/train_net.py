@@ -1,22 +1,28 @@
 #!/usr/bin/env python
-"""Train or evaluate a top-down config: the same flags, hooks and summary line as
-tools/train_net.py.
+r"""Train or evaluate a top-down config (projects/TopDown/configs): person crops from
+DATASETS.TRAIN, evaluation on the images of DATASETS.TEST with the person boxes of
+TEST.TOPDOWN.BOX_SOURCE (ground truth, a detection file or the detector), the same flags, hooks,
+evaluator and summary line as tools/train_net.py (which trains the R-CNN configs of configs/).
 
-python projects/TopDown/train_net.py \
-    --config-file projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml
-python projects/TopDown/train_net.py --config-file ... --eval-only \
-    MODEL.WEIGHTS pose_hrnet_w32_256x192.pth
-python projects/TopDown/train_net.py --config-file ... --eval-only ... TEST.TOPDOWN.BOX_SOURCE file
-python projects/TopDown/train_net.py --config-file ... --resume
+    python projects/TopDown/train_net.py \
+        --config-file projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml
+    python projects/TopDown/train_net.py --config-file ... --eval-only \
+        MODEL.WEIGHTS pose_hrnet_w32_256x192.pth
+    python projects/TopDown/train_net.py --config-file ... --eval-only ... \
+        TEST.TOPDOWN.BOX_SOURCE file
+    python projects/TopDown/train_net.py --config-file ... --resume
 """
+import multitask_pose  # noqa: F401  (first: registers the datasets, filters a warning)
 
-from detectron2.engine import default_argument_parser
-
-import multitask_pose  # noqa: F401  (registers the datasets)
+# isort: split
 import topdown  # noqa: F401  (registers the top-down models)
 from multitask_pose.engine import launch, train_net_main
-from multitask_pose.engine.weights_check import add_allow_random_weights_argument, refusal_exits
+from multitask_pose.engine.cli import tool_errors, train_net_parser
 from topdown.engine import TopDownTrainer
+
+
+def build_parser():
+    return train_net_parser(__doc__)
 
 
 def main(args):
@@ -24,8 +30,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = add_allow_random_weights_argument(default_argument_parser()).parse_args()
-    with refusal_exits("topdown train_net"):
+    args = build_parser().parse_args()
+    with tool_errors("topdown train_net", args.debug):
         launch(
             main,
             args.num_gpus,

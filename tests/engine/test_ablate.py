@@ -101,7 +101,7 @@ def test_ablate_table_and_rerun(synth_mini, tmp_path):
     again = ablate(tmp_path, *names)
     assert again.returncode == 0 and again.stdout.count("finished earlier") == 4, again.stdout
     bad = ablate(tmp_path, "no_such_config")
-    assert bad.returncode != 0 and "no config 'no_such_config'" in bad.stderr
+    assert bad.returncode == 2 and "ablate: no config 'no_such_config'" in bad.stderr
 
 
 def test_topdown_configs_are_trained_by_the_topdown_script():

@@ -9,6 +9,7 @@ import pytest
 from detectron2.data import DatasetCatalog
 
 from conftest import ROOT
+from multitask_pose.engine.cli import ConfigError
 
 sys.path.insert(0, str(ROOT / "tools"))
 import detector_study  # noqa: E402
@@ -58,7 +59,7 @@ def test_argument_errors(tmp_path, capsys):
     assert "no model_final.pth" in error("--topdown", str(tmp_path))
     (tmp_path / "model_final.pth").write_text("")
     assert "KEY VALUE pairs" in error("--topdown", str(tmp_path), "--", "SEED")
-    with pytest.raises(SystemExit, match="no such config"):
+    with pytest.raises(ConfigError, match="no such config"):
         detector_study.main(["--topdown", str(tmp_path), "--configs", str(tmp_path / "x.yaml")])
 
 

@@ -50,6 +50,7 @@ class TopDownTrainer(PoseTrainer):
 
     checkpointer_class = TopDownCheckpointer
     add_config = staticmethod(add_topdown_config)
+    stage = "topdown"
 
     def __init__(self, cfg):
         # The training mapper encodes with the model's own codec: one object makes the targets

@@ -18,6 +18,7 @@ from multitask_pose.evaluation.results_record import (
     check_record_dataset,
     read_results_record,
 )
+from multitask_pose.shared.errors import UserError
 from multitask_pose.shared.paths import find_file, looked_in
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class DetectionFileError(ValueError):
+class DetectionFileError(UserError, ValueError):
     """A detection-results file that cannot be used: wrong format or unknown images."""
 
 
