@@ -62,6 +62,8 @@ from multitask_pose.engine.cli import (
 )
 from multitask_pose.engine.weights_check import check_trained_weights, check_weights_given
 from multitask_pose.shared.atomic_io import atomic_write
+from multitask_pose.shared.onnx_runtime import rcnn_onnx_runner
+from multitask_pose.shared.timing import median_seconds
 
 
 class ExportCheckError(UserError, ValueError):
@@ -119,16 +121,6 @@ def load_cfg(args):
     return cfg
 
 
-def _median_ms(fn, repeats=5):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
-
-
 def export(cfg, output: str, batch: int = 8) -> str:
     """Export, check and time; returns the summary line."""
     from topdown.engine import TopDownCheckpointer
@@ -147,8 +139,8 @@ def export(cfg, output: str, batch: int = 8) -> str:
     err = check_outputs(session, net, size, f"ONNX Runtime on {output}")
     images, cues = example_inputs(net, size, batch=batch, seed=1)
     with torch.inference_mode():
-        eager_ms = _median_ms(lambda: net(images, cues))
-    onnx_ms = _median_ms(lambda: session(images, cues))
+        eager_ms = 1000 * median_seconds(lambda: net(images, cues), 5)
+    onnx_ms = 1000 * median_seconds(lambda: session(images, cues), 5)
     with atomic_write(output, "wb") as f:
         f.write(buf.getvalue())
     mb = os.path.getsize(output) / 2**20
@@ -281,8 +273,8 @@ def export_rcnn(cfg, output: str) -> str:
                 )
             err = max([err] + [_relative_difference(a, b) for a, b in zip(got, ref)])
             counts.append(len(ref[0]))
-        eager_ms = _median_ms(lambda: adapter(images[0]))
-        exported_ms = _median_ms(lambda: exported(images[0]))
+        eager_ms = 1000 * median_seconds(lambda: adapter(images[0]), 5)
+        exported_ms = 1000 * median_seconds(lambda: exported(images[0]), 5)
     if err > RCNN_TOLERANCE:
         raise ExportCheckError(
             f"the exported R-CNN differs from PyTorch by {err:.1e} relative to its outputs"
@@ -325,19 +317,6 @@ def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
         return 0.0
     a, b = a.double(), b.double()
     return float((a - b).abs().max() / b.abs().max().clamp(min=1))
-
-
-def rcnn_onnx_runner(data, threads: int = 0):
-    """An exported R-CNN ONNX file (a path or its bytes) in ONNX Runtime's CPU provider, as a
-    function of one (3, H, W) uint8 image tensor returning the outputs as tensors, in the order
-    and meaning of the TorchScript module's (``threads``: 0 = torch's thread count)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or torch.get_num_threads()
-    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: [torch.from_numpy(o) for o in session.run(None, {name: x.numpy()})]
 
 
 @entry_point("export_model")

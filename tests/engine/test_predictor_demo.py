@@ -17,6 +17,7 @@ from pycocotools.cocoeval import COCOeval
 
 from conftest import MEMORISE_OPTS, RECIPE, ROOT
 from multitask_pose import get_multitask_cfg
+from multitask_pose.shared.onnx_runtime import rcnn_onnx_runner
 
 SAMPLES = ROOT / "datasets" / "samples" / "coco"
 
@@ -288,9 +289,8 @@ def _eager_outputs(model, x):
 
 def _exported_outputs(path, x):
     """An exported file's outputs by name: TorchScript in torch, ONNX in ONNX Runtime."""
-    export_model = _export_tool()
     if str(path).endswith(".onnx"):
-        got = export_model.rcnn_onnx_runner(str(path))(x)
+        got = rcnn_onnx_runner(str(path))(x)
     else:
         got = torch.jit.load(str(path))(x)
     names = sorted(["pred_boxes", "pred_classes", "pred_keypoint_heatmaps", "pred_keypoints",

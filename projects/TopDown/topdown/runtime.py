@@ -29,6 +29,8 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from multitask_pose.shared.onnx_runtime import cpu_session
+
 __all__ = [
     "BACKENDS",
     "InferenceNet",
@@ -214,16 +216,7 @@ class OnnxPoseNet:
             model: the ONNX file's path or its bytes.
             threads: intra-op threads (default: ``torch.get_num_threads()``).
         """
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # No busy-waiting after a run: ORT's spinning threads would take the cores from the
-        # torch work between two runs (cropping, decoding: 2-3x slower with spinning on).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
