@@ -35,14 +35,16 @@ def test_quickstart_notebook_runs_and_learns(tmp_path, monkeypatch):
     )  # fmt: skip
     assert "QUICKSTART images 4 persons 14" in printed
     first, last = re.search(r"total_loss first ([\d.]+) last ([\d.]+)", printed).groups()
-    assert float(last) < 0.6 * float(first)  # it learned (10.6 -> 4.6 on the AMD EPYC)
+    assert float(last) < 0.6 * float(first)  # it learned (10.0 -> 4.8 and 10.5 -> 4.4, AMD EPYC)
     found = re.search(r"persons found (\d+) annotated (\d+)", printed).groups()
     assert int(found[1]) >= 4 and int(found[0]) >= int(found[1]) - 1
     assert re.search(r"top-down poses \d+ keypoints each 17", printed)
     ap = re.search(r"keypoint AP ([\d.]+) box AP ([\d.]+)", printed).groups()
-    # the memorised sample (keypoint AP 0.95, box AP 0.65 after 50 iterations on the AMD EPYC)
+    # the memorised sample after 50 iterations: keypoint AP 0.946 / box AP 0.705 and 0.883 / 0.651
+    # in two runs on the AMD EPYC (the runs are not bit-reproducible)
     assert float(ap[0]) > 0.5 and float(ap[1]) > 0.3
     assert "plots ['" in printed and ".png" in printed
+    assert re.search(r"QUICKSTART took [\d.]+ min", printed)
     # The error-analysis plot is shown as an image output.
     shown = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
              if out.get("output_type") == "display_data"]  # fmt: skip
