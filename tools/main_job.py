@@ -106,7 +106,7 @@ def main(argv=None):
     from detectron2.data import DatasetCatalog
 
     import multitask_pose  # noqa: F401  (registers the datasets)
-    from multitask_pose.engine.trainer import summary_line
+    from multitask_pose.engine.trainer import results_summary
 
     print("== 1/5 data", flush=True)
     val = None
@@ -216,7 +216,7 @@ def main(argv=None):
         print(f"below what this recipe is meant to reach on {VAL}: " + "; ".join(missed)
               + " (trained from random weights within the CPU budget)")
     print(
-        summary_line(results, prefix=f"main_job {args.pipeline} {VAL}")
+        results_summary(results, prefix=f"main_job {args.pipeline} {VAL}")
         + "".join(f", {d} keypoint AP {r['keypoints']['AP'] / 100:.3f}"
                   for d, r in levels.items())
         + f", train {train_min:.1f} min, total {minutes:.1f} min"

@@ -15,9 +15,9 @@ from pathlib import Path
 from multitask_pose.engine.cli import argument_parser, entry_point
 from multitask_pose.engine.learning_curves import (
     SOURCES,
+    curves_summary,
     plot_learning_curves,
     read_learning_curves,
-    summary_line,
 )
 
 
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         return 2
     path = plot_learning_curves(runs, args.output or Path(args.runs[0]) / "learning_curves.png",
                                 args.metric)  # fmt: skip
-    print(summary_line(runs, path))
+    print(curves_summary(runs, path))
     return 0
 
 

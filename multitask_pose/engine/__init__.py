@@ -8,8 +8,8 @@ from .trainer import (
     PoseTrainer,
     check_datasets,
     check_device,
+    results_summary,
     setup_cfg,
-    summary_line,
     train_net_main,
 )
 
@@ -24,6 +24,6 @@ __all__ = [
     "create_ddp_model",
     "launch",
     "setup_cfg",
-    "summary_line",
+    "results_summary",
     "train_net_main",
 ]

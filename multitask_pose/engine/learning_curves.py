@@ -19,7 +19,7 @@ __all__ = [
     "LearningCurves",
     "plot_learning_curves",
     "read_learning_curves",
-    "summary_line",
+    "curves_summary",
 ]
 
 AP_TASKS = ("keypoints", "bbox", "segm")
@@ -166,7 +166,7 @@ def plot_learning_curves(runs: Sequence[LearningCurves], path, ap_metric: str = 
     return path
 
 
-def summary_line(runs: Sequence[LearningCurves], path) -> str:
+def curves_summary(runs: Sequence[LearningCurves], path) -> str:
     parts = []
     for run in runs:
         its, total = run.losses.get("total_loss", next(iter(run.losses.values())))

@@ -49,7 +49,7 @@ __all__ = [
     "PoseTrainer",
     "scale_lr",
     "setup_cfg",
-    "summary_line",
+    "results_summary",
     "train_net_main",
 ]
 
@@ -507,7 +507,7 @@ def check_datasets(cfg):
                 )
 
 
-def summary_line(results, minutes=None, prefix="summary") -> str:
+def results_summary(results, minutes=None, prefix="summary") -> str:
     """One line a person can paste into a note: each task's AP (0-1 scale) and the minutes.
 
     ``results`` is one dataset's results as detectron2's evaluators return them
@@ -566,8 +566,8 @@ def _train_net_main(args, trainer_cls, add_config_fns, prefix, lock_stack):
         for name, res in per_dataset.items():
             # Kept next to the checkpoints so scripts can read the figures without parsing logs.
             write_json_atomic(os.path.join(cfg.OUTPUT_DIR, f"results_{name}.json"), res, indent=1)
-            print(summary_line(res, minutes, prefix=f"{prefix} {name}"))
+            print(results_summary(res, minutes, prefix=f"{prefix} {name}"))
             tta = {k[: -len("_TTA")]: v for k, v in res.items() if k.endswith("_TTA")}
             if tta:
-                print(summary_line(tta, minutes, prefix=f"{prefix} {name} TTA"))
+                print(results_summary(tta, minutes, prefix=f"{prefix} {name} TTA"))
     return results
