@@ -36,6 +36,7 @@ from multitask_pose.evaluation.results_record import (
     ResultsDatasetError,
     check_boxes_in_images,
     check_record_dataset,
+    describe_images,
     read_results_record,
 )
 from multitask_pose.shared.atomic_io import write_json_atomic
@@ -86,18 +87,20 @@ def main(argv=None):
     spec = LAYOUTS[args.layout]
     try:
         record = read_results_record(args.results)
-        if args.dataset:
-            check_record_dataset(record, args.dataset, args.results)
+        images = images_of(args)
+        # The images the results must be on: the dataset, or the folder (or file) holding the
+        # listed images, which detect_persons' record names the same way.
+        listed = [os.path.abspath(im["file_name"]) for im in images]
+        where = args.dataset or describe_images([os.path.commonpath(listed)] if listed else [])
+        check_record_dataset(record, where, args.results)
         scale = threshold_scale(record, args.kp_thresh_scale, args.results)
         with open(args.results) as f:
             results = json.load(f)
         if not isinstance(results, list):
             raise ValueError("not a COCO results list")
-        images = images_of(args)
-        if args.dataset:
-            check_boxes_in_images([r for r in results if isinstance(r, dict)],
-                                  {im["id"]: (im["height"], im["width"]) for im in images},
-                                  args.dataset, args.results)  # fmt: skip
+        check_boxes_in_images([r for r in results if isinstance(r, dict)],
+                              {im["id"]: (im["height"], im["width"]) for im in images},
+                              where, args.results)  # fmt: skip
         data, report = pseudo_label(
             results, images, spec.num_keypoints, args.kp_thresh, args.min_keypoints,
             args.box_thresh,

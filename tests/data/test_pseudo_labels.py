@@ -12,7 +12,7 @@ from detectron2.data import DatasetCatalog
 from multitask_pose.data import register_coco_person
 from multitask_pose.data.paths import samples_root
 from multitask_pose.data.pseudo_labels import pseudo_label
-from multitask_pose.evaluation.results_record import write_results_record
+from multitask_pose.evaluation.results_record import describe_images, write_results_record
 
 GT = json.loads((samples_root() / "coco" / "test_coco.json").read_text())
 SCORE_OF_V = {2: 0.95, 1: 0.5, 0: 0.1}  # what a model might give visible / hidden / absent points
@@ -96,3 +96,33 @@ def test_tool_writes_a_dataset_that_loads(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "no_such_set" in bad.stderr
+
+
+def test_tool_on_a_folder_checks_the_results_were_made_on_it(tmp_path, capsys):
+    """--images (detect_persons' list of a folder's images): results whose record names that
+    folder are labelled; results made on another folder are refused in one line, exit 2."""
+    sys.path.insert(0, str(samples_root().parents[1] / "tools"))
+    import pseudo_label as tool
+
+    folder = samples_root() / "coco"
+    ids = {im["id"]: i for i, im in enumerate(GT["images"])}  # a folder's ids: file positions
+    listing = tmp_path / "dets.json.images.json"
+    listing.write_text(json.dumps([{"id": ids[im["id"]], "file_name": str(folder / im["file_name"])}
+                                   for im in GT["images"]]))  # fmt: skip
+    results = [{k: v for k, v in r.items() if k != "gt"} | {"image_id": ids[r["image_id"]]}
+               for r in _results()]  # fmt: skip
+    src = tmp_path / "results.json"
+    src.write_text(json.dumps(results))
+    argv = ["--results", str(src), "--images", str(listing), "--output", str(tmp_path / "p.json")]
+
+    def record(images_in):
+        write_results_record(src, dataset=describe_images([images_in]), score_scale="heatmap_peak",
+                             producer="TopDownPoseEstimator / X")  # fmt: skip
+
+    record(folder)
+    assert tool.main(argv) == 0
+    assert "persons" in capsys.readouterr().out
+    record(tmp_path)  # made on another folder
+    assert tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"images in {tmp_path}" in err and str(folder) in err
