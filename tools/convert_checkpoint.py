@@ -25,22 +25,18 @@ atomically; a one-line summary ends the run.
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "projects" / "TopDown"))
+import torch
 
-import torch  # noqa: E402
-
-from multitask_pose.engine.checkpoint import UnsafeCheckpointError  # noqa: E402
-from multitask_pose.engine.checkpoint_conversion import (  # noqa: E402
+from multitask_pose.engine.checkpoint import UnsafeCheckpointError
+from multitask_pose.engine.checkpoint_conversion import (
     FORMATS,
     check_state,
     convert_state,
     read_checkpoint,
 )
-from multitask_pose.engine.cli import UserError, argument_parser, entry_point  # noqa: E402
-from multitask_pose.shared.atomic_io import atomic_write  # noqa: E402
+from multitask_pose.engine.cli import UserError, argument_parser, entry_point
+from multitask_pose.shared.atomic_io import atomic_write
 
 
 def build_model(config_file, opts):

@@ -25,11 +25,11 @@ Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iter
   (DATASETS.KEYPOINT_SELECTION).
 
 ``--jobs 2``: the detector's boxes computed by two processes, then the seeds in two processes at
-once (tools/ablate.py's run_seeds_in_parallel), the table once both have finished.
+once (multitask_pose/studies/jobs.py), the table once both have finished.
 
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 the detector's boxes on the training, unlabelled and validation sets (tools/detect_persons.py);
-the trainings (tools/ablate.py's runner, ``<output>/<row>/seed<seed>``); the baseline's
+the trainings (the studies' runner, ``<output>/<row>/seed<seed>``); the baseline's
 evaluation on the unlabelled set (its AP there, against the hidden labels, is the pseudo-labels'
 quality) and the pseudo-label file; every model's keypoint AP on ``--val`` with ground-truth
 and detector boxes; the table (``mean (seed values)``, the difference from the baseline and
@@ -45,13 +45,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ablate  # noqa: E402  (the training runner, the study helpers, the table cells)
+from multitask_pose.engine.cli import argument_parser, tool_errors
+from multitask_pose.shared.atomic_io import write_text_atomic
+from multitask_pose.shared.paths import REPO_ROOT as ROOT
+from multitask_pose.studies import jobs, runner, tables
 
-from multitask_pose.engine.cli import argument_parser, tool_errors  # noqa: E402
-from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
-
-ROOT = ablate.ROOT
 RECIPE = (
     ROOT / "projects" / "TopDown" / "configs" / "Synthetic" / "hrnet_w18_small_synth_basic.yaml"
 )
@@ -100,9 +98,9 @@ def parse_args(argv=None):
     parser.add_argument("--kp-thresh", type=float, default=0.5)
     parser.add_argument("--box-thresh", type=float, default=0.5)
     parser.add_argument("--min-keypoints", type=int, default=4)
-    ablate.add_jobs_argument(parser)
+    jobs.add_jobs_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
-    args = ablate.parse_overrides(parser, argv)
+    args = jobs.parse_overrides(parser, argv)
     given = {}
     for item in args.detections:
         name, sep, path = item.partition("=")
@@ -114,7 +112,7 @@ def parse_args(argv=None):
     if missing and not args.detector:
         parser.error(f"give --detector (or --detections for {missing})")
     if args.detector:
-        ablate.check_run_dir(parser, "--detector", args.detector)
+        jobs.check_run_dir(parser, "--detector", args.detector)
     if "baseline" not in args.rows:
         parser.error("--rows needs baseline (the reference, and the pseudo-labels' source)")
     return args
@@ -155,10 +153,10 @@ def variant_opts(row, args, det, pseudo):
 def pseudo_labels(args, out_root, run_dir, seed, det):
     """The baseline's poses on the unlabelled set (its keypoint AP there, against the hidden
     labels) and the pseudo-label file made from them; returns (file, AP, the tool's line)."""
-    res = ablate.evaluate_run(
+    res = runner.evaluate_run(
         run_dir / "config.yaml", run_dir / "eval" / "unlabelled", args.unlabelled,
         ["MODEL.WEIGHTS", str(run_dir / "model_final.pth"),
-         *ablate.box_opts("det", det[args.unlabelled])],
+         *runner.box_opts("det", det[args.unlabelled])],
         f"the baseline seed {seed} on {args.unlabelled}", True, "data_study",
     )  # fmt: skip
     path = out_root / "pseudo_labels" / f"seed{seed}.json"
@@ -167,7 +165,7 @@ def pseudo_labels(args, out_root, run_dir, seed, det):
         print(f"data_study: pseudo-labels of seed {seed}", flush=True)
         cmd = [
             sys.executable, str(ROOT / "tools" / "pseudo_label.py"),
-            "--results", str(ablate.results_file(run_dir / "eval" / "unlabelled", args.unlabelled)),
+            "--results", str(runner.results_file(run_dir / "eval" / "unlabelled", args.unlabelled)),
             "--dataset", args.unlabelled, "--output", str(path),
             "--kp-thresh", str(args.kp_thresh), "--box-thresh", str(args.box_thresh),
             "--min-keypoints", str(args.min_keypoints),
@@ -232,7 +230,6 @@ def data_counts(args, det):
 
 
 def _recipe_cfg():
-    sys.path.insert(0, str(ROOT / "projects" / "TopDown"))
     from topdown import get_topdown_cfg
 
     cfg = get_topdown_cfg()
@@ -260,8 +257,8 @@ def table(rows, cols, note):
     for label, by_col in rows:
         cells = []
         for c in cols:
-            verdict = "-" if by_col is base else ablate.versus_first(by_col[c], base[c])
-            cells += [ablate.cell(by_col[c], "kp"), verdict]
+            verdict = "-" if by_col is base else tables.versus_first(by_col[c], base[c])
+            cells += [tables.cell(by_col[c], "kp"), verdict]
         train = [r["train_min"] for r in by_col[cols[0]] if r["train_min"] == r["train_min"]]
         minutes = f"{sum(train) / len(train):.1f}" if train else "-"
         lines.append(f"| {label} | {' | '.join(cells)} | {minutes} |")
@@ -276,14 +273,14 @@ def main(argv=None):
     base_opts = ["TEST.EVAL_PERIOD", "0", "DATASETS.TEST", f"('{args.val}',)"]
     det = {
         d: args.detections.get(d)
-        or ablate.detect_persons(
+        or runner.detect_persons(
             args.detector, d, out_root / "detections" / f"{d}.json", "data_study",
             args.jobs,
         )  # fmt: skip
         for d in needed_detections(args)
     }
     # (the boxes above first, once: every seed's process reads them)
-    ablate.run_seeds_in_parallel(Path(__file__), argv, args, out_root, "data_study")
+    jobs.run_seeds_in_parallel(Path(__file__), argv, args, out_root, "data_study")
     cols = {"gt": "GT boxes", "det": "detector boxes"}
     by_row, pseudo_notes = {}, []
     for row in args.rows:
@@ -293,18 +290,18 @@ def main(argv=None):
                 base_dir = out_root / "baseline" / f"seed{seed}"
                 pseudo, ap, line = pseudo_labels(args, out_root, base_dir, seed, det)
                 pseudo_notes.append(
-                    f"seed {seed}: baseline kp AP {ablate.fmt(ap)} on {args.unlabelled}'s hidden"
+                    f"seed {seed}: baseline kp AP {tables.fmt(ap)} on {args.unlabelled}'s hidden"
                     f" labels; {line}"
                 )
             opts = [*base_opts, *variant_opts(row, args, det, pseudo), *args.opts]
-            r = ablate.run_one(row, RECIPE, SimpleNamespace(max_iter=args.max_iter, opts=opts),
+            r = runner.run_one(row, RECIPE, SimpleNamespace(max_iter=args.max_iter, opts=opts),
                                out_root, seed)  # fmt: skip
             run_dir = out_root / row / f"seed{seed}"
             for box, label in cols.items():
                 weights = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
-                res = ablate.evaluate_run(
+                res = runner.evaluate_run(
                     run_dir / "config.yaml", run_dir / "eval" / f"{args.val}_{box}", args.val,
-                    [*weights, *ablate.box_opts(box, det[args.val])],
+                    [*weights, *runner.box_opts(box, det[args.val])],
                     f"{row} seed {seed} on {args.val}, {label}", True, "data_study",
                 )  # fmt: skip
                 by_row.setdefault(row, {}).setdefault(label, []).append(
@@ -330,7 +327,7 @@ def main(argv=None):
     print(
         "data_study: "
         + "; ".join(
-            f"{label} " + ", ".join(f"{c} {ablate.cell(by[c], 'kp')}" for c in cols.values())
+            f"{label} " + ", ".join(f"{c} {tables.cell(by[c], 'kp')}" for c in cols.values())
             for label, by in rows
         )
         + f" ({budget}, seeds {', '.join(map(str, args.seeds))})"

@@ -5,14 +5,14 @@
     $PY tools/detector_study.py --seeds 42 43 --jobs 2 \\
         --topdown output/study_topdown_basic/hrnet_w18_small_synth_basic/seed42
 
-``--jobs 2``: the seeds in two processes at once (tools/ablate.py's run_seeds_in_parallel), the
+``--jobs 2``: the seeds in two processes at once (multitask_pose/studies/jobs.py), the
 table once both have finished.
 
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 
 1. train each detector config (default: every configs/Synthetic/detectors/*.yaml: Faster R-CNN,
    Cascade Mask R-CNN, HTC, HTC + keypoints on one backbone, data and schedule) per seed with
-   tools/ablate.py's runner into ``<output>/<config>/seed<seed>`` (TEST.EVAL_PERIOD 0 and the
+   the studies' runner into ``<output>/<config>/seed<seed>`` (TEST.EVAL_PERIOD 0 and the
    overrides after ``--``);
 2. its person detections on each evaluation dataset with tools/detect_persons.py (top 100 per
    image, score >= 0.05): ``<run>/detections/<dataset>.json``;
@@ -29,17 +29,14 @@ import contextlib
 import io
 import json
 import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ablate  # noqa: E402  (the training runner, the study helpers, the table cells)
+from multitask_pose.engine.cli import ConfigError, argument_parser, tool_errors
+from multitask_pose.shared.atomic_io import write_text_atomic
+from multitask_pose.shared.paths import REPO_ROOT as ROOT
+from multitask_pose.studies import jobs, runner, tables
 
-from multitask_pose.engine.cli import ConfigError, argument_parser, tool_errors  # noqa: E402
-from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
-
-ROOT = ablate.ROOT
 DETECTORS = ROOT / "configs" / "Synthetic" / "detectors"
 # The default order: the plain detector first (the table's reference), then the cascades.
 ORDER = [
@@ -66,10 +63,10 @@ def parse_args(argv=None):
         required=True,
         help="a trained top-down output folder (config.yaml, model_final.pth) run on the boxes",
     )
-    ablate.add_jobs_argument(parser)
+    jobs.add_jobs_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
-    args = ablate.parse_overrides(parser, argv)
-    ablate.check_run_dir(parser, "--topdown", args.topdown)
+    args = jobs.parse_overrides(parser, argv)
+    jobs.check_run_dir(parser, "--topdown", args.topdown)
     return args
 
 
@@ -94,7 +91,7 @@ def box_ap_ar(det_file, dataset):
 
 
 def cells(runs, keys):
-    return " | ".join(ablate.cell(runs, k) for k in keys)
+    return " | ".join(tables.cell(runs, k) for k in keys)
 
 
 def main(argv=None):
@@ -111,21 +108,21 @@ def main(argv=None):
     td_opts = ["MODEL.WEIGHTS", str(td / "model_final.pth")]
 
     def topdown_ap(eval_dir, dataset, box_opts, what):
-        res = ablate.evaluate_run(
+        res = runner.evaluate_run(
             td / "config.yaml", eval_dir, dataset, td_opts + box_opts, what, True,
             "detector_study",
         )  # fmt: skip
         return res["keypoints"]["AP"]
 
-    ablate.run_seeds_in_parallel(Path(__file__), argv, args, out_root, "detector_study")
+    jobs.run_seeds_in_parallel(Path(__file__), argv, args, out_root, "detector_study")
     rows = []
     for path in paths:
         name, runs = path.stem, []
         for seed in args.seeds:
-            r = ablate.run_one(name, path, train_args, out_root, seed)
+            r = runner.run_one(name, path, train_args, out_root, seed)
             run_dir = out_root / name / f"seed{seed}"
             for d in args.datasets:
-                det = ablate.detect_persons(
+                det = runner.detect_persons(
                     run_dir, d, run_dir / "detections" / f"{d}.json", "detector_study"
                 )
                 r[f"box_{d}"], r[f"ar_{d}"] = box_ap_ar(det, d)
@@ -177,7 +174,7 @@ def main(argv=None):
         + "; ".join(
             f"{name} "
             + ", ".join(
-                f"{d} box AP {ablate.cell(runs, f'box_{d}')} kp AP {ablate.cell(runs, f'kp_{d}')}"
+                f"{d} box AP {tables.cell(runs, f'box_{d}')} kp AP {tables.cell(runs, f'kp_{d}')}"
                 for d in args.datasets
             )
             for name, runs in rows + [("ground-truth boxes", [gt])]

@@ -55,7 +55,6 @@ def recipe_fingerprint(pipeline: str, recipe: Path) -> str:
     import hashlib
 
     if pipeline == "topdown":
-        sys.path.insert(0, str(ROOT / "projects" / "TopDown"))
         from topdown import get_topdown_cfg
 
         cfg = get_topdown_cfg()

@@ -9,8 +9,8 @@ same seeds, on ground-truth and detector boxes of each evaluation dataset.
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 
 1. train each model's CPU recipe (``configs/Synthetic/<recipe>_synth_basic*.yaml``) per seed with
-   tools/ablate.py's runner into ``<output>/<recipe>/seed<seed>`` (TEST.EVAL_PERIOD 0 and the
-   overrides after ``--``; ``--max-iter`` as in ablate.py);
+   the studies' runner into ``<output>/<recipe>/seed<seed>`` (TEST.EVAL_PERIOD 0 and the
+   overrides after ``--``; ``--max-iter`` as in tools/ablate.py);
 2. the detector's boxes (and keypoints) on each evaluation dataset, with tools/detect_persons.py
    and the detector run's config.yaml and model_final.pth: ``<output>/detections/<dataset>.json``;
 3. evaluate every trained model on each dataset with both box sources (``--eval-only`` into
@@ -30,17 +30,15 @@ Steps, each skipped when its output exists, so a killed study resumes with the s
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+from multitask_pose.engine.cli import argument_parser, tool_errors
+from multitask_pose.shared.atomic_io import write_text_atomic
+from multitask_pose.studies import jobs, runner, tables
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import ablate  # noqa: E402  (the training runner and table cells)
-
-from multitask_pose.engine.cli import argument_parser, tool_errors  # noqa: E402
-from multitask_pose.shared.atomic_io import write_text_atomic  # noqa: E402
 
 CONFIGS = HERE / "configs" / "Synthetic"
 # Study name -> (the recipe's config stem, the table's label).
@@ -89,11 +87,11 @@ def parse_args(argv=None):
         help="members of the ensemble row (none: no ensemble row)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
-    args = ablate.parse_overrides(parser, argv)
+    args = jobs.parse_overrides(parser, argv)
     if bool(args.detector) == args.no_detector:
         parser.error("give --detector RUN_DIR (a trained multitask R-CNN) or --no-detector")
     if args.detector:
-        ablate.check_run_dir(parser, "--detector", args.detector)
+        jobs.check_run_dir(parser, "--detector", args.detector)
     hinted = [m for m in args.models if m in HINTED]
     if hinted and "hrnet" not in args.models:
         parser.error(
@@ -116,7 +114,7 @@ def with_hrnet_results(train_args, runs, seed, key):
     """``train_args`` with ``key`` set to the results file of HRNet's own (training's final)
     evaluation of the same seed."""
     hrnet_dir, hrnet_row = runs["hrnet"][seed]
-    own = ablate.results_file(hrnet_dir, hrnet_row["dataset"])
+    own = runner.results_file(hrnet_dir, hrnet_row["dataset"])
     return SimpleNamespace(max_iter=train_args.max_iter, opts=[*train_args.opts, key, str(own)])
 
 
@@ -144,10 +142,10 @@ def row(res, train_min=float("nan")):
 
 def spread_verdict(runs, first):
     """Difference of the keypoint-AP means from ``first``'s and whether it exceeds the seed spread
-    (ablate.py's rule); '-' for the first row itself."""
+    (multitask_pose/studies/tables.py's rule); '-' for the first row itself."""
     if runs is first:
         return "-"
-    return ablate.versus_first(runs, first)
+    return tables.versus_first(runs, first)
 
 
 def table(rows, cols, note):
@@ -163,12 +161,12 @@ def table(rows, cols, note):
     ]
     base = rows[0][1][first]
     for label, by_col in rows:
-        cells = " | ".join(ablate.cell(by_col[c], "kp") for c in cols)
+        cells = " | ".join(tables.cell(by_col[c], "kp") for c in cols)
         runs = by_col[first]
         train = [r["train_min"] for r in runs if r["train_min"] == r["train_min"]]
         minutes = f"{sum(train) / len(train):.1f}" if train else "-"
         lines.append(
-            f"| {label} | {cells} | {ablate.cell(runs, 'kp75')} | {spread_verdict(runs, base)} "
+            f"| {label} | {cells} | {tables.cell(runs, 'kp75')} | {spread_verdict(runs, base)} "
             f"| {minutes} |"
         )
     return "\n".join(lines) + "\n"
@@ -188,13 +186,13 @@ def main(argv=None):
             seed_args = train_args
             if model in HINTED:  # its training's final evaluation, on GT boxes, cued by HRNet's
                 seed_args = with_hrnet_results(train_args, runs, seed, "TEST.TOPDOWN.HINT.FILE")
-            r = ablate.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
+            r = runner.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
             runs.setdefault(model, {})[seed] = (out_root / stem / f"seed{seed}", r)
     # 2. detector boxes
     det_files = {}
     if not args.no_detector:
         det_files = {
-            d: ablate.detect_persons(
+            d: runner.detect_persons(
                 args.detector, d, out_root / "detections" / f"{d}.json", "study"
             )
             for d in args.datasets
@@ -209,15 +207,15 @@ def main(argv=None):
             for seed in args.seeds:
                 run_dir, r = runs[model][seed]
                 opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
-                opts += ablate.box_opts(box, det_files.get(dataset))
+                opts += runner.box_opts(box, det_files.get(dataset))
                 if model in HINTED:
                     opts += hint_opts(results, seed, name, box)
                 eval_dir = run_dir / "eval" / name
                 what = f"{model} seed {seed} {name}"
-                res = ablate.evaluate_run(
+                res = runner.evaluate_run(
                     run_dir / "config.yaml", eval_dir, dataset, opts, what, True, "study"
                 )
-                results[model, seed, name] = ablate.results_file(eval_dir, dataset)
+                results[model, seed, name] = runner.results_file(eval_dir, dataset)
                 by_col.setdefault(name, []).append(row(res, r["train_min"]))
         by_model[model] = by_col
     table_rows = [(MODELS[m][1], by_model[m]) for m in args.models]
@@ -229,12 +227,12 @@ def main(argv=None):
         for seed in args.seeds:
             # The training's final evaluation refines HRNet's results of its own evaluation.
             seed_args = with_hrnet_results(train_args, runs, seed, "TEST.TOPDOWN.DET_FILE")
-            r = ablate.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
+            r = runner.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
             run_dir = out_root / stem / f"seed{seed}"
             for name, dataset, _ in cols:
                 opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
-                opts += ablate.box_opts("det", results["hrnet", seed, name])
-                res = ablate.evaluate_run(
+                opts += runner.box_opts("det", results["hrnet", seed, name])
+                res = runner.evaluate_run(
                     run_dir / "config.yaml",
                     run_dir / "eval" / name,
                     dataset,
@@ -267,10 +265,10 @@ def main(argv=None):
                 "",
             ]
             for name, dataset, box in cols:
-                opts = ens_opts + ablate.box_opts(box, det_files.get(dataset))
+                opts = ens_opts + runner.box_opts(box, det_files.get(dataset))
                 if cued:
                     opts += hint_opts(results, seed, name, box)
-                res = ablate.evaluate_run(
+                res = runner.evaluate_run(
                     base / "config.yaml",
                     ens_dir / "eval" / name,
                     dataset,
@@ -290,7 +288,7 @@ def main(argv=None):
     if det_files:
         base = table_rows[0][1]
         det_ap = "; detector box AP " + ", ".join(
-            f"{d} {ablate.cell(base[f'{d}_det'], 'box')}" for d in args.datasets
+            f"{d} {tables.cell(base[f'{d}_det'], 'box')}" for d in args.datasets
         )
         det_ap += f" ({Path(args.detector).resolve()})"
     note = (
@@ -305,7 +303,7 @@ def main(argv=None):
     print(
         "study: "
         + "; ".join(
-            f"{label} " + ", ".join(f"{c} {ablate.cell(by[c], 'kp')}" for c in names)
+            f"{label} " + ", ".join(f"{c} {tables.cell(by[c], 'kp')}" for c in names)
             for label, by in table_rows
         )
         + f" ({budget}, seeds {', '.join(map(str, args.seeds))})"

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from multitask_pose import get_multitask_cfg
 
 TINY = [
     "DATASETS.TRAIN",
@@ -105,18 +106,27 @@ def test_ablate_table_and_rerun(synth_mini, tmp_path):
 
 
 def test_topdown_configs_are_trained_by_the_topdown_script():
-    sys.path.insert(0, str(ROOT / "tools"))
-    import ablate
+    from multitask_pose.studies import runner
 
     td = (
         ROOT / "projects" / "TopDown" / "configs" / "Synthetic" / "hrnet_w18_small_synth_basic.yaml"
     )
     rcnn = ROOT / "configs" / "Synthetic" / "ablation" / "plain.yaml"
-    assert ablate.train_script(td) == ROOT / "projects" / "TopDown" / "train_net.py"
-    assert ablate.train_script(rcnn) == ROOT / "tools" / "train_net.py"
-    # The common budget reads the top-down config with the top-down keys.
-    opts = dict(zip(*[iter(ablate.budget_opts(td, 350))] * 2))
+    assert runner.train_script(td) == ROOT / "projects" / "TopDown" / "train_net.py"
+    assert runner.train_script(rcnn) == ROOT / "tools" / "train_net.py"
+    # The common budget: the steps at the top-down recipe's own fractions (560 and 665 of 700,
+    # along its _BASE_ chain), the warm-up its own (20).
+    opts = dict(zip(*[iter(runner.budget_opts(td, 350))] * 2))
     assert opts["SOLVER.MAX_ITER"] == "350" and opts["SOLVER.STEPS"] == "(280, 332)"
+    assert opts["SOLVER.WARMUP_ITERS"] == "20"
+    # An R-CNN recipe: its schedule (and detectron2's defaults for what it leaves out).
+    opts = dict(zip(*[iter(runner.budget_opts(rcnn, 100))] * 2))
+    cfg = get_multitask_cfg()
+    cfg.merge_from_file(str(rcnn))
+    steps = tuple(sorted({min(max(1, round(s * 100 / cfg.SOLVER.MAX_ITER)), 99)
+                          for s in cfg.SOLVER.STEPS}))  # fmt: skip
+    assert opts["SOLVER.STEPS"] == str(steps)
+    assert opts["SOLVER.WARMUP_ITERS"] == str(min(cfg.SOLVER.WARMUP_ITERS, 25))
 
 
 FAKE_STUDY = """
@@ -137,8 +147,7 @@ def test_seeds_run_in_parallel_processes(tmp_path, capsys, monkeypatch):
     their seeds and logged; a failing process stops the study naming its log."""
     from types import SimpleNamespace
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    import ablate
+    from multitask_pose.studies import jobs
 
     script = tmp_path / "fake_study.py"
     script.write_text(FAKE_STUDY)
@@ -147,8 +156,8 @@ def test_seeds_run_in_parallel_processes(tmp_path, capsys, monkeypatch):
     args = SimpleNamespace(jobs=2, seeds=[1, 2, 3], seeds_only=False, opts=["K", "V"])
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-    monkeypatch.setattr(ablate.os, "cpu_count", lambda: 4)
-    ablate.run_seeds_in_parallel(script, argv, args, tmp_path, "fake")
+    monkeypatch.setattr(jobs.os, "cpu_count", lambda: 4)
+    jobs.run_seeds_in_parallel(script, argv, args, tmp_path, "fake")
     a = json.loads((tmp_path / "started_1_3").read_text())
     b = json.loads((tmp_path / "started_2").read_text())
     assert a["argv"] == ["--output", str(tmp_path), "--rows", "a", "b", "--seeds", "1", "3",
@@ -165,13 +174,13 @@ def test_seeds_run_in_parallel_processes(tmp_path, capsys, monkeypatch):
     # A process that fails: the study stops, naming its log.
     args.seeds = [9, 2]
     with pytest.raises(SystemExit, match=r"failed \(exit 3\); see .*seeds9\.log"):
-        ablate.run_seeds_in_parallel(
+        jobs.run_seeds_in_parallel(
             script, ["--output", str(tmp_path), "--seeds", "9", "2", "--jobs", "2"], args, tmp_path
         )
     # One job, one seed, or a seed process itself: nothing started.
-    for jobs, seeds, only in ((1, [5, 6], False), (2, [5], False), (2, [5, 6], True)):
-        args = SimpleNamespace(jobs=jobs, seeds=seeds, seeds_only=only, opts=[])
-        ablate.run_seeds_in_parallel(script, ["--output", str(tmp_path)], args, tmp_path)
+    for n_jobs, seeds, only in ((1, [5, 6], False), (2, [5], False), (2, [5, 6], True)):
+        args = SimpleNamespace(jobs=n_jobs, seeds=seeds, seeds_only=only, opts=[])
+        jobs.run_seeds_in_parallel(script, ["--output", str(tmp_path)], args, tmp_path)
     assert not list(tmp_path.glob("started_5*"))
 
 
@@ -179,23 +188,22 @@ def test_detect_persons_shares_the_images_among_processes(tmp_path, monkeypatch)
     """The studies' detection step with processes > 1: detect_persons.py's --num-gpus and the
     CPU's threads divided (unless OMP_NUM_THREADS is set); one process by default; a finished
     file is kept. (That N processes write the same file as one: test_detect_persons.py.)"""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import ablate
+    from multitask_pose.studies import jobs, runner
 
     calls = []
     monkeypatch.setattr(
-        ablate, "run_logged", lambda cmd, log, what, prefix, env=None: calls.append((cmd, env))
+        runner, "run_logged", lambda cmd, log, what, prefix, env=None: calls.append((cmd, env))
     )
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(ablate.os, "cpu_count", lambda: 4)
-    ablate.detect_persons(tmp_path, "ds", tmp_path / "two.json", "x", 2)
-    ablate.detect_persons(tmp_path, "ds", tmp_path / "one.json")
+    monkeypatch.setattr(jobs.os, "cpu_count", lambda: 4)
+    runner.detect_persons(tmp_path, "ds", tmp_path / "two.json", "x", 2)
+    runner.detect_persons(tmp_path, "ds", tmp_path / "one.json")
     (cmd2, env2), (cmd1, env1) = calls
     assert cmd2[cmd2.index("--num-gpus") + 1] == "2" and env2["OMP_NUM_THREADS"] == "2"
     assert cmd1[cmd1.index("--num-gpus") + 1] == "1" and env1 is None
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    ablate.detect_persons(tmp_path, "ds", tmp_path / "three.json", "x", 2)
+    runner.detect_persons(tmp_path, "ds", tmp_path / "three.json", "x", 2)
     assert calls[-1][1]["OMP_NUM_THREADS"] == "1"  # the user's thread count stands
     (tmp_path / "done.json").write_text("[]")
-    ablate.detect_persons(tmp_path, "ds", tmp_path / "done.json", "x", 2)
+    runner.detect_persons(tmp_path, "ds", tmp_path / "done.json", "x", 2)
     assert len(calls) == 3
