@@ -122,6 +122,7 @@ def test_detect_persons_then_demo_topdown_from_other_directories(setup):
         assert written == "images in " + ":".join(map(str, inputs))  # absolute, from anywhere
 
 
+@pytest.mark.slow  # three demo runs in subprocesses, about 30 s: kept out of `make test`
 def test_a_box_file_of_other_images_is_refused(setup):
     """A file made on another folder, or on a registered dataset, is refused for the photos in
     one line naming both (exit 2); so is the photos' file for a registered dataset."""
@@ -168,6 +169,7 @@ def test_a_repository_path_in_a_config_works_from_any_directory(setup):
     assert f"demo: 4 images, {n} persons" in out
 
 
+@pytest.mark.slow  # detect_persons and two demo runs in subprocesses, about 30 s
 def test_the_detector_in_the_loop_from_another_directory(setup):
     """hrnet_w18_small_synth_rcnn_boxes.yaml names its detector's config by a repository path:
     from another directory it is found; a missing detector checkpoint is one line naming
