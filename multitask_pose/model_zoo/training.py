@@ -19,7 +19,7 @@ import torch
 from ..shared.atomic_io import write_json_atomic
 from . import ENTRIES, ROOT, ZOO_DIR, export_fp16, zoo_record, zoo_run_dir, zoo_weights_file
 
-__all__ = ["train_leg", "export", "evaluate_levels", "LEVELS"]
+__all__ = ["LEVELS", "evaluate_levels", "export", "resumes_from", "train_leg"]
 
 TRAIN_SCRIPTS = {
     "topdown": ROOT / "projects" / "TopDown" / "train_net.py",
@@ -42,17 +42,15 @@ def _last_checkpoint(run_dir: Path) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def _iterations_done(run_dir: Path) -> int:
-    """The last iteration metrics.json logged (0 before the first)."""
-    done = 0
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            try:
-                done = max(done, int(json.loads(line).get("iteration", 0)) + 1)
-            except ValueError:  # a line cut short by a kill
-                continue
-    return done
+def resumes_from(run_dir: Path) -> int:
+    """The iteration a resumed run continues from: that of its last checkpoint (0 without one;
+    detectron2 names a checkpoint after its last iteration run, 0-based)."""
+    checkpoint = _last_checkpoint(run_dir)
+    if checkpoint is None:
+        return 0
+    if checkpoint.stem == "model_final":
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["iteration"]) + 1
+    return int(checkpoint.stem.rsplit("_", 1)[1]) + 1
 
 
 def train_leg(name: str, python: str = sys.executable) -> Path:
@@ -62,7 +60,7 @@ def train_leg(name: str, python: str = sys.executable) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     legs = run_dir / "legs.json"
     history = json.loads(legs.read_text()) if legs.is_file() else []
-    history.append({"started": time.strftime("%Y-%m-%d %H:%M"), "from": _iterations_done(run_dir)})
+    history.append({"started": time.strftime("%Y-%m-%d %H:%M"), "from": resumes_from(run_dir)})
     write_json_atomic(legs, history, indent=1)
     _run([python, TRAIN_SCRIPTS[entry.stage], "--config-file", ROOT / entry.config, "--resume",
           "OUTPUT_DIR", run_dir])  # fmt: skip

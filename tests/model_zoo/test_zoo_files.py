@@ -73,3 +73,18 @@ def test_an_entry_above_25_mb_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="above the zoo's 9.5.*e-05 MB per entry"):
         zoo.export_fp16(str(path), tmp_path / "big.pth")
     assert not (tmp_path / "big.pth").exists()
+
+
+def test_a_leg_records_the_iteration_it_resumes_from(tmp_path):
+    """The checkpoint detectron2 resumes from decides where a leg starts (not the last logged
+    iteration, which may lie past it)."""
+    from multitask_pose.model_zoo.training import resumes_from
+
+    assert resumes_from(tmp_path) == 0
+    (tmp_path / "model_0000499.pth").write_bytes(b"")
+    (tmp_path / "last_checkpoint").write_text("model_0000499.pth")
+    (tmp_path / "metrics.json").write_text('{"iteration": 719}\n')
+    assert resumes_from(tmp_path) == 500
+    torch.save({"model": {}, "iteration": 19999}, tmp_path / "model_final.pth")
+    (tmp_path / "last_checkpoint").write_text("model_final.pth")
+    assert resumes_from(tmp_path) == 20000
