@@ -10,6 +10,7 @@ __all__ = [
     "flatten_config",
     "get_multitask_cfg",
     "get_pose_cfg",
+    "stage_configs",
 ]
 
 
@@ -177,3 +178,20 @@ def flatten_config(cfg: CN, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+# Entry-point group through which an installed project declares its stage's config builder
+# (setup.py: the top-down project's ``get_topdown_cfg``), so the core finds every stage's keys
+# (the tools' config checks) without importing a project.
+STAGE_ENTRY_POINTS = "multitask_pose.stages"
+
+
+def stage_configs() -> dict:
+    """{stage name: its config builder}: "rcnn" (``get_multitask_cfg``) and each installed project's
+    stage (entry-point group ``multitask_pose.stages``)."""
+    from importlib.metadata import entry_points
+
+    stages = {"rcnn": get_multitask_cfg}
+    for ep in entry_points(group=STAGE_ENTRY_POINTS):
+        stages.setdefault(ep.name, ep.load())
+    return stages

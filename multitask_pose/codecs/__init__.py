@@ -3,7 +3,8 @@ keypoints and scores), shared by the R-CNN heads and the top-down models."""
 from .base import CODEC_REGISTRY, KeypointCodec, build_codec
 from .gaussian_heatmap import GaussianHeatmapCodec
 from .roi_heatmap import RoIHeatmapCodec
+from .simcc import SimCCCodec
 from .soft_argmax import SoftArgmaxCodec
 
 __all__ = ["CODEC_REGISTRY", "GaussianHeatmapCodec", "KeypointCodec", "RoIHeatmapCodec",
-           "SoftArgmaxCodec", "build_codec"]
+           "SimCCCodec", "SoftArgmaxCodec", "build_codec"]

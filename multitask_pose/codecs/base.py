@@ -29,6 +29,8 @@ class KeypointCodec:
 
     # What decode's scores are (results_record.SCORE_SCALES); each codec states its own.
     score_scale = "unknown"
+    # The keys of encode's targets (a loss states the keys it reads; heads check they are made).
+    target_keys: tuple = ()
 
     @classmethod
     def from_config(cls, cfg) -> "KeypointCodec":

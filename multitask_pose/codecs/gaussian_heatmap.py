@@ -31,6 +31,7 @@ class GaussianHeatmapCodec(KeypointCodec):
     """Gaussian heatmaps at a fixed stride of the crop; registered as ``"GaussianHeatmapCodec"``."""
 
     score_scale = "heatmap_peak"  # decode's scores: the maps' maxima
+    target_keys = ("heatmaps", "target_weight")  # encode's keys
 
     def __init__(
         self,

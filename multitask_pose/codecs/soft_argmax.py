@@ -61,6 +61,7 @@ class SoftArgmaxCodec(KeypointCodec):
     ``coords`` (cells, the L1 target) and ``target_weight``."""
 
     score_scale = "softmax_probability"  # decode's scores: the peak's softmax probability
+    target_keys = ("heatmaps", "coords", "target_weight")  # encode's keys
 
     def __init__(self, input_size: Sequence[int], heatmap_size: Sequence[int]):
         """

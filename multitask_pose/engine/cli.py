@@ -213,13 +213,20 @@ def _config_paths(cfg, prefix="") -> List[str]:
 
 @functools.lru_cache(maxsize=None)
 def _stage_paths():
-    """The dotted paths only each stage's config has: {"rcnn": {...}, "topdown": {...}}."""
-    from topdown.config import get_topdown_cfg
+    """The dotted paths only each stage's config has: {"rcnn": {...}, "topdown": {...}} (the
+    stages installed, ``multitask_pose.config.stage_configs``)."""
+    from ..config import stage_configs
 
-    from ..config import get_multitask_cfg
-
-    rcnn, topdown = set(_config_paths(get_multitask_cfg())), set(_config_paths(get_topdown_cfg()))
-    return {"rcnn": frozenset(rcnn - topdown), "topdown": frozenset(topdown - rcnn)}
+    paths = {name: set(_config_paths(build())) for name, build in stage_configs().items()}
+    if set(paths) != set(STAGES):
+        raise RuntimeError(
+            f"installed stages {sorted(paths)}, expected {sorted(STAGES)}: reinstall the package"
+            " (tools/install/setup_env.sh), which declares the top-down stage in setup.py"
+        )
+    return {
+        name: frozenset(p - set().union(*(q for other, q in paths.items() if other != name)))
+        for name, p in paths.items()
+    }
 
 
 def _yaml_chain(path: str) -> List[tuple]:

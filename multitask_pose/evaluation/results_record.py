@@ -73,6 +73,11 @@ SCORE_SCALES = {
         " keypoint_rcnn_inference; the offset head with HEATMAP_LOSS softmax; SoftArgmaxCodec"
         " over the crop's map); detectron2 draws keypoints scoring above 0.05"
     ),
+    "simcc_maximum": (
+        "the smaller of the maxima of the keypoint's x and y SimCC classifier outputs, raw (no"
+        " softmax; MMPose's get_simcc_maximum), trained towards Gaussian labels that peak at"
+        " 1 / (sigma sqrt(2 pi)), about 0.066 at sigma 6 (SimCCCodec)"
+    ),
     "person_score": (
         "every keypoint carries its person's score (PoseFix's test, main/test.py:103: the"
         " input entry's score, rescored)"

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from ..codecs import RoIHeatmapCodec
 from ..layers import DeformConv2d
-from ..shared import keypoint_type_weights
+from ..shared import heatmap_squared_error, keypoint_type_weights
 
 __all__ = ["KeypointOffsetHead"]
 
@@ -179,9 +179,9 @@ class KeypointOffsetHead(KRCNNConvDeconvUpsampleHead):
                 heatmaps.flatten(2)[valid], targets["index"][valid], reduction="none"
             )
         else:
-            per_keypoint = ((heatmaps[valid] - self.codec.gaussian_targets(coords)) ** 2).sum(
-                dim=(1, 2)
-            )
+            per_keypoint = heatmap_squared_error(
+                heatmaps[valid], self.codec.gaussian_targets(coords)
+            ).sum(dim=(1, 2))
         # detectron2's normalisation: by the visible keypoints, or by a constant per image.
         normalizer = (
             valid.sum() if self.loss_normalizer == "visible" else num_images * self.loss_normalizer

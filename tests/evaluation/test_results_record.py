@@ -80,6 +80,7 @@ def test_each_codec_states_its_scale_and_decodes_on_it():
     from multitask_pose.codecs import CODEC_REGISTRY
     from multitask_pose.codecs.gaussian_heatmap import GaussianHeatmapCodec
     from multitask_pose.codecs.roi_heatmap import RoIHeatmapCodec
+    from multitask_pose.codecs.simcc import SimCCCodec
     from multitask_pose.codecs.soft_argmax import SoftArgmaxCodec
 
     table = [  # (codec, its scale, source)
@@ -88,6 +89,8 @@ def test_each_codec_states_its_scale_and_decodes_on_it():
         (RoIHeatmapCodec(8, "softmax"), "softmax_probability",
          "detectron2 heatmaps_to_keypoints, kept by keypoint_rcnn_inference"),
         (RoIHeatmapCodec(8, "gaussian_mse"), "heatmap_peak", "Gaussian targets: the peak"),
+        (SimCCCodec((48, 64), (12, 16)), "simcc_maximum",
+         "MMPose get_simcc_maximum: min over x, y of the raw outputs' maxima"),
     ]  # fmt: skip
     for codec, scale, source in table:
         assert codec.score_scale == scale, (type(codec).__name__, source)
@@ -100,6 +103,8 @@ def test_each_codec_states_its_scale_and_decodes_on_it():
     flat = maps.flatten(-2)
     assert torch.allclose(table[0][0].decode(maps)[1], flat.amax(-1))
     assert torch.allclose(table[1][0].decode(maps)[1], torch.softmax(flat, -1).amax(-1))
+    x, y = torch.randn(2, 3, 96), torch.randn(2, 3, 128)
+    assert torch.equal(table[4][0].decode((x, y))[1], torch.minimum(x.amax(-1), y.amax(-1)))
     # detectron2's own keypoint R-CNN score: on a box of S x S pixels (no resampling) it is the
     # softmax probability of the peak over the S x S grid.
     from detectron2.structures.keypoints import heatmaps_to_keypoints
@@ -142,7 +147,7 @@ def test_describe_config_asks_the_classes_the_config_names():
     assert hrnet["producer"] == "TopDownPoseEstimator / PoseHighResolutionNet"
     assert hrnet["score_scale"] == "heatmap_peak"
     soft = topdown("hrnet_w18_small_synth_basic.yaml", "MODEL.TOPDOWN.CODEC.NAME",
-                   "SoftArgmaxCodec")  # fmt: skip
+                   "SoftArgmaxCodec", "MODEL.TOPDOWN.HEAD.NAME", "SoftArgmaxHead")  # fmt: skip
     assert soft["score_scale"] == "softmax_probability"  # from the codec, not the model's name
     posefix = topdown("posefix_hrnet_w18_small_synth_basic.yaml")
     assert posefix == {"producer": "PoseFixEstimator / PoseFixHRNet",

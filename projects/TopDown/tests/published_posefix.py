@@ -77,6 +77,8 @@ SETTINGS = [
      "MODEL.TOPDOWN.LOSS_NAME", "PoseFixLoss"),
     ("output: soft-argmax of the maps", "SoftArgmaxCodec", "main/model.py:44-71, 183",
      "MODEL.TOPDOWN.CODEC.NAME", "SoftArgmaxCodec"),
+    ("head: soft-argmax decoding, flip test averaging coordinates", "SoftArgmaxHead",
+     "main/model.py:44-71, main/test.py:79-97", "MODEL.TOPDOWN.HEAD.NAME", "SoftArgmaxHead"),
     ("OKS-NMS threshold", 0.9, "main/config.py:49, main/test.py:149",
      "TEST.TOPDOWN.OKS_NMS_THRESH", 0.9),
     ("OKS-NMS counts all keypoints", None, "main/test.py:149 (no in_vis_thre)",

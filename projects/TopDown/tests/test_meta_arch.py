@@ -162,7 +162,7 @@ def test_config_errors():
         build_model(cfg)
     cfg = sample_cfg("MODEL.TOPDOWN.HEATMAP_SIZE", "(24, 32)")
     model = build_model(sample_cfg()).eval()
-    model.codec = GaussianHeatmapCodec.from_config(cfg)
+    model.head.codec = GaussianHeatmapCodec.from_config(cfg)
     x = TopDownTestMapper(cfg, SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
     with pytest.raises(ValueError, match="HEATMAP_SIZE"):
         model([x])

@@ -155,7 +155,8 @@ def test_rates_are_checked():
 # The recipe's PoseFix keys on the small HRNet.
 POSEFIX = ["MODEL.META_ARCHITECTURE", "PoseFixEstimator", "MODEL.TOPDOWN.POSE_NET", "PoseFixHRNet",
            "MODEL.TOPDOWN.CUE", "PoseCue", "MODEL.TOPDOWN.LOSS_NAME", "PoseFixLoss",
-           "MODEL.TOPDOWN.CODEC.NAME", "SoftArgmaxCodec", "TEST.TOPDOWN.HINT.SOURCE", "keypoints",
+           "MODEL.TOPDOWN.CODEC.NAME", "SoftArgmaxCodec",
+           "MODEL.TOPDOWN.HEAD.NAME", "SoftArgmaxHead", "TEST.TOPDOWN.HINT.SOURCE", "keypoints",
            "TEST.TOPDOWN.HINT.SCORE_THRESH", "0.0", "TEST.TOPDOWN.RESCORE", "False",
            "TEST.TOPDOWN.IOU_NMS_THRESH", "1.0", "TEST.TOPDOWN.OKS_NMS_THRESH", "0.9",
            "MODEL.HRNET.INIT", "kaiming", "MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)",
@@ -513,7 +514,7 @@ def test_flip_test_averages_the_mirrored_coordinates():
     model = build_model(sample_cfg(*POSEFIX)).eval()
     fl = model.flip_indices.numpy()
     logits = torch.randn(4, 17, 24, 16) * 3
-    coords, _ = model.decode_heatmaps(logits, 2)
+    coords, _ = model.decode(logits, 2)
     ref = 4 * reference_soft_argmax(logits)
     mirrored = ref[2:][:, fl]
     mirrored[..., 0] = 63 - mirrored[..., 0]

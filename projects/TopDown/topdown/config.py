@@ -28,7 +28,8 @@ def add_topdown_config(cfg: CN) -> CN:
     # Training hints: a random labelled joint, moved by N(0, TRAIN_JITTER x sqrt(box area)).
     td.HINT.TRAIN_JITTER = 0.05
     # PoseFix (topdown/posefix.py; CUE "PoseCue", POSE_NET "PoseFixHRNet", LOSS_NAME "PoseFixLoss",
-    # CODEC.NAME "SoftArgmaxCodec", META_ARCHITECTURE "PoseFixEstimator"), defaults as its official
+    # CODEC.NAME "SoftArgmaxCodec", HEAD.NAME "SoftArgmaxHead", META_ARCHITECTURE
+    # "PoseFixEstimator"), defaults as its official
     # code (mks0601/PoseFix_RELEASE). The training errors follow its per-joint tables (fixed).
     td.POSEFIX = CN()
     # The input pose's Gaussians: standard deviation in crop pixels (main/config.py:29-32: 7 at
@@ -66,6 +67,16 @@ def add_topdown_config(cfg: CN) -> CN:
     td.CODEC.SUBPIXEL_CENTER = False
     td.CODEC.DECODE = "quarter"  # "quarter" (official quarter-cell shift) or "dark" (Taylor, DARK)
     td.CODEC.BLUR_KERNEL = 11  # odd Gaussian blur size before "dark" decoding; 0 disables
+    # SimCCCodec (multitask_pose/codecs/simcc.py, with HEAD.NAME "SimCCHead" and LOSS_NAME
+    # "KLDiscretLoss"), defaults as MMPose's SimCC configs (codec sigma 6, split ratio 2).
+    td.CODEC.SIMCC_SPLIT_RATIO = 2.0  # bins per crop pixel of the x and y classifiers
+    td.CODEC.SIMCC_SIGMA = 6.0  # Gaussian label sigma, in bins
+
+    # The head: owns the codec, the loss and the flip test (topdown/modeling/heads.py), a
+    # TOPDOWN_HEAD_REGISTRY name: "HeatmapHead" (GaussianHeatmapCodec), "SoftArgmaxHead"
+    # (PoseFix's SoftArgmaxCodec), "SimCCHead" (SimCCCodec).
+    td.HEAD = CN()
+    td.HEAD.NAME = "HeatmapHead"
 
     cfg.MODEL.HRNET = CN()
     cfg.MODEL.HRNET.WIDTH = 32  # W: branch channels W, 2W, 4W, 8W (W32, W48)

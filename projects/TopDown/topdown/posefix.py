@@ -15,10 +15,12 @@ another model's pose and outputs the corrected pose.
   map against a bilinear one-hot target plus the L1 distance of the soft-argmax coordinates, in
   heatmap cells, summed with weight 1 (main/model.py:156-175); the targets and the decoding are
   ``SoftArgmaxCodec`` (``multitask_pose/codecs/soft_argmax.py``).
+- :class:`SoftArgmaxHead` (``MODEL.TOPDOWN.HEAD.NAME "SoftArgmaxHead"``): decodes the logits with
+  that codec; the flip test averages coordinates (main/test.py:79-97).
 - :class:`PoseFixEstimator` (``MODEL.META_ARCHITECTURE "PoseFixEstimator"``): the top-down
   estimator with the official test: the crop from the input pose's extent x 1.2
-  (data/COCO/dataset.py:131-148), the flip test averaging coordinates (main/test.py:79-97), each
-  keypoint scored with the entry's score (main/test.py:103), then OKS-NMS (``TEST.TOPDOWN``).
+  (data/COCO/dataset.py:131-148), each keypoint scored with the entry's score
+  (main/test.py:103), then OKS-NMS (``TEST.TOPDOWN``).
 
 The error synthesis, per keypoint j of the target person, in the crop (main/gen_batch.py:65-335):
 distances come from the keypoint similarity ks = exp(-d^2 / (2 area (2 sigma_j)^2)), ``area``
@@ -52,7 +54,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
 from torchvision.ops import box_iou
 
-from multitask_pose.codecs.soft_argmax import soft_argmax
+from multitask_pose.codecs.soft_argmax import SoftArgmaxCodec, soft_argmax
 from multitask_pose.codecs.utils import gaussian_heatmaps
 from multitask_pose.data.keypoints import keypoint_spec_of
 from multitask_pose.evaluation.error_analysis import (
@@ -64,12 +66,13 @@ from multitask_pose.evaluation.error_analysis import (
 from .affine import apply_affine, invert_affine
 from .data.cues import CUE_REGISTRY
 from .modeling.build import POSE_NET_REGISTRY
+from .modeling.heads import TOPDOWN_HEAD_REGISTRY, TopDownHead
 from .modeling.hrnet import PoseHighResolutionNet
 from .modeling.losses import TOPDOWN_LOSS_REGISTRY
 from .modeling.meta_arch import TopDownPoseEstimator
 
 __all__ = ["OFFICIAL_RATES", "PoseCue", "PoseFixEstimator", "PoseFixHRNet", "PoseFixLoss",
-           "official_rates", "pose_extent_boxes", "synthesize_pose"]  # fmt: skip
+           "SoftArgmaxHead", "official_rates", "pose_extent_boxes", "synthesize_pose"]  # fmt: skip
 
 # The official per-joint error probabilities, COCO keypoint order (nose, eyes, ears, shoulders,
 # elbows, wrists, hips, knees, ankles), main/gen_batch.py. Each row: the condition's name, then
@@ -422,6 +425,8 @@ class PoseFixLoss(nn.Module):
     heatmap cells; both weighted by the target weight (0: unlabelled or outside the crop). The
     targets are ``SoftArgmaxCodec``'s."""
 
+    target_keys = ("heatmaps", "coords", "target_weight")
+
     @configurable
     def __init__(self, *, coord_weight: float = 1.0):
         super().__init__()
@@ -447,6 +452,31 @@ class PoseFixLoss(nn.Module):
         return (ce * weight).mean() + self.coord_weight * l1.mean()
 
 
+@TOPDOWN_HEAD_REGISTRY.register()
+class SoftArgmaxHead(TopDownHead):
+    """PoseFix's output (main/model.py:44-71): the maps are logits decoded by ``SoftArgmaxCodec``'s
+    softmax expectation; the flip test averages the coordinates of each crop with those of its
+    mirrored crop, mirrored back (x -> W - 1 - x, left and right exchanged; main/test.py:79-97),
+    and the scores likewise."""
+
+    codec_types = (SoftArgmaxCodec,)
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def decode(self, outputs, mirrored=None):
+        coords, scores = self.codec.decode(outputs)
+        if mirrored is None:
+            return coords, scores
+        flip = self.flip_indices.to(coords.device)
+        m_coords, m_scores = self.codec.decode(mirrored)
+        m_coords = m_coords[:, flip]
+        m_coords = torch.stack([self.codec.input_size[0] - 1 - m_coords[..., 0],
+                                m_coords[..., 1]], -1)  # fmt: skip
+        return 0.5 * (coords + m_coords), 0.5 * (scores + m_scores[:, flip])
+
+
 def pose_extent_boxes(poses: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """The official test crop's box (data/COCO/dataset.py:131-148): each pose's keypoint extent,
     x 1.2 about its centre, a side of 20 pixels where the extent is empty. ``poses`` (N, K, 3) in
@@ -466,8 +496,8 @@ def pose_extent_boxes(poses: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 @META_ARCH_REGISTRY.register()
 class PoseFixEstimator(TopDownPoseEstimator):
     """The top-down estimator with PoseFix's test (module docstring): each input pose is cropped
-    from its own extent (``POSEFIX.TEST_CROP "pose"``) or its entry's box (``"box"``), the flip
-    test averages coordinates, and each refined keypoint carries the entry's score."""
+    from its own extent (``POSEFIX.TEST_CROP "pose"``) or its entry's box (``"box"``) and each
+    refined keypoint carries the entry's score; its head (:class:`SoftArgmaxHead`) decodes."""
 
     @configurable
     def __init__(self, *, test_crop: str = "pose", **kwargs):
@@ -500,15 +530,3 @@ class PoseFixEstimator(TopDownPoseEstimator):
         result = super().estimate(image, boxes, scores, hints)
         result.pred_keypoints[..., 2] = result.scores[:, None]  # main/test.py:103
         return result
-
-    def decode_heatmaps(self, heatmaps: torch.Tensor, n: int):
-        """The crops' coordinates, with the flip test averaged with the mirrored crops' mirrored
-        coordinates (x -> W - 1 - x, left and right exchanged; main/test.py:79-97)."""
-        coords, scores = self.codec.decode(heatmaps)
-        if not self.flip_test:
-            return coords, scores
-        flip = self.flip_indices.to(coords.device)
-        mirrored = coords[n:][:, flip]
-        mirrored = torch.stack([self.codec.input_size[0] - 1 - mirrored[..., 0],
-                                mirrored[..., 1]], -1)  # fmt: skip
-        return 0.5 * (coords[:n] + mirrored), 0.5 * (scores[:n] + scores[n:][:, flip])

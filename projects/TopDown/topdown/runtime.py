@@ -51,6 +51,7 @@ TOLERANCE = 1e-4  # max |backend - eager| / max(1, max |eager|) on the check bat
 OPSET = 17
 _META_DIGEST = "multitask_pose.weights_sha256"
 _META_INPUTS = "multitask_pose.inputs"  # "HxW+C": crop size and cue channels
+OUTPUT = "prediction"  # the exported output: the pose network's prediction maps
 
 
 def onnxruntime_available() -> bool:
@@ -171,7 +172,8 @@ def fold_batchnorm(net: nn.Module, images: torch.Tensor, cues=None) -> nn.Module
 
 def export_onnx(net: nn.Module, f, input_size: Sequence[int]) -> None:
     """Write the network's prediction as ONNX to ``f`` (a path or a binary file object): inputs
-    ``images`` (N, 3, H, W) and, for a network with cue channels, ``cues``; output ``heatmaps``;
+    ``images`` (N, 3, H, W) and, for a network with cue channels, ``cues``; output ``prediction``
+    (the network's maps that the model's head turns into keypoints);
     N dynamic; opset 17; the weights' digest and input sizes in the metadata."""
     import onnx
 
@@ -179,14 +181,14 @@ def export_onnx(net: nn.Module, f, input_size: Sequence[int]) -> None:
     images, cues = example_inputs(wrapped.net, input_size)
     args = (images,) if cues is None else (images, cues)
     names = ["images"] + (["cues"] if cues is not None else [])
-    axes = {n: {0: "n"} for n in names + ["heatmaps"]}
+    axes = {n: {0: "n"} for n in names + [OUTPUT]}
     buf = io.BytesIO()
     # The TorchScript exporter (dynamo=False): it exports HRNet-W32 in about 10 s here against
     # 46 s for the torch.export one, with outputs as close; its deprecation warning is muted.
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapped, args, buf, input_names=names, output_names=["heatmaps"],
+            wrapped, args, buf, input_names=names, output_names=[OUTPUT],
             dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )  # fmt: skip
     model = onnx.load_from_string(buf.getvalue())
@@ -218,6 +220,8 @@ class OnnxPoseNet:
         """
         self.session = cpu_session(model, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
+        # One output: "prediction" (files exported before were named "heatmaps").
+        self.output_name = self.session.get_outputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, images: torch.Tensor, cues: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -226,7 +230,7 @@ class OnnxPoseNet:
             if cues is None:
                 raise ValueError("this ONNX pose network takes cues: none were given")
             feeds["cues"] = cues.detach().cpu().float().contiguous().numpy()
-        return torch.from_numpy(self.session.run(["heatmaps"], feeds)[0])
+        return torch.from_numpy(self.session.run([self.output_name], feeds)[0])
 
     def check_matches(self, net: nn.Module, input_size: Sequence[int], source: str) -> None:
         """ValueError unless the file was exported from ``net``'s weights at this input size."""

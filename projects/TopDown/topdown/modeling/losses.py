@@ -12,7 +12,7 @@ from detectron2.config import configurable
 from detectron2.utils.registry import Registry
 from torch import nn
 
-from multitask_pose.shared import keypoint_type_weights
+from multitask_pose.shared import heatmap_squared_error, keypoint_type_weights
 
 __all__ = ["JointsMSELoss", "TOPDOWN_LOSS_REGISTRY", "build_topdown_loss"]
 
@@ -26,6 +26,8 @@ class JointsMSELoss(nn.Module):
     errors, each map weighted by its target weight (0 for unlabelled keypoints); with
     ``balanced`` the weights are also multiplied by the balanced keypoint-type weights of the
     batch (``multitask_pose.shared.balanced_loss``)."""
+
+    target_keys = ("heatmaps", "target_weight")  # what it reads of the codec's targets
 
     @configurable
     def __init__(self, *, balanced: bool = False):
@@ -55,7 +57,7 @@ class JointsMSELoss(nn.Module):
         weight = targets["target_weight"]
         if self.balanced:
             weight = weight * keypoint_type_weights(weight > 0)[None]
-        return 0.5 * ((pred - targets["heatmaps"]) ** 2 * weight[..., None, None]).mean()
+        return 0.5 * heatmap_squared_error(pred, targets["heatmaps"], weight).mean()
 
 
 def build_topdown_loss(cfg) -> nn.Module:

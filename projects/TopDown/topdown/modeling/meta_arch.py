@@ -2,16 +2,18 @@
 
 It runs any ``TopDownPoseNet`` (``topdown.modeling.base``) without knowing which: the network
 declares its stride, its cue channels, its supervised outputs and the output to decode.
-Training takes person crops with the codec's targets (``topdown.data.TopDownTrainMapper``) and
-returns ``loss_<output>`` for each supervised output (the loss ``MODEL.TOPDOWN.LOSS_NAME`` names,
-times the output's weight and ``MODEL.TOPDOWN.LOSS_WEIGHT``). Inference takes detectron2-style
-image inputs with person boxes in ``"instances"`` (``pred_boxes`` + ``scores`` as any detectron2
-detector returns them, or ``gt_boxes``), or no boxes when a detector is configured, and returns for
-each image ``{"instances": Instances(pred_boxes, scores, pred_classes, pred_keypoints)}`` in image
-coordinates: the same fields as the R-CNN, for the same evaluator, visualizer and writer.
+Its head (``topdown.modeling.heads``, ``MODEL.TOPDOWN.HEAD.NAME``) owns the codec, the loss and the
+flip test. Training takes person crops with the head codec's targets
+(``topdown.data.TopDownTrainMapper``) and returns ``loss_<output>`` for each supervised output (the
+head's loss of that output, times the output's weight and ``MODEL.TOPDOWN.LOSS_WEIGHT``).
+Inference takes detectron2-style image inputs with person boxes in ``"instances"`` (``pred_boxes``
++ ``scores`` as any detectron2 detector returns them, or ``gt_boxes``), or no boxes when a detector
+is configured, and returns for each image ``{"instances": Instances(pred_boxes, scores,
+pred_classes, pred_keypoints)}`` in image coordinates: the same fields as the R-CNN, for the same
+evaluator, visualizer and writer.
 
 Inference per image: crop every box at once (one ``grid_sample``, equal to the training crops'
-``cv2.warpAffine``) with its cue, the prediction (+ flip test), decode with the training codec, map
+``cv2.warpAffine``) with its cue, the prediction (+ flip test), decoded by the head, map
 back through the inverse crop affine, rescore, then IoU-NMS and OKS-NMS. All batched over the boxes.
 """
 
@@ -27,7 +29,6 @@ from detectron2.structures import Boxes, Instances
 from torch import nn
 from torchvision.ops import nms
 
-from multitask_pose.codecs import KeypointCodec
 from multitask_pose.data.keypoints import keypoint_spec_of
 from multitask_pose.shared import flip_heatmaps, oks_nms
 
@@ -39,7 +40,7 @@ from ..data.hints import HintSource
 from ..runtime import InferenceNet, stage
 from .base import TopDownPoseNet
 from .build import build_pose_net
-from .losses import build_topdown_loss
+from .heads import TopDownHead, build_topdown_head
 
 __all__ = ["TopDownPoseEstimator", "dataset_keypoint_spec", "nms_poses"]
 
@@ -108,8 +109,7 @@ class TopDownPoseEstimator(nn.Module):
         self,
         *,
         pose_net: TopDownPoseNet,
-        codec: KeypointCodec,
-        loss: nn.Module,
+        head: TopDownHead,
         flip_indices,
         oks_sigmas,
         pixel_mean,
@@ -119,7 +119,6 @@ class TopDownPoseEstimator(nn.Module):
         padding: float = 1.25,
         loss_weight: float = 1.0,
         flip_test: bool = True,
-        shift_heatmap: bool = True,
         rescore: bool = True,
         rescore_thresh: float = 0.2,
         iou_nms_thresh: float = 0.6,
@@ -136,8 +135,8 @@ class TopDownPoseEstimator(nn.Module):
         """
         Args:
             pose_net: the network (a ``TopDownPoseNet``).
-            codec: makes the targets (in the mapper) and decodes ``pose_net.prediction``.
-            loss: applied to each of ``pose_net.supervised_outputs()`` against the targets.
+            head: turns each of ``pose_net.supervised_outputs()`` into the loss against its
+                codec's targets (made by the mapper), and decodes ``pose_net.prediction``.
             flip_indices, oks_sigmas: the dataset's flip map and OKS sigmas.
             pixel_mean, pixel_std: input normalisation, in ``input_format`` channel order.
             cue: the instance cue (``topdown.data.cues``) or None; its channels must equal
@@ -145,8 +144,7 @@ class TopDownPoseEstimator(nn.Module):
             input_format: channel order of the images ("RGB" or "BGR").
             padding: box enlargement before cropping.
             loss_weight: multiplies every loss.
-            flip_test, shift_heatmap: average with the mirrored crop's prediction (shifted a
-                column as the official HRNet).
+            flip_test: merge with the mirrored crop's prediction (the head's way).
             rescore, rescore_thresh: instance score x mean score of keypoints above the threshold.
             iou_nms_thresh, oks_nms_thresh: box IoU-NMS then OKS-NMS; 1.0 disables either.
             oks_nms_vis_thresh: OKS-NMS counts only keypoints scoring above it in both poses;
@@ -164,6 +162,7 @@ class TopDownPoseEstimator(nn.Module):
                 f"{name} is not a TopDownPoseNet (topdown.modeling.base): the meta-architecture"
                 " reads its stride, cue channels and outputs from that contract"
             )
+        codec = head.codec
         div = pose_net.size_divisibility
         if any(s % div for s in codec.input_size):
             raise ValueError(
@@ -182,8 +181,7 @@ class TopDownPoseEstimator(nn.Module):
                 f" {type(cue).__name__ if cue is not None else '(none)'} makes {cue_channels}"
             )
         self.pose_net = pose_net
-        self.codec = codec
-        self.loss = loss
+        self.head = head
         if cue is not None and cue.uses_hints and not cue.expands:
             if hint_source is None or hint_source.source != "keypoints":
                 raise ValueError(
@@ -206,7 +204,7 @@ class TopDownPoseEstimator(nn.Module):
         self.input_format = input_format
         self.padding = padding
         self.loss_weight = loss_weight
-        self.flip_test, self.shift_heatmap = flip_test, shift_heatmap
+        self.flip_test = flip_test
         self.rescore, self.rescore_thresh = rescore, rescore_thresh
         self.iou_nms_thresh, self.oks_nms_thresh = iou_nms_thresh, oks_nms_thresh
         self.oks_nms_vis_thresh = oks_nms_vis_thresh
@@ -222,17 +220,17 @@ class TopDownPoseEstimator(nn.Module):
     @classmethod
     def keypoint_score_scale_from_config(cls, cfg) -> str:
         """What the keypoint scores of this estimator's results are (the results files'
-        records, ``multitask_pose/evaluation/results_record.py``): its codec's scale."""
+        records, ``multitask_pose/evaluation/results_record.py``): its head codec's scale."""
         return build_topdown_codec(cfg).score_scale
 
     @classmethod
     def from_config(cls, cfg):
-        """Builds the pose net, codec, loss and cue by their registered names.
+        """Builds the pose net, head (with its codec and loss) and cue by their registered names.
 
         Args:
-            cfg: the config: ``MODEL.TOPDOWN.{POSE_NET, CODEC.NAME, LOSS_NAME, CUE}`` and the
-                networks' keys, ``INPUT``, ``TEST.TOPDOWN`` (inference), and ``DATASETS`` (whose
-                keypoint metadata gives the flip map and OKS sigmas).
+            cfg: the config: ``MODEL.TOPDOWN.{POSE_NET, HEAD.NAME, CODEC.NAME, LOSS_NAME, CUE}``
+                and the networks' keys, ``INPUT``, ``TEST.TOPDOWN`` (inference), and
+                ``DATASETS`` (whose keypoint metadata gives the flip map and OKS sigmas).
 
         Returns:
             the constructor's keyword arguments.
@@ -251,8 +249,7 @@ class TopDownPoseEstimator(nn.Module):
             )
         return dict(
             pose_net=build_pose_net(cfg),
-            codec=build_topdown_codec(cfg),
-            loss=build_topdown_loss(cfg),
+            head=build_topdown_head(cfg, spec.flip_indices),
             cue=cue,
             hint_source=(
                 HintSource(cfg, ordered=not cue.expands)
@@ -267,7 +264,6 @@ class TopDownPoseEstimator(nn.Module):
             padding=cfg.INPUT.TOPDOWN.PADDING,
             loss_weight=cfg.MODEL.TOPDOWN.LOSS_WEIGHT,
             flip_test=t.FLIP_TEST,
-            shift_heatmap=t.SHIFT_HEATMAP,
             rescore=t.RESCORE,
             rescore_thresh=t.RESCORE_THRESH,
             iou_nms_thresh=t.IOU_NMS_THRESH,
@@ -280,6 +276,11 @@ class TopDownPoseEstimator(nn.Module):
             backend=t.BACKEND,
             onnx_file=t.ONNX_FILE,
         )
+
+    @property
+    def codec(self):
+        """The head's codec: the training mapper encodes the targets with it."""
+        return self.head.codec
 
     @property
     def device(self):
@@ -330,7 +331,8 @@ class TopDownPoseEstimator(nn.Module):
         }
         outs = self._outputs(crops, cues)
         return {
-            f"loss_{name}": self.loss(outs[name], targets) * (weight * self.loss_weight)
+            f"loss_{name}": self.head.loss(self.head(outs[name]), targets)
+            * (weight * self.loss_weight)
             for name, weight in self.pose_net.supervised_outputs().items()
         }
 
@@ -386,14 +388,14 @@ class TopDownPoseEstimator(nn.Module):
         still belonging to their boxes."""
         return boxes
 
-    def decode_heatmaps(self, heatmaps: torch.Tensor, n: int):
-        """Crop-pixel coordinates (n, K, 2) and scores (n, K) of n crops from the network's maps:
-        the n crops', then with the flip test the n mirrored crops', averaged as maps."""
-        if self.flip_test:
-            flip = self.flip_indices.cpu().numpy()
-            flipped = flip_heatmaps(heatmaps[n:], flip, self.shift_heatmap)
-            heatmaps = 0.5 * (heatmaps[:n] + flipped)
-        return self.codec.decode(heatmaps)
+    def decode(self, maps: torch.Tensor, n: int):
+        """Crop-pixel coordinates (n, K, 2) and scores (n, K) of n crops from the network's
+        prediction: the n crops', then with the flip test the n mirrored crops', merged by the
+        head."""
+        with torch.no_grad():
+            if not self.flip_test:
+                return self.head.decode(self.head(maps))
+            return self.head.decode(self.head(maps[:n]), self.head(maps[n:]))
 
     def _crop_hints(self, hints: Optional[torch.Tensor], n: int):
         """(box index of each crop, the crops' hints in the crop affine's frame or None). A hint
@@ -453,9 +455,9 @@ class TopDownPoseEstimator(nn.Module):
                 crops = torch.cat([crops, crops.flip(-1)])
                 cues = None if cues is None else torch.cat([cues, flip_cues])
         with stage("pose network", dev):
-            heatmaps = self._outputs(crops, cues, inference=True)[pred]
+            maps = self._outputs(crops, cues, inference=True)[pred]
         with stage("decode", dev):
-            coords, maxvals = self.decode_heatmaps(heatmaps, n)
+            coords, maxvals = self.decode(maps, n)
             inv = torch.as_tensor(invert_affine(affine), dtype=torch.float32, device=coords.device)
             xy = torch.einsum("nij,nkj->nki", inv[..., :2], coords) + inv[:, None, :, 2]
             # Back from the official pixel-index frame to detectron2's pixel centres.
