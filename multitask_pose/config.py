@@ -2,9 +2,14 @@
 keys both stages use (evaluation, optimizer), ``add_multitask_config`` those and the multitask
 R-CNN's (the top-down stage's are in ``topdown/config.py``)."""
 
+import logging
+
 from detectron2.config import CfgNode as CN
+from detectron2.config.compat import _rename
 
 __all__ = [
+    "PoseCfgNode",
+    "RENAMED_KEYS",
     "add_multitask_config",
     "add_pose_config",
     "flatten_config",
@@ -12,6 +17,68 @@ __all__ = [
     "get_pose_cfg",
     "stage_configs",
 ]
+
+
+logger = logging.getLogger(__name__)
+
+# Keys that were renamed: {old: new}. An old key in a yaml or an override still loads into the
+# new one with a warning (PoseCfgNode); yacs's register_renamed_key makes them known keys.
+RENAMED_KEYS = {
+    # the R-CNN's and the top-down stage's twins, one set since the two stages share it
+    "INPUT.HARD_NEGATIVES_FILE": "INPUT.HARD_NEGATIVES.FILE",
+    "INPUT.HARD_NEGATIVE_SCORE": "INPUT.HARD_NEGATIVES.SCORE",
+    "INPUT.HARD_NEGATIVE_RULE": "INPUT.HARD_NEGATIVES.RULE",
+    "INPUT.HARD_NEGATIVE_IOU": "INPUT.HARD_NEGATIVES.IOU",
+    "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS": "INPUT.HARD_NEGATIVES.MAX_KEYPOINTS",
+    "INPUT.TOPDOWN.HARD_NEGATIVES_FILE": "INPUT.HARD_NEGATIVES.FILE",
+    "INPUT.TOPDOWN.HARD_NEGATIVE_SCORE": "INPUT.HARD_NEGATIVES.SCORE",
+    "INPUT.TOPDOWN.HARD_NEGATIVE_RULE": "INPUT.HARD_NEGATIVES.RULE",
+    "INPUT.TOPDOWN.HARD_NEGATIVE_IOU": "INPUT.HARD_NEGATIVES.IOU",
+    "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS": "INPUT.HARD_NEGATIVES.MAX_KEYPOINTS",
+}
+
+
+class PoseCfgNode(CN):
+    """detectron2's ``CfgNode`` that loads the old names of :data:`RENAMED_KEYS` into the new
+    ones with a logged warning, in a yaml (and its ``_BASE_`` files) as in ``merge_from_list``,
+    the way detectron2's ``compat.py`` renames the keys of an old-version yaml (its ``_rename``)
+    where yacs's own renamed keys are an error. Only the root is of this class: its nodes stay
+    detectron2's, as yacs merges a node only into one of the very same type."""
+
+    @classmethod
+    def _create_config_tree_from_dict(cls, dic, key_list):
+        return CN._create_config_tree_from_dict(dic, key_list)
+
+    @classmethod
+    def _decode_cfg_value(cls, value):
+        return CN._decode_cfg_value(value)
+
+    @classmethod
+    def load_yaml_with_base(cls, filename, allow_unsafe=False):
+        loaded = CN(super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe))
+        for old, new in RENAMED_KEYS.items():
+            if _has_key(loaded, old):
+                logger.warning("%s: config key %s is renamed %s: read as %s", filename, old, new,
+                               new)  # fmt: skip
+                _rename(loaded, old, new)
+        return loaded
+
+    def merge_from_list(self, cfg_list):
+        cfg_list = list(cfg_list)
+        for i in range(0, len(cfg_list) - 1, 2):
+            new = RENAMED_KEYS.get(cfg_list[i])
+            if new is not None:
+                logger.warning("config key %s is renamed %s: read as %s", cfg_list[i], new, new)
+                cfg_list[i] = new
+        return super().merge_from_list(cfg_list)
+
+
+def _has_key(cfg, dotted: str) -> bool:
+    for k in dotted.split("."):
+        if not isinstance(cfg, dict) or k not in cfg:
+            return False
+        cfg = cfg[k]
+    return True
 
 
 def add_pose_config(cfg: CN) -> CN:
@@ -75,6 +142,24 @@ def add_pose_config(cfg: CN) -> CN:
     # image_root, layout), layout one of "coco" (default), "aic", "crowdpose"
     # (multitask_pose/data/datasets.py register_config_datasets).
     cfg.DATASETS.REGISTER_COCO = ()
+    # Hard-negative detection mining, both stages (multitask_pose/data/hard_negatives.py): a
+    # detection file (COCO results: image_id, bbox XYWH, score) over DATASETS.TRAIN[0]'s images;
+    # its detections scoring at least SCORE that cover no person (RULE) are trained on as
+    # background: extra proposals of the R-CNN, crops with all-zero heatmaps at full weight of
+    # the top-down stage. "" is off.
+    hn = cfg.INPUT.HARD_NEGATIVES = CN()
+    hn.FILE = ""
+    hn.SCORE = 0.5  # "high scores": the PCR report gives no value; ours
+    # "no_intersection": zero overlap with every person box, crowd regions included (the PCR
+    # report's rule, section 2.3); "iou": IoU below IOU with every person (ours).
+    hn.RULE = "no_intersection"
+    hn.IOU = 0.3  # read by the "iou" rule only
+    # >= 0: also drop the detections holding more than this many labelled keypoints of one
+    # person (a box around half a person or two people, under the "iou" rule), whose all-zero
+    # targets contradict that person's own crop; -1 is off.
+    hn.MAX_KEYPOINTS = -1
+    for old, new in RENAMED_KEYS.items():  # old names still load, with a warning
+        cfg.register_renamed_key(old, new)
     return cfg
 
 
@@ -115,21 +200,6 @@ def add_multitask_config(cfg: CN) -> CN:
     # (multitask_pose/layers/deform_conv.py).
     kp.DEFORM_CONVS = ()
 
-    # Hard-negative detection mining for the R-CNN (multitask_pose/modeling/
-    # hard_negative_proposals.py): a detection file (COCO results: image_id, bbox XYWH, score)
-    # over DATASETS.TRAIN[0]'s images; its detections scoring at least HARD_NEGATIVE_SCORE that
-    # cover no person (HARD_NEGATIVE_RULE) join that image's proposals in training, as
-    # background. "" is off. (The top-down stage's are INPUT.TOPDOWN.HARD_NEGATIVES_*.)
-    cfg.INPUT.HARD_NEGATIVES_FILE = ""
-    cfg.INPUT.HARD_NEGATIVE_SCORE = 0.5  # "high scores": the PCR report gives no value; ours
-    # "no_intersection": zero overlap with every person box, crowd regions included (the PCR
-    # report's rule, section 2.3); "iou": IoU below HARD_NEGATIVE_IOU with every person (ours).
-    cfg.INPUT.HARD_NEGATIVE_RULE = "no_intersection"
-    cfg.INPUT.HARD_NEGATIVE_IOU = 0.3  # read by the "iou" rule only
-    # >= 0: also drop the detections holding more than this many labelled keypoints of one
-    # person (a box around half a person or two people, under the "iou" rule); -1 is off.
-    cfg.INPUT.HARD_NEGATIVE_MAX_KEYPOINTS = -1
-
     # Hybrid Task Cascade (MODEL.ROI_HEADS.NAME "HybridTaskCascadeROIHeads",
     # multitask_pose/modeling/htc.py) on detectron2's cascade keys (ROI_BOX_CASCADE_HEAD.IOUS
     # gives the stages); ignored by other ROI heads. The defaults are the HTC paper's.
@@ -155,17 +225,17 @@ def add_multitask_config(cfg: CN) -> CN:
 
 
 def get_pose_cfg() -> CN:
-    """detectron2's default config plus the keys both stages use."""
+    """detectron2's default config plus the keys both stages use (a :class:`PoseCfgNode`)."""
     from detectron2.config import get_cfg
 
-    return add_pose_config(get_cfg())
+    return add_pose_config(PoseCfgNode(get_cfg()))
 
 
 def get_multitask_cfg() -> CN:
-    """detectron2's default config plus the multitask R-CNN's keys."""
+    """detectron2's default config plus the multitask R-CNN's keys (a :class:`PoseCfgNode`)."""
     from detectron2.config import get_cfg
 
-    return add_multitask_config(get_cfg())
+    return add_multitask_config(PoseCfgNode(get_cfg()))
 
 
 def flatten_config(cfg: CN, prefix: str = "") -> dict:

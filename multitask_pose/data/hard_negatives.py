@@ -4,9 +4,12 @@ From a detection file over the training images (a COCO results list: ``image_id`
 XYWH, ``score``), the detections scoring at least ``score_thresh`` that cover no annotated
 person of their image (crowd regions included) are hard negatives: the top-down stage trains on
 their crops with all-zero heatmaps at full weight, and the R-CNN can take them as extra
-background proposals. This module finds them (vectorised per image with detectron2's
-``pairwise_intersection`` / ``pairwise_iou``) and reports how many; the training side reads its
-output. Two rules for "covers no person" (``rule``):
+background proposals. This module, both stages' one, reads the file (``detection_file.py``),
+finds them (vectorised per image with detectron2's ``pairwise_intersection`` /
+``pairwise_iou``), reports how many, and hands them to each stage's training data: the R-CNN's
+dicts carry them as ``hard_negatives`` (:func:`with_hard_negatives`, :class:`HardNegativeMapper`;
+``MultiTaskRCNN`` appends them to the proposals), the top-down stage's are negative person dicts
+(:func:`negative_person_dicts`). Two rules for "covers no person" (``rule``):
 
 - ``"no_intersection"`` (the default): no overlap at all, i.e. a zero intersection area with
   every person box. This is the PCR report's rule (section 2.3, "Hard-Negative Person Detection
@@ -23,14 +26,17 @@ output. Two rules for "covers no person" (``rule``):
 The score threshold is ours (0.5): the report says "high scores" without a value.
 """
 
+import logging
 from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
 from detectron2.data import DatasetMapper
 from detectron2.structures import Boxes, pairwise_iou
 from detectron2.structures.boxes import pairwise_intersection
+
+from .detection_file import read_detection_file
 
 __all__ = [
     "HNDM_RULES",
@@ -39,12 +45,18 @@ __all__ = [
     "check_rule",
     "covers_no_person",
     "holding_note",
-    "load_detection_file",
+    "log_mined",
     "mine_dataset_dicts",
+    "mine_from_config",
     "mine_hard_negatives",
+    "negative_person_dicts",
     "rule_note",
     "with_hard_negatives",
 ]
+
+logger = logging.getLogger(__name__)
+
+KEY = "INPUT.HARD_NEGATIVES.FILE"
 
 
 # The rules for "covers no person" (module docstring): the report's first.
@@ -189,44 +201,6 @@ def holding_note(report: Dict) -> str:
             f" {report['holding_keypoints']} holding more dropped")  # fmt: skip
 
 
-def load_detection_file(path: str, key: str, dataset: str = "",
-                        dataset_dicts: Optional[List[Dict]] = None) -> List[Dict]:  # fmt: skip
-    """The detections of config key ``key``'s file (a COCO results list); FileNotFoundError or
-    ValueError naming the key and the file. With ``dataset`` (the training set's name) and its
-    ``dataset_dicts``, a file made for other images is refused (``ResultsDatasetError``, a
-    ValueError naming the key): its record names another dataset or folder, or its boxes reach
-    beyond the dataset's images (``multitask_pose/evaluation/results_record.py``)."""
-    import json
-    import os
-
-    from ..evaluation.results_record import (
-        ResultsDatasetError,
-        check_boxes_in_images,
-        check_record_dataset,
-        read_results_record,
-    )
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{key} not found: {path}")
-    record = read_results_record(path)  # what made it; a warning when unknown
-    with open(path) as f:
-        try:
-            detections = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{key} {path}: not json ({e})") from None
-    if not isinstance(detections, list):
-        raise ValueError(f"{key} {path}: not a COCO results list")
-    if dataset:
-        sizes = {d["image_id"]: (d["height"], d["width"]) for d in dataset_dicts or ()
-                 if "height" in d and "width" in d}  # fmt: skip
-        try:
-            check_record_dataset(record, dataset, path)
-            check_boxes_in_images(detections, sizes, dataset, path)
-        except ResultsDatasetError as e:
-            raise ResultsDatasetError(f"{key}: {e}") from None
-    return detections
-
-
 def mine_dataset_dicts(dataset_dicts: List[Dict], detections: List[Dict], score_thresh: float,
                        iou_thresh: float, max_keypoints: int = -1, *,
                        rule: str = "no_intersection",
@@ -245,16 +219,36 @@ def mine_dataset_dicts(dataset_dicts: List[Dict], detections: List[Dict], score_
     return mine_hard_negatives(gt, detections, score_thresh, iou_thresh, max_keypoints, rule=rule)
 
 
-def with_hard_negatives(dataset_dicts: List[Dict], detections: List[Dict], score_thresh: float,
-                        iou_thresh: float, max_keypoints: int = -1, *,
-                        rule: str = "no_intersection",
-                        ) -> Tuple[List[Dict], Dict]:  # fmt: skip
-    """The R-CNN side: copies of ``dataset_dicts`` whose images with hard negatives carry them
-    as ``hard_negatives`` ((M, 4) XYXY boxes, clipped to the image) for
-    :class:`HardNegativeMapper`. Returns (dicts, the mining report)."""
-    mined, report = mine_dataset_dicts(
-        dataset_dicts, detections, score_thresh, iou_thresh, max_keypoints, rule=rule
-    )
+def mine_from_config(cfg, dataset_dicts: List[Dict]) -> Tuple[Dict[int, np.ndarray], Dict]:
+    """The hard negatives of INPUT.HARD_NEGATIVES.FILE over ``dataset_dicts`` (DATASETS.TRAIN[0]'s:
+    a file made for other images is refused) with the keys' score, rule, IoU and keypoint limit
+    (:func:`mine_dataset_dicts`), both stages'. Errors name the key."""
+    hn = cfg.INPUT.HARD_NEGATIVES
+    check_rule(hn.RULE, "INPUT.HARD_NEGATIVES.RULE")
+    check_max_keypoints(hn.MAX_KEYPOINTS, "INPUT.HARD_NEGATIVES.MAX_KEYPOINTS")
+    sizes = {d["image_id"]: (d["height"], d["width"]) for d in dataset_dicts
+             if "height" in d and "width" in d}  # fmt: skip
+    detections = read_detection_file(hn.FILE, KEY, cfg.DATASETS.TRAIN[0], sizes)
+    try:
+        return mine_dataset_dicts(dataset_dicts, detections, hn.SCORE, hn.IOU, hn.MAX_KEYPOINTS,
+                                  rule=hn.RULE)  # fmt: skip
+    except ValueError as e:
+        raise ValueError(f"{KEY} {hn.FILE}: {e}") from None
+
+
+def log_mined(report: Dict, count: int, what: str) -> None:
+    """Log what :func:`mine_from_config` mined: ``count`` ``what`` (proposals, crops)."""
+    logger.info(
+        "Hard negatives: %d %s mined from %d of %d detections scoring >= %s (%s%s) in %d images",
+        count, what, report["confident"], report["detections"], report["score_thresh"],
+        rule_note(report), holding_note(report), report["images_with_negatives"],
+    )  # fmt: skip
+
+
+def with_hard_negatives(dataset_dicts: List[Dict], mined: Dict[int, np.ndarray]) -> List[Dict]:
+    """The R-CNN's training dicts: copies of ``dataset_dicts`` whose images with hard negatives
+    (``mined``, :func:`mine_from_config`'s) carry them as ``hard_negatives`` ((M, 4) XYXY boxes,
+    clipped to the image) for :class:`HardNegativeMapper`."""
     out = []
     for d in dataset_dicts:
         rows = mined.get(d["image_id"])
@@ -265,14 +259,37 @@ def with_hard_negatives(dataset_dicts: List[Dict], detections: List[Dict], score
             if len(xyxy):
                 d = {**d, "hard_negatives": xyxy.astype(np.float32)}
         out.append(d)
-    return out, report
+    return out
+
+
+def negative_person_dicts(dataset_dicts: List[Dict], mined: Dict[int, np.ndarray],
+                          num_keypoints: int) -> List[Dict]:  # fmt: skip
+    """The top-down stage's training samples: the hard negatives (``mined``,
+    :func:`mine_from_config`'s) as person dicts like ``topdown.data.mapper.person_dicts``'s (box
+    clipped to the image), with ``negative`` True and every keypoint unlabelled (its mapper gives
+    them all-zero heatmaps at full weight)."""
+    out = []
+    for d in dataset_dicts:
+        for x, y, bw, bh, _ in mined.get(d["image_id"], ()):
+            x0, y0 = max(0.0, x), max(0.0, y)
+            x1, y1 = min(float(d["width"]), x + bw), min(float(d["height"]), y + bh)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            out.append({
+                "file_name": d["file_name"], "image_id": d["image_id"], "height": d["height"],
+                "width": d["width"], "bbox": np.array([x0, y0, x1, y1]),
+                "keypoints": np.zeros((num_keypoints, 3)), "area": 0.53 * bw * bh,
+                "others": np.zeros((0, num_keypoints, 3)), "other_areas": np.zeros(0),
+                "negative": True,
+            })  # fmt: skip
+    return out
 
 
 class HardNegativeMapper(DatasetMapper):
     """detectron2's ``DatasetMapper`` that also carries a dict's ``hard_negatives`` boxes
     through the augmentation of its annotations, as an (M, 4) float tensor in the input image's
-    frame (the ROI heads add them to the proposals: ``multitask_pose/modeling/
-    hard_negative_proposals.py``). detectron2's mapper transforms only annotations and
+    frame (``MultiTaskRCNN`` adds them to the proposals: ``multitask_pose/modeling/
+    meta_arch.py``). detectron2's mapper transforms only annotations and
     precomputed proposals, hence the subclass."""
 
     def _transform_annotations(self, dataset_dict, transforms, image_shape):

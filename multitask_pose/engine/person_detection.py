@@ -26,6 +26,7 @@ import tqdm
 from detectron2.evaluation.coco_evaluation import instances_to_coco_json
 
 from ..shared.atomic_io import write_json_atomic
+from ..shared.person_boxes import filter_person_boxes
 
 __all__ = [
     "DetectionItem",
@@ -51,17 +52,13 @@ class DetectionItem:
 
 def filter_detections(instances, person_class: int, score_thresh: float, min_size: float,
                       topk: int, masks: bool):  # fmt: skip
-    """The person instances scoring at least ``score_thresh`` whose box's shorter side is at least
-    ``min_size`` pixels, the ``topk`` best (0: all), best first; masks dropped unless ``masks``."""
-    keep = (instances.pred_classes == person_class) & (instances.scores >= score_thresh)
-    boxes = instances.pred_boxes.tensor
-    side = (boxes[:, 2:] - boxes[:, :2]).min(1).values
-    keep &= side >= min_size
-    idx = keep.nonzero().flatten()
-    idx = idx[instances.scores[idx].argsort(descending=True, stable=True)]
-    if topk > 0:
-        idx = idx[:topk]
-    out = instances[idx]
+    """The person instances (class ``person_class``) that :func:`filter_person_boxes` keeps:
+    scoring at least ``score_thresh``, the box's shorter side at least ``min_size`` pixels, the
+    ``topk`` best (0: all), best first; masks dropped unless ``masks``."""
+    people = instances[instances.pred_classes == person_class]
+    *_, idx = filter_person_boxes(people.pred_boxes.tensor, people.scores, people.image_size,
+                                  score_thresh, topk, min_size, return_index=True)  # fmt: skip
+    out = people[idx]
     if not masks and out.has("pred_masks"):
         out.remove("pred_masks")
     return out

@@ -11,14 +11,7 @@ from unittest import mock
 
 import numpy as np
 import torch
-from detectron2.data import (
-    DatasetCatalog,
-    DatasetMapper,
-    MetadataCatalog,
-    build_detection_test_loader,
-    build_detection_train_loader,
-)
-from detectron2.data import build as d2_build
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultTrainer, HookBase, default_setup
 from detectron2.engine import defaults as d2_defaults
 from detectron2.evaluation import verify_results
@@ -27,10 +20,11 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_multitask_config, add_pose_config, get_pose_cfg
-from ..data.image_check import screen_dataset_images
-from ..data.resumable_loader import PositionedDataset, ResumableTrainLoader, mix_seed
+from ..data.build import build_rcnn_train_loader, build_test_loader
+from ..data.resumable_loader import mix_seed
 from ..evaluation import PoseCOCOEvaluator
 from ..layers import deform_offset_parameters
+from ..modeling.meta_arch import MultiTaskRCNN
 from ..shared.atomic_io import write_json_atomic
 from .checkpoint import SafeCheckpointer, UnsafeCheckpointError, checkpointer_for
 from .cli import ConfigError, load_config
@@ -115,127 +109,10 @@ class PoseTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        """detectron2's loader of DATASETS.TRAIN (its dataset dicts and DatasetMapper), whose
-        image files are checked first (:func:`check_images`); several datasets are mapped into
-        the first one's keypoint layout and mixed by DATASETS.TRAIN_RATIOS
-        (:mod:`multitask_pose.data.joint_training`); resumable exactly with
-        DATALOADER.EXACT_RESUME (:meth:`build_resumable_train_loader`)."""
-        from detectron2.data import get_detection_dataset_dicts
-
-        kp_on = cfg.MODEL.KEYPOINT_ON
-        names = tuple(cfg.DATASETS.TRAIN)
-        proposals = dict(zip(names, cfg.DATASETS.PROPOSAL_FILES_TRAIN))
-
-        def load(name):
-            return get_detection_dataset_dicts(
-                [name],
-                filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-                proposal_files=[proposals[name]] if cfg.MODEL.LOAD_PROPOSALS else None,
-            )
-
-        parts = training_parts(
-            cfg, load, kp_on, cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if kp_on else 0
-        )
-        mapper = DatasetMapper
-        if cfg.INPUT.get("HARD_NEGATIVES_FILE"):  # a multitask R-CNN key
-            from ..data.hard_negatives import HardNegativeMapper
-
-            parts[0] = cls._hard_negatives(cfg, parts[0])
-            mapper = HardNegativeMapper
-        # detectron2's mapper takes its flip map from every DATASETS.TRAIN entry and refuses
-        # different layouts; after the mapping above, the first dataset's is every sample's.
-        first = cfg.clone()
-        first.defrost()
-        first.DATASETS.TRAIN = names[:1]
-        return cls.build_resumable_train_loader(cfg, parts, mapper(first, True))
-
-    @staticmethod
-    def _hard_negatives(cfg, dicts):
-        """``dicts`` with INPUT.HARD_NEGATIVES_FILE's mined boxes (``with_hard_negatives``)."""
-        from ..data.hard_negatives import (
-            check_max_keypoints,
-            check_rule,
-            holding_note,
-            load_detection_file,
-            rule_note,
-            with_hard_negatives,
-        )
-
-        path, i = cfg.INPUT.HARD_NEGATIVES_FILE, cfg.INPUT
-        check_rule(i.HARD_NEGATIVE_RULE, "INPUT.HARD_NEGATIVE_RULE")
-        check_max_keypoints(i.HARD_NEGATIVE_MAX_KEYPOINTS, "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS")
-        # (mined over the first training set's images: a file made for other images is refused)
-        detections = load_detection_file(path, "INPUT.HARD_NEGATIVES_FILE",
-                                         cfg.DATASETS.TRAIN[0], dicts)  # fmt: skip
-        try:
-            dicts, report = with_hard_negatives(
-                dicts, detections, i.HARD_NEGATIVE_SCORE, i.HARD_NEGATIVE_IOU,
-                i.HARD_NEGATIVE_MAX_KEYPOINTS, rule=i.HARD_NEGATIVE_RULE,
-            )  # fmt: skip
-        except ValueError as e:
-            raise ValueError(f"INPUT.HARD_NEGATIVES_FILE {path}: {e}") from None
-        logger.info(
-            "Hard negatives: %d background proposals mined from %d of %d detections scoring"
-            " >= %s (%s%s) in %d images",
-            report["mined"], report["confident"], report["detections"], i.HARD_NEGATIVE_SCORE,
-            rule_note(report), holding_note(report), report["images_with_negatives"],
-        )  # fmt: skip
-        return dicts
-
-    @staticmethod
-    def build_resumable_train_loader(cfg, parts, mapper, aspect_ratio_grouping=None):
-        """With DATALOADER.EXACT_RESUME (default) a :class:`ResumableTrainLoader` of ``parts``
-        (a list of dicts per training dataset, or one list of dicts) through ``mapper``, whose
-        batches are a function of (SEED, rank, iteration) so that a resumed run continues
-        exactly, each dataset drawn by DATASETS.TRAIN_RATIOS when set; otherwise detectron2's
-        ``build_detection_train_loader``. ``aspect_ratio_grouping`` None means
-        DATALOADER.ASPECT_RATIO_GROUPING."""
-        from ..data.joint_training import check_ratios, describe_parts
-
-        if parts and isinstance(parts[0], dict):
-            parts = [parts]
-        dicts = [d for p in parts for d in p]
-        ratios = check_ratios(cfg.DATASETS.TRAIN_RATIOS, cfg.DATASETS.TRAIN)
-        if ratios is not None and len(parts) != len(ratios):
-            raise ValueError(
-                f"DATASETS.TRAIN_RATIOS has {len(ratios)} weights for {len(parts)} datasets"
-            )
-        grouping = (
-            cfg.DATALOADER.ASPECT_RATIO_GROUPING
-            if aspect_ratio_grouping is None
-            else aspect_ratio_grouping
-        )
-        if not cfg.DATALOADER.EXACT_RESUME:
-            if ratios is not None:
-                raise ValueError(
-                    "DATASETS.TRAIN_RATIOS needs DATALOADER.EXACT_RESUME True (its loader draws"
-                    " the datasets by ratio; detectron2's samplers cannot)"
-                )
-            return build_detection_train_loader(
-                cfg, dataset=dicts, mapper=mapper, aspect_ratio_grouping=grouping
-            )
-        if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-            raise ValueError(
-                f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} has no exact resume:"
-                " set DATALOADER.EXACT_RESUME False to use it"
-            )
-        if cfg.SEED < 0:
-            logger.warning(
-                "SEED is %d (a new random seed per run): a resumed run will not see the batches"
-                " the killed one would have; set SEED to resume exactly",
-                cfg.SEED,
-            )
-        if len(parts) > 1:
-            unit = "images" if isinstance(mapper, DatasetMapper) else "samples"
-            logger.info(describe_parts(cfg.DATASETS.TRAIN, [len(p) for p in parts], ratios, unit))
-        seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
-        mix = {} if ratios is None else dict(part_sizes=[len(p) for p in parts], ratios=ratios)
-        return ResumableTrainLoader(
-            PositionedDataset(dicts, mapper, seed, **mix),
-            cfg.SOLVER.IMS_PER_BATCH,
-            aspect_ratio_grouping=grouping,
-            num_workers=cfg.DATALOADER.NUM_WORKERS,
-        )
+        """The R-CNN's training data (:func:`multitask_pose.data.build.build_rcnn_train_loader`):
+        image files checked, several datasets in the first one's keypoint layout mixed by
+        DATASETS.TRAIN_RATIOS, hard negatives, resumable exactly with DATALOADER.EXACT_RESUME."""
+        return build_rcnn_train_loader(cfg)
 
     def build_hooks(self):
         """detectron2's hooks, after :class:`IterationSeed` with DATALOADER.EXACT_RESUME."""
@@ -246,11 +123,9 @@ class PoseTrainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name, mapper=None):
-        """detectron2's test loader of ``dataset_name`` (with ``mapper``, default detectron2's
-        DatasetMapper), whose image files are checked first (:func:`check_images`)."""
-        kwargs = d2_build._test_loader_from_config(cfg, dataset_name, mapper=mapper)
-        kwargs["dataset"] = check_images(cfg, kwargs["dataset"], f"test dataset {dataset_name!r}")
-        return build_detection_test_loader(**kwargs)
+        """detectron2's test loader of ``dataset_name``, its image files checked first
+        (:func:`multitask_pose.data.build.build_test_loader`)."""
+        return build_test_loader(cfg, dataset_name, mapper)
 
     def resume_or_load(self, resume=True):
         """detectron2's; when resuming and ``last_checkpoint`` names no checkpoint (an empty
@@ -333,54 +208,6 @@ class IterationSeed(HookBase):
         torch.manual_seed(s)
 
 
-def training_parts(cfg, load, keypoints, min_keypoints=0):
-    """DATASETS.TRAIN's dicts, one list per dataset: loaded by ``load(name)``, mapped into the
-    model's keypoint layout (:func:`~multitask_pose.data.joint_training.load_training_parts`),
-    their images checked (:func:`check_images`) and their annotations selected
-    (:func:`select_training_annotations`)."""
-    from ..data.joint_training import check_ratios, load_training_parts
-
-    names = tuple(cfg.DATASETS.TRAIN)
-    if not names:
-        raise ValueError("DATASETS.TRAIN is empty: name the training dataset(s)")
-    check_ratios(cfg.DATASETS.TRAIN_RATIOS, names)  # a bad list fails before any loading
-    parts, _ = load_training_parts(names, load, keypoints, min_keypoints)
-    out = []
-    for name, dicts in zip(names, parts):
-        what = f"DATASETS.TRAIN dataset {name!r}"
-        dicts = select_training_annotations(cfg, check_images(cfg, dicts, what), what)
-        if not dicts:
-            raise ValueError(f"{what} has no training image left")
-        out.append(dicts)
-    return out
-
-
-def select_training_annotations(cfg, dicts, what):
-    """With DATASETS.KEYPOINT_SELECTION, the training dicts with the keypoints of the persons
-    the OKS team's filter rejects unlabelled (:func:`unlabel_inconsistent`), logged."""
-    if not cfg.DATASETS.KEYPOINT_SELECTION:
-        return dicts
-    from ..data.selection import unlabel_inconsistent
-
-    dicts, judged, rejected = unlabel_inconsistent(dicts)
-    logger.info(
-        "DATASETS.KEYPOINT_SELECTION: %d of %d persons with keypoints in %s fail the box/keypoint"
-        " consistency line; their keypoints are unlabelled",
-        rejected,
-        judged,
-        what,
-    )
-    return dicts
-
-
-def check_images(cfg, dicts, what):
-    """``screen_dataset_images`` as DATALOADER.CHECK_IMAGES / SKIP_DAMAGED_IMAGES say: raises
-    DamagedImageError naming the damaged files, or (skip) returns the dicts of the good ones."""
-    if not cfg.DATALOADER.CHECK_IMAGES:
-        return dicts
-    return screen_dataset_images(dicts, what, skip=cfg.DATALOADER.SKIP_DAMAGED_IMAGES)
-
-
 class MultiTaskTrainer(PoseTrainer):
     """The multitask R-CNN's trainer: its config keys and keypoint test-time augmentation."""
 
@@ -389,13 +216,20 @@ class MultiTaskTrainer(PoseTrainer):
 
     @classmethod
     def build_model(cls, cfg):
-        """detectron2's model; with INPUT.HARD_NEGATIVES_FILE its ROI heads take the batch's
-        mined hard negatives as extra proposals (:func:`attach_hard_negatives`)."""
+        """detectron2's model; with INPUT.HARD_NEGATIVES.FILE one that takes the inputs' hard
+        negatives as proposals: a GeneralizedRCNN config builds its subclass ``MultiTaskRCNN``
+        (the same parameters), another meta-architecture is refused."""
+        if cfg.INPUT.HARD_NEGATIVES.FILE and cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.MODEL.META_ARCHITECTURE = "MultiTaskRCNN"
         model = super().build_model(cfg)
-        if cfg.INPUT.HARD_NEGATIVES_FILE:
-            from ..modeling.hard_negative_proposals import attach_hard_negatives
-
-            attach_hard_negatives(model)
+        if cfg.INPUT.HARD_NEGATIVES.FILE and not isinstance(model, MultiTaskRCNN):
+            raise ConfigError(
+                "INPUT.HARD_NEGATIVES.FILE needs MODEL.META_ARCHITECTURE MultiTaskRCNN (the"
+                " R-CNN that trains on the inputs' hard negatives), not"
+                f" {cfg.MODEL.META_ARCHITECTURE}"
+            )
         return model
 
     @classmethod

@@ -3,6 +3,7 @@
 from .backbone import build_multitask_resnet_backbone, build_multitask_resnet_fpn_backbone
 from .htc import HTCMaskHead, HybridTaskCascadeROIHeads, SemanticFusionHead
 from .keypoint_offset_head import KeypointOffsetHead
+from .meta_arch import MultiTaskRCNN
 from .roi_heads import MultiTaskCascadeROIHeads, MultiTaskROIHeads, TaskLossWeights
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "SemanticFusionHead",
     "KeypointOffsetHead",
     "MultiTaskCascadeROIHeads",
+    "MultiTaskRCNN",
     "MultiTaskROIHeads",
     "TaskLossWeights",
     "build_multitask_resnet_backbone",

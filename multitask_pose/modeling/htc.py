@@ -64,7 +64,6 @@ from detectron2.utils.events import get_event_storage
 from fvcore.nn import weight_init
 from torch import nn
 
-from .hard_negative_proposals import HardNegativeProposals
 from .roi_heads import TaskLossWeights, images_with_masks
 
 __all__ = ["HTCMaskHead", "HybridTaskCascadeROIHeads", "SemanticFusionHead", "semantic_targets"]
@@ -189,7 +188,7 @@ def semantic_targets(targets: List[Instances], size, stride, ignore=255):
 
 
 @ROI_HEADS_REGISTRY.register()
-class HybridTaskCascadeROIHeads(TaskLossWeights, HardNegativeProposals, CascadeROIHeads):
+class HybridTaskCascadeROIHeads(TaskLossWeights, CascadeROIHeads):
     """Hybrid Task Cascade on detectron2's ``CascadeROIHeads`` (module docstring)."""
 
     @configurable

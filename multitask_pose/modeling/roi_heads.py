@@ -10,8 +10,6 @@ from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
 from torch import nn
 
-from .hard_negative_proposals import HardNegativeProposals
-
 __all__ = [
     "MaskFreeImages",
     "MultiTaskCascadeROIHeads",
@@ -80,16 +78,13 @@ class MaskFreeImages:
 
 
 @ROI_HEADS_REGISTRY.register()
-class MultiTaskROIHeads(TaskLossWeights, MaskFreeImages, HardNegativeProposals, StandardROIHeads):
+class MultiTaskROIHeads(TaskLossWeights, MaskFreeImages, StandardROIHeads):
     """detectron2's ``StandardROIHeads`` (box, mask and keypoint heads on the same FPN ROI
     features) with a weight on each task's losses (``TaskLossWeights``); images without masks
-    train no mask (``MaskFreeImages``); mined hard negatives join the proposals
-    (``HardNegativeProposals``)."""
+    train no mask (``MaskFreeImages``)."""
 
 
 @ROI_HEADS_REGISTRY.register()
-class MultiTaskCascadeROIHeads(
-    TaskLossWeights, MaskFreeImages, HardNegativeProposals, CascadeROIHeads
-):
+class MultiTaskCascadeROIHeads(TaskLossWeights, MaskFreeImages, CascadeROIHeads):
     """detectron2's ``CascadeROIHeads`` with a weight on each task's losses: every stage's box
     predictor carries the box weight."""

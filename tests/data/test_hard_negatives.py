@@ -54,24 +54,22 @@ def test_the_reports_rule_is_no_intersection_with_any_person_crowd_regions_inclu
 
 
 def test_hndm_settings_against_the_report():
-    """The settings of both stages' HNDM with their source (a table test)."""
+    """The settings of HNDM, one key set for both stages, with their source (a table test)."""
     from multitask_pose.config import get_multitask_cfg
     from topdown import get_topdown_cfg
 
     quote = ("we filter out those detections with high scores but no intersections with ground"
              " truth person instances")  # fmt: skip
-    rcnn, topdown = get_multitask_cfg().INPUT, get_topdown_cfg().INPUT.TOPDOWN
+    rcnn, topdown = get_multitask_cfg().INPUT.HARD_NEGATIVES, get_topdown_cfg().INPUT.HARD_NEGATIVES
     rows = [
-        # (setting, R-CNN value, top-down value, expected, source)
-        ("HARD_NEGATIVE_RULE", rcnn.HARD_NEGATIVE_RULE, topdown.HARD_NEGATIVE_RULE,
-         "no_intersection", f"report 002, section 2.3 (HNDM): {quote!r}"),
-        ("HARD_NEGATIVE_SCORE", rcnn.HARD_NEGATIVE_SCORE, topdown.HARD_NEGATIVE_SCORE, 0.5,
-         "ours: the report says 'high scores' without a value"),
-        ("HARD_NEGATIVE_MAX_KEYPOINTS", rcnn.HARD_NEGATIVE_MAX_KEYPOINTS,
-         topdown.HARD_NEGATIVE_MAX_KEYPOINTS, -1, "off: the report filters by boxes only"),
+        # (setting, expected, source)
+        ("RULE", "no_intersection", f"report 002, section 2.3 (HNDM): {quote!r}"),
+        ("SCORE", 0.5, "ours: the report says 'high scores' without a value"),
+        ("MAX_KEYPOINTS", -1, "off: the report filters by boxes only"),
     ]  # fmt: skip
-    for key, r, t, expected, source in rows:
-        assert r == t == expected, f"{key}: {r}, {t} (expected {expected}: {source})"
+    for key, expected, source in rows:
+        assert rcnn[key] == topdown[key] == expected, f"{key} (expected {expected}: {source})"
+    assert rcnn == topdown  # one key set: the stages cannot drift apart
     assert HNDM_RULES[0] == "no_intersection"
 
 
@@ -210,6 +208,13 @@ def _rcnn_cfg(*opts):
     return cfg
 
 
+def _rcnn_dicts(cfg, dicts):
+    """The R-CNN's training dicts of ``dicts`` with INPUT.HARD_NEGATIVES.* (data/build.py's)."""
+    from multitask_pose.data.hard_negatives import mine_from_config, with_hard_negatives
+
+    return with_hard_negatives(dicts, mine_from_config(cfg, dicts)[0])
+
+
 def test_the_mapper_augments_hard_negatives_as_it_augments_the_annotations():
     from detectron2.data import DatasetCatalog
 
@@ -237,9 +242,13 @@ def test_the_mapper_augments_hard_negatives_as_it_augments_the_annotations():
 
 
 def test_hard_negatives_join_the_proposals_as_background():
+    """An input's hard negatives join its image's proposals (MultiTaskRCNN's) and the ROI heads
+    label them background; an input without them keeps its proposals."""
     from detectron2.modeling import build_model
     from detectron2.structures import Boxes, Instances
     from detectron2.utils.events import EventStorage
+
+    from multitask_pose.modeling.meta_arch import with_hard_negative_proposals
 
     torch.manual_seed(0)
     model = build_model(_rcnn_cfg())
@@ -250,17 +259,20 @@ def test_hard_negatives_join_the_proposals_as_background():
     rpn = Instances((240, 320), proposal_boxes=Boxes(torch.tensor([[12.0, 8.0, 58.0, 112.0]])),
                     objectness_logits=torch.tensor([3.0]))  # fmt: skip
     far = torch.tensor([[200.0, 120.0, 260.0, 230.0]])
+    extended = with_hard_negative_proposals([rpn, rpn], [{"hard_negatives": far}, {}])
+    assert len(extended[0]) == 2 and extended[1] is rpn
     with EventStorage():  # detectron2 logs the sampling statistics
         plain = heads.label_and_sample_proposals([rpn], [gt])[0]
-        heads.hard_negatives = [far]
-        mined = heads.label_and_sample_proposals([rpn], [gt])[0]
-    assert heads.hard_negatives is None  # used once
+        mined = heads.label_and_sample_proposals(extended[:1], [gt])[0]
     is_far = (mined.proposal_boxes.tensor == far).all(1)
     assert is_far.sum() == 1 and mined.gt_classes[is_far].item() == heads.num_classes
     assert not (plain.proposal_boxes.tensor == far).all(1).any()
 
 
 def test_rcnn_training_takes_the_mined_detections_as_background_proposals(tmp_path):
+    """The R-CNN trainer's batches carry each image's mined boxes as the input field
+    ``hard_negatives``, and its model hands exactly those to the ROI heads as the last proposals
+    of their image: through the inputs, with no hook on the model."""
     from unittest import mock
 
     from detectron2.data import DatasetCatalog
@@ -270,12 +282,13 @@ def test_rcnn_training_takes_the_mined_detections_as_background_proposals(tmp_pa
     from multitask_pose.engine import MultiTaskTrainer
 
     path = detections_with_free_boxes(tmp_path, DatasetCatalog.get("coco_person_sample"))
-    cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(path), "SOLVER.IMS_PER_BATCH", "4")
+    cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES.FILE", str(path), "SOLVER.IMS_PER_BATCH", "4")
     batch = next(iter(MultiTaskTrainer.build_train_loader(cfg)))
     negatives = [x.get("hard_negatives") for x in batch]
     assert sum(len(n) for n in negatives if n is not None) > 0
     model = MultiTaskTrainer.build_model(cfg)
     model.train()
+    assert not model._forward_pre_hooks and not model.roi_heads._forward_pre_hooks
     seen = []
     original = StandardROIHeads.label_and_sample_proposals
 
@@ -290,27 +303,26 @@ def test_rcnn_training_takes_the_mined_detections_as_background_proposals(tmp_pa
         if neg is not None:
             assert (props.proposal_boxes.tensor[-len(neg) :] == neg).all()
     # Bad settings are named.
-    missing = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(tmp_path / "none.json"))
-    with pytest.raises(FileNotFoundError, match="INPUT.HARD_NEGATIVES_FILE not found"):
+    missing = _rcnn_cfg("INPUT.HARD_NEGATIVES.FILE", str(tmp_path / "none.json"))
+    with pytest.raises(FileNotFoundError, match=r"none.json \(INPUT.HARD_NEGATIVES.FILE\)"):
         MultiTaskTrainer.build_train_loader(missing)
-    bad = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(DETECTIONS),
-                    "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS", "-2")  # fmt: skip
-    with pytest.raises(ValueError, match="INPUT.HARD_NEGATIVE_MAX_KEYPOINTS must be -1"):
+    bad = _rcnn_cfg("INPUT.HARD_NEGATIVES.FILE", str(DETECTIONS),
+                    "INPUT.HARD_NEGATIVES.MAX_KEYPOINTS", "-2")  # fmt: skip
+    with pytest.raises(ValueError, match="INPUT.HARD_NEGATIVES.MAX_KEYPOINTS must be -1"):
         MultiTaskTrainer.build_train_loader(bad)
-    stock = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(DETECTIONS),
-                      "MODEL.ROI_HEADS.NAME", "StandardROIHeads")  # fmt: skip
-    with pytest.raises(ValueError, match="ROI heads that take extra proposals"):
-        MultiTaskTrainer.build_model(stock)
+    other = _rcnn_cfg("INPUT.HARD_NEGATIVES.FILE", str(DETECTIONS),
+                      "MODEL.META_ARCHITECTURE", "ProposalNetwork")  # fmt: skip
+    with pytest.raises(ValueError, match="needs MODEL.META_ARCHITECTURE MultiTaskRCNN"):
+        MultiTaskTrainer.build_model(other)
 
 
 def test_rcnn_max_keypoints_drops_boxes_showing_a_person(tmp_path):
-    """INPUT.HARD_NEGATIVE_MAX_KEYPOINTS 0 on the R-CNN side with the IoU rule: a whole-image box
+    """INPUT.HARD_NEGATIVES.MAX_KEYPOINTS 0 on the R-CNN side with the IoU rule: a whole-image box
     per image (below IoU 0.3 with the sample's persons, yet showing them) is mined without the
     keypoint filter and dropped with it, the sample's far detections kept under both; the
     report's rule (the default) never mines a box that overlaps a person."""
     from detectron2.data import DatasetCatalog
 
-    from multitask_pose.engine import MultiTaskTrainer
 
     dicts = DatasetCatalog.get("coco_person_sample")
     whole = [{"image_id": d["image_id"], "bbox": [0, 0, d["width"], d["height"]], "score": 0.99}
@@ -319,9 +331,9 @@ def test_rcnn_max_keypoints_drops_boxes_showing_a_person(tmp_path):
     path.write_text(json.dumps(json.loads(DETECTIONS.read_text()) + whole))
 
     def mined(max_kps):
-        cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(path), "INPUT.HARD_NEGATIVE_RULE",
-                        "iou", "INPUT.HARD_NEGATIVE_MAX_KEYPOINTS", str(max_kps))  # fmt: skip
-        out = MultiTaskTrainer._hard_negatives(cfg, dicts)
+        cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES.FILE", str(path), "INPUT.HARD_NEGATIVES.RULE",
+                        "iou", "INPUT.HARD_NEGATIVES.MAX_KEYPOINTS", str(max_kps))  # fmt: skip
+        out = _rcnn_dicts(cfg, dicts)
         return {d["image_id"]: d["hard_negatives"].tolist() for d in out if "hard_negatives" in d}
 
     every, clean = mined(-1), mined(0)
@@ -336,19 +348,18 @@ def test_rcnn_max_keypoints_drops_boxes_showing_a_person(tmp_path):
 
 def test_rcnn_training_mines_by_the_reports_rule_by_default(tmp_path):
     """The R-CNN trainer's default mines exactly the boxes that overlap no annotation of their
-    image (recomputed here); INPUT.HARD_NEGATIVE_RULE "iou" mines those and the sample's
+    image (recomputed here); INPUT.HARD_NEGATIVES.RULE "iou" mines those and the sample's
     detections below IoU 0.3."""
     from detectron2.data import DatasetCatalog
     from detectron2.structures import BoxMode
 
-    from multitask_pose.engine import MultiTaskTrainer
 
     dicts = DatasetCatalog.get("coco_person_sample")
     path = detections_with_free_boxes(tmp_path, dicts)
     dets = json.loads(path.read_text())
 
     def mined(*opts):
-        out = MultiTaskTrainer._hard_negatives(_rcnn_cfg("INPUT.HARD_NEGATIVES_FILE",
+        out = _rcnn_dicts(_rcnn_cfg("INPUT.HARD_NEGATIVES.FILE",
                                                          str(path), *opts), dicts)  # fmt: skip
         return sum(len(d["hard_negatives"]) for d in out if "hard_negatives" in d)
 
@@ -363,18 +374,17 @@ def test_rcnn_training_mines_by_the_reports_rule_by_default(tmp_path):
     expected = [d for d in dets if d["score"] >= 0.5 and free(d)]
     assert len(expected) == len(free_corner_detections(dicts)) > 0
     assert mined() == len(expected)
-    assert mined("INPUT.HARD_NEGATIVE_RULE", "iou") == len(expected) + MINED_BY_IOU
-    with pytest.raises(ValueError, match="INPUT.HARD_NEGATIVE_RULE must be one of"):
-        mined("INPUT.HARD_NEGATIVE_RULE", "overlap")
+    assert mined("INPUT.HARD_NEGATIVES.RULE", "iou") == len(expected) + MINED_BY_IOU
+    with pytest.raises(ValueError, match="INPUT.HARD_NEGATIVES.RULE must be one of"):
+        mined("INPUT.HARD_NEGATIVES.RULE", "overlap")
 
 
 def test_rcnn_hard_negatives_of_other_images_are_refused(tmp_path):
-    """INPUT.HARD_NEGATIVES_FILE made for other images is refused naming the key: its record
+    """INPUT.HARD_NEGATIVES.FILE made for other images is refused naming the key: its record
     names another registered dataset or a folder, or (no record) its boxes reach beyond the
     training set's images; the sample's own file, with its record, mines."""
     from detectron2.data import DatasetCatalog
 
-    from multitask_pose.engine import MultiTaskTrainer
     from multitask_pose.evaluation.results_record import (
         ResultsDatasetError,
         describe_images,
@@ -386,13 +396,13 @@ def test_rcnn_hard_negatives_of_other_images_are_refused(tmp_path):
     path.write_text(DETECTIONS.read_text())
 
     def mine():
-        cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES_FILE", str(path), "INPUT.HARD_NEGATIVE_RULE", "iou")
-        return MultiTaskTrainer._hard_negatives(cfg, dicts)
+        cfg = _rcnn_cfg("INPUT.HARD_NEGATIVES.FILE", str(path), "INPUT.HARD_NEGATIVES.RULE", "iou")
+        return _rcnn_dicts(cfg, dicts)
 
     for named, shown in (("synth_people_val", "dataset 'synth_people_val'"),
                          (describe_images([tmp_path]), f"images in {tmp_path}")):  # fmt: skip
         write_results_record(path, dataset=named, producer="x", score_scale=None)
-        with pytest.raises(ResultsDatasetError, match=f"^INPUT.HARD_NEGATIVES_FILE: {path} holds"
+        with pytest.raises(ResultsDatasetError, match=f"^INPUT.HARD_NEGATIVES.FILE: {path} holds"
                            f" results on {shown} "):  # fmt: skip
             mine()
     write_results_record(path, dataset="coco_person_sample", producer="x", score_scale=None)
@@ -400,6 +410,6 @@ def test_rcnn_hard_negatives_of_other_images_are_refused(tmp_path):
     far = [{**d, "bbox": [d["bbox"][0] + 5000, *d["bbox"][1:]]}
            for d in json.loads(path.read_text())]  # fmt: skip
     path.write_text(json.dumps(far))  # the same record, boxes of larger images
-    with pytest.raises(ResultsDatasetError, match="^INPUT.HARD_NEGATIVES_FILE: .* boxes reach"
+    with pytest.raises(ResultsDatasetError, match="^INPUT.HARD_NEGATIVES.FILE: .* boxes reach"
                        " beyond their image of dataset 'coco_person_sample'"):  # fmt: skip
         mine()

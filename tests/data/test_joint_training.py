@@ -13,11 +13,12 @@ from detectron2.utils.events import EventStorage
 
 from multitask_pose.config import get_multitask_cfg
 from multitask_pose.data import AIC_PERSON, COCO_PERSON, register_coco_person
+from multitask_pose.data.build import build_resumable_train_loader, training_parts
 from multitask_pose.data.joint_training import block_quota, check_ratios
 from multitask_pose.data.keypoints import KeypointSpec
 from multitask_pose.data.paths import samples_root
 from multitask_pose.data.resumable_loader import MIX_BLOCK, PositionedDataset
-from multitask_pose.engine.trainer import MultiTaskTrainer, PoseTrainer, training_parts
+from multitask_pose.engine.trainer import MultiTaskTrainer
 
 AIC_NAME = "aic_person_sample"  # the real AI Challenger sample, its own 14-joint layout (built in)
 COCO = {n: i for i, n in enumerate(COCO_PERSON.keypoint_names)}
@@ -95,11 +96,11 @@ def test_the_trainers_loader_draws_by_the_configured_ratios_and_resumes_exactly(
                "DATALOADER.ASPECT_RATIO_GROUPING", "False")  # fmt: skip
     parts = [[{"src": "a", "i": i} for i in range(4)], [{"src": "b", "i": i} for i in range(97)]]
     mapper = lambda d: {"src": d["src"], "i": d["i"]}  # noqa: E731
-    loader = PoseTrainer.build_resumable_train_loader(cfg, parts, mapper)
+    loader = build_resumable_train_loader(cfg, parts, mapper)
     batches = list(itertools.islice(iter(loader), 250))  # 2000 samples: two blocks
     srcs = collections.Counter(x["src"] for b in batches for x in b)
     assert (srcs["a"], srcs["b"]) == (1400, 600)
-    resumed = PoseTrainer.build_resumable_train_loader(cfg, parts, mapper)
+    resumed = build_resumable_train_loader(cfg, parts, mapper)
     resumed.start_at(123)
     assert [[x["i"] for x in b] for b in itertools.islice(iter(resumed), 5)] == [
         [x["i"] for x in b] for b in batches[123:128]

@@ -95,7 +95,7 @@ def test_loading_option_unlabels_the_rejected_persons_keypoints():
     from detectron2.structures import BoxMode
 
     from multitask_pose import get_multitask_cfg
-    from multitask_pose.engine.trainer import select_training_annotations
+    from multitask_pose.data.build import select_training_annotations
 
     good = _person([(5.0, 0.0)] * 17)
     bad = _person([(_offset_for(0.3), 0.0)] * 5)

@@ -208,7 +208,7 @@ def test_the_evaluator_writes_the_record_of_its_results_file(tmp_path):
 
 # ---------------------------------------------------------------- readers
 def test_readers_load_a_file_without_record_with_a_warning(tmp_path, caplog):
-    from multitask_pose.data.hard_negatives import load_detection_file as hndm_file
+    from multitask_pose.data.detection_file import read_detection_file as hndm_file
     from multitask_pose.data.keypoints import keypoint_spec_of
     from multitask_pose.evaluation.error_analysis import load_results
     from topdown.data import load_detection_file as topdown_file
@@ -220,7 +220,7 @@ def test_readers_load_a_file_without_record_with_a_warning(tmp_path, caplog):
     readers = {
         "top-down DET_FILE / HINT.FILE / PoseFix input": lambda: topdown_file(
             str(path), ids, with_keypoints=True),
-        "hard negatives": lambda: hndm_file(str(path), "INPUT.HARD_NEGATIVES_FILE"),
+        "hard negatives": lambda: hndm_file(str(path), "INPUT.HARD_NEGATIVES.FILE"),
         "error analysis / hard examples": lambda: load_results(
             str(path), coco, keypoint_spec_of(SAMPLE), SAMPLE),
     }  # fmt: skip

@@ -1,7 +1,5 @@
 """Box sources: detection files and their errors, filtering, a detector in the loop."""
 
-import json
-import logging
 
 import numpy as np
 import pytest
@@ -10,73 +8,8 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
 import multitask_pose  # noqa: F401  (registers the datasets)
-from topdown.data import (
-    DetectionFileError,
-    TopDownTestMapper,
-    filter_person_boxes,
-    gt_person_boxes,
-    load_detection_file,
-    person_dicts,
-)
+from topdown.data import TopDownTestMapper, gt_person_boxes, person_dicts
 from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
-
-
-def test_detection_file_errors(tmp_path):
-    ids = [785, 40083]
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"annotations": []}))
-    with pytest.raises(DetectionFileError, match="annotation file"):
-        load_detection_file(str(bad), ids)
-    bad.write_text(json.dumps([{"image_id": 785, "bbox": [1, 2, 3], "score": 0.5}]))
-    with pytest.raises(DetectionFileError, match="bbox"):
-        load_detection_file(str(bad), ids)
-    bad.write_text(json.dumps([{"image_id": 785, "box": [1, 2, 3, 4]}]))
-    with pytest.raises(DetectionFileError, match="entry 0"):
-        load_detection_file(str(bad), ids)
-    bad.write_text(
-        json.dumps([{"image_id": 9, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}])
-    )
-    with pytest.raises(DetectionFileError, match="not in the dataset"):
-        load_detection_file(str(bad), ids)
-    bad.write_text("{not json")
-    with pytest.raises(DetectionFileError, match="not valid json"):
-        load_detection_file(str(bad), ids)
-    with pytest.raises(FileNotFoundError, match="DET_FILE"):
-        load_detection_file(str(tmp_path / "missing.json"), ids)
-    good = tmp_path / "good.json"
-    good.write_text(
-        json.dumps(
-            [
-                {"image_id": 785, "category_id": 1, "bbox": [10, 20, 30, 40], "score": 0.5},
-                {"image_id": 785, "category_id": 2, "bbox": [0, 0, 5, 5], "score": 0.9},
-            ]
-        )
-    )
-    got = load_detection_file(str(good), ids)
-    np.testing.assert_allclose(got[785][0], [[10, 20, 40, 60]])
-    assert got[40083][0].shape == (0, 4)
-
-
-def test_filter_person_boxes_clips_skips_and_logs(caplog):
-    boxes = torch.tensor(
-        [
-            [-10.0, -10.0, 50.0, 80.0],  # partly outside: clipped
-            [700.0, 10.0, 800.0, 90.0],  # wholly outside: skipped
-            [30.0, 30.0, 30.0, 60.0],  # zero area: skipped
-            [10.0, 10.0, 14.0, 200.0],  # thin: below min size
-            [100.0, 100.0, 200.0, 300.0],
-            [float("nan"), 0.0, 10.0, 10.0],
-        ]
-    )
-    scores = torch.tensor([0.9, 0.8, 0.7, 0.95, 0.1, 0.5])
-    with caplog.at_level(logging.WARNING):
-        b, s = filter_person_boxes(boxes, scores, (480, 640), min_size=8, where="image 7")
-    assert "image 7: skipped 3 person boxes" in caplog.text
-    torch.testing.assert_close(
-        b, torch.tensor([[0.0, 0.0, 50.0, 80.0], [100.0, 100.0, 200.0, 300.0]])
-    )
-    b, s = filter_person_boxes(boxes, scores, (480, 640), score_thresh=0.2, topk=1)
-    assert s.tolist() == [pytest.approx(0.95)]
 
 
 def test_detector_box_source(tmp_path):

@@ -89,8 +89,8 @@ def test_hard_aic_examples_train_only_the_joints_coco_shares(tmp_path):
     sys.path.insert(0, str(ROOT / "tools"))
     import select_hard_examples
 
+    from multitask_pose.data.build import training_parts
     from multitask_pose.data.datasets import register_config_datasets
-    from multitask_pose.engine.trainer import training_parts
     from topdown.data.mapper import TopDownTrainMapper, person_dicts
     from topdown.engine import TopDownTrainer
 

@@ -141,22 +141,6 @@ def add_topdown_config(cfg: CN) -> CN:
     # loaders clean them: x2 = min(W - 1, x1 + w - 1), i.e. one pixel narrower and lower
     # (topdown/data/boxes.py official_gt_boxes); False keeps the COCO box.
     tin.GT_BOX_MINUS_ONE = False
-    # Hard-negative detection mining (multitask_pose/data/hard_negatives.py): a detection file
-    # (COCO results: image_id, bbox XYWH, score) over DATASETS.TRAIN[0]'s images; its detections
-    # scoring at least HARD_NEGATIVE_SCORE that cover no person (HARD_NEGATIVE_RULE) become extra
-    # training crops whose targets are all-zero heatmaps at full weight. "" is off.
-    tin.HARD_NEGATIVES_FILE = ""
-    tin.HARD_NEGATIVE_SCORE = 0.5  # "high scores": the PCR report gives no value; ours
-    # "no_intersection": zero overlap with every person box, crowd regions included (the PCR
-    # report's rule, section 2.3); "iou": IoU below HARD_NEGATIVE_IOU with every person (ours).
-    tin.HARD_NEGATIVE_RULE = "no_intersection"
-    tin.HARD_NEGATIVE_IOU = 0.3  # read by the "iou" rule only
-    # >= 0: also drop the detections holding more than this many labelled keypoints of one
-    # person, whose all-zero targets contradict that person's own crop (0 keeps crops showing
-    # no labelled keypoint: the data study's "+ hard negatives at IoU < 0.3 holding no labelled
-    # keypoint"); -1 is off.
-    tin.HARD_NEGATIVE_MAX_KEYPOINTS = -1
-
     tt = cfg.TEST.TOPDOWN = CN()  # inference (topdown/modeling/meta_arch.py, topdown/data/boxes.py)
     tt.BOX_SOURCE = "gt"  # "gt" (dataset boxes), "file" (DET_FILE) or "detector" (DETECTOR_CONFIG)
     tt.DET_FILE = ""  # a COCO detection-results json (image_id, category_id, bbox xywh, score)
@@ -212,4 +196,6 @@ def get_topdown_cfg() -> CN:
     ``configs/Base-TopDown.yaml`` are not in it: merge that file or a recipe)."""
     from detectron2.config import get_cfg
 
-    return add_topdown_config(get_cfg())
+    from multitask_pose.config import PoseCfgNode
+
+    return add_topdown_config(PoseCfgNode(get_cfg()))

@@ -3,17 +3,13 @@
 import logging
 import os
 
-from detectron2.data import (
-    get_detection_dataset_dicts,
-)
-
 from multitask_pose.engine import PoseTrainer
 from multitask_pose.engine.checkpoint import SafeCheckpointer
-from multitask_pose.engine.trainer import training_parts
 from multitask_pose.evaluation import PoseCOCOEvaluator
 
 from .config import add_topdown_config
-from .data.mapper import TopDownTestMapper, TopDownTrainMapper, person_dicts
+from .data.build import build_topdown_test_loader, build_topdown_train_loader
+from .data.mapper import TopDownTestMapper
 
 __all__ = ["TopDownCheckpointer", "TopDownTrainer"]
 
@@ -71,83 +67,12 @@ class TopDownTrainer(PoseTrainer):
     @classmethod
     def build_train_loader(cls, cfg, codec=None):
         """Person crops of DATASETS.TRAIN with the targets of ``codec`` (the model's; by default
-        built from the config as the model builds it). Several datasets are mapped into the
-        first one's keypoint layout and mixed by DATASETS.TRAIN_RATIOS
-        (:mod:`multitask_pose.data.joint_training`); a dataset's hard negatives
-        (INPUT.TOPDOWN.HARD_NEGATIVES_FILE, over the first dataset's images) are drawn with its
-        persons."""
-        parts = training_parts(
-            cfg, lambda name: get_detection_dataset_dicts([name], filter_empty=False), True
-        )
-        samples = []
-        for i, (name, dicts) in enumerate(zip(cfg.DATASETS.TRAIN, parts)):
-            persons = person_dicts(
-                dicts, cfg.INPUT.TOPDOWN.MIN_KEYPOINTS, cfg.INPUT.TOPDOWN.GT_BOX_MINUS_ONE
-            )
-            if not persons:
-                raise ValueError(
-                    f"DATASETS.TRAIN dataset {name!r} has no person with at least"
-                    f" {cfg.INPUT.TOPDOWN.MIN_KEYPOINTS} labelled keypoints"
-                    " (INPUT.TOPDOWN.MIN_KEYPOINTS)"
-                )
-            logger.info(
-                "Top-down training on %d persons from %d images of %s",
-                len(persons), len(dicts), name,
-            )  # fmt: skip
-            if cfg.INPUT.TOPDOWN.HARD_NEGATIVES_FILE and i == 0:
-                persons = persons + cls._hard_negatives(cfg, dicts)
-            samples.append(persons)
-        return cls.build_resumable_train_loader(
-            cfg,
-            samples,
-            TopDownTrainMapper(cfg, is_train=True, codec=codec),
-            aspect_ratio_grouping=False,
-        )
-
-    @staticmethod
-    def _hard_negatives(cfg, dicts):
-        """INPUT.TOPDOWN.HARD_NEGATIVES_FILE's mined crops (:func:`negative_person_dicts`)."""
-        from multitask_pose.data.hard_negatives import (
-            check_max_keypoints,
-            check_rule,
-            holding_note,
-            load_detection_file,
-            rule_note,
-        )
-
-        from .data.mapper import negative_person_dicts
-
-        path, tin = cfg.INPUT.TOPDOWN.HARD_NEGATIVES_FILE, cfg.INPUT.TOPDOWN
-        if cfg.MODEL.TOPDOWN.CUE:
-            raise ValueError(
-                "INPUT.TOPDOWN.HARD_NEGATIVES_FILE with a cue model (MODEL.TOPDOWN.CUE"
-                f" {cfg.MODEL.TOPDOWN.CUE!r}) is not supported: negatives have no hints"
-            )
-        check_rule(tin.HARD_NEGATIVE_RULE, "INPUT.TOPDOWN.HARD_NEGATIVE_RULE")
-        key = "INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS"
-        check_max_keypoints(tin.HARD_NEGATIVE_MAX_KEYPOINTS, key)
-        # (mined over the first training set's images: a file made for other images is refused)
-        detections = load_detection_file(path, "INPUT.TOPDOWN.HARD_NEGATIVES_FILE",
-                                         cfg.DATASETS.TRAIN[0], dicts)  # fmt: skip
-        try:
-            negatives, report = negative_person_dicts(
-                dicts, detections, cfg.MODEL.TOPDOWN.NUM_KEYPOINTS,
-                tin.HARD_NEGATIVE_SCORE, tin.HARD_NEGATIVE_IOU, tin.HARD_NEGATIVE_MAX_KEYPOINTS,
-                rule=tin.HARD_NEGATIVE_RULE,
-            )  # fmt: skip
-        except ValueError as e:
-            raise ValueError(f"INPUT.TOPDOWN.HARD_NEGATIVES_FILE {path}: {e}") from None
-        logger.info(
-            "Hard negatives: %d crops mined from %d of %d detections scoring >= %s (%s%s) in %d"
-            " images",
-            len(negatives), report["confident"], report["detections"], tin.HARD_NEGATIVE_SCORE,
-            rule_note(report), holding_note(report), report["images_with_negatives"],
-        )  # fmt: skip
-        return negatives
+        built from the config as the model builds it): :func:`build_topdown_train_loader`."""
+        return build_topdown_train_loader(cfg, codec)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return super().build_test_loader(cfg, dataset_name, TopDownTestMapper(cfg, dataset_name))
+        return build_topdown_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -104,35 +104,6 @@ def person_dicts(
     return out
 
 
-def negative_person_dicts(dataset_dicts: List[Dict], detections: List[Dict], num_keypoints: int,
-                          score_thresh: float, iou_thresh: float, max_keypoints: int = -1, *,
-                          rule: str = "no_intersection"):  # fmt: skip
-    """Hard negatives (:func:`multitask_pose.data.hard_negatives.mine_hard_negatives`) of
-    ``detections`` over ``dataset_dicts`` as person dicts like :func:`person_dicts`'s, with
-    ``negative`` True and every keypoint unlabelled (the mapper gives them all-zero heatmaps at
-    full weight). Returns (dicts, the mining report)."""
-    from multitask_pose.data.hard_negatives import mine_dataset_dicts
-
-    mined, report = mine_dataset_dicts(
-        dataset_dicts, detections, score_thresh, iou_thresh, max_keypoints, rule=rule
-    )
-    out = []
-    for d in dataset_dicts:
-        for x, y, bw, bh, _ in mined.get(d["image_id"], ()):
-            x0, y0 = max(0.0, x), max(0.0, y)
-            x1, y1 = min(float(d["width"]), x + bw), min(float(d["height"]), y + bh)
-            if x1 <= x0 or y1 <= y0:
-                continue
-            out.append({
-                "file_name": d["file_name"], "image_id": d["image_id"], "height": d["height"],
-                "width": d["width"], "bbox": np.array([x0, y0, x1, y1]),
-                "keypoints": np.zeros((num_keypoints, 3)), "area": 0.53 * bw * bh,
-                "others": np.zeros((0, num_keypoints, 3)), "other_areas": np.zeros(0),
-                "negative": True,
-            })  # fmt: skip
-    return out, report
-
-
 class TopDownTrainMapper:
     """Person dict -> {"image": (3, H, W) uint8 crop in cfg.INPUT.FORMAT, "targets": the codec's
     encoding of the person (e.g. "heatmaps" (K, h, w), "target_weight" (K,)), "crop_affine":
