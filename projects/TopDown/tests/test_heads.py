@@ -18,7 +18,8 @@ import torch
 from detectron2.modeling import build_model
 
 from multitask_pose.codecs import GaussianHeatmapCodec, SimCCCodec
-from topdown.modeling import TOPDOWN_HEAD_REGISTRY, KLDiscretLoss, build_topdown_head
+from topdown.modeling import TOPDOWN_HEAD_REGISTRY, build_topdown_head
+from topdown.modeling.simcc_head import KLDiscretLoss
 from topdown_testing import sample_cfg
 
 SIMCC = ["MODEL.TOPDOWN.HEAD.NAME", "SimCCHead", "MODEL.TOPDOWN.CODEC.NAME", "SimCCCodec",
@@ -28,6 +29,18 @@ SIMCC = ["MODEL.TOPDOWN.HEAD.NAME", "SimCCHead", "MODEL.TOPDOWN.CODEC.NAME", "Si
 
 def test_registered_heads():
     assert {"HeatmapHead", "SoftArgmaxHead", "SimCCHead"} <= set(TOPDOWN_HEAD_REGISTRY._obj_map)
+
+
+def test_a_module_registers_itself_and_its_keys_without_an_import_line():
+    """No import line names simcc_head.py: ``import topdown`` alone (a fresh process) registers its
+    head and loss and adds its keys (``topdown_keys``) to every top-down config."""
+    code = ("import topdown\n"
+            "from topdown.modeling import TOPDOWN_HEAD_REGISTRY, TOPDOWN_LOSS_REGISTRY\n"
+            "c = topdown.get_topdown_cfg().MODEL.TOPDOWN.CODEC\n"
+            "print('SimCCHead' in TOPDOWN_HEAD_REGISTRY, 'KLDiscretLoss' in TOPDOWN_LOSS_REGISTRY,"
+            " c.SIMCC_SIGMA, c.SIMCC_SPLIT_RATIO)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True", "True", "6.0", "2.0"], out.stderr[-2000:]
 
 
 # setting -> (ours, MMPose's, where)

@@ -3,11 +3,24 @@
 It only adds keys. Defaults are the official HRNet-W32 256x192 COCO recipe's values; the values
 of detectron2's own keys that the stage needs (meta-architecture, normalisation, input format)
 are set in ``configs/Base-TopDown.yaml``, and recipes change what their paper changed.
+
+A method's module may keep its keys with it instead: a function decorated with
+:func:`topdown_keys` adds them (e.g. ``modeling/simcc_head.py``), run after the keys here.
 """
 
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_topdown_config", "get_topdown_cfg"]
+__all__ = ["add_topdown_config", "get_topdown_cfg", "topdown_keys"]
+
+_KEY_ADDERS = []  # the modules' own key functions (topdown_keys), in import order
+
+
+def topdown_keys(add):
+    """Decorator: ``add(cfg)`` adds a module's keys (each with its comment) to every top-down
+    config; ``import topdown`` imports every module, so they are present before any config is
+    built."""
+    _KEY_ADDERS.append(add)
+    return add
 
 
 def add_topdown_config(cfg: CN) -> CN:
@@ -67,10 +80,6 @@ def add_topdown_config(cfg: CN) -> CN:
     td.CODEC.SUBPIXEL_CENTER = False
     td.CODEC.DECODE = "quarter"  # "quarter" (official quarter-cell shift) or "dark" (Taylor, DARK)
     td.CODEC.BLUR_KERNEL = 11  # odd Gaussian blur size before "dark" decoding; 0 disables
-    # SimCCCodec (multitask_pose/codecs/simcc.py, with HEAD.NAME "SimCCHead" and LOSS_NAME
-    # "KLDiscretLoss"), defaults as MMPose's SimCC configs (codec sigma 6, split ratio 2).
-    td.CODEC.SIMCC_SPLIT_RATIO = 2.0  # bins per crop pixel of the x and y classifiers
-    td.CODEC.SIMCC_SIGMA = 6.0  # Gaussian label sigma, in bins
 
     # The head: owns the codec, the loss and the flip test (topdown/modeling/heads.py), a
     # TOPDOWN_HEAD_REGISTRY name: "HeatmapHead" (GaussianHeatmapCodec), "SoftArgmaxHead"
@@ -188,6 +197,8 @@ def add_topdown_config(cfg: CN) -> CN:
     # An ONNX file of this model's weights (tools/export_model.py) for the onnxruntime backend;
     # "": export in memory whenever the weights change.
     tt.ONNX_FILE = ""
+    for add in _KEY_ADDERS:
+        add(cfg)
     return cfg
 
 

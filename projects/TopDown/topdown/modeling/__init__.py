@@ -2,6 +2,9 @@
 codec, loss and flip test (TOPDOWN_HEAD_REGISTRY), the losses (TOPDOWN_LOSS_REGISTRY) and the
 TopDownPoseEstimator meta-architecture, registered on import."""
 
+import importlib
+import pkgutil
+
 from .base import TopDownPoseNet
 from .build import POSE_NET_REGISTRY, build_pose_net
 from .ensemble import HeatmapEnsemble
@@ -13,7 +16,6 @@ from .losses import TOPDOWN_LOSS_REGISTRY, JointsMSELoss, build_topdown_loss
 from .meta_arch import TopDownPoseEstimator
 from .pcr import CAM, PCRHead, PCRHRNet, PCRResNet
 from .pose_resnet import PoseResNet
-from .simcc_head import KLDiscretLoss, SimCCHead
 
 __all__ = [
     "CAM",
@@ -24,11 +26,9 @@ __all__ = [
     "PCRHead",
     "PCRResNet",
     "JointsMSELoss",
-    "KLDiscretLoss",
     "POSE_NET_REGISTRY",
     "PoseHighResolutionNet",
     "PoseResNet",
-    "SimCCHead",
     "StackedHourglass",
     "TOPDOWN_HEAD_REGISTRY",
     "TOPDOWN_LOSS_REGISTRY",
@@ -40,3 +40,8 @@ __all__ = [
     "build_topdown_loss",
     "load_official_hrnet_state_dict",
 ]
+
+# Every module of this package is imported, so a new network, head or loss registers itself (and
+# its keys, ``topdown_keys``) without an import line here.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

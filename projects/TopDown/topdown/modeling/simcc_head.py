@@ -23,10 +23,19 @@ from torch import nn
 
 from multitask_pose.codecs import SimCCCodec
 
+from ..config import topdown_keys
 from .heads import TOPDOWN_HEAD_REGISTRY, TopDownHead
 from .losses import TOPDOWN_LOSS_REGISTRY
 
 __all__ = ["KLDiscretLoss", "SimCCHead"]
+
+
+@topdown_keys
+def add_simcc_keys(cfg):
+    # SimCCCodec (multitask_pose/codecs/simcc.py; with HEAD.NAME "SimCCHead", LOSS_NAME
+    # "KLDiscretLoss"), defaults as MMPose's SimCC configs (simcc_label.py:71-72).
+    cfg.MODEL.TOPDOWN.CODEC.SIMCC_SPLIT_RATIO = 2.0  # bins per crop pixel, x and y classifiers
+    cfg.MODEL.TOPDOWN.CODEC.SIMCC_SIGMA = 6.0  # the Gaussian label's sigma, in bins
 
 
 @TOPDOWN_HEAD_REGISTRY.register()
