@@ -85,6 +85,7 @@ from multitask_pose.evaluation.results_record import (
     write_results_record,
 )
 from multitask_pose.shared.atomic_io import atomic_write, write_json_atomic
+from multitask_pose.shared.errors import ConfigError, UserError
 from multitask_pose.shared.visualizer import (
     KEYPOINT_DRAW_THRESHOLDS,
     PoseVisualizer,
@@ -133,13 +134,13 @@ def topdown_predictor(cfg, dataset, listing=None, inputs=()):
 
     source = cfg.TEST.TOPDOWN.BOX_SOURCE
     if source != "detector" and not dataset and not (source == "file" and listing):
-        raise ValueError(
+        raise ConfigError(
             f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset (the boxes of"
             " its annotations or detection file); for photos use BOX_SOURCE file with"
             " TEST.TOPDOWN.DET_FILE from tools/detect_persons.py, or BOX_SOURCE detector"
         )
     if source == "file" and not dataset and not cfg.TEST.TOPDOWN.DET_FILE:
-        raise ValueError("--topdown with TEST.TOPDOWN.BOX_SOURCE 'file' on --input images needs"
+        raise ConfigError("--topdown with TEST.TOPDOWN.BOX_SOURCE 'file' on --input images needs"
                          " TEST.TOPDOWN.DET_FILE: tools/detect_persons.py --input <the folder>"
                          " --output <file> writes it")  # fmt: skip
     predictor = TopDownPredictor(cfg)
@@ -307,7 +308,7 @@ def main(argv=None):
     if args.topdown:
         try:
             predictor, boxes_of = topdown_predictor(cfg, args.dataset, listing, args.input)
-        except (FileNotFoundError, ValueError) as e:  # a box source that cannot work: one line
+        except (FileNotFoundError, UserError) as e:  # a box source that cannot work: one line
             if args.debug:
                 raise
             print(f"demo: {e}", file=sys.stderr)
