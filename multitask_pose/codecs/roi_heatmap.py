@@ -28,6 +28,7 @@ class RoIHeatmapCodec(KeypointCodec):
     # decode's scores by heatmap loss: detectron2's softmax probability of the peak, or the
     # peak of a Gaussian heatmap
     SCORE_SCALE_OF_LOSS = {"softmax": "softmax_probability", "gaussian_mse": "heatmap_peak"}
+    target_keys = ("coords", "index", "valid")  # encode's keys
 
     def __init__(
         self,
@@ -50,6 +51,15 @@ class RoIHeatmapCodec(KeypointCodec):
         self.heatmap_loss = heatmap_loss
         self.sigma = float(gaussian_sigma)
         self.radius = float(offset_radius)
+
+    @classmethod
+    def from_config(cls, cfg) -> "RoIHeatmapCodec":
+        """The codec the config's ``KeypointOffsetHead`` builds: ``MODEL.ROI_KEYPOINT_HEAD.
+        {HEATMAP_SIZE (0: four times POOLER_RESOLUTION, the head's default), HEATMAP_LOSS,
+        GAUSSIAN_SIGMA, OFFSET_RADIUS}``."""
+        head = cfg.MODEL.ROI_KEYPOINT_HEAD
+        size = head.HEATMAP_SIZE or 4 * head.POOLER_RESOLUTION
+        return cls(size, head.HEATMAP_LOSS, head.GAUSSIAN_SIGMA, head.OFFSET_RADIUS)
 
     @property
     def score_scale(self) -> str:

@@ -290,3 +290,25 @@ def test_bad_config_errors():
     with pytest.raises(ValueError, match="HEATMAP_LOSS"):
         make_head(True, heatmap_loss="l2")
     assert make_head(True, heatmap_size=84).codec.size == 84
+
+
+CODEC_OPTS = ["MODEL.ROI_KEYPOINT_HEAD.HEATMAP_SIZE", "84",
+              "MODEL.ROI_KEYPOINT_HEAD.HEATMAP_LOSS", "gaussian_mse",
+              "MODEL.ROI_KEYPOINT_HEAD.GAUSSIAN_SIGMA", "1.5",
+              "MODEL.ROI_KEYPOINT_HEAD.OFFSET_RADIUS", "3.0"]  # fmt: skip
+
+
+@pytest.mark.parametrize("opts", [[], CODEC_OPTS])
+def test_the_codec_built_by_name_is_the_heads(opts):
+    """build_codec("RoIHeatmapCodec", cfg) gives the codec the config's head encodes and decodes
+    with (registered codecs are all built from a config)."""
+    from multitask_pose.codecs import build_codec
+    from multitask_pose.config import get_multitask_cfg
+
+    cfg = get_multitask_cfg()
+    cfg.merge_from_list(["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead", *opts])
+    shape = ShapeSpec(channels=8, height=cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION,
+                      width=cfg.MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION)  # fmt: skip
+    head = KeypointOffsetHead(cfg, shape)
+    built = build_codec("RoIHeatmapCodec", cfg)
+    assert vars(built) == vars(head.codec)
