@@ -17,6 +17,7 @@ from pycocotools.cocoeval import COCOeval
 
 from conftest import MEMORISE_OPTS, RECIPE, ROOT
 from multitask_pose import get_multitask_cfg
+from multitask_pose.export import rcnn_images
 from multitask_pose.shared.onnx_runtime import rcnn_onnx_runner
 
 SAMPLES = ROOT / "datasets" / "samples" / "coco"
@@ -328,7 +329,7 @@ def test_rcnn_exports_to_torchscript_and_onnx_with_pytorchs_outputs(
     cfg = predictor_cfg(out_dir / "model_final.pth")
     cfg.MODEL.DEVICE = "cpu"
     model = DefaultPredictor(cfg).model
-    images = export_model.rcnn_images(cfg)
+    images = rcnn_images(cfg)
     assert len(images) == 4 and len({tuple(x.shape) for x in images}) > 1
     coco = json.loads((SAMPLES / "test_coco.json").read_text())
     for name, kind in (("rcnn.ts", "TorchScript"), ("rcnn.onnx", "ONNX")):
@@ -374,7 +375,7 @@ def test_rcnn_with_the_offset_head_exports_with_its_offsets(memorised_rcnn, tmp_
     cfg.merge_from_list([*head, "MODEL.DEVICE", "cpu"])
     model = DefaultPredictor(cfg).model
     assert model.roi_heads.keypoint_head.offset_lowres.weight.abs().sum() > 0  # loaded
-    images = export_model.rcnn_images(cfg)
+    images = rcnn_images(cfg)
     blank = torch.full_like(images[1], 114)
     with torch.no_grad():
         assert len(model.inference([{"image": blank}], do_postprocess=False)[0]) == 0
