@@ -1,16 +1,14 @@
-"""tools/data_study.py: its argument checks, each row's training overrides, the table, and (slow)
-a whole two-iteration study on the real samples whose cells are read from their files and whose
-second run trains, labels and evaluates nothing."""
+"""The data study (multitask_pose/studies/data_study.py, tools/data_study.py): its argument
+checks, each row's training overrides, the table, the hard negatives counted with each row's own
+training settings, and (slow) a whole two-iteration study on the real samples whose cells are read
+from their files and whose second run trains, labels and evaluates nothing."""
 
 import json
-import sys
 
 import pytest
 
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import data_study  # noqa: E402
+from multitask_pose.studies import data_study
 
 SAMPLE = "coco_person_sample"
 SAMPLE_DETS = ROOT / "datasets" / "samples" / "coco" / "test_coco_det_AP_H_56.json"
@@ -79,6 +77,43 @@ def test_table_cells_and_spread_verdicts():
     assert lines[0] == "note"
     assert lines[4] == "| baseline | 0.410 (0.400, 0.420) | - | 2.0 |"
     assert lines[5] == "| + x | 0.505 (0.500, 0.510) | +0.095 (spread 0.020: yes) | 2.0 |"
+
+
+def test_hard_negatives_counted_with_each_rows_training_settings(tmp_path):
+    """The HNDM notes count what each row's training mined: the score, IoU, rule and keypoint
+    limit of its first seed's config.yaml (here not the recipe's defaults)."""
+    import yaml
+    from detectron2.data import DatasetCatalog
+
+    from multitask_pose.data.hard_negatives import mine_dataset_dicts
+
+    args = data_study.parse_args(["--detections", f"{SAMPLE}={SAMPLE_DETS}", "--train", SAMPLE,
+                                  "--val", SAMPLE, "--rows", "baseline", "hndm", "hndm_iou_clean",
+                                  "--seeds", "7", "8"])  # fmt: skip
+    settings = {"hndm": (0.2, 0.3, "no_intersection", -1), "hndm_iou_clean": (0.2, 0.6, "iou", 0)}
+    for row, (score, iou, rule, max_kps) in settings.items():
+        run = tmp_path / row / "seed7"
+        run.mkdir(parents=True)
+        tin = {"HARD_NEGATIVE_SCORE": score, "HARD_NEGATIVE_IOU": iou, "HARD_NEGATIVE_RULE": rule,
+               "HARD_NEGATIVE_MAX_KEYPOINTS": max_kps}  # fmt: skip
+        (run / "config.yaml").write_text(yaml.safe_dump({"INPUT": {"TOPDOWN": tin}}))
+    notes = data_study.data_counts(args, args.detections, tmp_path)
+    dicts = DatasetCatalog.get(SAMPLE)
+    dets = json.loads(SAMPLE_DETS.read_text())
+    _, report = mine_dataset_dicts(dicts, dets, 0.2, 0.3, -1, rule="no_intersection")
+    assert notes[0] == (
+        f"HNDM, no intersection: {report['mined']} hard negatives in"
+        f" {report['images_with_negatives']} of {report['images']} images ({report['confident']}"
+        f" of {report['detections']} detections scoring >= 0.2)"
+    )
+    _, report = mine_dataset_dicts(dicts, dets, 0.2, 0.6, 0, rule="iou")
+    _, default = mine_dataset_dicts(dicts, dets, 0.5, 0.3, 0, rule="iou")
+    assert report["mined"] != default["mined"]  # (so the settings read make a difference)
+    assert notes[1].startswith(
+        f"HNDM, IoU < 0.6, no labelled keypoint inside: {report['mined']} hard negatives"
+    )
+    assert notes[1].endswith(f"; {report['holding_keypoints']} holding one dropped)")
+    assert len(notes) == 2
 
 
 @pytest.mark.slow
