@@ -75,6 +75,7 @@ from detectron2.utils.visualizer import ColorMode
 
 from multitask_pose.data.image_check import DamagedImageError
 from multitask_pose.data.image_folder import list_images, read_or_skip
+from multitask_pose.data.video import VideoError, frames, open_capture
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
 from multitask_pose.engine.cli import argument_parser, entry_point, load_config
@@ -168,41 +169,6 @@ def topdown_predictor(cfg, dataset, listing=None, inputs=()):
         return mapper.detections[d["image_id"]]
 
     return predictor, boxes_of
-
-
-class VideoError(RuntimeError):
-    """A video or camera OpenCV cannot open or read."""
-
-
-def open_capture(source):
-    """cv2.VideoCapture of a file path or a camera index, and its frame rate (25 when the
-    container gives none); VideoError when OpenCV cannot open it or decode its first frame."""
-    what = f"camera {source}" if isinstance(source, int) else f"video {source}"
-    if not isinstance(source, int) and not Path(source).is_file():
-        raise VideoError(f"{what}: no such file")
-    cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
-    if not cap.isOpened():
-        raise VideoError(
-            f"{what}: OpenCV cannot open it"
-            + (" (no camera on this machine?)" if isinstance(source, int)
-               else " (not a video, damaged, or a codec this OpenCV build lacks)")
-        )  # fmt: skip
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    return cap, fps if fps and fps > 0 else 25.0
-
-
-def frames(cap, source, max_frames=None):
-    """(index, BGR frame) of an opened capture until its end or ``max_frames``; VideoError when
-    not even the first frame decodes."""
-    i = 0
-    while max_frames is None or i < max_frames:
-        ok, frame = cap.read()
-        if not ok:
-            if i == 0:
-                raise VideoError(f"video {source}: no frame could be decoded (damaged?)")
-            return
-        yield i, frame
-        i += 1
 
 
 def run_video(args, predict, metadata, source, stem):
