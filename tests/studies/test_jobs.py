@@ -1,11 +1,14 @@
 """The studies' seeds shared among processes (multitask_pose/studies/jobs.py, ``--jobs``)."""
 
 import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 
-from multitask_pose.studies import jobs
+from conftest import ROOT
+from multitask_pose.studies import data_study, detector_study, jobs, rcnn_ablation
 
 FAKE_STUDY = """
 import json, os, sys, time
@@ -56,3 +59,16 @@ def test_seeds_run_in_parallel_processes(tmp_path, capsys, monkeypatch):
         args = SimpleNamespace(jobs=n_jobs, seeds=seeds, seeds_only=only, opts=[])
         jobs.run_seeds_in_parallel(script, ["--output", str(tmp_path)], args, tmp_path)
     assert not list(tmp_path.glob("started_5*"))
+
+
+def test_each_study_reruns_its_own_script():
+    """--jobs runs the study's SCRIPT once per share of the seeds: that script is the study's
+    command (its --help lists the study's options)."""
+    studies = (rcnn_ablation, data_study, detector_study)
+    procs = [subprocess.Popen([sys.executable, str(s.SCRIPT), "--help"], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for s in studies]
+    for study, proc in zip(studies, procs):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        options = {o for a in study.build_parser()._actions for o in a.option_strings}
+        assert "--jobs" in options and all(o in out for o in options - {"--seeds-only"})

@@ -38,6 +38,12 @@ def test_argument_errors(tmp_path, capsys):
     assert args.opts == ["SEED", "3"] and args.ensemble == ["hrnet", "pcr", "hintpose_refine_only"]
 
 
+def test_every_model_has_its_recipe():
+    stems = [stem for stem, _ in topdown_methods.MODELS.values()] + [topdown_methods.POSEFIX[0]]
+    assert all((topdown_methods.CONFIGS / f"{s}.yaml").is_file() for s in stems)
+    assert topdown_methods.HINTED <= set(topdown_methods.MODELS)
+
+
 def test_table_cells_and_spread():
     def r(kp, kp75=10.0, train=2.0):
         return {"box": 100.0, "kp": kp, "kp75": kp75, "train_min": train}
