@@ -41,6 +41,12 @@ def test_errors_name_the_source(tmp_path):
     with pytest.raises(VideoError, match=rf"^video {bad}: (OpenCV cannot open it|no frame)"):
         cap, _ = open_capture(bad)
         list(frames(cap, bad))
+    # A video with no frame (an AVI OpenCV opens): named at its first frame.
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (64, 48)).release()
+    cap, _ = open_capture(empty)
+    with pytest.raises(VideoError, match=rf"^video {empty}: no frame could be decoded"):
+        list(frames(cap, empty))
     if not cv2.VideoCapture(0).isOpened():
         with pytest.raises(VideoError, match=r"^camera 0: OpenCV cannot open it \(no camera"):
             open_capture(0)

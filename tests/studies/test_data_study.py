@@ -81,7 +81,8 @@ def test_table_cells_and_spread_verdicts():
 
 def test_hard_negatives_counted_with_each_rows_training_settings(tmp_path):
     """The HNDM notes count what each row's training mined: the score, IoU, rule and keypoint
-    limit of its first seed's config.yaml (here not the recipe's defaults)."""
+    limit of its first seed's config.yaml (here not the recipe's defaults, and the keypoint limit
+    of the report's row set by an override after ``--``, which comes after the row's own)."""
     import yaml
     from detectron2.data import DatasetCatalog
 
@@ -90,7 +91,7 @@ def test_hard_negatives_counted_with_each_rows_training_settings(tmp_path):
     args = data_study.parse_args(["--detections", f"{SAMPLE}={SAMPLE_DETS}", "--train", SAMPLE,
                                   "--val", SAMPLE, "--rows", "baseline", "hndm", "hndm_iou_clean",
                                   "--seeds", "7", "8"])  # fmt: skip
-    settings = {"hndm": (0.2, 0.3, "no_intersection", -1), "hndm_iou_clean": (0.2, 0.6, "iou", 0)}
+    settings = {"hndm": (0.2, 0.3, "no_intersection", 0), "hndm_iou_clean": (0.2, 0.6, "iou", 0)}
     for row, (score, iou, rule, max_kps) in settings.items():
         run = tmp_path / row / "seed7"
         run.mkdir(parents=True)
@@ -100,11 +101,12 @@ def test_hard_negatives_counted_with_each_rows_training_settings(tmp_path):
     notes = data_study.data_counts(args, args.detections, tmp_path)
     dicts = DatasetCatalog.get(SAMPLE)
     dets = json.loads(SAMPLE_DETS.read_text())
-    _, report = mine_dataset_dicts(dicts, dets, 0.2, 0.3, -1, rule="no_intersection")
+    _, report = mine_dataset_dicts(dicts, dets, 0.2, 0.3, 0, rule="no_intersection")
     assert notes[0] == (
-        f"HNDM, no intersection: {report['mined']} hard negatives in"
+        f"HNDM, no intersection, no labelled keypoint inside: {report['mined']} hard negatives in"
         f" {report['images_with_negatives']} of {report['images']} images ({report['confident']}"
-        f" of {report['detections']} detections scoring >= 0.2)"
+        f" of {report['detections']} detections scoring >= 0.2;"
+        f" {report['holding_keypoints']} holding one dropped)"
     )
     _, report = mine_dataset_dicts(dicts, dets, 0.2, 0.6, 0, rule="iou")
     _, default = mine_dataset_dicts(dicts, dets, 0.5, 0.3, 0, rule="iou")
