@@ -125,52 +125,6 @@ def setup(args):
     return cfg
 
 
-def topdown_predictor(cfg, dataset, listing=None, inputs=()):
-    """TopDownPredictor and a function giving each image's person boxes (None: the detector's):
-    with ``dataset`` its annotations ("gt") or detection file ("file"); without, for the
-    ``listing`` of ``inputs``, TEST.TOPDOWN.DET_FILE of tools/detect_persons.py on them."""
-    from topdown.data import TopDownTestMapper
-    from topdown.predictor import TopDownPredictor
-
-    source = cfg.TEST.TOPDOWN.BOX_SOURCE
-    if source != "detector" and not dataset and not (source == "file" and listing):
-        raise ValueError(
-            f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset (the boxes of"
-            " its annotations or detection file); for photos use BOX_SOURCE file with"
-            " TEST.TOPDOWN.DET_FILE from tools/detect_persons.py, or BOX_SOURCE detector"
-        )
-    if source == "file" and not dataset and not cfg.TEST.TOPDOWN.DET_FILE:
-        raise ValueError("--topdown with TEST.TOPDOWN.BOX_SOURCE 'file' on --input images needs"
-                         " TEST.TOPDOWN.DET_FILE: tools/detect_persons.py --input <the folder>"
-                         " --output <file> writes it")  # fmt: skip
-    predictor = TopDownPredictor(cfg)
-    if source == "detector":
-        return predictor, lambda path: None
-    by_name = bool(dataset)  # a dataset's images by file name, a folder's by path
-    if dataset:
-        dicts = {os.path.basename(d["file_name"]): d for d in DatasetCatalog.get(dataset)}
-    else:  # the ids detect_persons gave, its record checked against the images of --input
-        from topdown.data import folder_image_dicts
-
-        dataset = describe_images(inputs)
-        dicts = folder_image_dicts(listing.images, cfg.TEST.TOPDOWN.DET_FILE, dataset)
-    mapper = TopDownTestMapper(cfg, dataset, dataset_dicts=list(dicts.values()))
-
-    def boxes_of(path):
-        d = dicts.get(path.name if by_name else path)
-        if d is None:
-            raise KeyError(
-                f"{path} is not an image of --dataset {dataset}: no {source} boxes for it"
-            )
-        if source == "gt":
-            from topdown.data import gt_person_boxes
-
-            return gt_person_boxes(d)
-        return mapper.detections[d["image_id"]]
-
-    return predictor, boxes_of
-
-
 def run_video(args, predict, metadata, source, stem):
     """Every frame of ``source`` (a file or a camera index) through ``predict``, drawn into
     ``<stem>_pred.mp4`` and listed in ``<stem>_results.json`` (both atomic). Returns the number
@@ -271,8 +225,10 @@ def main(argv=None):
         print(f"demo: {e}", file=sys.stderr)
         return 2
     if args.topdown:
+        from topdown.predictor import predictor_and_boxes  # (the top-down project's, if asked)
+
         try:
-            predictor, boxes_of = topdown_predictor(cfg, args.dataset, listing, args.input)
+            predictor, boxes_of = predictor_and_boxes(cfg, args.dataset, listing, args.input)
         except (FileNotFoundError, ValueError) as e:  # a box source that cannot work: one line
             if args.debug:
                 raise
