@@ -25,99 +25,21 @@ files, an interrupted one resumes from its last checkpoint (train_net --resume; 
 minutes then count the resumed part only). A different budget needs a different --output.
 """
 
-import argparse
-import os
-from pathlib import Path
+import sys
 
-from multitask_pose.engine.cli import ConfigError, argument_parser, tool_errors
-from multitask_pose.shared.atomic_io import write_text_atomic
-from multitask_pose.shared.paths import REPO_ROOT as ROOT
-from multitask_pose.studies.jobs import add_jobs_argument, parse_overrides, run_seeds_in_parallel
-from multitask_pose.studies.runner import run_one
-from multitask_pose.studies.tables import cell, table
-
-ABLATION_DIR = ROOT / "configs" / "Synthetic" / "ablation"
-# The study's order: the baseline, each method added, then the two design comparisons.
-ORDER = [
-    "plain",
-    "dcn_rb",
-    "dcn_rb_h",
-    "offset",
-    "dcn_rb_h_offset",
-    "balanced",
-    "kp_only",
-    "single_scale",
-]
+from multitask_pose.engine.cli import entry_point
+from multitask_pose.studies import rcnn_ablation
 
 
-def parse_args(argv=None):
-    parser = argument_parser(__doc__)
-    parser.add_argument(
-        "--configs",
-        nargs="+",
-        help="names in configs/Synthetic/ablation or yaml paths (default: all)",
-    )
-    parser.add_argument(
-        "--output", default="output/ablation", help="one sub-folder per config, and ablation.md"
-    )
-    parser.add_argument(
-        "--max-iter", type=int, help="SOLVER.MAX_ITER for every config (steps scaled to it)"
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="SEED of each run")
-    add_jobs_argument(parser)
-    parser.add_argument(
-        "opts", nargs=argparse.REMAINDER, help="config overrides for every run, after --"
-    )
-    return parse_overrides(parser, argv)
+def build_parser():
+    return rcnn_ablation.build_parser(__doc__)
 
 
-def resolve(name):
-    path = Path(name)
-    if path.suffix == ".yaml":
-        if not path.exists():
-            raise ConfigError(f"config file {name} does not exist")
-        return path.stem, path
-    path = ABLATION_DIR / f"{name}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in ABLATION_DIR.glob("*.yaml"))
-        raise ConfigError(f"no config {name!r} in {ABLATION_DIR}; known: {known}")
-    return name, path
-
-
+@entry_point("ablate")
 def main(argv=None):
-    args = parse_args(argv)
-    names = args.configs or [n for n in ORDER if (ABLATION_DIR / f"{n}.yaml").exists()]
-    configs = [resolve(n) for n in names]
-    out_root = (ROOT / args.output) if not os.path.isabs(args.output) else Path(args.output)
-    run_seeds_in_parallel(Path(__file__), argv, args, out_root)
-    groups = [
-        (name, [run_one(name, path, args, out_root, seed) for seed in args.seeds])
-        for name, path in configs
-    ]
-    if args.seeds_only:
-        return
-    from multitask_pose.env import cpu_model
-
-    budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each config's own schedule"
-    seeds = ", ".join(str(s) for s in args.seeds)
-    note = (
-        f"Ablation on {groups[0][1][0]['dataset']}: {budget}, SEED {seeds}"
-        + (f", overrides {' '.join(args.opts)}" if args.opts else "")
-        + f"; {cpu_model()}."
-    )
-    text = table(groups, note)
-    write_text_atomic(out_root / "ablation.md", text)
-    print(text)
-    print(
-        "ablate: "
-        + "; ".join(
-            f"{name} kp AP {cell(runs, 'kp')} AP75 {cell(runs, 'kp75')} box {cell(runs, 'box')}"
-            for name, runs in groups
-        )
-        + f" ({budget}, seeds {seeds})"
-    )
+    """The study (multitask_pose/studies/rcnn_ablation.py)."""
+    rcnn_ablation.main(argv, build_parser())
 
 
 if __name__ == "__main__":
-    with tool_errors("ablate"):
-        main()
+    sys.exit(main())

@@ -75,6 +75,7 @@ from detectron2.utils.visualizer import ColorMode
 
 from multitask_pose.data.image_check import DamagedImageError
 from multitask_pose.data.image_folder import list_images, read_or_skip
+from multitask_pose.data.video import VideoError, frames, open_capture
 from multitask_pose.engine import check_datasets, check_device
 from multitask_pose.engine.checkpoint import PosePredictor
 from multitask_pose.engine.cli import argument_parser, entry_point, load_config
@@ -85,7 +86,7 @@ from multitask_pose.evaluation.results_record import (
     write_results_record,
 )
 from multitask_pose.shared.atomic_io import atomic_write, write_json_atomic
-from multitask_pose.shared.errors import ConfigError, UserError
+from multitask_pose.shared.errors import UserError
 from multitask_pose.shared.visualizer import (
     KEYPOINT_DRAW_THRESHOLDS,
     PoseVisualizer,
@@ -123,87 +124,6 @@ def setup(args):
     check_datasets(cfg)
     cfg.freeze()
     return cfg
-
-
-def topdown_predictor(cfg, dataset, listing=None, inputs=()):
-    """TopDownPredictor and a function giving each image's person boxes (None: the detector's):
-    with ``dataset`` its annotations ("gt") or detection file ("file"); without, for the
-    ``listing`` of ``inputs``, TEST.TOPDOWN.DET_FILE of tools/detect_persons.py on them."""
-    from topdown.data import TopDownTestMapper
-    from topdown.predictor import TopDownPredictor
-
-    source = cfg.TEST.TOPDOWN.BOX_SOURCE
-    if source != "detector" and not dataset and not (source == "file" and listing):
-        raise ConfigError(
-            f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset (the boxes of"
-            " its annotations or detection file); for photos use BOX_SOURCE file with"
-            " TEST.TOPDOWN.DET_FILE from tools/detect_persons.py, or BOX_SOURCE detector"
-        )
-    if source == "file" and not dataset and not cfg.TEST.TOPDOWN.DET_FILE:
-        raise ConfigError("--topdown with TEST.TOPDOWN.BOX_SOURCE 'file' on --input images needs"
-                         " TEST.TOPDOWN.DET_FILE: tools/detect_persons.py --input <the folder>"
-                         " --output <file> writes it")  # fmt: skip
-    predictor = TopDownPredictor(cfg)
-    if source == "detector":
-        return predictor, lambda path: None
-    by_name = bool(dataset)  # a dataset's images by file name, a folder's by path
-    if dataset:
-        dicts = {os.path.basename(d["file_name"]): d for d in DatasetCatalog.get(dataset)}
-    else:  # the ids detect_persons gave, its record checked against the images of --input
-        from topdown.data import folder_image_dicts
-
-        dataset = describe_images(inputs)
-        dicts = folder_image_dicts(listing.images, cfg.TEST.TOPDOWN.DET_FILE, dataset)
-    mapper = TopDownTestMapper(cfg, dataset, dataset_dicts=list(dicts.values()))
-
-    def boxes_of(path):
-        d = dicts.get(path.name if by_name else path)
-        if d is None:
-            raise KeyError(
-                f"{path} is not an image of --dataset {dataset}: no {source} boxes for it"
-            )
-        if source == "gt":
-            from topdown.data import gt_person_boxes
-
-            return gt_person_boxes(d)
-        return mapper.detections[d["image_id"]]
-
-    return predictor, boxes_of
-
-
-class VideoError(RuntimeError):
-    """A video or camera OpenCV cannot open or read."""
-
-
-def open_capture(source):
-    """cv2.VideoCapture of a file path or a camera index, and its frame rate (25 when the
-    container gives none); VideoError when OpenCV cannot open it or decode its first frame."""
-    what = f"camera {source}" if isinstance(source, int) else f"video {source}"
-    if not isinstance(source, int) and not Path(source).is_file():
-        raise VideoError(f"{what}: no such file")
-    cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
-    if not cap.isOpened():
-        raise VideoError(
-            f"{what}: OpenCV cannot open it"
-            + (" (no camera on this machine?)" if isinstance(source, int)
-               else " (not a video, damaged, or a codec this OpenCV build lacks)")
-        )  # fmt: skip
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    return cap, fps if fps and fps > 0 else 25.0
-
-
-def frames(cap, source, max_frames=None):
-    """(index, BGR frame) of an opened capture until its end or ``max_frames``; VideoError when
-    not even the first frame decodes."""
-    i = 0
-    while max_frames is None or i < max_frames:
-        ok, frame = cap.read()
-        if not ok:
-            if i == 0:
-                raise VideoError(f"video {source}: no frame could be decoded (damaged?)")
-            return
-        yield i, frame
-        i += 1
 
 
 def run_video(args, predict, metadata, source, stem):
@@ -306,8 +226,10 @@ def main(argv=None):
         print(f"demo: {e}", file=sys.stderr)
         return 2
     if args.topdown:
+        from topdown.predictor import predictor_and_boxes  # (the top-down project's, if asked)
+
         try:
-            predictor, boxes_of = topdown_predictor(cfg, args.dataset, listing, args.input)
+            predictor, boxes_of = predictor_and_boxes(cfg, args.dataset, listing, args.input)
         except (FileNotFoundError, UserError) as e:  # a box source that cannot work: one line
             if args.debug:
                 raise

@@ -1,7 +1,8 @@
-"""The studies' table cells: AP as a mean over seeds with every seed's value, and the keypoint AP
-difference from the first row judged against the seed spread."""
+"""The studies' tables: the cells (AP as a mean over seeds with every seed's value, training
+minutes), the keypoint AP difference from the first row judged against the seed spread, and the
+markdown table every study writes."""
 
-__all__ = ["cell", "fmt", "table", "versus_first"]
+__all__ = ["cell", "fmt", "markdown", "mean_minutes", "versus_first"]
 
 
 def fmt(ap):
@@ -30,25 +31,16 @@ def versus_first(runs, first):
     return f"{(mean - mean0) / 100:+.3f} (spread {spread / 100:.3f}: {verdict})"
 
 
-def table(groups, header_note):
-    """``groups``: [(name, [row per seed])]."""
-    several = len(groups[0][1]) > 1
-    extra = " kp AP vs first, exceeds seed spread |" if several else ""
-    lines = [
-        header_note,
-        "",
-        "| config | box AP | mask AP | kp AP | kp AP50 | kp AP75 | train min | infer ms/img |"
-        + extra,
-        "|---|---|---|---|---|---|---|---|" + ("---|" if several else ""),
-    ]
-    for name, runs in groups:
-        train = sum(r["train_min"] for r in runs) / len(runs)
-        infer = sum(r["infer_ms"] for r in runs) / len(runs)
-        line = (
-            f"| {name} | {cell(runs, 'box')} | {cell(runs, 'mask')} | {cell(runs, 'kp')} | "
-            f"{cell(runs, 'kp50')} | {cell(runs, 'kp75')} | {train:.1f} | {infer:.0f} |"
-        )
-        if several:
-            line += f" {versus_first(runs, groups[0][1])} |"
-        lines.append(line)
+def mean_minutes(runs):
+    """The mean training minutes of ``runs`` that trained (NaN for a row that did not, e.g. an
+    ensemble), "-" when none did."""
+    train = [r["train_min"] for r in runs if r["train_min"] == r["train_min"]]
+    return f"{sum(train) / len(train):.1f}" if train else "-"
+
+
+def markdown(note, header, rows):
+    """Every study's table: ``note``, a blank line, then a markdown table of the ``header``
+    cells and each row's cells."""
+    lines = [note, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"

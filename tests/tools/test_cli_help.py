@@ -101,6 +101,9 @@ def test_help(script):
     parser = parser_of(script)
     text = parser.format_help()
     assert "--debug" in text
+    # The description is the script's own docstring (or its first line), also where a library
+    # module builds the parser (the studies).
+    assert parser.description and module.__doc__.startswith(parser.description.strip())
     assert "(default: None)" not in text and "default: )" not in text
     # No variable name shown as a default (e.g. a module constant's name).
     for shown in re.findall(r"default: ([A-Z][A-Z_]+)\)", text):

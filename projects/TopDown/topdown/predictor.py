@@ -1,18 +1,25 @@
 """``TopDownPredictor``: image (BGR, as ``DefaultPredictor``) to poses, for notebooks and the
-demo."""
+demo; :func:`predictor_and_boxes`: the predictor with the person boxes of its BOX_SOURCE for each
+image the demo reads."""
+
+import os
 
 import numpy as np
 import torch
+from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
 from multitask_pose.data.image_check import check_image_array
 from multitask_pose.engine.checkpoint import checkpointer_for
 from multitask_pose.engine.weights_check import check_trained_weights
+from multitask_pose.evaluation.results_record import describe_images
+from multitask_pose.shared.errors import ConfigError
 
+from .data import TopDownTestMapper, folder_image_dicts, gt_person_boxes
 from .engine import TopDownCheckpointer
 
-__all__ = ["TopDownPredictor"]
+__all__ = ["TopDownPredictor", "predictor_and_boxes"]
 
 
 class TopDownPredictor:
@@ -87,3 +94,42 @@ class TopDownPredictor:
             raise ValueError("keypoints are hints for given boxes: pass boxes= too")
         with torch.no_grad():
             return self.model([inputs])[0]
+
+
+def predictor_and_boxes(cfg, dataset=None, listing=None, inputs=()):
+    """TopDownPredictor and a function giving each image's person boxes (None: the detector's):
+    with ``dataset`` its annotations ("gt") or detection file ("file"); without, for the
+    ``listing`` of ``inputs``, TEST.TOPDOWN.DET_FILE of tools/detect_persons.py on them."""
+    source = cfg.TEST.TOPDOWN.BOX_SOURCE
+    if source != "detector" and not dataset and not (source == "file" and listing):
+        raise ConfigError(
+            f"--topdown with TEST.TOPDOWN.BOX_SOURCE {source!r} needs --dataset (the boxes of"
+            " its annotations or detection file); for photos use BOX_SOURCE file with"
+            " TEST.TOPDOWN.DET_FILE from tools/detect_persons.py, or BOX_SOURCE detector"
+        )
+    if source == "file" and not dataset and not cfg.TEST.TOPDOWN.DET_FILE:
+        raise ConfigError("--topdown with TEST.TOPDOWN.BOX_SOURCE 'file' on --input images needs"
+                         " TEST.TOPDOWN.DET_FILE: tools/detect_persons.py --input <the folder>"
+                         " --output <file> writes it")  # fmt: skip
+    predictor = TopDownPredictor(cfg)
+    if source == "detector":
+        return predictor, lambda path: None
+    by_name = bool(dataset)  # a dataset's images by file name, a folder's by path
+    if dataset:
+        dicts = {os.path.basename(d["file_name"]): d for d in DatasetCatalog.get(dataset)}
+    else:  # the ids detect_persons gave, its record checked against the images of --input
+        dataset = describe_images(inputs)
+        dicts = folder_image_dicts(listing.images, cfg.TEST.TOPDOWN.DET_FILE, dataset)
+    mapper = TopDownTestMapper(cfg, dataset, dataset_dicts=list(dicts.values()))
+
+    def boxes_of(path):
+        d = dicts.get(path.name if by_name else path)
+        if d is None:
+            raise KeyError(
+                f"{path} is not an image of --dataset {dataset}: no {source} boxes for it"
+            )
+        if source == "gt":
+            return gt_person_boxes(d)
+        return mapper.detections[d["image_id"]]
+
+    return predictor, boxes_of

@@ -1,16 +1,14 @@
-"""projects/TopDown/study.py: its argument checks, its table, and (slow) a whole study at a
+"""The top-down methods study (multitask_pose/studies/topdown_methods.py,
+projects/TopDown/study.py): its argument checks, its table, and (slow) a whole study at a
 two-iteration budget on the COCO sample: every cell read from its results file, PoseFix fed the
 HRNet results of its own seed and setting, HintPose hinted by the detector's keypoints on detector
 boxes, and a second run that trains and evaluates nothing."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import study  # noqa: E402  (projects/TopDown/study.py)
+from multitask_pose.studies import topdown_methods
 
 
 def ablate_results(run):
@@ -21,7 +19,7 @@ def ablate_results(run):
 def test_argument_errors(tmp_path, capsys):
     def error(*argv):
         with pytest.raises(SystemExit):
-            study.parse_args(list(argv))
+            topdown_methods.parse_args(list(argv))
         return capsys.readouterr().err
 
     assert "--detector RUN_DIR" in error()
@@ -35,9 +33,15 @@ def test_argument_errors(tmp_path, capsys):
                                             "--no-posefix")  # fmt: skip
     assert "two members" in error("--no-detector", "--ensemble", "hrnet")
     assert "KEY VALUE pairs" in error("--no-detector", "--", "SEED")
-    args = study.parse_args(["--no-detector", "--datasets", "a", "b", "--", "SEED", "3"])
-    assert study.settings(args) == [("a_gt", "a", "gt"), ("b_gt", "b", "gt")]
+    args = topdown_methods.parse_args(["--no-detector", "--datasets", "a", "b", "--", "SEED", "3"])
+    assert topdown_methods.settings(args) == [("a_gt", "a", "gt"), ("b_gt", "b", "gt")]
     assert args.opts == ["SEED", "3"] and args.ensemble == ["hrnet", "pcr", "hintpose_refine_only"]
+
+
+def test_every_model_has_its_recipe():
+    stems = [stem for stem, _ in topdown_methods.MODELS.values()] + [topdown_methods.POSEFIX[0]]
+    assert all((topdown_methods.CONFIGS / f"{s}.yaml").is_file() for s in stems)
+    assert topdown_methods.HINTED <= set(topdown_methods.MODELS)
 
 
 def test_table_cells_and_spread():
@@ -55,7 +59,7 @@ def test_table_cells_and_spread():
             },
         ),
     ]
-    text = study.table(rows, ["a_gt", "a_det"], "note")
+    text = topdown_methods.table(rows, ["a_gt", "a_det"], "note")
     lines = text.splitlines()
     assert lines[0] == "note"
     assert lines[2].startswith("| model | kp AP a_gt | kp AP a_det | kp AP75 a_gt | vs HRNet")
@@ -81,7 +85,7 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
         "--", "DATASETS.TRAIN", "('coco_person_sample',)", "DATASETS.TEST",
         "('coco_person_sample',)", "SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0",
     ]  # fmt: skip
-    study.main(argv)
+    topdown_methods.main(argv)
     first = capsys.readouterr().out
     table = (out / "study.md").read_text()
     assert table in first and first.strip().splitlines()[-1].startswith("study: HRNet-W18-small")
@@ -130,7 +134,8 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
     assert "SOURCE: center" not in table + cfg(cued, "coco_person_sample_gt")
     assert json.loads((out / "detections" / "coco_person_sample.json").read_text())
 
-    study.main(argv)  # everything exists: read back, nothing trained, detected or evaluated
+    # everything exists: read back, nothing trained, detected or evaluated
+    topdown_methods.main(argv)
     again = capsys.readouterr().out
     assert "training" not in again and "evaluating" not in again and "detecting" not in again
     assert (out / "study.md").read_text() == table

@@ -1,16 +1,14 @@
-"""tools/data_study.py: its argument checks, each row's training overrides, the table, and (slow)
-a whole two-iteration study on the real samples whose cells are read from their files and whose
-second run trains, labels and evaluates nothing."""
+"""The data study (multitask_pose/studies/data_study.py, tools/data_study.py): its argument
+checks, each row's training overrides, the table, the hard negatives counted with each row's own
+training settings, and (slow) a whole two-iteration study on the real samples whose cells are read
+from their files and whose second run trains, labels and evaluates nothing."""
 
 import json
-import sys
 
 import pytest
 
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import data_study  # noqa: E402
+from multitask_pose.studies import data_study
 
 SAMPLE = "coco_person_sample"
 SAMPLE_DETS = ROOT / "datasets" / "samples" / "coco" / "test_coco_det_AP_H_56.json"
@@ -53,14 +51,14 @@ def test_each_row_trains_on_its_data():
     }
     assert "DATASETS.TRAIN_RATIOS" not in opts("pseudo", "/x/seed1.json")
     assert opts("inconsistent")["DATASETS.TRAIN_RATIOS"] == "(1, 1)"
-    assert opts("hndm")["INPUT.TOPDOWN.HARD_NEGATIVES_FILE"] == str(SAMPLE_DETS)
+    assert opts("hndm")["INPUT.HARD_NEGATIVES.FILE"] == str(SAMPLE_DETS)
     report, every, clean = opts("hndm"), opts("hndm_iou"), opts("hndm_iou_clean")
-    assert report.pop("INPUT.TOPDOWN.HARD_NEGATIVE_RULE") == "no_intersection"  # the report's
-    assert every.pop("INPUT.TOPDOWN.HARD_NEGATIVE_RULE") == clean.pop(
-        "INPUT.TOPDOWN.HARD_NEGATIVE_RULE") == "iou"  # fmt: skip
-    assert report.pop("INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS") == "-1"
-    assert every.pop("INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS") == "-1"
-    assert clean.pop("INPUT.TOPDOWN.HARD_NEGATIVE_MAX_KEYPOINTS") == "0"
+    assert report.pop("INPUT.HARD_NEGATIVES.RULE") == "no_intersection"  # the report's
+    assert every.pop("INPUT.HARD_NEGATIVES.RULE") == clean.pop(
+        "INPUT.HARD_NEGATIVES.RULE") == "iou"  # fmt: skip
+    assert report.pop("INPUT.HARD_NEGATIVES.MAX_KEYPOINTS") == "-1"
+    assert every.pop("INPUT.HARD_NEGATIVES.MAX_KEYPOINTS") == "-1"
+    assert clean.pop("INPUT.HARD_NEGATIVES.MAX_KEYPOINTS") == "0"
     assert clean == every == report
     sel = opts("inconsistent_selected")
     assert sel["DATASETS.KEYPOINT_SELECTION"] == "True"
@@ -79,6 +77,44 @@ def test_table_cells_and_spread_verdicts():
     assert lines[0] == "note"
     assert lines[4] == "| baseline | 0.410 (0.400, 0.420) | - | 2.0 |"
     assert lines[5] == "| + x | 0.505 (0.500, 0.510) | +0.095 (spread 0.020: yes) | 2.0 |"
+
+
+def test_hard_negatives_counted_with_each_rows_training_settings(tmp_path):
+    """The HNDM notes count what each row's training mined: the score, IoU, rule and keypoint
+    limit of its first seed's config.yaml (here not the recipe's defaults, and the keypoint limit
+    of the report's row set by an override after ``--``, which comes after the row's own)."""
+    import yaml
+    from detectron2.data import DatasetCatalog
+
+    from multitask_pose.data.hard_negatives import mine_dataset_dicts
+
+    args = data_study.parse_args(["--detections", f"{SAMPLE}={SAMPLE_DETS}", "--train", SAMPLE,
+                                  "--val", SAMPLE, "--rows", "baseline", "hndm", "hndm_iou_clean",
+                                  "--seeds", "7", "8"])  # fmt: skip
+    settings = {"hndm": (0.2, 0.3, "no_intersection", 0), "hndm_iou_clean": (0.2, 0.6, "iou", 0)}
+    for row, (score, iou, rule, max_kps) in settings.items():
+        run = tmp_path / row / "seed7"
+        run.mkdir(parents=True)
+        hn = {"SCORE": score, "IOU": iou, "RULE": rule, "MAX_KEYPOINTS": max_kps}
+        (run / "config.yaml").write_text(yaml.safe_dump({"INPUT": {"HARD_NEGATIVES": hn}}))
+    notes = data_study.data_counts(args, args.detections, tmp_path)
+    dicts = DatasetCatalog.get(SAMPLE)
+    dets = json.loads(SAMPLE_DETS.read_text())
+    _, report = mine_dataset_dicts(dicts, dets, 0.2, 0.3, 0, rule="no_intersection")
+    assert notes[0] == (
+        f"HNDM, no intersection, no labelled keypoint inside: {report['mined']} hard negatives in"
+        f" {report['images_with_negatives']} of {report['images']} images ({report['confident']}"
+        f" of {report['detections']} detections scoring >= 0.2;"
+        f" {report['holding_keypoints']} holding one dropped)"
+    )
+    _, report = mine_dataset_dicts(dicts, dets, 0.2, 0.6, 0, rule="iou")
+    _, default = mine_dataset_dicts(dicts, dets, 0.5, 0.3, 0, rule="iou")
+    assert report["mined"] != default["mined"]  # (so the settings read make a difference)
+    assert notes[1].startswith(
+        f"HNDM, IoU < 0.6, no labelled keypoint inside: {report['mined']} hard negatives"
+    )
+    assert notes[1].endswith(f"; {report['holding_keypoints']} holding one dropped)")
+    assert len(notes) == 2
 
 
 @pytest.mark.slow
@@ -111,13 +147,14 @@ def test_data_study_end_to_end(tmp_path, capsys):
     assert "HNDM, no intersection:" in text and "HNDM, IoU < 0.3:" in text
     assert "HNDM, IoU < 0.3, no labelled keypoint inside:" in text
     assert "data selection on coco_person_sample" in text
-    assert (
-        "HARD_NEGATIVES_FILE: " + str(SAMPLE_DETS)
-        in (out / "hndm" / "seed1" / "config.yaml").read_text()
-    )
-    assert "HARD_NEGATIVE_RULE: no_intersection" in (out / "hndm/seed1/config.yaml").read_text()
-    clean = (out / "hndm_iou_clean/seed1/config.yaml").read_text()
-    assert "HARD_NEGATIVE_MAX_KEYPOINTS: 0" in clean and "HARD_NEGATIVE_RULE: iou" in clean
+    import yaml
+
+    hndm = yaml.safe_load((out / "hndm" / "seed1" / "config.yaml").read_text())
+    hn = hndm["INPUT"]["HARD_NEGATIVES"]
+    assert hn["FILE"] == str(SAMPLE_DETS) and hn["RULE"] == "no_intersection"
+    clean = yaml.safe_load((out / "hndm_iou_clean/seed1/config.yaml").read_text())
+    assert clean["INPUT"]["HARD_NEGATIVES"]["MAX_KEYPOINTS"] == 0
+    assert clean["INPUT"]["HARD_NEGATIVES"]["RULE"] == "iou"
     data_study.main(argv)
     again = capsys.readouterr().out
     assert ": training" not in again and "evaluating" not in again

@@ -1,18 +1,16 @@
-"""tools/detector_study.py: box AP/AR of a detection file against an independent count, its
-argument checks, and (slow) a whole two-iteration study whose cells are read from their files and
-whose second run trains, detects and evaluates nothing."""
+"""The detector study (multitask_pose/studies/detector_study.py, tools/detector_study.py): box
+AP/AR of a detection file against an independent count, its argument checks, its table, and (slow)
+a whole two-iteration study whose cells are read from their files and whose second run trains,
+detects and evaluates nothing."""
 
 import json
-import sys
 
 import pytest
 from detectron2.data import DatasetCatalog
 
 from conftest import ROOT
 from multitask_pose.engine.cli import ConfigError
-
-sys.path.insert(0, str(ROOT / "tools"))
-import detector_study  # noqa: E402
+from multitask_pose.studies import detector_study, topdown_methods
 
 SAMPLE = "coco_person_sample"
 
@@ -63,16 +61,31 @@ def test_argument_errors(tmp_path, capsys):
         detector_study.main(["--topdown", str(tmp_path), "--configs", str(tmp_path / "x.yaml")])
 
 
+def test_table_cells():
+    def r(box, kp, train=2.0):
+        return {"box_a": box, "ar_a": box + 5, "kp_a": kp, "train_min": train, "infer_ms": 40.0}
+
+    gt = {"box_a": 100.0, "ar_a": 100.0, "kp_a": 60.0}
+    lines = detector_study.table([("faster", [r(30.0, 40.0), r(32.0, 42.0, 4.0)])], gt, ["a"],
+                                 "note").splitlines()  # fmt: skip
+    assert lines[:4] == [
+        "note", "",
+        "| detector | box AP a | box AR@100 a | top-down kp AP a | train min | infer ms/img |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    assert lines[4] == (
+        "| faster | 0.310 (0.300, 0.320) | 0.360 (0.350, 0.370) | 0.410 (0.400, 0.420) | 3.0 | 40 |"
+    )
+    assert lines[5] == "| ground-truth boxes | 1.000 | 1.000 | 0.600 | - | - |"
+
+
 @pytest.mark.slow
 def test_detector_study_end_to_end(tmp_path, capsys):
     """Two detectors and the top-down model (trained by the top-down study's runner) at two
     iterations each on the COCO sample (about 2 minutes alone)."""
-    sys.path.insert(0, str(ROOT / "projects" / "TopDown"))
-    import study
-
     tiny = ["DATASETS.TRAIN", f"('{SAMPLE}',)", "DATASETS.TEST", f"('{SAMPLE}',)",
             "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0"]  # fmt: skip
-    study.main(["--output", str(tmp_path / "td"), "--seeds", "1", "--max-iter", "2",
+    topdown_methods.main(["--output", str(tmp_path / "td"), "--seeds", "1", "--max-iter", "2",
                 "--no-detector", "--no-posefix", "--ensemble", "--models", "hrnet",
                 "--datasets", SAMPLE, "--", *tiny])  # fmt: skip
     td = tmp_path / "td" / "hrnet_w18_small_synth_basic" / "seed1"

@@ -1,0 +1,175 @@
+"""The detector study (tools/detector_study.py): person detectors trained with one budget and
+seeds, their boxes' AP and AR@100 on each evaluation dataset, and the keypoint AP a trained
+top-down model reaches on them (and on the ground-truth boxes for reference)."""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from ..engine.cli import ConfigError, argument_parser
+from ..env import cpu_model
+from ..shared.atomic_io import write_text_atomic
+from ..shared.paths import REPO_ROOT as ROOT
+from . import jobs, runner, tables
+
+__all__ = ["DATASETS", "DETECTORS", "ORDER", "box_ap_ar", "build_parser", "main", "parse_args",
+           "table"]  # fmt: skip
+
+SCRIPT = ROOT / "tools" / "detector_study.py"  # (run once per share of the seeds with --jobs)
+DETECTORS = ROOT / "configs" / "Synthetic" / "detectors"
+# The default order: the plain detector first (the table's reference), then the cascades.
+ORDER = [
+    "faster_rcnn_R_18_FPN_synth_basic",
+    "cascade_mask_rcnn_R_18_FPN_synth_basic",
+    "htc_R_18_FPN_synth_basic",
+    "htc_keypoint_R_18_FPN_synth_basic",
+]
+DATASETS = ["synth_people_basic_val", "synth_people_crowd_val"]
+
+
+def build_parser(doc=None):
+    """The study's options; ``doc``: the help's description (the script's docstring)."""
+    parser = argument_parser(doc)
+    parser.add_argument(
+        "--configs", nargs="+",
+        help=f"detector yaml paths (default: {', '.join(ORDER)} of {DETECTORS.relative_to(ROOT)})",
+    )  # fmt: skip
+    parser.add_argument("--output", default="output/detector_study")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
+    parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, help="evaluation datasets")
+    parser.add_argument(
+        "--topdown",
+        required=True,
+        help="a trained top-down output folder (config.yaml, model_final.pth) run on the boxes",
+    )
+    jobs.add_jobs_argument(parser)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
+    return parser
+
+
+def parse_args(argv=None, parser=None):
+    """The options of ``argv``, checked (``parser``: the script's, default :func:`build_parser`)."""
+    parser = parser or build_parser()
+    args = jobs.parse_overrides(parser, argv)
+    jobs.check_run_dir(parser, "--topdown", args.topdown)
+    return args
+
+
+def box_ap_ar(det_file, dataset):
+    """(box AP, box AR@100), both x100 as detectron2 reports them, of a detection file."""
+    DatasetCatalog.get(dataset)  # generates a SynthPeople split if it is not cached
+    dets = json.loads(Path(det_file).read_text())
+    if not dets:
+        return 0.0, 0.0
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO(MetadataCatalog.get(dataset).json_file)
+        fields = ("image_id", "category_id", "bbox", "score")  # (boxes only: no keypoints)
+        ev = COCOeval(gt, gt.loadRes([{k: d[k] for k in fields} for d in dets]), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return 100 * ev.stats[0], 100 * ev.stats[8]
+
+
+def table(rows, gt, datasets, note):
+    """``rows``: [(detector, [runner row per seed, with box_/ar_/kp_<dataset> AP])], then the
+    ground-truth boxes' row ``gt``."""
+    header = ["detector"]
+    for d in datasets:
+        header += [f"box AP {d}", f"box AR@100 {d}", f"top-down kp AP {d}"]
+    keys = [k for d in datasets for k in (f"box_{d}", f"ar_{d}", f"kp_{d}")]
+    lines = []
+    for name, runs in rows:
+        train = sum(r["train_min"] for r in runs) / len(runs)
+        infer = sum(r["infer_ms"] for r in runs) / len(runs)
+        lines.append([name, *(tables.cell(runs, k) for k in keys), f"{train:.1f}", f"{infer:.0f}"])
+    lines.append(["ground-truth boxes", *(tables.cell([gt], k) for k in keys), "-", "-"])
+    return tables.markdown(note, header + ["train min", "infer ms/img"], lines)
+
+
+def main(argv=None, parser=None):
+    """The study of ``argv`` (``parser``: the script's, for its help): the steps of the script's
+    help, each skipped when its output exists; the table in ``<output>/detector_study.md``,
+    printed with a one-line summary."""
+    args = parse_args(argv, parser)
+    out_root = Path(args.output) if os.path.isabs(args.output) else ROOT / args.output
+    paths = [Path(p) for p in args.configs] if args.configs else [
+        DETECTORS / f"{n}.yaml" for n in ORDER
+    ]  # fmt: skip
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ConfigError(f"no such config {', '.join(missing)}")
+    train_args = SimpleNamespace(max_iter=args.max_iter, opts=["TEST.EVAL_PERIOD", "0", *args.opts])
+    td = Path(args.topdown).resolve()
+    td_opts = ["MODEL.WEIGHTS", str(td / "model_final.pth")]
+
+    def topdown_ap(eval_dir, dataset, box_opts, what):
+        res = runner.evaluate_run(
+            td / "config.yaml", eval_dir, dataset, td_opts + box_opts, what, True,
+            "detector_study",
+        )  # fmt: skip
+        return res["keypoints"]["AP"]
+
+    jobs.run_seeds_in_parallel(SCRIPT, argv, args, out_root, "detector_study")
+    rows = []
+    for path in paths:
+        name, runs = path.stem, []
+        for seed in args.seeds:
+            r = runner.run_one(name, path, train_args, out_root, seed)
+            run_dir = out_root / name / f"seed{seed}"
+            for d in args.datasets:
+                det = runner.detect_persons(
+                    run_dir, d, run_dir / "detections" / f"{d}.json", "detector_study"
+                )
+                r[f"box_{d}"], r[f"ar_{d}"] = box_ap_ar(det, d)
+                r[f"kp_{d}"] = topdown_ap(
+                    run_dir / "topdown" / d,
+                    d,
+                    ["TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", str(det)],
+                    f"the top-down model on {name} seed {seed}'s boxes of {d}",
+                )
+            runs.append(r)
+        rows.append((name, runs))
+    if args.seeds_only:
+        return
+    gt = {"train_min": float("nan"), "infer_ms": float("nan")}
+    for d in args.datasets:
+        gt[f"box_{d}"], gt[f"ar_{d}"] = 100.0, 100.0
+        gt[f"kp_{d}"] = topdown_ap(
+            out_root / "topdown_gt_boxes" / d,
+            d,
+            ["TEST.TOPDOWN.BOX_SOURCE", "gt"],
+            f"the top-down model on the ground-truth boxes of {d}",
+        )
+
+    budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each config's own schedule"
+    note = (
+        f"Detector study: {budget}, SEED {', '.join(map(str, args.seeds))}"
+        + (f", overrides {' '.join(args.opts)}" if args.opts else "")
+        + f"; top-down model {td}; {cpu_model()}."
+    )
+    text = table(rows, gt, args.datasets, note)
+    write_text_atomic(out_root / "detector_study.md", text)
+    print(text)
+    print(
+        "detector_study: "
+        + "; ".join(
+            f"{name} "
+            + ", ".join(
+                f"{d} box AP {tables.cell(runs, f'box_{d}')} kp AP {tables.cell(runs, f'kp_{d}')}"
+                for d in args.datasets
+            )
+            for name, runs in rows + [("ground-truth boxes", [gt])]
+        )
+        + f" ({budget}, seeds {', '.join(map(str, args.seeds))})"
+    )
+
