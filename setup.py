@@ -6,10 +6,11 @@ setup(
     description="Multi-person pose estimation on detectron2: multitask R-CNN and a top-down stage",
     python_requires=">=3.9",
     packages=find_packages(include=["multitask_pose", "multitask_pose.*"])
-    + ["topdown"] + ["topdown." + p for p in find_packages("projects/TopDown/topdown")],
-    package_dir={"topdown": "projects/TopDown/topdown"},
+    + ["pose_topdown"]
+    + ["pose_topdown." + p for p in find_packages("projects/TopDown/pose_topdown")],
+    package_dir={"pose_topdown": "projects/TopDown/pose_topdown"},
     # The top-down stage's config builder, for the core's config checks (multitask_pose/config.py).
-    entry_points={"multitask_pose.stages": ["topdown = topdown.config:get_topdown_cfg"]},
+    entry_points={"multitask_pose.stages": ["topdown = pose_topdown.config:get_topdown_cfg"]},
     # detectron2 and torch are installed by tools/install/setup_env.sh (see README.md): detectron2
     # is not on PyPI under its own name, so it cannot be a plain requirement here.
     install_requires=["numpy", "opencv-python-headless", "pycocotools", "faster-coco-eval", "tqdm"],

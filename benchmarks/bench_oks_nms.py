@@ -21,8 +21,8 @@ duplicates). Candidate sets:
   (their visibility flags as the keypoint scores), per image as the pipeline runs it;
 - each at OKS thresholds 0.9 (the official HRNet test setting) and 0.5, without and with a
   visibility threshold of 0.2.
-Then the pipeline's duplicate removal (``topdown.modeling.meta_arch.nms_poses``: box IoU-NMS at 0.6,
-then OKS-NMS at 0.5, TEST.TOPDOWN's defaults; one pose per box, the box around its keypoints
+Then the pipeline's duplicate removal (``pose_topdown.modeling.meta_arch.nms_poses``: box IoU-NMS at
+0.6, then OKS-NMS at 0.5, TEST.TOPDOWN's defaults; one pose per box, the box around its keypoints
 with a 10% margin) against the same two stages done the official way: the classic greedy
 IoU-NMS (Fast R-CNN's ``py_cpu_nms``: for each kept box numpy over the remaining ones; IoU
 without its +1 pixel, as torchvision's) then the official ``oks_nms`` above, on the same sets.
@@ -133,7 +133,7 @@ def bench_pipeline_nms(cases, repeats, iou_thresh=0.6, oks_thresh=0.5):
     against the official two stages; prints table rows, returns summary items."""
     import torch
 
-    from topdown.modeling.meta_arch import nms_poses
+    from pose_topdown.modeling.meta_arch import nms_poses
 
     sigmas_t = tuple(SIGMAS)  # the pipeline holds them as floats
     print(f"\n| candidates (IoU-NMS {iou_thresh} + OKS-NMS {oks_thresh}) | kept | official ms | "

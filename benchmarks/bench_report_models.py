@@ -39,8 +39,8 @@ TOPDOWN = os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown")
 
 
 def bench_networks(batch, repeats):
-    from topdown.modeling import HintPoseHRNet, PCRHRNet, PCRResNet, PoseHighResolutionNet
-    from topdown.posefix import PoseFixHRNet
+    from pose_topdown.modeling import HintPoseHRNet, PCRHRNet, PCRResNet, PoseHighResolutionNet
+    from pose_topdown.posefix import PoseFixHRNet
 
     nets = {
         "HRNet-W32": (PoseHighResolutionNet(width=32), 0),
@@ -76,8 +76,8 @@ def bench_networks(batch, repeats):
 def bench_per_image(repeats):
     from detectron2.data import DatasetCatalog
 
-    from topdown import get_topdown_cfg
-    from topdown.predictor import TopDownPredictor
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.predictor import TopDownPredictor
 
     dicts = DatasetCatalog.get(SAMPLE)
     images = [cv2.imread(d["file_name"]) for d in dicts]

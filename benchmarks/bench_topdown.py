@@ -46,7 +46,7 @@ SIGMAS = np.array(COCO_PERSON.oks_sigmas)
 
 
 def bench_hrnet(batches, repeats):
-    from topdown.modeling import PoseHighResolutionNet
+    from pose_topdown.modeling import PoseHighResolutionNet
 
     model = PoseHighResolutionNet(width=32).eval()
     rows = {}
@@ -113,9 +113,9 @@ def bench_pipeline(repeats):
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.engine import DefaultPredictor
 
-    from topdown import get_topdown_cfg
-    from topdown.data import load_detection_file
-    from topdown.predictor import TopDownPredictor
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.data import load_detection_file
+    from pose_topdown.predictor import TopDownPredictor
 
     dicts = DatasetCatalog.get("coco_person_sample")
     dets = load_detection_file(
@@ -187,10 +187,10 @@ def bench_pipeline(repeats):
 def pipeline_breakdown(dicts, detector, pose, boxes, repeats):
     """ms per image of each stage of the two-stage pipeline with flip test (the official test
     setting): reading and decoding the JPEG, the detector, then the pose stage's own marks
-    (topdown.runtime.StageTimes: crop, pose network, flip, decode, rescore + NMS) and the rest of
-    the predictor call ("other": array checks, image to tensor, box filters, Instances). The
+    (pose_topdown.runtime.StageTimes: crop, pose network, flip, decode, rescore + NMS) and the rest
+    of the predictor call ("other": array checks, image to tensor, box filters, Instances). The
     sum of the mean over ``repeats`` passes; prints the table, returns {stage: ms per image}."""
-    from topdown.runtime import StageTimes
+    from pose_topdown.runtime import StageTimes
 
     pose.model.flip_test = True
     totals = {}

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Top-down inference backends (projects/TopDown/topdown/runtime.py): HRNet-W32 256x192 crops per
-second at batch 1, 8 and 32 for each TEST.TOPDOWN.BACKEND against the reference.
+"""Top-down inference backends (projects/TopDown/pose_topdown/runtime.py): HRNet-W32 256x192 crops
+per second at batch 1, 8 and 32 for each TEST.TOPDOWN.BACKEND against the reference.
 
     python benchmarks/bench_topdown_backends.py [--batches 1 8 32] [--repeats N] [--threads N]
                                                 [--config COCO/hrnet_w32_256x192.yaml]
@@ -36,8 +36,8 @@ CONFIGS = os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown", "
 
 
 def random_net(config):
-    from topdown import get_topdown_cfg
-    from topdown.modeling import build_pose_net
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.modeling import build_pose_net
 
     cfg = get_topdown_cfg()
     cfg.merge_from_file(os.path.join(CONFIGS, config))
@@ -57,7 +57,7 @@ def random_net(config):
 
 
 def main():
-    from topdown.runtime import InferenceNet, resolve_backend
+    from pose_topdown.runtime import InferenceNet, resolve_backend
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])

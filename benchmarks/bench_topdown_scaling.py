@@ -11,7 +11,7 @@ its TEST.TOPDOWN.BACKEND default).
 1. Persons: ``TopDownPredictor(image, boxes=...)`` on one SynthPeople basic-level image with 1, 5,
    20 and 50 boxes (random boxes of 60-300 px inside the image; the same boxes at every repeat):
    ms per image, median of --repeats calls after one warm-up, and how much of it the pose
-   network takes (``topdown.runtime.StageTimes``, one more pass).
+   network takes (``pose_topdown.runtime.StageTimes``, one more pass).
 2. Images: the evaluator (``TopDownTrainer.test``: data loader, ground-truth boxes, the model,
    PoseCOCOEvaluator with COCO evaluation) on the first 10, 100 and 1,000 images of
    ``synth_people_basic_train`` (1-4 persons each), each a registered subset: seconds and ms per
@@ -55,7 +55,7 @@ def line_fit(ns, ts):
 
 
 def build_cfg(config, weights, out):
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     cfg = get_topdown_cfg()
     cfg.merge_from_file(os.path.join(CONFIGS, config) if not os.path.isfile(config) else config)
@@ -69,8 +69,8 @@ def build_cfg(config, weights, out):
 def bench_persons(cfg, counts, repeats, rng):
     from detectron2.data import DatasetCatalog
 
-    from topdown.predictor import TopDownPredictor
-    from topdown.runtime import StageTimes
+    from pose_topdown.predictor import TopDownPredictor
+    from pose_topdown.runtime import StageTimes
 
     predictor = TopDownPredictor(cfg)
     record = DatasetCatalog.get("synth_people_basic_val")[0]
@@ -124,7 +124,7 @@ def register_subset(n, out):
 
 
 def bench_images(cfg, counts, out):
-    from topdown.engine import TopDownTrainer
+    from pose_topdown.engine import TopDownTrainer
 
     model = TopDownTrainer.build_model(cfg)
     model.eval()

@@ -110,8 +110,8 @@ def worker(config, iters, warmup, extra_opts=()):
     from multitask_pose.engine.trainer import setup_cfg
 
     if is_topdown(config):
-        import topdown  # noqa: F401  (registers the top-down models)
-        from topdown.engine import TopDownTrainer as trainer_cls
+        import pose_topdown  # noqa: F401  (registers the top-down models)
+        from pose_topdown.engine import TopDownTrainer as trainer_cls
     else:
         trainer_cls = MultiTaskTrainer
     memory = PeakMemory()

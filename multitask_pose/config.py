@@ -1,6 +1,6 @@
 """Every config key this project adds to detectron2's, one comment each: ``add_pose_config`` the
 keys both stages use (evaluation, optimizer), ``add_multitask_config`` those and the multitask
-R-CNN's (the top-down stage's are in ``topdown/config.py``)."""
+R-CNN's (the top-down stage's are in ``pose_topdown/config.py``)."""
 
 import logging
 

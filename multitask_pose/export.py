@@ -1,6 +1,6 @@
 """Export of the multitask R-CNN (a ``GeneralizedRCNN`` config) to TorchScript or ONNX, checked
 against PyTorch before anything is written: ``tools/export_model.py`` (its help text describes the
-files). The top-down networks' export is the top-down project's (``topdown/export.py``, on the
+files). The top-down networks' export is the top-down project's (``pose_topdown/export.py``, on the
 one ONNX writer of its runtime)."""
 
 import contextlib

@@ -130,7 +130,7 @@ def rcnn_sample_cfg(*opts):
 
 def topdown_sample_cfg(*opts):
     from conftest import ROOT
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     cfg = get_topdown_cfg()
     cfg.merge_from_file(str(ROOT / "projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml"))

@@ -45,7 +45,7 @@ def build_model(config_file, opts):
 
     import multitask_pose
     from multitask_pose.engine.cli import load_config
-    from topdown import add_topdown_config
+    from pose_topdown import add_topdown_config
 
     cfg = add_topdown_config(multitask_pose.get_multitask_cfg())
     load_config(cfg, config_file, ["MODEL.DEVICE", "cpu", *opts])

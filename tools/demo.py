@@ -97,7 +97,7 @@ from multitask_pose.shared.visualizer import (
 def setup(args):
     cfg = multitask_pose.get_multitask_cfg()
     if args.topdown:
-        from topdown import add_topdown_config
+        from pose_topdown import add_topdown_config
 
         add_topdown_config(cfg)
     load_config(cfg, args.config_file, args.opts, stage="topdown" if args.topdown else "rcnn",
@@ -226,7 +226,7 @@ def main(argv=None):
         print(f"demo: {e}", file=sys.stderr)
         return 2
     if args.topdown:
-        from topdown.predictor import predictor_and_boxes  # (the top-down project's, if asked)
+        from pose_topdown.predictor import predictor_and_boxes  # (the top-down project's, if asked)
 
         try:
             predictor, boxes_of = predictor_and_boxes(cfg, args.dataset, listing, args.input)

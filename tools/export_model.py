@@ -13,11 +13,11 @@ decoding and NMS stay in Python (``TopDownPoseEstimator``): run the file there w
 ``TEST.TOPDOWN.BACKEND onnxruntime TEST.TOPDOWN.ONNX_FILE <file>``, which refuses a file exported
 from other weights (their sha256 is in the file's metadata). Before the file is written, ONNX
 Runtime's output is compared with PyTorch's on a random batch (relative difference at most
-``topdown.runtime.TOLERANCE``); the last line printed is a one-line summary with that difference
-and both backends' speed at ``--batch``. Trailing ``KEY VALUE`` pairs override the config. Every
-top-down network exports. An empty MODEL.WEIGHTS, or a checkpoint without weights for part of the
-model (e.g. the keypoint head), is refused in one line naming the modules: the file would
-predict noise.
+``pose_topdown.runtime.TOLERANCE``); the last line printed is a one-line summary with that
+difference and both backends' speed at ``--batch``. Trailing ``KEY VALUE`` pairs override the
+config. Every top-down network exports. An empty MODEL.WEIGHTS, or a checkpoint without weights for
+part of the model (e.g. the keypoint head), is refused in one line naming the modules: the file
+would predict noise.
 
 The multitask R-CNN (a ``GeneralizedRCNN`` config) exports to TorchScript (``--output *.ts``) or
 ONNX (``--output *.onnx``, opset 17, the TorchScript-based exporter, run in ONNX Runtime):
@@ -64,7 +64,7 @@ def parse_args(argv=None):
 
 
 def load_cfg(args):
-    from topdown import add_topdown_config
+    from pose_topdown import add_topdown_config
 
     # The R-CNN's keys too: both stages' configs export.
     cfg = load_config(add_topdown_config(multitask_pose.get_multitask_cfg()), args.config_file,
@@ -106,7 +106,7 @@ def main(argv=None):
     if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
         print(export_rcnn(cfg, args.output))
         return 0
-    from topdown.export import export_pose_net
+    from pose_topdown.export import export_pose_net
 
     print(export_pose_net(cfg, args.output, args.batch))
     return 0

@@ -55,7 +55,7 @@ def recipe_fingerprint(pipeline: str, recipe: Path) -> str:
     import hashlib
 
     if pipeline == "topdown":
-        from topdown import get_topdown_cfg
+        from pose_topdown import get_topdown_cfg
 
         cfg = get_topdown_cfg()
     else:

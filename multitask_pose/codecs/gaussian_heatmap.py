@@ -2,7 +2,7 @@
 one object makes the training targets and decodes the predictions.
 
 Coordinates in and out are crop pixels; heatmap cell ``(i, j)`` sits at crop pixel
-``(j * stride, i * stride)`` (the official HRNet convention, see :mod:`topdown.affine`).
+``(j * stride, i * stride)`` (the official HRNet convention, see :mod:`pose_topdown.affine`).
 
 Encoding: one Gaussian of ``sigma`` cells per labelled keypoint, peak 1, truncated at 3 sigma.
 ``subpixel_center=True`` centres it at the exact keypoint; ``False`` rounds the centre to the

@@ -17,7 +17,7 @@ keypoint scoring <= 0 is placed at bin -1.
 
 Coordinates in and out are crop pixels in the official pixel-index frame, as the other top-down
 codecs'. SimCC has no heatmaps of its own: ``heatmap_size`` and ``stride`` are those of the pose
-network's K maps that the head flattens (``topdown/modeling/simcc_head.py``).
+network's K maps that the head flattens (``pose_topdown/modeling/simcc_head.py``).
 """
 
 from typing import Dict, Sequence, Tuple

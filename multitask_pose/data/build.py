@@ -7,7 +7,7 @@ annotations selected (``selection.py``) -> hard negatives mined over the first d
 (``hard_negatives.py``) -> a loader that resumes exactly and mixes the datasets by
 DATASETS.TRAIN_RATIOS (``resumable_loader.py``). :func:`training_parts` is the shared part; the
 R-CNN's dicts and mapper are :func:`build_rcnn_train_loader`'s, the top-down stage's are in its
-project (``topdown/data/build.py``).
+project (``pose_topdown/data/build.py``).
 """
 
 import logging

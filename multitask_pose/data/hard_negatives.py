@@ -265,9 +265,9 @@ def with_hard_negatives(dataset_dicts: List[Dict], mined: Dict[int, np.ndarray])
 def negative_person_dicts(dataset_dicts: List[Dict], mined: Dict[int, np.ndarray],
                           num_keypoints: int) -> List[Dict]:  # fmt: skip
     """The top-down stage's training samples: the hard negatives (``mined``,
-    :func:`mine_from_config`'s) as person dicts like ``topdown.data.mapper.person_dicts``'s (box
-    clipped to the image), with ``negative`` True and every keypoint unlabelled (its mapper gives
-    them all-zero heatmaps at full weight)."""
+    :func:`mine_from_config`'s) as person dicts like ``pose_topdown.data.mapper.person_dicts``'s
+    (box clipped to the image), with ``negative`` True and every keypoint unlabelled (its mapper
+    gives them all-zero heatmaps at full weight)."""
     out = []
     for d in dataset_dicts:
         for x, y, bw, bh, _ in mined.get(d["image_id"], ()):

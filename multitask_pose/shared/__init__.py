@@ -1,8 +1,9 @@
 """What both stages share (the multitask R-CNN in ``multitask_pose.modeling`` and the top-down
-project ``topdown``): OKS and OKS-NMS, flips through a dataset's flip map, the balanced keypoint
-loss and the Gaussian-heatmap error. Keypoint layouts are in ``multitask_pose.data.keypoints``,
-codecs in ``multitask_pose.codecs``, the evaluator in ``multitask_pose.evaluation`` and the
-trainer base and launcher in ``multitask_pose.engine``: all of them serve both stages too.
+project ``pose_topdown``): OKS and OKS-NMS, flips through a dataset's flip map, the balanced
+keypoint loss and the Gaussian-heatmap error. Keypoint layouts are in
+``multitask_pose.data.keypoints``, codecs in ``multitask_pose.codecs``, the evaluator in
+``multitask_pose.evaluation`` and the trainer base and launcher in ``multitask_pose.engine``: all of
+them serve both stages too.
 """
 
 from .balanced_loss import keypoint_type_weights

@@ -1,5 +1,5 @@
 """The one person-box filter of both stages: the top-down stage's box sources
-(``topdown/data/boxes.py``) and the detector runner of ``tools/detect_persons.py``
+(``pose_topdown/data/boxes.py``) and the detector runner of ``tools/detect_persons.py``
 (``multitask_pose/engine/person_detection.py``) keep their boxes through it."""
 
 import logging

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Refine any model's keypoint results file with a trained PoseFix refiner (topdown/posefix.py).
+"""Refine any model's keypoint results file with a trained PoseFix refiner
+(pose_topdown/posefix.py).
 
     python projects/TopDown/posefix_refine.py \\
         --config-file projects/TopDown/configs/Synthetic/posefix_hrnet_w18_small_synth_basic.yaml \\
@@ -33,14 +34,14 @@ from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
-import topdown  # noqa: F401  (registers the top-down models)
+import pose_topdown  # noqa: F401  (registers the top-down models)
 from multitask_pose.engine.checkpoint import checkpointer_for
 from multitask_pose.engine.cli import UserError, argument_parser, entry_point, load_config
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from multitask_pose.evaluation.results_record import describe_config
-from topdown import get_topdown_cfg
-from topdown.data import TopDownTestMapper
-from topdown.engine import TopDownCheckpointer
+from pose_topdown import get_topdown_cfg
+from pose_topdown.data import TopDownTestMapper
+from pose_topdown.engine import TopDownCheckpointer
 
 logger = logging.getLogger("posefix_refine")
 

@@ -15,10 +15,10 @@ evaluator and summary line as tools/train_net.py (which trains the R-CNN configs
 import multitask_pose  # noqa: F401  (first: registers the datasets, filters a warning)
 
 # isort: split
-import topdown  # noqa: F401  (registers the top-down models)
+import pose_topdown  # noqa: F401  (registers the top-down models)
 from multitask_pose.engine import launch, train_net_main
 from multitask_pose.engine.cli import tool_errors, train_net_parser
-from topdown.engine import TopDownTrainer
+from pose_topdown.engine import TopDownTrainer
 
 
 def build_parser():

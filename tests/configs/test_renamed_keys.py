@@ -9,7 +9,7 @@ import pytest
 
 from multitask_pose.config import RENAMED_KEYS, get_multitask_cfg
 from multitask_pose.engine.cli import load_config
-from topdown import get_topdown_cfg
+from pose_topdown import get_topdown_cfg
 
 RCNN_BASE = "configs/Synthetic/multitask_rcnn_R_18_FPN_synth_basic.yaml"
 TOPDOWN_BASE = "projects/TopDown/configs/Base-TopDown.yaml"

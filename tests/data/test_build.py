@@ -24,17 +24,17 @@ def test_the_core_imports_nothing_of_the_top_down_project():
     upward = {
         str(p.relative_to(PACKAGE))
         for p in PACKAGE.rglob("*.py")
-        if any(m == "topdown" or m.startswith("topdown.") for m in _imported_modules(p))
+        if any(m == "pose_topdown" or m.startswith("pose_topdown.") for m in _imported_modules(p))
     }
     assert not upward  # the tools' config checks find the top-down keys through an entry point
 
 
 def test_the_trainers_loader_builders_only_call_the_builders(monkeypatch):
     """Each trainer's build_train_loader / build_test_loader hands its config to the builder of
-    its stage (the data preparation lives in data/build.py and topdown/data/build.py)."""
+    its stage (the data preparation lives in data/build.py and pose_topdown/data/build.py)."""
     from multitask_pose.engine import trainer
-    from topdown import engine
-    from topdown.data import build as topdown_build
+    from pose_topdown import engine
+    from pose_topdown.data import build as topdown_build
 
     calls = []
     for module, name in ((trainer, "build_rcnn_train_loader"), (trainer, "build_test_loader"),

@@ -48,7 +48,7 @@ def test_detection_file_errors(tmp_path):
 def test_the_stages_read_through_the_one_reader():
     """The top-down package and the hard negatives use the core reader, not a copy."""
     from multitask_pose.data import detection_file, hard_negatives
-    from topdown.data import boxes, mapper
+    from pose_topdown.data import boxes, mapper
 
     assert boxes.load_detection_file is mapper.load_detection_file is (
         detection_file.load_detection_file)

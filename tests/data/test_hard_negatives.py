@@ -56,7 +56,7 @@ def test_the_reports_rule_is_no_intersection_with_any_person_crowd_regions_inclu
 def test_hndm_settings_against_the_report():
     """The settings of HNDM, one key set for both stages, with their source (a table test)."""
     from multitask_pose.config import get_multitask_cfg
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     quote = ("we filter out those detections with high scores but no intersections with ground"
              " truth person instances")  # fmt: skip

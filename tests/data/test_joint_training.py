@@ -203,8 +203,8 @@ def test_rcnn_unlabelled_joints_of_a_mapped_dataset_get_no_gradient(head):
 def test_topdown_unlabelled_joints_of_a_mapped_dataset_get_no_gradient():
     from detectron2.modeling import build_model
 
-    from topdown import get_topdown_cfg
-    from topdown.data.mapper import TopDownTrainMapper, person_dicts
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.data.mapper import TopDownTrainMapper, person_dicts
 
     torch.manual_seed(0)
     cfg = get_topdown_cfg()

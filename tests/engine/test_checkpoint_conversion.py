@@ -25,7 +25,7 @@ HEAD = ("deconv_layers", "final_layer")  # MMPose's head modules; the rest is it
 
 
 def _topdown(config):
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     cfg = get_topdown_cfg()
     cfg.merge_from_file(str(config))

@@ -28,7 +28,7 @@ def test_detection_file_is_valid_within_limits_and_resumes(memorised_rcnn, tmp_p
     from multitask_pose.data.image_check import read_image_checked
     from multitask_pose.engine.checkpoint import PosePredictor
     from multitask_pose.engine.person_detection import DetectionItem, run_person_detection
-    from topdown.data import load_detection_file
+    from pose_topdown.data import load_detection_file
 
     out, _ = memorised_rcnn
     limits = ["--dataset", SAMPLE, "--topk", "3", "--min-size", "40", "--score-thresh", "0.3"]

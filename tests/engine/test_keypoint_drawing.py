@@ -44,7 +44,7 @@ def test_thresholds_per_score_scale_and_their_sources():
         assert default_keypoint_threshold(scale) == value, scale
     assert default_keypoint_threshold(None) == 0.05
     # The default follows the model's score scale, read from its config, not its name.
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     rcnn = get_multitask_cfg()
     rcnn.merge_from_file(str(RECIPE))

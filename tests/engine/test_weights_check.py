@@ -103,7 +103,7 @@ def test_pose_predictor_refuses_missing_heads(rcnn_state, tmp_path):
 
 
 def test_topdown_predictor_and_its_detector_refuse_random_weights(rcnn_state, tmp_path):
-    from topdown.predictor import TopDownPredictor
+    from pose_topdown.predictor import TopDownPredictor
 
     with pytest.raises(RandomWeightsError) as e:
         TopDownPredictor(topdown_cfg())
@@ -204,7 +204,7 @@ def test_train_net_eval_only_refuses(stage, rcnn_state, tmp_path):
 def test_ensemble_needs_no_weights_of_its_own_but_its_members_do(tmp_path):
     """A HeatmapEnsemble's members load their own checkpoints (MODEL.ENSEMBLE.WEIGHTS) at build
     time, so its empty MODEL.WEIGHTS is no refusal; a member without its final layer is."""
-    from topdown.predictor import TopDownPredictor
+    from pose_topdown.predictor import TopDownPredictor
 
     torch.manual_seed(0)
     state = build_model(topdown_cfg()).state_dict()

@@ -210,8 +210,8 @@ def test_only_visible_points_count(sample):
 
 def test_the_top_down_trainer_evaluates_by_the_same_keys(sample, tmp_path):
     """The top-down stage's evaluator reads TEST.AIC_EVAL / _SCORE_THRESH as the R-CNN's does."""
-    from topdown.config import get_topdown_cfg
-    from topdown.engine import TopDownTrainer
+    from pose_topdown.config import get_topdown_cfg
+    from pose_topdown.engine import TopDownTrainer
 
     dicts, coco = sample
     per_image = _predictions(coco, seed=3)

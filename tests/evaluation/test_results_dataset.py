@@ -182,9 +182,9 @@ def test_box_tolerance(box, refused):
 
 
 def test_a_topdown_detection_file_of_another_split_is_refused(val_results):
-    from topdown import get_topdown_cfg
-    from topdown.data import TopDownTestMapper
-    from topdown.data.boxes import DetectionFileError
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.data import TopDownTestMapper
+    from pose_topdown.data.boxes import DetectionFileError
 
     cfg = get_topdown_cfg()
     cfg.merge_from_file(str(ROOT / "projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml"))

@@ -118,7 +118,7 @@ def test_each_codec_states_its_scale_and_decodes_on_it():
 
 def test_describe_config_asks_the_classes_the_config_names():
     from multitask_pose.config import get_multitask_cfg
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     def rcnn(*opts):
         cfg = get_multitask_cfg()
@@ -158,8 +158,8 @@ def test_describe_config_asks_the_classes_the_config_names():
 def test_the_evaluator_writes_the_record_of_its_results_file(tmp_path):
     from multitask_pose.config import get_multitask_cfg
     from multitask_pose.engine import MultiTaskTrainer
-    from topdown import get_topdown_cfg
-    from topdown.engine import TopDownTrainer
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.engine import TopDownTrainer
 
     pairs = gt_as_predictions(DatasetCatalog.get(SAMPLE))
 
@@ -211,7 +211,7 @@ def test_readers_load_a_file_without_record_with_a_warning(tmp_path, caplog):
     from multitask_pose.data.detection_file import read_detection_file as hndm_file
     from multitask_pose.data.keypoints import keypoint_spec_of
     from multitask_pose.evaluation.error_analysis import load_results
-    from topdown.data import load_detection_file as topdown_file
+    from pose_topdown.data import load_detection_file as topdown_file
 
     path = tmp_path / "results.json"
     path.write_text(json.dumps(_sample_results()))

@@ -119,7 +119,7 @@ def test_zoo_files_and_own_checkpoints_still_load(tmp_path, rcnn_state):
 
 def test_trainers_refuse_crafted_weights(crafted, tmp_path):
     pkl, pth, marker = crafted
-    from topdown.engine import TopDownTrainer
+    from pose_topdown.engine import TopDownTrainer
 
     for path in (pkl, pth):
         trainer = MultiTaskTrainer(
@@ -146,8 +146,8 @@ def test_resume_refuses_a_crafted_last_checkpoint_without_falling_back(crafted, 
 
 def test_predictors_and_detector_refuse_crafted_weights(crafted, tmp_path):
     pkl, pth, marker = crafted
-    from topdown.data.boxes import PersonDetector
-    from topdown.predictor import TopDownPredictor
+    from pose_topdown.data.boxes import PersonDetector
+    from pose_topdown.predictor import TopDownPredictor
 
     for path in (pkl, pth):
         assert_refused(lambda: PosePredictor(rcnn_cfg("MODEL.WEIGHTS", str(path))), path, marker,

@@ -138,8 +138,8 @@ def test_training_refuses_damaged_images_before_the_first_iteration(tmp_path):
     msg = str(e.value)
     assert "DATASETS.TRAIN dataset 'damaged_sample_train'" in msg and "1 of 4" in msg
     assert str(victim) in msg and "SKIP_DAMAGED_IMAGES" in msg
-    from topdown import get_topdown_cfg
-    from topdown.engine import TopDownTrainer
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.engine import TopDownTrainer
 
     td = get_topdown_cfg()
     td.merge_from_file(str(ROOT / "projects/TopDown/configs/Synthetic/hrnet_w18_small_synth.yaml"))
@@ -188,7 +188,7 @@ def test_check_results_are_cached_per_file(tmp_path, monkeypatch):
 
 
 def test_detection_file_with_non_finite_numbers_is_an_error(tmp_path):
-    from topdown.data.boxes import DetectionFileError, load_detection_file
+    from pose_topdown.data.boxes import DetectionFileError, load_detection_file
 
     good = {"image_id": 785, "category_id": 1, "bbox": [10, 10, 50, 100], "score": 0.9}
     bad_entries = [dict(good, score=float("nan")), dict(good, bbox=[10, 10, float("inf"), 5]),
@@ -201,8 +201,8 @@ def test_detection_file_with_non_finite_numbers_is_an_error(tmp_path):
 
 
 def test_predictors_refuse_empty_arrays():
-    from topdown import get_topdown_cfg
-    from topdown.predictor import TopDownPredictor
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.predictor import TopDownPredictor
 
     cfg = get_multitask_cfg()
     cfg.merge_from_file(str(RECIPE))

@@ -173,7 +173,7 @@ def _placeholder(value, produced) -> bool:
 
 
 def _stage_cfg(config_file, script):
-    from topdown import add_topdown_config
+    from pose_topdown import add_topdown_config
 
     if config_file and (ROOT / config_file).is_file():
         stage = cli.config_stage(str(ROOT / config_file))[0]

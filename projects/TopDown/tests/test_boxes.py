@@ -8,7 +8,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
 import multitask_pose  # noqa: F401  (registers the datasets)
-from topdown.data import TopDownTestMapper, gt_person_boxes, person_dicts
+from pose_topdown.data import TopDownTestMapper, gt_person_boxes, person_dicts
 from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
 
 

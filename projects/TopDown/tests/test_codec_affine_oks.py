@@ -8,7 +8,13 @@ from multitask_pose.codecs import GaussianHeatmapCodec
 from multitask_pose.data.keypoints import COCO_PERSON
 from multitask_pose.evaluation.oks import keypoint_oks, oks_nms
 from multitask_pose.shared import flip_heatmaps, flip_keypoints
-from topdown.affine import apply_affine, box_to_center_size, crop_affine, invert_affine, warp_crops
+from pose_topdown.affine import (
+    apply_affine,
+    box_to_center_size,
+    crop_affine,
+    invert_affine,
+    warp_crops,
+)
 
 SIGMAS = np.array(COCO_PERSON.oks_sigmas)
 
@@ -356,7 +362,7 @@ def test_pipeline_nms_is_box_nms_then_greedy_oks_nms(per_box):
     """The top-down stage's duplicate removal (nms_poses) equals, on random sets with one or
     several poses per box: boxes scored by their best pose through greedy IoU-NMS, every pose of
     a kept box, then greedy OKS-NMS of those, best score first; 1.0 disables either stage."""
-    from topdown.modeling.meta_arch import nms_poses
+    from pose_topdown.modeling.meta_arch import nms_poses
 
     rng = np.random.default_rng(3)
     removed = []

@@ -13,9 +13,9 @@ from detectron2.modeling import build_model
 from torch import nn
 
 from multitask_pose.codecs import GaussianHeatmapCodec
-from topdown.affine import apply_affine, box_to_center_size, crop_affine
-from topdown.data import TopDownTestMapper
-from topdown.modeling import HeatmapEnsemble, TopDownPoseNet
+from pose_topdown.affine import apply_affine, box_to_center_size, crop_affine
+from pose_topdown.data import TopDownTestMapper
+from pose_topdown.modeling import HeatmapEnsemble, TopDownPoseNet
 from topdown_testing import SAMPLE, sample_cfg
 
 SMALL = ["MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)"]
@@ -110,7 +110,7 @@ IMAGE_KEYPOINTS = np.array([[[101.3, 187.9, 1], [70.6, 60.2, 1], [150.2, 300.7, 
 
 
 def _in_crop(size):
-    """The image keypoints in the crop of BOX at ``size`` (W, H): topdown/affine.py's warp."""
+    """The image keypoints in the crop of BOX at ``size`` (W, H): pose_topdown/affine.py's warp."""
     center, scale = box_to_center_size(BOX, size[0] / size[1])
     return apply_affine(IMAGE_KEYPOINTS, crop_affine(center, scale, 0.0, size))[..., :2]
 
@@ -150,8 +150,8 @@ def test_member_of_another_size_keeps_the_keypoints_where_they_are(member_size):
 
 def test_bad_members_are_refused_at_build_time(tmp_path):
     a_cfg, a_w, _ = member(tmp_path, "a", 0)
-    from topdown import get_topdown_cfg
-    from topdown.modeling import build_pose_net
+    from pose_topdown import get_topdown_cfg
+    from pose_topdown.modeling import build_pose_net
 
     cfg14 = get_topdown_cfg()
     cfg14.merge_from_list(["MODEL.TOPDOWN.NUM_KEYPOINTS", "14", *SMALL,

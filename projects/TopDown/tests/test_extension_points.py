@@ -11,9 +11,9 @@ from detectron2.modeling import build_model
 from torch import nn
 
 import multitask_pose  # noqa: F401  (registers the datasets)
-from topdown.affine import box_to_center_size, crop_affine
-from topdown.data import TopDownTestMapper, TopDownTrainMapper, person_dicts
-from topdown.modeling import POSE_NET_REGISTRY, TopDownPoseNet
+from pose_topdown.affine import box_to_center_size, crop_affine
+from pose_topdown.data import TopDownTestMapper, TopDownTrainMapper, person_dicts
+from pose_topdown.modeling import POSE_NET_REGISTRY, TopDownPoseNet
 from topdown_testing import SAMPLE, topdown_cfg
 
 
@@ -153,7 +153,7 @@ def test_the_prediction_depends_on_the_cue_the_model_makes():
     # A cue of zeros changes the prediction: the network sees the cue the model makes.
     real_cue = model.cue
 
-    class ZeroCue:  # the cue contract (topdown/data/cues.py) with an all-zero channel
+    class ZeroCue:  # the cue contract (pose_topdown/data/cues.py) with an all-zero channel
         channels, uses_hints = 1, False
 
         def __call__(self, boxes, affine, size, hints=None):

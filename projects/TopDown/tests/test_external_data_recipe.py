@@ -15,7 +15,7 @@ import multitask_pose  # noqa: F401  (registers the built-in datasets)
 from multitask_pose.data import AIC_PERSON, COCO_PERSON
 from multitask_pose.data.converters import aic_raw_from_coco, convert_aic
 from multitask_pose.data.paths import samples_root
-from topdown import get_topdown_cfg
+from pose_topdown import get_topdown_cfg
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "projects" / "TopDown" / "configs" / "COCO"
@@ -91,8 +91,8 @@ def test_hard_aic_examples_train_only_the_joints_coco_shares(tmp_path):
 
     from multitask_pose.data.build import training_parts
     from multitask_pose.data.datasets import register_config_datasets
-    from topdown.data.mapper import TopDownTrainMapper, person_dicts
-    from topdown.engine import TopDownTrainer
+    from pose_topdown.data.mapper import TopDownTrainMapper, person_dicts
+    from pose_topdown.engine import TopDownTrainer
 
     aic_dir = samples_root() / "aic"
     raw = tmp_path / "aic_raw.json"

@@ -16,9 +16,9 @@ from multitask_pose.data.hard_negatives import (
     negative_person_dicts,
 )
 from multitask_pose.data.paths import samples_root
-from topdown.data.build import hard_negative_samples
-from topdown.data.mapper import TopDownTrainMapper, person_dicts
-from topdown.engine import TopDownTrainer
+from pose_topdown.data.build import hard_negative_samples
+from pose_topdown.data.mapper import TopDownTrainMapper, person_dicts
+from pose_topdown.engine import TopDownTrainer
 from topdown_testing import SAMPLE, sample_cfg
 
 DETECTIONS = samples_root() / "coco" / "test_coco_det_AP_H_56.json"

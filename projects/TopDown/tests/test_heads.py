@@ -1,6 +1,6 @@
-"""The head seam (topdown/modeling/heads.py): each head's flip test and loss equal an independent
-reference, the meta-architecture runs a head whatever its outputs, and a head, codec and loss that
-do not fit together are refused when the model is built.
+"""The head seam (pose_topdown/modeling/heads.py): each head's flip test and loss equal an
+independent reference, the meta-architecture runs a head whatever its outputs, and a head, codec and
+loss that do not fit together are refused when the model is built.
 
 The SimCC head and loss follow MMPose 1.x (open-mmlab/mmpose @759b39c):
 ``mmpose/models/heads/coord_cls_heads/simcc_head.py``, ``mmpose/models/utils/tta.py``,
@@ -18,8 +18,8 @@ import torch
 from detectron2.modeling import build_model
 
 from multitask_pose.codecs import GaussianHeatmapCodec, SimCCCodec
-from topdown.modeling import TOPDOWN_HEAD_REGISTRY, build_topdown_head
-from topdown.modeling.simcc_head import KLDiscretLoss
+from pose_topdown.modeling import TOPDOWN_HEAD_REGISTRY, build_topdown_head
+from pose_topdown.modeling.simcc_head import KLDiscretLoss
 from topdown_testing import sample_cfg
 
 SIMCC = ["MODEL.TOPDOWN.HEAD.NAME", "SimCCHead", "MODEL.TOPDOWN.CODEC.NAME", "SimCCCodec",
@@ -32,11 +32,11 @@ def test_registered_heads():
 
 
 def test_a_module_registers_itself_and_its_keys_without_an_import_line():
-    """No import line names simcc_head.py: ``import topdown`` alone (a fresh process) registers its
-    head and loss and adds its keys (``topdown_keys``) to every top-down config."""
-    code = ("import topdown\n"
-            "from topdown.modeling import TOPDOWN_HEAD_REGISTRY, TOPDOWN_LOSS_REGISTRY\n"
-            "c = topdown.get_topdown_cfg().MODEL.TOPDOWN.CODEC\n"
+    """No import line names simcc_head.py: ``import pose_topdown`` alone (a fresh process) registers
+    its head and loss and adds its keys (``topdown_keys``) to every top-down config."""
+    code = ("import pose_topdown\n"
+            "from pose_topdown.modeling import TOPDOWN_HEAD_REGISTRY, TOPDOWN_LOSS_REGISTRY\n"
+            "c = pose_topdown.get_topdown_cfg().MODEL.TOPDOWN.CODEC\n"
             "print('SimCCHead' in TOPDOWN_HEAD_REGISTRY, 'KLDiscretLoss' in TOPDOWN_LOSS_REGISTRY,"
             " c.SIMCC_SIGMA, c.SIMCC_SPLIT_RATIO)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

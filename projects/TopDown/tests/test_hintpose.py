@@ -13,9 +13,9 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
 from multitask_pose.config import flatten_config
-from topdown.data import TopDownTrainMapper
-from topdown.data.mapper import person_dicts
-from topdown.modeling import HintPoseHRNet, PoseHighResolutionNet
+from pose_topdown.data import TopDownTrainMapper
+from pose_topdown.data.mapper import person_dicts
+from pose_topdown.modeling import HintPoseHRNet, PoseHighResolutionNet
 from topdown_testing import SAMPLE, sample_cfg
 
 
@@ -77,7 +77,7 @@ def test_checkpoints_across_hrnet_and_hintpose_name_the_new_and_unused_keys(tmp_
     TopDownCheckpointer)."""
     import logging
 
-    from topdown.engine import TopDownCheckpointer
+    from pose_topdown.engine import TopDownCheckpointer
 
     small = ["MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)"]
     hint = build_model(sample_cfg(*small, "MODEL.TOPDOWN.POSE_NET", "HintPoseHRNet",
@@ -221,7 +221,7 @@ ENSEMBLE_RECIPE = COCO / "ensembles" / "hintpose_6_models_256x192.yaml"
 
 
 def _recipe(name):
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     cfg = get_topdown_cfg()
     cfg.merge_from_file(str(COCO / name))
@@ -286,7 +286,7 @@ HINTPOSE_SETTINGS = [
 def _training_cue_is_a_jittered_joint():
     """Training cues sit on labelled joints of the person, moved by the jitter: every drawn cue
     is within 5 jitter sigmas of a labelled joint, and they are not all on the joints."""
-    from topdown.data.cues import JointHintCue
+    from pose_topdown.data.cues import JointHintCue
 
     cue = JointHintCue(sigma=6.0, train_jitter=0.05)
     kp = np.array([[10.0, 20.0, 2], [50.0, 80.0, 1], [90.0, 10.0, 0]])  # the last unlabelled
@@ -314,7 +314,7 @@ def _differences_from_hrnet():
 def _ensemble_kinds():
     """The member kinds of the 6-model ensemble recipe, and its differences from the HintPose
     recipe whose inference it runs (beyond the ensemble's own keys)."""
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     root = Path(__file__).resolve().parents[3]
     cfg = get_topdown_cfg()
@@ -343,7 +343,7 @@ def test_the_6_model_ensemble_recipe_builds_with_its_mixed_members(tmp_path):
     """The ensemble recipe with its six member kinds, each as a tiny network of the same kind
     (its member configs' HintPose keys on a small HRNet, random weights), builds and predicts:
     the cue goes to the four cued members only."""
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     root = Path(__file__).resolve().parents[3]
     ens = get_topdown_cfg()

@@ -15,12 +15,12 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
 import multitask_pose  # noqa: F401  (registers the datasets)
-from topdown.affine import apply_affine, box_to_center_size, crop_affine
-from topdown.data import TopDownTestMapper, TopDownTrainMapper, person_dicts
-from topdown.data.boxes import DetectionFileError
-from topdown.data.cues import JointHintCue
-from topdown.data.hints import HintSource
-from topdown.modeling import TopDownPoseNet
+from pose_topdown.affine import apply_affine, box_to_center_size, crop_affine
+from pose_topdown.data import TopDownTestMapper, TopDownTrainMapper, person_dicts
+from pose_topdown.data.boxes import DetectionFileError
+from pose_topdown.data.cues import JointHintCue
+from pose_topdown.data.hints import HintSource
+from pose_topdown.modeling import TopDownPoseNet
 from topdown_testing import SAMPLE, OraclePoseNet, sample_cfg, trained_predictor
 
 HINT = ["MODEL.TOPDOWN.POSE_NET", "HintPoseHRNet", "MODEL.TOPDOWN.CUE", "JointHintCue",
@@ -64,7 +64,7 @@ def test_a_box_without_a_hint_is_cued_at_its_centre_and_the_log_says_so_once(cap
     center, size = box_to_center_size(box, 48 / 64, 1.25)
     affine = crop_affine(center, size, 0.0, (48, 64))
     hints = np.array([[[np.nan, np.nan, np.nan]], [[20.0, 30.0, 1.0]]])
-    with caplog.at_level(logging.WARNING, logger="topdown.data.cues"):
+    with caplog.at_level(logging.WARNING, logger="pose_topdown.data.cues"):
         got = cue(box, affine, (48, 64), hints)
         cue(box, affine, (48, 64), hints)
     said = [r for r in caplog.records if "without a hint" in r.getMessage()]
@@ -407,7 +407,7 @@ def test_hints_from_a_trained_rcnn_lie_on_the_people(memorised_rcnn):
     detector box source: its instances' keypoints and their pasted heatmap peaks give hints on
     the annotated people's joints (distance to the nearest labelled joint of any person: median
     under 5% of that person's scale, 80% of the hints under 10%)."""
-    from topdown.data.boxes import PersonDetector
+    from pose_topdown.data.boxes import PersonDetector
 
     out, _ = memorised_rcnn
     detector = PersonDetector(str(out / "config.yaml"), str(out / "model_final.pth"))

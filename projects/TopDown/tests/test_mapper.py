@@ -7,8 +7,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 import multitask_pose  # noqa: F401  (registers the datasets)
 from conftest import flip_indices_by_name
 from multitask_pose.codecs import GaussianHeatmapCodec
-from topdown.affine import apply_affine, box_to_center_size, crop_affine
-from topdown.data import (
+from pose_topdown.affine import apply_affine, box_to_center_size, crop_affine
+from pose_topdown.data import (
     TopDownTrainMapper,
     person_dicts,
 )

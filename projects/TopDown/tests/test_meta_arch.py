@@ -16,11 +16,11 @@ from conftest import flip_indices_by_name
 from multitask_pose.codecs import GaussianHeatmapCodec
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from multitask_pose.shared import flip_heatmaps
-from topdown.affine import apply_affine, box_to_center_size, crop_affine
-from topdown.data import (
+from pose_topdown.affine import apply_affine, box_to_center_size, crop_affine
+from pose_topdown.data import (
     TopDownTestMapper,
 )
-from topdown.modeling import POSE_NET_REGISTRY
+from pose_topdown.modeling import POSE_NET_REGISTRY
 from topdown_testing import SAMPLE, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
 
 # The flip map written from the keypoint names, independent of the metadata the code reads.
@@ -133,7 +133,7 @@ def test_crop_by_grid_sample_equals_cv2_warp():
     center, size = box_to_center_size(boxes, 0.75)
     m = crop_affine(center, size, np.linspace(-30, 30, len(boxes)), (192, 256))
     ours = model.crop(x["image"], m).numpy().transpose(0, 2, 3, 1)
-    from topdown.affine import warp_crops
+    from pose_topdown.affine import warp_crops
 
     ref = warp_crops(
         np.ascontiguousarray(x["image"].numpy().transpose(1, 2, 0)), m, (192, 256)

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 import torchvision
 from detectron2.modeling import build_model
 
-from topdown import get_topdown_cfg
-from topdown.modeling import CAM, PCRHead, PCRHRNet, PCRResNet, PoseHighResolutionNet
+from pose_topdown import get_topdown_cfg
+from pose_topdown.modeling import CAM, PCRHead, PCRHRNet, PCRResNet, PoseHighResolutionNet
 from topdown_testing import SAMPLE, sample_cfg, trained_predictor
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -219,7 +219,7 @@ def test_pcr_trains_through_the_meta_architecture_and_predicts():
 def test_an_imagenet_resnet_checkpoint_loads_into_the_pcr_encoder(tmp_path):
     """torchvision's names, as released (classifier included), through TopDownCheckpointer: the
     encoder takes every backbone tensor, the PCR head keeps its initialisation."""
-    from topdown.engine import TopDownCheckpointer
+    from pose_topdown.engine import TopDownCheckpointer
 
     cfg = sample_cfg("MODEL.TOPDOWN.POSE_NET", "PCRResNet", "MODEL.POSE_RESNET.DEPTH", "18",
                      "MODEL.PCR.CHANNELS", "(32, 32, 32)")  # fmt: skip
@@ -242,7 +242,7 @@ def test_aux_weight_scales_the_auxiliary_losses_only():
     no other loss; at weight 1 an auxiliary loss is the plain heatmap loss of its output."""
     from detectron2.data import DatasetCatalog
 
-    from topdown.data import TopDownTrainMapper, person_dicts
+    from pose_topdown.data import TopDownTrainMapper, person_dicts
 
     opts = ["MODEL.TOPDOWN.POSE_NET", "PCRHRNet", "MODEL.PCR.CHANNELS", "(24, 16)",
             "MODEL.PCR.NUM_DECODERS", "2", "MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)",

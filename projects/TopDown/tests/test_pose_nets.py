@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from topdown.modeling import (
+from pose_topdown.modeling import (
     PoseHighResolutionNet,
     PoseResNet,
     StackedHourglass,

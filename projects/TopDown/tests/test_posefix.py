@@ -11,7 +11,7 @@ from published_posefix import ERROR_TABLES, KS_BOUNDS, SETTINGS
 import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.data.keypoints import keypoint_spec_of
 from multitask_pose.evaluation.error_analysis import ERROR_TYPES, UNLABELLED, load_ground_truth
-from topdown.posefix import OFFICIAL_RATES, synthesize_pose
+from pose_topdown.posefix import OFFICIAL_RATES, synthesize_pose
 
 DATASET = "synth_people_mini_val"
 
@@ -169,9 +169,9 @@ PLAIN = ["INPUT.TOPDOWN.SCALE_FACTOR", "0.0", "INPUT.TOPDOWN.ROTATION_PROB", "0.
 def test_pose_cue_renders_each_keypoint_as_the_hint_cue_does():
     """Channel k of the rendered pose equals the joint-hint cue (tested against OpenCV in
     test_hints.py) on keypoint k; a missing keypoint leaves its channel empty."""
-    from topdown.affine import box_to_center_size, crop_affine
-    from topdown.data.cues import JointHintCue
-    from topdown.posefix import PoseCue
+    from pose_topdown.affine import box_to_center_size, crop_affine
+    from pose_topdown.data.cues import JointHintCue
+    from pose_topdown.posefix import PoseCue
 
     spec = keypoint_spec_of("coco_person_sample")
     cue = PoseCue(num_keypoints=17, sigma=3.0, oks_sigmas=spec.oks_sigmas,
@@ -212,8 +212,8 @@ def test_training_input_poses_carry_the_drawn_errors(kind, flip):
     mirrors every person (main/gen_batch.py:367-373)."""
     from detectron2.data import DatasetCatalog
 
-    from topdown.affine import apply_affine
-    from topdown.data import TopDownTrainMapper, person_dicts
+    from pose_topdown.affine import apply_affine
+    from pose_topdown.data import TopDownTrainMapper, person_dicts
     from topdown_testing import sample_cfg
 
     cfg = sample_cfg(*POSEFIX, *PLAIN, "INPUT.TOPDOWN.FLIP_PROB", "1.0" if flip else "0.0")
@@ -258,8 +258,8 @@ def test_pose_fix_network_by_hand_and_its_config_errors():
     refused at build time."""
     from detectron2.modeling import build_model
 
-    from topdown.modeling import PoseHighResolutionNet
-    from topdown.posefix import PoseFixHRNet
+    from pose_topdown.modeling import PoseHighResolutionNet
+    from pose_topdown.posefix import PoseFixHRNet
     from topdown_testing import sample_cfg
 
     def count(m):
@@ -291,7 +291,7 @@ def test_a_trained_refiner_lowers_the_keypoint_error_of_a_results_file(tmp_path)
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
 
-    from topdown.data import TopDownTrainMapper, person_dicts
+    from pose_topdown.data import TopDownTrainMapper, person_dicts
     from topdown_testing import SAMPLE, sample_cfg
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -482,7 +482,7 @@ def test_pose_fix_loss_is_cross_entropy_plus_l1_of_the_soft_argmax():
     plus mean over (N, K, 2) of the weighted L1 distance of the soft-argmax in cells
     (main/model.py:163-175); each term matters."""
     from multitask_pose.codecs import SoftArgmaxCodec
-    from topdown.posefix import PoseFixLoss
+    from pose_topdown.posefix import PoseFixLoss
 
     codec = SoftArgmaxCodec((64, 96), (16, 24))
     rng = np.random.default_rng(0)
@@ -547,7 +547,7 @@ def test_published_settings_are_the_defaults_and_the_recipe():
     recipe's value; the PoseFix keys default to the official values (the sigma at 256x192)."""
     from pathlib import Path
 
-    from topdown import get_topdown_cfg
+    from pose_topdown import get_topdown_cfg
 
     recipe = get_topdown_cfg()
     recipe.merge_from_file(str(Path(__file__).resolve().parents[1] / "configs" / "Synthetic"
@@ -572,7 +572,7 @@ def test_test_crop_is_the_input_pose_extent_and_oks_nms_merges_duplicates():
     """The crop box of each input pose is its extent x 1.2 (20 pixels for an empty extent;
     data/COCO/dataset.py:131-148), whatever the entry's box; two copies of one pose become one
     refined pose after OKS-NMS 0.9, with the entry's score on every keypoint (main/test.py:103)."""
-    from topdown.posefix import pose_extent_boxes
+    from pose_topdown.posefix import pose_extent_boxes
     from topdown_testing import sample_cfg, trained_predictor
 
     poses = torch.tensor([[[10.0, 20, 1], [30, 60, 1]], [[5, 5, 1], [5, 40, 1]]])
@@ -593,7 +593,7 @@ def test_test_crop_is_the_input_pose_extent_and_oks_nms_merges_duplicates():
     # The pose keeps its entry's box; both crops are centred on the pose's extent (COCO's frame),
     # not on either box.
     assert out.pred_boxes.tensor[0].tolist() == [0, 0, 89, 119]
-    from topdown.affine import apply_affine
+    from pose_topdown.affine import apply_affine
 
     centre = (kp[:, :2].min(0) + kp[:, :2].max(0)) / 2 - 0.5
     w, h = predictor.model.codec.input_size
@@ -613,8 +613,8 @@ def test_unlabelled_joints_are_drawn_around_another_models_estimate(tmp_path, fl
 
     from detectron2.data import DatasetCatalog
 
-    from topdown.affine import apply_affine
-    from topdown.data import TopDownTrainMapper, person_dicts
+    from pose_topdown.affine import apply_affine
+    from pose_topdown.data import TopDownTrainMapper, person_dicts
     from topdown_testing import sample_cfg
 
     people = [p for p in person_dicts(DatasetCatalog.get("coco_person_sample"))

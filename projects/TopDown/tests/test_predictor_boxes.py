@@ -1,4 +1,4 @@
-"""``predictor_and_boxes`` (topdown/predictor.py; tools/demo.py --topdown): the person boxes of
+"""``predictor_and_boxes`` (pose_topdown/predictor.py; tools/demo.py --topdown): the person boxes of
 each image by its BOX_SOURCE, and one line for a box source that cannot work where the demo runs."""
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 
 from multitask_pose.shared.errors import ConfigError
-from topdown.predictor import TopDownPredictor, predictor_and_boxes
+from pose_topdown.predictor import TopDownPredictor, predictor_and_boxes
 from topdown_testing import SAMPLE, sample_cfg
 
 

@@ -10,8 +10,8 @@ from detectron2.modeling import build_model
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.evaluation import PoseCOCOEvaluator
-from topdown.data import TopDownTestMapper, TopDownTrainMapper, load_detection_file
-from topdown.engine import TopDownCheckpointer
+from pose_topdown.data import TopDownTestMapper, TopDownTrainMapper, load_detection_file
+from pose_topdown.engine import TopDownCheckpointer
 from topdown_testing import SAMPLE, SMALL_HRNET, OraclePoseNet, _oracle_model, sample_cfg  # noqa: F401
 
 
@@ -61,7 +61,7 @@ def test_predictor_on_the_real_detection_file(tmp_path):
     # The predictor: same image, same boxes -> same poses.
     cfg.MODEL.WEIGHTS = str(tmp_path / "w.pth")
     torch.save({"model": model.state_dict()}, cfg.MODEL.WEIGHTS)
-    from topdown.predictor import TopDownPredictor
+    from pose_topdown.predictor import TopDownPredictor
 
     pred = TopDownPredictor(cfg)
     d = DatasetCatalog.get(SAMPLE)[0]
@@ -135,7 +135,7 @@ def test_demo_topdown_mode(tmp_path, capsys):
 
 def test_trainer_hands_the_models_codec_to_the_mapper(tmp_path, monkeypatch):
     """The codec is built once: the training mapper encodes with the model's codec object."""
-    from topdown.engine import TopDownTrainer
+    from pose_topdown.engine import TopDownTrainer
 
     seen, call = [], TopDownTrainMapper.__call__
 

@@ -1,7 +1,8 @@
-"""Inference backends (topdown/runtime.py): the folded + channels-last network and the ONNX Runtime
-export give the eager forward's prediction within 1e-4 for every registered top-down network, on
-random weights with non-trivial BatchNorm statistics; an exported file runs only with the weights
-it came from; the built network follows the weights as they change; bad settings are refused."""
+"""Inference backends (pose_topdown/runtime.py): the folded + channels-last network and the ONNX
+Runtime export give the eager forward's prediction within 1e-4 for every registered top-down
+network, on random weights with non-trivial BatchNorm statistics; an exported file runs only with
+the weights it came from; the built network follows the weights as they change; bad settings are
+refused."""
 
 from pathlib import Path
 
@@ -11,11 +12,11 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 from test_ensemble import SMALL, member
 
-from topdown import get_topdown_cfg
-from topdown.data import TopDownTestMapper
-from topdown.modeling import build_pose_net
-from topdown.modeling.build import POSE_NET_REGISTRY
-from topdown.runtime import (
+from pose_topdown import get_topdown_cfg
+from pose_topdown.data import TopDownTestMapper
+from pose_topdown.modeling import build_pose_net
+from pose_topdown.modeling.build import POSE_NET_REGISTRY
+from pose_topdown.runtime import (
     TOLERANCE,
     OnnxPoseNet,
     _Fused,
@@ -72,7 +73,7 @@ def build_net(name):
 
 
 def test_every_registered_network_is_covered():
-    ours = {n for n, obj in POSE_NET_REGISTRY if obj.__module__.startswith("topdown.")}
+    ours = {n for n, obj in POSE_NET_REGISTRY if obj.__module__.startswith("pose_topdown.")}
     assert ours == set(NETS) | {"HeatmapEnsemble"}
 
 
@@ -243,7 +244,7 @@ def test_export_tool_writes_a_checked_file_that_the_pipeline_runs(tmp_path, caps
 
 
 def test_stage_times_cover_the_inference_stages():
-    from topdown.runtime import StageTimes
+    from pose_topdown.runtime import StageTimes
 
     x = TopDownTestMapper(sample_cfg(*SMALL), SAMPLE)(DatasetCatalog.get(SAMPLE)[0])
     model = _model("TEST.TOPDOWN.BACKEND", "eager")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import multitask_pose  # noqa: F401  (registers the datasets)
+from pose_topdown import get_topdown_cfg
 from published_topdown import RECIPES
-from topdown import get_topdown_cfg
 
 PROJECT = Path(__file__).resolve().parents[1]
 CONFIGS = PROJECT / "configs"

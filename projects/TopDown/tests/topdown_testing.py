@@ -6,8 +6,8 @@ from detectron2.modeling import build_model
 from torch import nn
 
 import multitask_pose  # noqa: F401  (registers the datasets)
-from topdown import get_topdown_cfg
-from topdown.modeling import TopDownPoseNet
+from pose_topdown import get_topdown_cfg
+from pose_topdown.modeling import TopDownPoseNet
 
 SAMPLE = "coco_person_sample"
 
@@ -75,8 +75,8 @@ def trained_predictor(cfg, losses, steps=6):
     import numpy as np
     from detectron2.data import DatasetCatalog
 
-    from topdown.data import TopDownTrainMapper, person_dicts
-    from topdown.predictor import TopDownPredictor
+    from pose_topdown.data import TopDownTrainMapper, person_dicts
+    from pose_topdown.predictor import TopDownPredictor
 
     torch.manual_seed(0)
     model = build_model(cfg)

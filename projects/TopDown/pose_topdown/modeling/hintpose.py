@@ -3,7 +3,7 @@ refinement, each added as "two simple convolutional layers with a residual conne
 HRNet checkpoint is reused (report section 2).
 
 - Instance cue: one input channel saying which person the crop is about (``MODEL.TOPDOWN.CUE``,
-  ``topdown/data/cues.py``). The input-refinement block adds it to the stem's stride-4 features
+  ``pose_topdown/data/cues.py``). The input-refinement block adds it to the stem's stride-4 features
   by element-wise summation (section 2.1): ``f + B(concat(f, cue))``, ``B = conv3x3 -> BN -> ReLU
   -> conv3x3 -> BN``.
 - Recurrent refinement (section 2.2): hop 1 runs HRNet as usual from the features F after

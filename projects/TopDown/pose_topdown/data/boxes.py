@@ -141,7 +141,7 @@ class PersonDetector:
     def detect(self, image_rgb: np.ndarray):
         """The detector's person instances (on the CPU) with every field it predicts: boxes and
         scores, and a keypoint R-CNN's ``pred_keypoints`` / ``pred_keypoint_heatmaps``, which
-        the hint sources read (``topdown/data/hints.py``)."""
+        the hint sources read (``pose_topdown/data/hints.py``)."""
         image = image_rgb[:, :, ::-1] if self.predictor.input_format == "BGR" else image_rgb
         inst = self.predictor(np.ascontiguousarray(image))["instances"].to("cpu")
         return inst[inst.pred_classes == self.person_class]

@@ -3,8 +3,8 @@ from detectron2.utils.registry import Registry
 
 POSE_NET_REGISTRY = Registry("POSE_NET")
 POSE_NET_REGISTRY.__doc__ = """
-Top-down pose networks (``TopDownPoseNet`` subclasses, ``topdown/modeling/base.py``), selected by
-``MODEL.TOPDOWN.POSE_NET`` and built as ``POSE_NET_REGISTRY.get(name)(cfg)``.
+Top-down pose networks (``TopDownPoseNet`` subclasses, ``pose_topdown/modeling/base.py``), selected
+by ``MODEL.TOPDOWN.POSE_NET`` and built as ``POSE_NET_REGISTRY.get(name)(cfg)``.
 """
 
 

@@ -8,7 +8,7 @@ are other top-down models, each given by its config file and checkpoint
 member's flip-tested heatmaps) and decoding stay the ensemble config's own.
 
 A member whose input size differs from the ensemble's ``MODEL.TOPDOWN.INPUT_SIZE`` crops the
-ensemble's crop as the top-down stage crops a box (:mod:`topdown.affine`: the region's shorter
+ensemble's crop as the top-down stage crops a box (:mod:`pose_topdown.affine`: the region's shorter
 side grown to the member's aspect ratio, no padding, centres fixed; with equal aspect ratios a
 pure scaling about the crops' pixel 0), and its heatmaps are mapped back onto the ensemble's
 ``HEATMAP_SIZE`` by the same transform: heatmap cell ``i`` is crop pixel ``i * stride`` in both
@@ -46,7 +46,7 @@ __all__ = ["HeatmapEnsemble", "member_crop_affine"]
 def member_crop_affine(ensemble_size: Sequence[int], member_size: Sequence[int]) -> np.ndarray:
     """(2, 3) matrix mapping ensemble crop pixels to the pixels of a member's crop of size
     ``member_size`` (W, H): the member crops the ensemble crop's region, ``(0, 0)`` to ``(W, H)``,
-    as :func:`topdown.affine.crop_affine` crops a box."""
+    as :func:`pose_topdown.affine.crop_affine` crops a box."""
     we, he = ensemble_size
     center, size = box_to_center_size(
         np.array([[0.0, 0.0, we, he]]), member_size[0] / member_size[1], padding=1.0

@@ -1,6 +1,7 @@
 """Top-down second stage (HRNet, SimpleBaseline, hourglass on detector boxes): see ../README.md.
 
-``import topdown`` registers the pose networks and the ``TopDownPoseEstimator`` meta-architecture.
+``import pose_topdown`` registers the pose networks and the ``TopDownPoseEstimator``
+meta-architecture.
 """
 from . import (
     modeling,  # noqa: F401  (registers the pose networks)

@@ -3,7 +3,7 @@
 A cue is computed from the person's box, the crop affine and, for the cues that take them, hint
 points (e.g. a joint of the person), by the same function in the training mapper (the augmented
 box and crop, hints drawn from the person's labels by :meth:`training_hints`) and at inference
-(the detected box, hints from a source of ``topdown/data/hints.py``), so the two cannot differ.
+(the detected box, hints from a source of ``pose_topdown/data/hints.py``), so the two cannot differ.
 ``MODEL.TOPDOWN.CUE`` names a registered cue ("" for none); the pose network's ``cue_channels``
 must equal the cue's ``channels`` (checked when the model is built).
 
@@ -20,7 +20,8 @@ A cue is a class built from the config with
   "other_areas" (M,) and "other_ious" (M, box IoU) of the image's other annotated persons, and
   the crop's "affine" (2, 3) and "input_size" (W, H);
 - ``expands`` (with ``uses_hints``): True, each hint of a box makes its own crop
-  (``JointHintCue``); False, a box's hints are one crop's input (``PoseCue``, topdown/posefix.py);
+  (``JointHintCue``); False, a box's hints are one crop's input (``PoseCue``,
+  pose_topdown/posefix.py);
 - ``keypoint_channels`` (optional, False by default): channel k belongs to keypoint k, so the
   flip test's mirrored crop also swaps the channels by the flip map (``PoseCue``);
 - ``estimate_of(person)`` (optional): another model's (K, 3) pose of a training person or None;

@@ -1,11 +1,11 @@
 """``TopDownPoseEstimator``: the second stage as a detectron2 meta-architecture.
 
-It runs any ``TopDownPoseNet`` (``topdown.modeling.base``) without knowing which: the network
+It runs any ``TopDownPoseNet`` (``pose_topdown.modeling.base``) without knowing which: the network
 declares its stride, its cue channels, its supervised outputs and the output to decode.
-Its head (``topdown.modeling.heads``, ``MODEL.TOPDOWN.HEAD.NAME``) owns the codec, the loss and the
-flip test. Training takes person crops with the head codec's targets
-(``topdown.data.TopDownTrainMapper``) and returns ``loss_<output>`` for each supervised output (the
-head's loss of that output, times the output's weight and ``MODEL.TOPDOWN.LOSS_WEIGHT``).
+Its head (``pose_topdown.modeling.heads``, ``MODEL.TOPDOWN.HEAD.NAME``) owns the codec, the loss and
+the flip test. Training takes person crops with the head codec's targets
+(``pose_topdown.data.TopDownTrainMapper``) and returns ``loss_<output>`` for each supervised output
+(the head's loss of that output, times the output's weight and ``MODEL.TOPDOWN.LOSS_WEIGHT``).
 Inference takes detectron2-style image inputs with person boxes in ``"instances"`` (``pred_boxes``
 + ``scores`` as any detectron2 detector returns them, or ``gt_boxes``), or no boxes when a detector
 is configured, and returns for each image ``{"instances": Instances(pred_boxes, scores,
@@ -139,7 +139,7 @@ class TopDownPoseEstimator(nn.Module):
                 codec's targets (made by the mapper), and decodes ``pose_net.prediction``.
             flip_indices, oks_sigmas: the dataset's flip map and OKS sigmas.
             pixel_mean, pixel_std: input normalisation, in ``input_format`` channel order.
-            cue: the instance cue (``topdown.data.cues``) or None; its channels must equal
+            cue: the instance cue (``pose_topdown.data.cues``) or None; its channels must equal
                 ``pose_net.cue_channels``.
             input_format: channel order of the images ("RGB" or "BGR").
             padding: box enlargement before cropping.
@@ -151,16 +151,16 @@ class TopDownPoseEstimator(nn.Module):
                 None counts all keypoints (the official HRNet / SimpleBaseline evaluation).
             det_score_thresh, det_topk, det_min_size: filters of the input person boxes.
             detector: finds person boxes when the inputs carry none.
-            hint_source: gives a hint cue its inference hints (``topdown/data/hints.py``);
+            hint_source: gives a hint cue its inference hints (``pose_topdown/data/hints.py``);
                 None: the box centre.
-            backend, onnx_file: how inference runs the network (``topdown/runtime.py``).
+            backend, onnx_file: how inference runs the network (``pose_topdown/runtime.py``).
         """
         super().__init__()
         name = type(pose_net).__name__
         if not isinstance(pose_net, TopDownPoseNet):
             raise TypeError(
-                f"{name} is not a TopDownPoseNet (topdown.modeling.base): the meta-architecture"
-                " reads its stride, cue channels and outputs from that contract"
+                f"{name} is not a TopDownPoseNet (pose_topdown.modeling.base): the"
+                " meta-architecture reads its stride, cue channels and outputs from that contract"
             )
         codec = head.codec
         div = pose_net.size_divisibility
@@ -421,7 +421,7 @@ class TopDownPoseEstimator(nn.Module):
         hints: Optional[torch.Tensor] = None,
     ) -> Instances:
         """Poses for the given (already filtered) XYXY boxes of one (3, H, W) image; a hint cue
-        takes (N, M, 3) ``hints`` (``topdown/data/hints.py``; None: the box centres), one pose
+        takes (N, M, 3) ``hints`` (``pose_topdown/data/hints.py``; None: the box centres), one pose
         per hint of a box."""
         h, w = image.shape[-2:]
         result = Instances((h, w))

@@ -17,7 +17,7 @@ _KEY_ADDERS = []  # the modules' own key functions (topdown_keys), in import ord
 
 def topdown_keys(add):
     """Decorator: ``add(cfg)`` adds a module's keys (each with its comment) to every top-down
-    config; ``import topdown`` imports every module, so they are present before any config is
+    config; ``import pose_topdown`` imports every module, so they are present before any config is
     built."""
     _KEY_ADDERS.append(add)
     return add
@@ -32,16 +32,16 @@ def add_topdown_config(cfg: CN) -> CN:
     add_pose_config(cfg)  # the evaluator backend and optimizer keys are shared
 
     td = cfg.MODEL.TOPDOWN = CN()
-    td.POSE_NET = "PoseHighResolutionNet"  # a POSE_NET_REGISTRY name (topdown/modeling)
-    # Instance cue appended to the crop (a CUE_REGISTRY name, topdown/data/cues.py; "" for none);
-    # the pose net's cue_channels must match it.
+    td.POSE_NET = "PoseHighResolutionNet"  # a POSE_NET_REGISTRY name (pose_topdown/modeling)
+    # Instance cue appended to the crop (a CUE_REGISTRY name, pose_topdown/data/cues.py; "" for
+    # none); the pose net's cue_channels must match it.
     td.CUE = ""
-    td.HINT = CN()  # the JointHintCue (HintPose's joint hint, topdown/data/cues.py)
+    td.HINT = CN()  # the JointHintCue (HintPose's joint hint, pose_topdown/data/cues.py)
     td.HINT.SIGMA = 6.0  # the hint Gaussian's standard deviation, in crop pixels
     # Training hints: a random labelled joint, moved by N(0, TRAIN_JITTER x sqrt(box area)).
     td.HINT.TRAIN_JITTER = 0.05
-    # PoseFix (topdown/posefix.py; CUE "PoseCue", POSE_NET "PoseFixHRNet", LOSS_NAME "PoseFixLoss",
-    # CODEC.NAME "SoftArgmaxCodec", HEAD.NAME "SoftArgmaxHead", META_ARCHITECTURE
+    # PoseFix (pose_topdown/posefix.py; CUE "PoseCue", POSE_NET "PoseFixHRNet", LOSS_NAME
+    # "PoseFixLoss", CODEC.NAME "SoftArgmaxCodec", HEAD.NAME "SoftArgmaxHead", META_ARCHITECTURE
     # "PoseFixEstimator"), defaults as its official
     # code (mks0601/PoseFix_RELEASE). The training errors follow its per-joint tables (fixed).
     td.POSEFIX = CN()
@@ -63,7 +63,7 @@ def add_topdown_config(cfg: CN) -> CN:
     td.INPUT_SIZE = (192, 256)  # crop (width, height), as the official configs' IMAGE_SIZE
     td.HEATMAP_SIZE = (48, 64)  # heatmap (width, height): INPUT_SIZE / 4 for every model here
     # The loss applied to each supervised output (a TOPDOWN_LOSS_REGISTRY name,
-    # topdown/modeling/losses.py; JointsMSELoss is the official target-weighted heatmap MSE).
+    # pose_topdown/modeling/losses.py; JointsMSELoss is the official target-weighted heatmap MSE).
     td.LOSS_NAME = "JointsMSELoss"
     td.LOSS_WEIGHT = 1.0  # scales every loss_<output>
     # Weight each keypoint type by the reciprocal of its share of labelled keypoints in the batch
@@ -81,7 +81,7 @@ def add_topdown_config(cfg: CN) -> CN:
     td.CODEC.DECODE = "quarter"  # "quarter" (official quarter-cell shift) or "dark" (Taylor, DARK)
     td.CODEC.BLUR_KERNEL = 11  # odd Gaussian blur size before "dark" decoding; 0 disables
 
-    # The head: owns the codec, the loss and the flip test (topdown/modeling/heads.py), a
+    # The head: owns the codec, the loss and the flip test (pose_topdown/modeling/heads.py), a
     # TOPDOWN_HEAD_REGISTRY name: "HeatmapHead" (GaussianHeatmapCodec), "SoftArgmaxHead"
     # (PoseFix's SoftArgmaxCodec), "SimCCHead" (SimCCCodec).
     td.HEAD = CN()
@@ -109,7 +109,7 @@ def add_topdown_config(cfg: CN) -> CN:
     cfg.MODEL.HOURGLASS.NUM_FEATURES = 256  # channels through the hourglasses
     cfg.MODEL.HOURGLASS.DEPTH = 4  # downsamplings per hourglass (64x64 -> 4x4)
 
-    # PCR, progressive context refinement (topdown/modeling/pcr.py): POSE_NET "PCRResNet"
+    # PCR, progressive context refinement (pose_topdown/modeling/pcr.py): POSE_NET "PCRResNet"
     # (encoder depth MODEL.POSE_RESNET.DEPTH) or "PCRHRNet" (encoder MODEL.HRNET.*).
     cfg.MODEL.PCR = CN()
     cfg.MODEL.PCR.CHANNELS = (256, 256, 256)  # C_k of the K CAMs of a decoder (K = length)
@@ -122,20 +122,20 @@ def add_topdown_config(cfg: CN) -> CN:
     # no BN; BN there needs training batches of two or more crops).
     cfg.MODEL.PCR.SE_BN = True
 
-    # HintPose (topdown/modeling/hintpose.py, POSE_NET "HintPoseHRNet"): HRNet (MODEL.HRNET.*)
+    # HintPose (pose_topdown/modeling/hintpose.py, POSE_NET "HintPoseHRNet"): HRNet (MODEL.HRNET.*)
     # with an instance cue channel (MODEL.TOPDOWN.CUE) and recurrent refinement.
     cfg.MODEL.HINTPOSE = CN()
     cfg.MODEL.HINTPOSE.HOPS = 3  # refinement hops, each supervised; the last is the prediction
     cfg.MODEL.HINTPOSE.CUE_ON = True  # the cue channel and its input-refinement block
 
-    # Heatmap ensembles (topdown/modeling/ensemble.py, POSE_NET "HeatmapEnsemble"): trained
+    # Heatmap ensembles (pose_topdown/modeling/ensemble.py, POSE_NET "HeatmapEnsemble"): trained
     # top-down models averaged before decoding; inference only.
     cfg.MODEL.ENSEMBLE = CN()
     cfg.MODEL.ENSEMBLE.CONFIGS = []  # the members' config files
     cfg.MODEL.ENSEMBLE.WEIGHTS = []  # their checkpoints, one per config
     cfg.MODEL.ENSEMBLE.MEMBER_WEIGHTS = []  # averaging weights (empty: equal), normalised to 1
 
-    tin = cfg.INPUT.TOPDOWN = CN()  # training crops (topdown/data/mapper.py)
+    tin = cfg.INPUT.TOPDOWN = CN()  # training crops (pose_topdown/data/mapper.py)
     tin.PADDING = 1.25  # box enlargement around the person before cropping
     tin.SCALE_FACTOR = 0.35  # crop scale ~ clip(1 + N(0, f), 1 - f, 1 + f)
     tin.ROTATION_FACTOR = 45.0  # rotation ~ clip(N(0, r), -2r, 2r) degrees ...
@@ -148,9 +148,10 @@ def add_topdown_config(cfg: CN) -> CN:
     tin.MIN_KEYPOINTS = 1  # training persons need at least this many labelled keypoints
     # Ground-truth boxes (training crops, BOX_SOURCE "gt") as the official HRNet / SimpleBaseline
     # loaders clean them: x2 = min(W - 1, x1 + w - 1), i.e. one pixel narrower and lower
-    # (topdown/data/boxes.py official_gt_boxes); False keeps the COCO box.
+    # (pose_topdown/data/boxes.py official_gt_boxes); False keeps the COCO box.
     tin.GT_BOX_MINUS_ONE = False
-    tt = cfg.TEST.TOPDOWN = CN()  # inference (topdown/modeling/meta_arch.py, topdown/data/boxes.py)
+    # inference (pose_topdown/modeling/meta_arch.py, pose_topdown/data/boxes.py)
+    tt = cfg.TEST.TOPDOWN = CN()
     tt.BOX_SOURCE = "gt"  # "gt" (dataset boxes), "file" (DET_FILE) or "detector" (DETECTOR_CONFIG)
     tt.DET_FILE = ""  # a COCO detection-results json (image_id, category_id, bbox xywh, score)
     tt.DET_SCORE_THRESH = 0.0  # drop detections below this score
@@ -170,8 +171,8 @@ def add_topdown_config(cfg: CN) -> CN:
     # OKS-NMS counts only keypoints scoring above this in both poses; None counts all of them, as
     # the official HRNet / SimpleBaseline evaluation does (its oks_nms gets no in_vis_thre).
     tt.OKS_NMS_VIS_THRESH = None
-    # Where inference hints of a hint cue come from (topdown/data/hints.py), another model's joint
-    # estimates, as HintPose's report takes them (section 3.1): "keypoints" (HINT.FILE's
+    # Where inference hints of a hint cue come from (pose_topdown/data/hints.py), another model's
+    # joint estimates, as HintPose's report takes them (section 3.1): "keypoints" (HINT.FILE's
     # keypoints inside the box; without HINT.FILE, the box's own pred_keypoints: the multitask
     # R-CNN as detector, or a keypoint results file as DET_FILE) or "heatmap_peaks" (local peaks
     # inside the box of the R-CNN detector's keypoint heatmaps pasted into image space, the
@@ -190,7 +191,7 @@ def add_topdown_config(cfg: CN) -> CN:
     # softmax probabilities, often about 0.1; a top-down pass's are heatmap maxima).
     tt.HINT.SCORE_THRESH = 0.05
     tt.HINT.PEAK_STRIDE = 4  # "heatmap_peaks": image pixels per cell of the pasted heatmap
-    # How inference runs the pose network (topdown/runtime.py): "eager" (as trained), "fused"
+    # How inference runs the pose network (pose_topdown/runtime.py): "eager" (as trained), "fused"
     # (BatchNorm folded into the convolutions, channels-last), "onnxruntime" (exported to ONNX and
     # run by ONNX Runtime on CPU) or "auto": onnxruntime on CPU when it imports, else fused.
     tt.BACKEND = "auto"
