@@ -26,6 +26,9 @@ KEYPOINT_DRAW_THRESHOLDS = {
     # photos, scores them 0.006 median: 0.05 draws none of its keypoints, 0.01 a quarter,
     # 0.003 83%.
     "softmax_probability": 0.003,
+    # The raw SimCC maxima: MMPose's demo applies the same --kpt-thr 0.3 to its SimCC models
+    # (SimCC, RTMPose), whose scores are these.
+    "simcc_maximum": 0.3,
     # Every keypoint carries its person's score, which passed the box threshold: draw them all.
     "person_score": 0.0,
     # detectron2's own.

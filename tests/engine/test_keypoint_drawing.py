@@ -36,6 +36,7 @@ def test_thresholds_per_score_scale_and_their_sources():
     table = [
         ("heatmap_peak", 0.3, "MMPose demo/topdown_demo_with_mmdet.py --kpt-thr default"),
         ("softmax_probability", 0.003, "measured: test_default_thresholds_draw_every_limb"),
+        ("simcc_maximum", 0.3, "MMPose demo --kpt-thr default, also for its SimCC models"),
         ("person_score", 0.0, "every keypoint carries its person's (passed) score"),
         ("unknown", 0.05, "detectron2 utils/visualizer.py _KEYPOINT_THRESHOLD"),
     ]
