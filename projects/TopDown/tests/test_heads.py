@@ -50,8 +50,8 @@ SIMCC_HEAD_SETTINGS = {
     "y classifier: flattened maps -> H x ratio bins": (
         lambda h: tuple(h.y_classifier.weight.shape), (192, 16 * 24), "simcc_head.py:153-159"),
     "classifier init std 0.01": (
-        lambda h: round(float(h.x_classifier.weight.std()), 3), 0.01, "simcc_head.py:369"),
-    "classifier bias 0": (lambda h: float(h.y_classifier.bias.abs().max()), 0.0,
+        lambda h: round(float(h.x_classifier.weight.detach().std()), 3), 0.01, "simcc_head.py:369"),
+    "classifier bias 0": (lambda h: float(h.y_classifier.bias.detach().abs().max()), 0.0,
                           "simcc_head.py:369"),
     "loss beta": (lambda h: h.loss_fn.beta, 1.0, "classification_loss.py:159"),
 }
