@@ -106,6 +106,9 @@ def add_pose_config(cfg: CN) -> CN:
     # in the DCNv2 paper; at 1.0 from-scratch CPU runs grew offsets of 4-7 feature pixels in
     # res4-res5.
     cfg.SOLVER.DEFORM_OFFSET_LR_FACTOR = 0.1
+    # Periodic checkpoints kept in OUTPUT_DIR, the newest ones (a resumed run's earlier ones
+    # included; model_final is never removed); 0 keeps every one (detectron2's behaviour).
+    cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP = 0
     # Weights files (MODEL.WEIGHTS, --resume, TEST.TOPDOWN.DETECTOR_WEIGHTS) load through
     # SafeCheckpointer, which refuses any pickled object that could run code. True loads them
     # with the full pickle: only for trusted legacy files it refuses (see README, Safety).

@@ -14,6 +14,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultTrainer, HookBase, default_setup
 from detectron2.engine import defaults as d2_defaults
+from detectron2.engine import hooks as d2_hooks
 from detectron2.evaluation import verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
@@ -115,10 +116,19 @@ class PoseTrainer(DefaultTrainer):
         return build_rcnn_train_loader(cfg)
 
     def build_hooks(self):
-        """detectron2's hooks, after :class:`IterationSeed` with DATALOADER.EXACT_RESUME."""
+        """detectron2's hooks, after :class:`IterationSeed` with DATALOADER.EXACT_RESUME; the
+        periodic checkpointer keeps SOLVER.CHECKPOINT_MAX_TO_KEEP checkpoints when it is set."""
         hooks = super().build_hooks()
         if self.cfg.DATALOADER.EXACT_RESUME:
             hooks.insert(0, IterationSeed(self.cfg.SEED))
+        keep = self.cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP
+        for hook in hooks:
+            if keep > 0 and isinstance(hook, d2_hooks.PeriodicCheckpointer):
+                # fvcore's own pruning (max_to_keep), told of the checkpoints a resumed run
+                # already has, oldest first, so that they count too.
+                hook.max_to_keep = keep
+                pattern = os.path.join(self.cfg.OUTPUT_DIR, "model_[0-9]*.pth")
+                hook.recent_checkpoints = sorted(glob.glob(pattern))
         return hooks
 
     @classmethod

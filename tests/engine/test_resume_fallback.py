@@ -52,3 +52,27 @@ def test_nothing_loadable_is_an_error_naming_the_folder(two_checkpoints):
         (two_checkpoints / name).write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match=rf"cannot resume from {two_checkpoints}.*model_0000005"):
         trainer_in(two_checkpoints).resume_or_load(resume=True)
+
+
+def test_only_the_newest_checkpoints_are_kept_across_a_resume(two_checkpoints):
+    """SOLVER.CHECKPOINT_MAX_TO_KEEP 2: the checkpoints a resumed run finds count as the oldest,
+    so after two more saves only those two remain; model_final is never removed."""
+    from detectron2.engine import hooks
+
+    out = two_checkpoints
+    (out / "model_final.pth").write_bytes((out / "model_0000002.pth").read_bytes())
+    t = trainer_in(out)
+    t.cfg.defrost()
+    t.cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP = 2
+    t.cfg.SOLVER.CHECKPOINT_PERIOD = 1
+    (saver,) = [h for h in t.build_hooks() if isinstance(h, hooks.PeriodicCheckpointer)]
+    saver.period = 1
+    for it in (6, 7):
+        saver.step(it)
+    kept = sorted(p.name for p in out.glob("model_*.pth"))
+    assert kept == ["model_0000006.pth", "model_0000007.pth", "model_final.pth"]
+    t.cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP = 0  # detectron2's default: every one stays
+    (saver,) = [h for h in t.build_hooks() if isinstance(h, hooks.PeriodicCheckpointer)]
+    saver.period = 1
+    saver.step(8)
+    assert len(list(out.glob("model_0*.pth"))) == 3
