@@ -4,7 +4,6 @@ each a row of training data on one top-down recipe (:data:`ROWS`, their override
 the difference from the baseline against the seed spread, and what each strategy added (mined hard
 negatives, data selection's decisions, the pseudo-labels' quality)."""
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,7 +17,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..data.hard_negatives import mine_dataset_dicts
 from ..data.selection import unlabel_inconsistent
-from ..engine.cli import argument_parser
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
@@ -49,10 +47,7 @@ HNDM_SETTINGS = {"hndm": ("no_intersection", -1), "hndm_iou": ("iou", -1),
 
 def build_parser(doc=None):
     """The study's options; ``doc``: the help's description (the script's docstring)."""
-    parser = argument_parser(doc)
-    parser.add_argument("--output", default="output/data_study")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
-    parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
+    parser = runner.study_parser(doc, "output/data_study")
     parser.add_argument(
         "--detector",
         help="a trained person detector's output folder (config.yaml, model_final.pth), e.g. "
@@ -78,8 +73,7 @@ def build_parser(doc=None):
     parser.add_argument("--box-thresh", type=float, default=0.5)
     parser.add_argument("--min-keypoints", type=int, default=4)
     jobs.add_jobs_argument(parser)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
-    return parser
+    return runner.add_overrides(parser)
 
 
 def parse_args(argv=None, parser=None):

@@ -2,7 +2,6 @@
 seeds, their boxes' AP and AR@100 on each evaluation dataset, and the keypoint AP a trained
 top-down model reaches on them (and on the ground-truth boxes for reference)."""
 
-import argparse
 import contextlib
 import io
 import json
@@ -14,7 +13,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..engine.cli import ConfigError, argument_parser
+from ..engine.cli import ConfigError
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
@@ -37,14 +36,11 @@ DATASETS = ["synth_people_basic_val", "synth_people_crowd_val"]
 
 def build_parser(doc=None):
     """The study's options; ``doc``: the help's description (the script's docstring)."""
-    parser = argument_parser(doc)
+    parser = runner.study_parser(doc, "output/detector_study")
     parser.add_argument(
         "--configs", nargs="+",
         help=f"detector yaml paths (default: {', '.join(ORDER)} of {DETECTORS.relative_to(ROOT)})",
     )  # fmt: skip
-    parser.add_argument("--output", default="output/detector_study")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
-    parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
     parser.add_argument("--datasets", nargs="+", default=DATASETS, help="evaluation datasets")
     parser.add_argument(
         "--topdown",
@@ -52,8 +48,7 @@ def build_parser(doc=None):
         help="a trained top-down output folder (config.yaml, model_final.pth) run on the boxes",
     )
     jobs.add_jobs_argument(parser)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
-    return parser
+    return runner.add_overrides(parser)
 
 
 def parse_args(argv=None, parser=None):

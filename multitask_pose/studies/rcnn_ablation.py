@@ -2,16 +2,15 @@
 configs/Synthetic/ablation config in the study's order, trained with one budget and seeds by the
 runner, and their table of box/mask/keypoint AP and cost."""
 
-import argparse
 import os
 from pathlib import Path
 
-from ..engine.cli import ConfigError, argument_parser
+from ..engine.cli import ConfigError
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
 from .jobs import add_jobs_argument, parse_overrides, run_seeds_in_parallel
-from .runner import run_one
+from .runner import add_overrides, run_one, study_parser
 from .tables import cell, markdown, versus_first
 
 __all__ = ["ABLATION_DIR", "ORDER", "build_parser", "main", "parse_args", "resolve", "table"]
@@ -33,24 +32,14 @@ ORDER = [
 
 def build_parser(doc=None):
     """The study's options; ``doc``: the help's description (the script's docstring)."""
-    parser = argument_parser(doc)
+    parser = study_parser(doc, "output/ablation", seeds=[42])
     parser.add_argument(
         "--configs",
         nargs="+",
         help="names in configs/Synthetic/ablation or yaml paths (default: all)",
     )
-    parser.add_argument(
-        "--output", default="output/ablation", help="one sub-folder per config, and ablation.md"
-    )
-    parser.add_argument(
-        "--max-iter", type=int, help="SOLVER.MAX_ITER for every config (steps scaled to it)"
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="SEED of each run")
     add_jobs_argument(parser)
-    parser.add_argument(
-        "opts", nargs=argparse.REMAINDER, help="config overrides for every run, after --"
-    )
-    return parser
+    return add_overrides(parser)
 
 
 def parse_args(argv=None, parser=None):

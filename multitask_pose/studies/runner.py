@@ -3,6 +3,7 @@ read back when finished), and the steps studies add (person detection, evaluatio
 writing one output and skipped when it exists. Trainings and tools run as subprocesses of the
 repository's scripts, so a study's runs are the runs a user gets from the same commands."""
 
+import argparse
 import json
 import re
 import subprocess
@@ -12,12 +13,15 @@ from pathlib import Path
 
 from detectron2.config import get_cfg
 
+from ..engine.cli import argument_parser
 from ..shared.atomic_io import write_json_atomic
 from ..shared.paths import REPO_ROOT as ROOT
 from .jobs import divided_threads
 from .tables import fmt
 
 __all__ = [
+    "add_overrides",
+    "study_parser",
     "box_opts",
     "budget_opts",
     "detect_persons",
@@ -40,6 +44,29 @@ def is_topdown(config_path) -> bool:
 
 def train_script(config_path) -> Path:
     return TOPDOWN / "train_net.py" if is_topdown(config_path) else ROOT / "tools" / "train_net.py"
+
+
+def study_parser(doc, output: str, seeds=(42, 43)) -> argparse.ArgumentParser:
+    """The options every study has (``--output``, ``--seeds``, ``--max-iter``); the study adds
+    its own, then :func:`add_overrides`. ``doc``: the help's description (the script's
+    docstring)."""
+    parser = argument_parser(doc)
+    parser.add_argument(
+        "--output", default=output, help="the study's folder: one sub-folder per run, its table"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(seeds), help="SEED of each run"
+    )
+    parser.add_argument(
+        "--max-iter", type=int, help="SOLVER.MAX_ITER of every training (steps scaled to it)"
+    )
+    return parser
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The trailing ``-- KEY VALUE ...`` config overrides of every training (last option)."""
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
+    return parser
 
 
 def budget_opts(config_path, max_iter):

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..engine.cli import argument_parser
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
@@ -38,10 +37,7 @@ DATASETS = ["synth_people_basic_val", "synth_people_crowd_val"]
 
 def build_parser(doc=None):
     """The study's options; ``doc``: the help's description (the script's docstring)."""
-    parser = argument_parser(doc)
-    parser.add_argument("--output", default="output/study_topdown_basic")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
-    parser.add_argument("--max-iter", type=int, help="SOLVER.MAX_ITER of every training")
+    parser = runner.study_parser(doc, "output/study_topdown_basic")
     parser.add_argument(
         "--detector",
         help="a trained multitask R-CNN output folder (config.yaml and model_final.pth), e.g. "
@@ -65,8 +61,7 @@ def build_parser(doc=None):
         default=["hrnet", "pcr", "hintpose_refine_only"],
         help="members of the ensemble row (none: no ensemble row)",
     )
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="training overrides, after --")
-    return parser
+    return runner.add_overrides(parser)
 
 
 def parse_args(argv=None, parser=None):
