@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from detectron2.modeling import build_model
-from test_hintpose import hintpose_parameters
-from test_pcr import pcr_hrnet_parameters, pcr_resnet_parameters
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from pose_topdown import get_topdown_cfg
 from published_topdown import RECIPES as PUBLISHED_RECIPES
+from topdown_testing import hintpose_parameters, pcr_hrnet_parameters, pcr_resnet_parameters
 
 CONFIGS = Path(__file__).resolve().parents[3] / "projects" / "TopDown" / "configs"
 # The *_inference_acc_test.yaml files are their recipes plus released weights and the published

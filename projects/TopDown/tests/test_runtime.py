@@ -10,7 +10,6 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
-from test_ensemble import SMALL, member
 
 from pose_topdown import get_topdown_cfg
 from pose_topdown.data import TopDownTestMapper
@@ -24,7 +23,7 @@ from pose_topdown.runtime import (
     export_onnx,
     resolve_backend,
 )
-from topdown_testing import SAMPLE, sample_cfg
+from topdown_testing import SAMPLE, SMALL, member, sample_cfg
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL_RESNET = ["MODEL.POSE_RESNET.DEPTH", "18", *SMALL]

@@ -2,12 +2,13 @@
 that returns given heatmaps, and a few training steps ending in a predictor."""
 
 import torch
+import torchvision
 from detectron2.modeling import build_model
 from torch import nn
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from pose_topdown import get_topdown_cfg
-from pose_topdown.modeling import TopDownPoseNet
+from pose_topdown.modeling import PoseHighResolutionNet, TopDownPoseNet
 
 SAMPLE = "coco_person_sample"
 
@@ -101,3 +102,70 @@ def trained_predictor(cfg, losses, steps=6):
     predictor = TopDownPredictor(allowed)
     predictor.model.load_state_dict(model.state_dict())
     return predictor
+
+
+# --- shared by several test files: parameter counts by hand, ensemble members -----------------
+
+
+def count_parameters(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def cam_parameters(cin, c, up, se=True, se_bn=True):
+    """By hand from the report's section 2.1: four dilated 3x3 convs cin -> c/4 (no bias) + BN; the
+    mixing 4x4 deconvolution (up) or 3x3 conv, c -> c (no bias) + BN; SE 1x1 convs c -> c/4 -> c,
+    each + BN (or with biases and no BN: se_bn False); the residual 1x1 conv cin -> c (no bias) + BN
+    in every CAM. Dilation changes no count: HDC off has the same parameters."""
+    n = 4 * (cin * (c // 4) * 9 + 2 * (c // 4))
+    n += c * c * (16 if up else 9) + 2 * c
+    if se:
+        n += c * (c // 4) + (c // 4) * c
+        n += 2 * (c // 4) + 2 * c if se_bn else c // 4 + c
+    return n + cin * c + 2 * c
+
+
+def pcr_resnet_parameters(depth, channels, k=17):
+    """PCR-ResNet by hand: torchvision's ResNet without its classifier (counted from torchvision),
+    the upsampling CAMs, the heatmap conv and the auxiliary conv on the penultimate CAM."""
+    ref = getattr(torchvision.models, f"resnet{depth}")()
+    trunk = count_parameters(ref) - count_parameters(ref.fc)
+    cams = sum(cam_parameters(cin, c, True) for cin, c in zip((2048, *channels[:-1]), channels))
+    return trunk + cams + (channels[-1] * k + k) + (channels[-2] * k + k)
+
+
+def pcr_hrnet_parameters(width, channels, k=17):
+    """PCR-HRNet by hand with one CAM: HRNet without its heatmap conv (counted from our HRNet,
+    whose count test_pose_nets pins to the published figure), a non-upsampling CAM on the
+    W-channel branch, the heatmap conv and the auxiliary conv on the CAM's input."""
+    hrnet = PoseHighResolutionNet(width=width)
+    (c,) = channels
+    trunk = count_parameters(hrnet) - count_parameters(hrnet.final_layer)
+    return trunk + cam_parameters(width, c, False) + (c * k + k) + (width * k + k)
+
+
+def hintpose_parameters(width, hops, cue_on, k=17):
+    """By hand: HRNet (counted from our HRNet, whose count test_pose_nets pins to the published
+    figure) plus the new layers: input refinement conv3x3 (64 + 1 -> 64) + BN and conv3x3
+    (64 -> 64) + BN with the cue; update conv1x1 (K -> 256) + BN and extract conv1x1 (256 -> 256)
+    + BN with more than one hop; no biases."""
+    n = count_parameters(PoseHighResolutionNet(width=width))
+    if cue_on:  # the conv3x3 of the report is not given; 3x3 is this project's choice
+        n += (65 * 64 * 9 + 2 * 64) + (64 * 64 * 9 + 2 * 64)
+    if hops > 1:
+        n += (k * 256 + 2 * 256) + (256 * 256 + 2 * 256)
+    return n
+
+
+SMALL = ["MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)"]
+
+
+def member(tmp_path, name, seed, *opts):
+    """A small HRNet's config file and checkpoint (random weights from ``seed``)."""
+    cfg = sample_cfg(*SMALL, *opts)
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    for p in model.parameters():  # non-trivial heatmaps (the official init makes them ~0)
+        p.data.normal_(0, 0.05)
+    (tmp_path / f"{name}.yaml").write_text(cfg.dump())
+    torch.save({"model": model.state_dict()}, tmp_path / f"{name}.pth")
+    return str(tmp_path / f"{name}.yaml"), str(tmp_path / f"{name}.pth"), model.eval()

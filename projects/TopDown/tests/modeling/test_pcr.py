@@ -15,45 +15,19 @@ from detectron2.modeling import build_model
 
 from pose_topdown import get_topdown_cfg
 from pose_topdown.modeling import CAM, PCRHead, PCRHRNet, PCRResNet, PoseHighResolutionNet
-from topdown_testing import SAMPLE, sample_cfg, trained_predictor
+from topdown_testing import (
+    SAMPLE,
+    cam_parameters,
+    pcr_hrnet_parameters,
+    pcr_resnet_parameters,
+    sample_cfg,
+    trained_predictor,
+)
+from topdown_testing import (
+    count_parameters as _count,
+)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def _count(m):
-    return sum(p.numel() for p in m.parameters())
-
-
-def cam_parameters(cin, c, up, se=True, se_bn=True):
-    """By hand from the report's section 2.1: four dilated 3x3 convs cin -> c/4 (no bias) + BN; the
-    mixing 4x4 deconvolution (up) or 3x3 conv, c -> c (no bias) + BN; SE 1x1 convs c -> c/4 -> c,
-    each + BN (or with biases and no BN: se_bn False); the residual 1x1 conv cin -> c (no bias) + BN
-    in every CAM. Dilation changes no count: HDC off has the same parameters."""
-    n = 4 * (cin * (c // 4) * 9 + 2 * (c // 4))
-    n += c * c * (16 if up else 9) + 2 * c
-    if se:
-        n += c * (c // 4) + (c // 4) * c
-        n += 2 * (c // 4) + 2 * c if se_bn else c // 4 + c
-    return n + cin * c + 2 * c
-
-
-def pcr_resnet_parameters(depth, channels, k=17):
-    """PCR-ResNet by hand: torchvision's ResNet without its classifier (counted from torchvision),
-    the upsampling CAMs, the heatmap conv and the auxiliary conv on the penultimate CAM."""
-    ref = getattr(torchvision.models, f"resnet{depth}")()
-    trunk = _count(ref) - _count(ref.fc)
-    cams = sum(cam_parameters(cin, c, True) for cin, c in zip((2048, *channels[:-1]), channels))
-    return trunk + cams + (channels[-1] * k + k) + (channels[-2] * k + k)
-
-
-def pcr_hrnet_parameters(width, channels, k=17):
-    """PCR-HRNet by hand with one CAM: HRNet without its heatmap conv (counted from our HRNet,
-    whose count test_pose_nets pins to the published figure), a non-upsampling CAM on the
-    W-channel branch, the heatmap conv and the auxiliary conv on the CAM's input."""
-    hrnet = PoseHighResolutionNet(width=width)
-    (c,) = channels
-    trunk = _count(hrnet) - _count(hrnet.final_layer)
-    return trunk + cam_parameters(width, c, False) + (c * k + k) + (width * k + k)
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def randomize_batch_norms(module, residual_bias=-1.0):

@@ -16,24 +16,8 @@ from multitask_pose.config import flatten_config
 from pose_topdown.data import TopDownTrainMapper
 from pose_topdown.data.mapper import person_dicts
 from pose_topdown.modeling import HintPoseHRNet, PoseHighResolutionNet
-from topdown_testing import SAMPLE, sample_cfg
-
-
-def _count(m):
-    return sum(p.numel() for p in m.parameters())
-
-
-def hintpose_parameters(width, hops, cue_on, k=17):
-    """By hand: HRNet (counted from our HRNet, whose count test_pose_nets pins to the published
-    figure) plus the new layers: input refinement conv3x3 (64 + 1 -> 64) + BN and conv3x3
-    (64 -> 64) + BN with the cue; update conv1x1 (K -> 256) + BN and extract conv1x1 (256 -> 256)
-    + BN with more than one hop; no biases."""
-    n = _count(PoseHighResolutionNet(width=width))
-    if cue_on:  # the conv3x3 of the report is not given; 3x3 is this project's choice
-        n += (65 * 64 * 9 + 2 * 64) + (64 * 64 * 9 + 2 * 64)
-    if hops > 1:
-        n += (k * 256 + 2 * 256) + (256 * 256 + 2 * 256)
-    return n
+from topdown_testing import SAMPLE, hintpose_parameters, sample_cfg
+from topdown_testing import count_parameters as _count
 
 
 def test_parameters_by_hand_and_hrnet_checkpoint_names():
@@ -216,7 +200,7 @@ def test_the_cue_position_reaches_the_prediction():
 
 
 # ---------------------------------------------------------------- the report's settings, one by one
-COCO = Path(__file__).resolve().parents[1] / "configs" / "COCO"
+COCO = Path(__file__).resolve().parents[2] / "configs" / "COCO"
 ENSEMBLE_RECIPE = COCO / "ensembles" / "hintpose_6_models_256x192.yaml"
 
 
@@ -316,7 +300,7 @@ def _ensemble_kinds():
     recipe whose inference it runs (beyond the ensemble's own keys)."""
     from pose_topdown import get_topdown_cfg
 
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     cfg = get_topdown_cfg()
     cfg.merge_from_file(str(ENSEMBLE_RECIPE))
     kinds = {}
@@ -345,7 +329,7 @@ def test_the_6_model_ensemble_recipe_builds_with_its_mixed_members(tmp_path):
     the cue goes to the four cued members only."""
     from pose_topdown import get_topdown_cfg
 
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     ens = get_topdown_cfg()
     ens.merge_from_file(str(ENSEMBLE_RECIPE))
     small = ["MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)"]

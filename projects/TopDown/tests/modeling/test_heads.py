@@ -166,7 +166,7 @@ def test_simcc_model_trains_through_the_meta_architecture():
     assert heatmap_keys <= keys
 
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.mark.slow  # about a minute alone on a 2-core CPU (150 iterations, AP 1.000 measured)

@@ -19,7 +19,7 @@ def test_detector_box_source(tmp_path):
 
     from multitask_pose.config import get_multitask_cfg
 
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     det_config = root / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth.yaml"
     det_cfg = get_multitask_cfg()
     det_cfg.merge_from_file(str(det_config))

@@ -16,21 +16,7 @@ from multitask_pose.codecs import GaussianHeatmapCodec
 from pose_topdown.affine import apply_affine, box_to_center_size, crop_affine
 from pose_topdown.data import TopDownTestMapper
 from pose_topdown.modeling import HeatmapEnsemble, TopDownPoseNet
-from topdown_testing import SAMPLE, sample_cfg
-
-SMALL = ["MODEL.TOPDOWN.INPUT_SIZE", "(64, 96)", "MODEL.TOPDOWN.HEATMAP_SIZE", "(16, 24)"]
-
-
-def member(tmp_path, name, seed, *opts):
-    """A small HRNet's config file and checkpoint (random weights from ``seed``)."""
-    cfg = sample_cfg(*SMALL, *opts)
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    for p in model.parameters():  # non-trivial heatmaps (the official init makes them ~0)
-        p.data.normal_(0, 0.05)
-    (tmp_path / f"{name}.yaml").write_text(cfg.dump())
-    torch.save({"model": model.state_dict()}, tmp_path / f"{name}.pth")
-    return str(tmp_path / f"{name}.yaml"), str(tmp_path / f"{name}.pth"), model.eval()
+from topdown_testing import SAMPLE, SMALL, member, sample_cfg
 
 
 def ensemble(configs, weights, *opts):
