@@ -284,18 +284,14 @@ def test_a_trained_refiner_lowers_the_keypoint_error_of_a_results_file(tmp_path)
     cropped at their boxes as in training: it shows the input pose, the crop and the training
     agree, not that the refiner generalises."""
     import json
-    import sys
-    from pathlib import Path
 
     import torch
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
 
+    from pose_topdown import posefix_refine
     from pose_topdown.data import TopDownTrainMapper, person_dicts
     from topdown_testing import SAMPLE, sample_cfg
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import posefix_refine
 
     cfg = sample_cfg(*POSEFIX, *PLAIN, "TEST.TOPDOWN.BOX_SOURCE", "file")
     persons = person_dicts(DatasetCatalog.get(SAMPLE))
@@ -377,13 +373,9 @@ def test_a_trained_refiner_lowers_the_keypoint_error_of_a_results_file(tmp_path)
 
 
 def test_refine_tool_refuses_a_config_that_is_no_refiner_and_a_missing_file(tmp_path, capsys):
-    import sys
-    from pathlib import Path
 
+    from pose_topdown import posefix_refine
     from topdown_testing import sample_cfg
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import posefix_refine
 
     plain = tmp_path / "plain.yaml"
     plain.write_text(sample_cfg().dump())
