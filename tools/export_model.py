@@ -40,76 +40,18 @@ most ``RCNN_TOLERANCE`` apart, relative to each output's largest value).
 import multitask_pose  # noqa: F401  (first: registers the datasets, filters a warning)
 
 # isort: split
-import argparse
 import sys
 
-from multitask_pose.engine.cli import ConfigError, argument_parser, entry_point, load_config
-from multitask_pose.engine.weights_check import check_weights_given
-from multitask_pose.export import export_rcnn
+from pose_topdown import export
 
 
 def build_parser():
-    parser = argument_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", required=True, help="a top-down or R-CNN config")
-    parser.add_argument(
-        "--output", required=True, help="the .onnx to write (or .ts: TorchScript, R-CNN only)"
-    )
-    parser.add_argument("--batch", type=int, default=8, help="crops per call in the timing")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return parser
+    return export.build_parser(__doc__.split("\n\n")[0])
 
 
-def parse_args(argv=None):
-    return build_parser().parse_args(argv)
-
-
-def load_cfg(args):
-    from pose_topdown import add_topdown_config
-
-    # The R-CNN's keys too: both stages' configs export.
-    cfg = load_config(add_topdown_config(multitask_pose.get_multitask_cfg()), args.config_file,
-                      args.opts)  # fmt: skip
-    rcnn = cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
-    torchscript = args.output.endswith((".ts", ".pt"))
-    if not args.output.endswith((".ts", ".pt", ".onnx")):
-        raise ConfigError(
-            f"--output {args.output}: give a file ending in .onnx (ONNX) or .ts (TorchScript,"
-            " the R-CNN only)"
-        )
-    if not rcnn and cfg.MODEL.META_ARCHITECTURE != "TopDownPoseEstimator":
-        raise ConfigError(
-            f"{args.config_file} is a {cfg.MODEL.META_ARCHITECTURE} config: export_model.py"
-            " exports the top-down networks and the multitask R-CNN"
-        )
-    if rcnn and cfg.TEST.AUG.ENABLED:
-        # The file holds model.inference on one image at one scale; the test-time augmentation
-        # (GeneralizedRCNNWithTTA: scales, flips, merged keypoints) runs around it in Python.
-        raise ConfigError(
-            "TEST.AUG.ENABLED (test-time augmentation) does not export: export with it off and"
-            " run the file once per scale and flip"
-        )
-    if not rcnn and torchscript:
-        raise ConfigError("top-down networks export to ONNX: give an --output ending in .onnx")
-    check_weights_given(cfg.MODEL.WEIGHTS, flag=None)
-    if args.batch < 1:
-        raise ConfigError(f"--batch must be at least 1, got {args.batch}")
-    cfg.MODEL.DEVICE = "cpu"  # ONNX Runtime's CPU provider; the R-CNN is traced on the CPU
-    cfg.TEST.TOPDOWN.BOX_SOURCE = "gt"  # the network alone: no detector to load
-    cfg.freeze()
-    return cfg
-
-
-@entry_point("export_model")
 def main(argv=None):
-    args = parse_args(argv)
-    cfg = load_cfg(args)
-    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
-        print(export_rcnn(cfg, args.output))
-        return 0
-    from pose_topdown.export import export_pose_net
-
-    print(export_pose_net(cfg, args.output, args.batch))
-    return 0
+    """The tool (pose_topdown/export.py)."""
+    return export.main(argv, build_parser())
 
 
 if __name__ == "__main__":

@@ -227,8 +227,7 @@ def test_ensemble_needs_no_weights_of_its_own_but_its_members_do(tmp_path):
 def test_export_model_refuses_missing_heads(rcnn_state, tmp_path, capsys):
     """export_model loads the checkpoint, then refuses one without the R-CNN's keypoint head or
     the top-down network's last layer, in one line (exit 2), before writing anything."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import export_model
+    from pose_topdown import export as export_model
 
     no_head = save(tmp_path / "no_head.pth", rcnn_state, ("roi_heads.keypoint_head.",))
     out = tmp_path / "rcnn.ts"

@@ -208,10 +208,7 @@ def test_bad_settings_are_refused():
 
 
 def test_export_tool_writes_a_checked_file_that_the_pipeline_runs(tmp_path, capsys):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
-    import export_model
+    from pose_topdown import export as export_model
 
     eager = _model("TEST.TOPDOWN.BACKEND", "eager")
     torch.save({"model": eager.state_dict()}, tmp_path / "model.pth")
