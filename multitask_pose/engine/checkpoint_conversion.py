@@ -1,5 +1,5 @@
 """Checkpoints of the other toolboxes as this project's state dicts
-(``tools/convert_checkpoint.py``).
+(``tools/convert_checkpoint.py``, whose ``main`` is here).
 
 - ``mmpose``: MMPose top-down heatmap models (HRNet, SimpleBaseline ResNet), 1.x
   (``{"meta", "state_dict"}``, ``backbone.*`` / ``head.*``) and 0.x (``keypoint_head.*``). MMPose
@@ -19,13 +19,21 @@ Every conversion reports the keys it renamed, dropped and could not map; :func:`
 compares the result with a model (strict: shapes, missing and unexpected keys, each named).
 """
 
+import argparse
 import re
+import sys
 from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
+from detectron2.modeling import build_model as d2_build_model
 
-__all__ = ["FORMATS", "check_state", "convert_state", "read_checkpoint"]
+from ..config import stage_configs
+from ..shared.atomic_io import atomic_write
+from .checkpoint import UnsafeCheckpointError
+from .cli import UserError, argument_parser, config_stage, entry_point, load_config
+
+__all__ = ["FORMATS", "build_parser", "check_state", "convert_state", "main", "read_checkpoint"]
 
 FORMATS = ("mmpose", "official", "detectron2")
 
@@ -115,3 +123,59 @@ def check_state(model: torch.nn.Module, state: Dict[str, torch.Tensor]) -> None:
             "the checkpoint does not fit the config's model: " + "; ".join(problems)
             + " (another architecture, width or keypoint count?)"
         )  # fmt: skip
+
+
+def build_model(config_file, opts):
+    """The config's model, built with its stage's keys (``cli.config_stage``; the top-down
+    stage's through its installed entry point)."""
+    stage, _ = config_stage(config_file)
+    cfg = load_config(stage_configs()[stage](), config_file, ["MODEL.DEVICE", "cpu", *opts])
+    return d2_build_model(cfg)
+
+
+def build_parser(doc=None):
+    """The tool's options; ``doc``: the help's description (the script's docstring)."""
+    ap = argument_parser(doc)
+    ap.add_argument("--from", dest="fmt", required=True, choices=FORMATS)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--config-file", help="check the result against this config's model")
+    ap.add_argument("--trust-pickle", action="store_true", help="full pickle (trusted files)")
+    ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return ap
+
+
+@entry_point("convert_checkpoint")
+def main(argv=None, parser=None):
+    """The tool (``parser``: the script's, for its help); 0, or 2 after a one-line error."""
+    args = (parser or build_parser()).parse_args(argv)
+    try:
+        state = read_checkpoint(args.input, trusted=args.trust_pickle)
+        out, report = convert_state(state, args.fmt)
+        checked = ""
+        if args.config_file:
+            check_state(build_model(args.config_file, args.opts), out)
+            checked = f"; loads strictly into {args.config_file}'s model"
+    except UserError:
+        raise  # its own one line (entry_point)
+    except (OSError, ValueError, UnsafeCheckpointError) as e:
+        print(f"convert_checkpoint: {args.input}: {e}", file=sys.stderr)
+        return 2
+    for old, new in report["renamed"][:5]:
+        print(f"  renamed {old} -> {new}")
+    if len(report["renamed"]) > 5:
+        print(f"  ... and {len(report['renamed']) - 5} more renamed")
+    for what in ("dropped", "unmapped"):
+        for key in report[what]:
+            print(f"  {what} {key}")
+    with atomic_write(args.output, "wb") as f:
+        torch.save({"model": out}, f)
+    note = ""
+    if args.fmt == "detectron2" and any(".conv2_offset." in o for o, _ in report["renamed"]):
+        note = "; deformable blocks: run with MODEL.RESNETS.DEFORM_MODULATION sigmoid"
+    print(
+        f"convert_checkpoint: {args.fmt} -> ours: {len(out)} tensors, {len(report['renamed'])}"
+        f" renamed, {len(report['dropped'])} dropped, {len(report['unmapped'])} not mapped"
+        f"{checked}{note} -> {args.output}"
+    )
+    return 0

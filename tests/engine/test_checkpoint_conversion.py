@@ -4,21 +4,16 @@ hrnet.py / resnet.py / heatmap_head.py, detectron2's DeformBottleneckBlock), con
 strict load with equal outputs; other architectures and keypoint counts are named; detectron2's
 sigmoid modulation reproduces its deformable block."""
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
 
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import convert_checkpoint  # noqa: E402
-
-from multitask_pose import get_multitask_cfg  # noqa: E402
-from multitask_pose.engine.checkpoint import torch_load  # noqa: E402
-from multitask_pose.engine.checkpoint_conversion import convert_state  # noqa: E402
+from multitask_pose import get_multitask_cfg
+from multitask_pose.engine import checkpoint_conversion as convert_checkpoint
+from multitask_pose.engine.checkpoint import torch_load
+from multitask_pose.engine.checkpoint_conversion import convert_state
 
 COCO_TD = ROOT / "projects" / "TopDown" / "configs" / "COCO"
 HEAD = ("deconv_layers", "final_layer")  # MMPose's head modules; the rest is its backbone
