@@ -7,6 +7,7 @@ import json
 import re
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT
@@ -21,6 +22,9 @@ def test_notebook_is_stored_without_outputs():
             assert cell["outputs"] == [] and cell["execution_count"] is None
 
 
+# About three minutes alone (longer with other work on the cores): in `make test-slow`, which CI
+# runs too, so that `make test` stays near 20 minutes.
+@pytest.mark.slow
 def test_quickstart_notebook_runs_and_learns(tmp_path, monkeypatch):
     monkeypatch.setenv("MTP_QUICKSTART_DIR", str(tmp_path / "quickstart"))
     # As Jupyter runs it: from the notebook's folder, nothing of the clone on the path.
