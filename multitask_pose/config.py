@@ -58,8 +58,8 @@ class PoseCfgNode(CN):
         loaded = CN(super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe))
         for old, new in RENAMED_KEYS.items():
             if _has_key(loaded, old):
-                logger.warning("%s: config key %s is renamed %s: read as %s", filename, old, new,
-                               new)  # fmt: skip
+                logger.warning("%s: config key %s is renamed %s: read as the new key", filename,
+                               old, new)  # fmt: skip
                 _rename(loaded, old, new)
         return loaded
 
@@ -68,7 +68,8 @@ class PoseCfgNode(CN):
         for i in range(0, len(cfg_list) - 1, 2):
             new = RENAMED_KEYS.get(cfg_list[i])
             if new is not None:
-                logger.warning("config key %s is renamed %s: read as %s", cfg_list[i], new, new)
+                logger.warning("config key %s is renamed %s: read as the new key", cfg_list[i],
+                               new)  # fmt: skip
                 cfg_list[i] = new
         return super().merge_from_list(cfg_list)
 
