@@ -6,6 +6,7 @@ import logging
 from typing import Tuple
 
 import torch
+from detectron2.structures import Boxes
 
 __all__ = ["filter_person_boxes"]
 
@@ -32,16 +33,9 @@ def filter_person_boxes(
     scores = torch.as_tensor(scores, dtype=torch.float32, device=boxes.device).reshape(-1)
     h, w = image_size
     finite = torch.isfinite(boxes).all(1) & torch.isfinite(scores)
-    boxes = torch.where(finite[:, None], boxes, torch.zeros_like(boxes))
-    clipped = torch.stack(
-        [
-            boxes[:, 0].clamp(0, w),
-            boxes[:, 1].clamp(0, h),
-            boxes[:, 2].clamp(0, w),
-            boxes[:, 3].clamp(0, h),
-        ],
-        1,
-    )
+    clipped = Boxes(torch.where(finite[:, None], boxes, torch.zeros_like(boxes)))
+    clipped.clip((h, w))  # detectron2's: x into [0, w], y into [0, h]
+    clipped = clipped.tensor
     side = torch.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1])
     empty = ~finite | (side <= 0)
     keep = ~empty & (scores >= score_thresh) & (side >= min_size)
