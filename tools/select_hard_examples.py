@@ -19,49 +19,16 @@ Prints a one-line summary.
 
 import sys
 
-import multitask_pose  # noqa: F401  (registers the built-in datasets)
-from multitask_pose.data.selection import hard_examples
-from multitask_pose.engine.cli import argument_parser, entry_point
-from multitask_pose.evaluation.error_analysis import (
-    AnalysisInputError,
-    load_ground_truth,
-    load_results,
-)
-from multitask_pose.shared.atomic_io import write_json_atomic
+from multitask_pose.commands import select_hard_examples
 
 
-@entry_point("select_hard_examples")
+def build_parser():
+    return select_hard_examples.build_parser(__doc__)
+
+
 def main(argv=None):
-    ap = argument_parser(__doc__.split("\n")[0])
-    ap.add_argument("--dataset", required=True, help="a registered dataset with keypoints")
-    ap.add_argument("--results", required=True, help="the model's COCO keypoint results on it")
-    ap.add_argument("--thresh", type=float, default=0.5, help="OKS below which a person is hard")
-    ap.add_argument("--output", required=True, help="the COCO json of the hard persons")
-    args = ap.parse_args(argv)
-    if not 0 < args.thresh <= 1:
-        ap.error(f"--thresh must be in (0, 1], got {args.thresh}")
-    try:
-        coco, spec, _ = load_ground_truth(args.dataset)
-        results = load_results(args.results, coco, spec, args.dataset)
-    except AnalysisInputError as e:
-        print(f"select_hard_examples: {e}", file=sys.stderr)
-        return 2
-    gt = coco.dataset
-    hard, best = hard_examples(gt, results, spec.oks_sigmas, args.thresh)
-    images = {a["image_id"] for a in hard}
-    write_json_atomic(
-        args.output,
-        {
-            "images": [im for im in gt["images"] if im["id"] in images],
-            "annotations": hard,
-            "categories": gt["categories"],
-        },
-    )
-    print(
-        f"select_hard_examples: {len(hard)} of {len(best)} persons below OKS {args.thresh}"
-        f" in {len(images)} images -> {args.output}"
-    )
-    return 0
+    """The tool (multitask_pose/commands/select_hard_examples.py)."""
+    return select_hard_examples.main(argv, build_parser())
 
 
 if __name__ == "__main__":

@@ -29,6 +29,24 @@ def test_the_core_imports_nothing_of_the_top_down_project():
     assert not upward  # the tools' config checks find the top-down keys through an entry point
 
 
+def test_nothing_in_the_package_imports_the_commands():
+    """multitask_pose/commands is the top layer: the tools' code, called by tools/ alone."""
+    importers = {
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if p.parent.name != "commands"
+        and any(m.startswith("multitask_pose.commands") for m in _imported_modules(p))
+    }
+    relative = {
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level and p.parent.name != "commands"
+        and "commands" in (node.module or "").split(".") + [a.name for a in node.names]
+    }
+    assert not importers | relative
+
+
 def test_the_trainers_loader_builders_only_call_the_builders(monkeypatch):
     """Each trainer's build_train_loader / build_test_loader hands its config to the builder of
     its stage (the data preparation lives in data/build.py and pose_topdown/data/build.py)."""

@@ -101,8 +101,7 @@ def test_tool_writes_a_dataset_that_loads(tmp_path):
 def test_tool_on_a_folder_checks_the_results_were_made_on_it(tmp_path, capsys):
     """--images (detect_persons' list of a folder's images): results whose record names that
     folder are labelled; results made on another folder are refused in one line, exit 2."""
-    sys.path.insert(0, str(samples_root().parents[1] / "tools"))
-    import pseudo_label as tool
+    from multitask_pose.commands import pseudo_label as tool
 
     folder = samples_root() / "coco"
     ids = {im["id"]: i for i, im in enumerate(GT["images"])}  # a folder's ids: file positions

@@ -4,17 +4,13 @@ file without duplicates, two processes writing the same file as one, and clear e
 existing output, masks without a mask head and a folder holding a damaged image."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog
 from pycocotools.coco import COCO
 
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import detect_persons  # noqa: E402
+from multitask_pose.commands import detect_persons
 
 SAMPLE = "coco_person_sample"
 

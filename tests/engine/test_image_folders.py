@@ -12,18 +12,14 @@ R-CNN that memorised the sample (the shared session fixture):
   crash) and continues with --resume to the same file; --resume over a changed folder is
   refused."""
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import detect_persons  # noqa: E402
+from multitask_pose.commands import detect_persons
 
 SAMPLE = ROOT / "datasets" / "samples" / "coco"
 SKIP = ["DATALOADER.SKIP_DAMAGED_IMAGES", "True"]
@@ -33,9 +29,8 @@ UNDECODABLE = "000000100000.jpg"
 
 
 def _demo():
-    spec = importlib.util.spec_from_file_location("demo_tool", ROOT / "tools" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    from multitask_pose.commands import demo
+
     return demo
 
 

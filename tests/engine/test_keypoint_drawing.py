@@ -3,7 +3,6 @@ that draws the skeletons of the R-CNN memorising the COCO sample (conftest.memor
 detectron2's fixed 0.05 leaves most limbs out; the person threshold says which config key it
 sets."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -25,9 +24,8 @@ TOPDOWN_RECIPE = ROOT / "projects/TopDown/configs/Synthetic/hrnet_w18_small_synt
 
 
 def _demo_module():
-    spec = importlib.util.spec_from_file_location("demo_tool", ROOT / "tools" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    from multitask_pose.commands import demo
+
     return demo
 
 

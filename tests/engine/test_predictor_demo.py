@@ -204,8 +204,7 @@ def test_eval_only_with_flip_tta(memorised_rcnn, tmp_path):
 
 
 def _demo_module():
-    sys.path.insert(0, str(ROOT / "tools"))
-    import demo
+    from multitask_pose.commands import demo
 
     return demo
 

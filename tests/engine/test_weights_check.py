@@ -161,8 +161,7 @@ def test_demo_refuses_and_runs_with_the_flag(rcnn_state, tmp_path):
 
 
 def test_detect_persons_refuses(rcnn_state, tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import detect_persons
+    from multitask_pose.commands import detect_persons
 
     argv = ["--config-file", str(RECIPE), "--dataset", SAMPLE, "--quiet", "--output",
             str(tmp_path / "dets.json"), *SAMPLE_OPTS]  # fmt: skip

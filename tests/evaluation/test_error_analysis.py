@@ -4,7 +4,6 @@ background false positives and false negatives leaves AP 1.0; bad inputs fail na
 
 import contextlib
 import copy
-import importlib.util
 import io
 import json
 import math
@@ -16,7 +15,6 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import multitask_pose  # noqa: F401  (registers coco_person_sample)
-from conftest import ROOT
 from multitask_pose.data.keypoints import COCO_PERSON, KeypointSpec
 from multitask_pose.evaluation.error_analysis import (
     ERROR_TYPES,
@@ -362,12 +360,9 @@ def test_bad_inputs_name_the_file_and_the_mismatch(
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "analyze_keypoints", ROOT / "tools" / "analyze_keypoints.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from multitask_pose.commands import analyze_keypoints
+
+    return analyze_keypoints
 
 
 def test_command_line_writes_report_and_summary(ground_truth, tmp_path, capsys):

@@ -9,7 +9,6 @@ import copy
 import json
 import logging
 import shutil
-import sys
 
 import pytest
 from coco_testing import gt_as_predictions  # tests/coco_testing.py
@@ -17,6 +16,7 @@ from detectron2.data import DatasetCatalog
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from conftest import ROOT
+from multitask_pose.commands import analyze_keypoints, pseudo_label, select_hard_examples
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from multitask_pose.evaluation.results_record import (
     BOX_TOLERANCE,
@@ -27,11 +27,6 @@ from multitask_pose.evaluation.results_record import (
     record_path,
     write_results_record,
 )
-
-sys.path.insert(0, str(ROOT / "tools"))
-import analyze_keypoints  # noqa: E402
-import pseudo_label  # noqa: E402
-import select_hard_examples  # noqa: E402
 
 VAL, TRAIN = "synth_people_mini_val", "synth_people_mini_train"
 RECORD_LOGGER = "multitask_pose.evaluation.results_record"

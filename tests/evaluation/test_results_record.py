@@ -5,7 +5,6 @@ with a warning), and the pseudo-label threshold checked against it."""
 import json
 import logging
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from pycocotools.coco import COCO
 
 import multitask_pose  # noqa: F401  (registers the datasets)
 from conftest import ROOT
+from multitask_pose.commands import pseudo_label
 from multitask_pose.data.paths import samples_root
 from multitask_pose.evaluation import PoseCOCOEvaluator
 from multitask_pose.evaluation.results_record import (
@@ -25,9 +25,6 @@ from multitask_pose.evaluation.results_record import (
     record_path,
     write_results_record,
 )
-
-sys.path.insert(0, str(ROOT / "tools"))
-import pseudo_label  # noqa: E402
 
 SAMPLE = "coco_person_sample"
 GT_JSON = samples_root() / "coco" / "test_coco.json"

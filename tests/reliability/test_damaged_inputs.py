@@ -3,7 +3,6 @@ with non-finite numbers, empty arrays given to the predictors. Each is found and
 refuses bad files before any work unless DATALOADER.SKIP_DAMAGED_IMAGES skips them; training
 refuses a dataset with damaged images before its first iteration unless told to leave them out."""
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -89,9 +88,8 @@ def test_demo_refuses_damaged_files_or_skips_them_with_the_key(bad_files, memori
     run_dir, _ = memorised_rcnn
     out = tmp_path / "demo"
     # tools/demo.py's main in this process (its command line is tested in tests/engine).
-    spec = importlib.util.spec_from_file_location("demo_tool", ROOT / "tools" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    from multitask_pose.commands import demo
+
     args = ["--config-file", str(run_dir / "config.yaml"), "--input", str(folder), "--output",
             str(out), "MODEL.WEIGHTS", str(run_dir / "model_final.pth")]  # fmt: skip
     assert demo.main(args) == 2  # before any work, naming the first (sorted) and the key

@@ -4,7 +4,6 @@ into COCO's layout, hard-example selection with a model's results, joint trainin
 hard examples train only the joints both datasets label."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +85,7 @@ def test_hard_aic_examples_train_only_the_joints_coco_shares(tmp_path):
     targets weigh their 12 limb joints where labelled and never the five face points."""
     from detectron2.data import get_detection_dataset_dicts
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    import select_hard_examples
-
+    from multitask_pose.commands import select_hard_examples
     from multitask_pose.data.build import training_parts
     from multitask_pose.data.datasets import register_config_datasets
     from pose_topdown.data.mapper import TopDownTrainMapper, person_dicts

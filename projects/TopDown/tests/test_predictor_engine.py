@@ -97,13 +97,11 @@ def test_checkpointer_loads_official_names(tmp_path):
 
 def test_demo_topdown_mode(tmp_path, capsys):
     """tools/demo.py --topdown on the COCO sample with the boxes of its detection file."""
-    import importlib.util
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
-    spec = importlib.util.spec_from_file_location("demo_tool", root / "tools" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    from multitask_pose.commands import demo
+
     cfg = sample_cfg()
     weights = tmp_path / "model.pth"
     torch.save({"model": build_model(cfg).state_dict()}, weights)
@@ -131,6 +129,28 @@ def test_demo_topdown_mode(tmp_path, capsys):
         " TEST.TOPDOWN.DET_FILE: tools/detect_persons.py --input <the folder> --output <file>"
         " writes it"
     )
+
+
+def test_demo_finds_the_top_down_stage_through_its_entry_points(monkeypatch, capsys):
+    """The demo's --topdown config and predictor are this project's (setup.py's entry points);
+    without them installed, --topdown is refused in one line."""
+    from multitask_pose.commands import demo
+    from pose_topdown.config import get_topdown_cfg
+    from pose_topdown.predictor import predictor_and_boxes
+
+    assert demo.stage_configs()["topdown"] is get_topdown_cfg
+    (found,) = demo.entry_points(group=demo.PREDICTOR_ENTRY_POINTS, name="topdown")
+    assert found.load() is predictor_and_boxes
+    monkeypatch.setattr(demo, "stage_configs", lambda: {"rcnn": None})
+    assert demo.main(["--topdown", "--config-file", "x.yaml", "--input", ".", "--output",
+                      "out"]) == 2  # fmt: skip
+    assert capsys.readouterr().err.strip() == (
+        "demo: --topdown: the topdown stage is not installed (pip install -e . in the"
+        " repository root installs both stages)"
+    )
+    monkeypatch.setattr(demo, "entry_points", lambda **k: ())
+    with pytest.raises(demo.ConfigError, match="the top-down stage is not installed"):
+        demo.topdown_predictor(None, "", None, [])
 
 
 def test_trainer_hands_the_models_codec_to_the_mapper(tmp_path, monkeypatch):
