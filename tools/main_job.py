@@ -52,16 +52,12 @@ def run(cmd):
 
 
 def recipe_fingerprint(pipeline: str, recipe: Path) -> str:
+    """The hash of the recipe's full config (its stage's defaults merged with the file)."""
     import hashlib
 
-    if pipeline == "topdown":
-        from pose_topdown import get_topdown_cfg
+    from multitask_pose.config import stage_configs
 
-        cfg = get_topdown_cfg()
-    else:
-        import multitask_pose
-
-        cfg = multitask_pose.get_multitask_cfg()
+    cfg = stage_configs()[pipeline]()
     cfg.merge_from_file(str(recipe))
     return hashlib.sha256(cfg.dump().encode()).hexdigest()[:16]
 

@@ -46,7 +46,3 @@ def main(argv=None, parser=None) -> int:
     print(f"analyze_keypoints: wrote {report} and its plots")
     print(error_summary(analysis))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -258,7 +258,3 @@ def main(argv=None, parser=None):
     print(f"demo: {len(listing.images)} images, {len(results)} persons, {ms:.0f} ms/image"
           f" -> {args.output}{listing.summary()}")  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

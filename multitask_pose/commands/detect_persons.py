@@ -155,7 +155,3 @@ def main(argv=None, parser=None) -> int:
         print(f"detect_persons: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

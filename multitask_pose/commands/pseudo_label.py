@@ -110,7 +110,3 @@ def main(argv=None, parser=None):
         f" -> {args.output}"
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -53,7 +53,3 @@ def main(argv=None, parser=None):
         f" in {len(images)} images -> {args.output}"
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
