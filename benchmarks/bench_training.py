@@ -107,7 +107,7 @@ def worker(config, iters, warmup, extra_opts=()):
 
     import multitask_pose  # noqa: F401  (registers models and datasets)
     from multitask_pose.engine import MultiTaskTrainer
-    from multitask_pose.engine.trainer import setup_cfg
+    from multitask_pose.engine.setup import setup_cfg
 
     if is_topdown(config):
         import pose_topdown  # noqa: F401  (registers the top-down models)

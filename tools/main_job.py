@@ -101,7 +101,7 @@ def main(argv=None):
     from detectron2.data import DatasetCatalog
 
     import multitask_pose  # noqa: F401  (registers the datasets)
-    from multitask_pose.engine.trainer import results_summary
+    from multitask_pose.engine.train_net import results_summary
 
     print("== 1/5 data", flush=True)
     val = None

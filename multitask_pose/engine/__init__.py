@@ -3,15 +3,9 @@ set-up."""
 
 from .checkpoint import PosePredictor, SafeCheckpointer, UnsafeCheckpointError
 from .launch import create_ddp_model, launch
-from .trainer import (
-    MultiTaskTrainer,
-    PoseTrainer,
-    check_datasets,
-    check_device,
-    results_summary,
-    setup_cfg,
-    train_net_main,
-)
+from .setup import check_datasets, check_device, setup_cfg
+from .train_net import results_summary, train_net_main
+from .trainer import MultiTaskTrainer, PoseTrainer
 
 __all__ = [
     "MultiTaskTrainer",

@@ -1,37 +1,30 @@
-"""The trainer and ``main`` shared by ``tools/train_net.py`` and the projects' train scripts."""
+"""The trainer both stages subclass (``PoseTrainer``) and the R-CNN's (``MultiTaskTrainer``); the
+config set-up is in :mod:`setup`, the body of the train_net scripts in :mod:`train_net`."""
 
-import contextlib
 import glob
 import logging
 import os
 import pickle
 import random
-import time
 from unittest import mock
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.engine import DefaultTrainer, HookBase, default_setup
+from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.engine import defaults as d2_defaults
 from detectron2.engine import hooks as d2_hooks
-from detectron2.evaluation import verify_results
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
-from ..config import add_multitask_config, add_pose_config, get_pose_cfg
+from ..config import add_multitask_config, add_pose_config
 from ..data.build import build_rcnn_train_loader, build_test_loader
 from ..data.resumable_loader import mix_seed
 from ..evaluation import PoseCOCOEvaluator
 from ..layers import deform_offset_parameters
 from ..modeling.meta_arch import MultiTaskRCNN
-from ..shared.atomic_io import write_json_atomic
 from .checkpoint import SafeCheckpointer, UnsafeCheckpointError, checkpointer_for
-from .cli import ConfigError, load_config
+from .cli import ConfigError
 from .launch import create_ddp_model
-from .run_lock import output_dir_lock
-from .weights_check import check_trained_weights
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +32,7 @@ logger = logging.getLogger(__name__)
 # a checkpoint.
 _LOAD_ERRORS = (AssertionError, EOFError, OSError, RuntimeError, pickle.UnpicklingError)
 
-__all__ = [
-    "MultiTaskTrainer",
-    "PoseTrainer",
-    "scale_lr",
-    "setup_cfg",
-    "results_summary",
-    "train_net_main",
-]
+__all__ = ["MultiTaskTrainer", "PoseTrainer", "scale_lr"]
 
 
 class PoseTrainer(DefaultTrainer):
@@ -272,146 +258,3 @@ def scale_lr(param_groups, chosen, factor):
                     {**group, "params": members, **({"lr": group["lr"] * factor} if inside else {})}
                 )
     return out
-
-
-def setup_cfg(args, add_config_fns=(), base_cfg=None, lock_stack=None, stage=None):
-    """Build the config from ``--config-file`` and ``opts`` on top of the project's keys (a
-    config of the other ``stage`` or an unknown key is a one-line :class:`ConfigError`, see
-    :func:`cli.load_config`), check the device, and run detectron2's ``default_setup`` (logging,
-    output dir, seed). With an
-    ``contextlib.ExitStack`` as ``lock_stack``, rank 0 first takes OUTPUT_DIR's run lock
-    (:mod:`run_lock`) on it, before anything is written there."""
-    cfg = base_cfg if base_cfg is not None else get_pose_cfg()
-    for fn in add_config_fns:
-        fn(cfg)
-    load_config(cfg, args.config_file, args.opts, stage=stage)
-    check_device(cfg)
-    check_datasets(cfg)
-    cfg.freeze()
-    if lock_stack is not None:
-        lock_stack.enter_context(output_dir_lock(cfg.OUTPUT_DIR, comm.is_main_process()))
-    default_setup(cfg, args)
-    # detectron2 sets up its own loggers; the project's INFO messages go to the same log.
-    for name in ("multitask_pose", "topdown"):
-        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name)
-    return cfg
-
-
-def check_device(cfg):
-    """No silent fallback from CUDA to CPU: a CUDA config on a CPU machine is an error."""
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but this machine has no CUDA; "
-            "add `MODEL.DEVICE cpu` to the command line (or use a configs/Synthetic recipe)"
-        )
-    deform = any(cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE)
-    if deform and cfg.MODEL.BACKBONE.NAME in ("build_resnet_backbone", "build_resnet_fpn_backbone"):
-        from ..env import detectron2_has_cpp_ops
-
-        if not (cfg.MODEL.DEVICE.startswith("cuda") and detectron2_has_cpp_ops()):
-            # detectron2's own deformable blocks run only through its CUDA extension.
-            raise ConfigError(
-                "MODEL.RESNETS.DEFORM_ON_PER_STAGE with MODEL.BACKBONE.NAME "
-                f"{cfg.MODEL.BACKBONE.NAME!r} needs detectron2's CUDA ops; use "
-                "MODEL.BACKBONE.NAME build_multitask_resnet_fpn_backbone (or "
-                "build_multitask_resnet_backbone), whose DCNv2 runs on CPU and CUDA"
-            )
-
-
-class UnknownDatasetError(ConfigError, KeyError):
-    """A config names a dataset that is not registered."""
-
-
-def check_datasets(cfg):
-    """Register DATASETS.REGISTER_COCO's files, then fail early, naming the key, on an
-    unregistered dataset or a keypoint head whose size does not match the keypoint layout of the
-    data (the test datasets' and the first training dataset's: the others are mapped into it)."""
-    from ..data.datasets import register_config_datasets
-
-    register_config_datasets(cfg.DATASETS.REGISTER_COCO)
-    known = set(DatasetCatalog.list())
-    for key in ("TRAIN", "TEST"):
-        for i, name in enumerate(getattr(cfg.DATASETS, key)):
-            if name not in known:
-                raise UnknownDatasetError(
-                    f"DATASETS.{key} names {name!r}, which is not a registered dataset; "
-                    f"registered: {sorted(known)}"
-                )
-            names = MetadataCatalog.get(name).get("keypoint_names")
-            if (
-                cfg.MODEL.KEYPOINT_ON
-                and (key == "TEST" or i == 0)
-                and names
-                and len(names) != cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
-            ):
-                raise ConfigError(
-                    "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is "
-                    f"{cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS} "
-                    f"but dataset {name!r} has {len(names)} keypoints"
-                )
-
-
-def results_summary(results, minutes=None, prefix="summary") -> str:
-    """One line a person can paste into a note: each task's AP (0-1 scale) and the minutes.
-
-    ``results`` is one dataset's results as detectron2's evaluators return them
-    (``{"bbox": {"AP": ...}, "keypoints": {...}}``, AP in percent).
-    """
-    parts = []
-    for task, name in (("bbox", "box AP"), ("segm", "mask AP"), ("keypoints", "keypoint AP")):
-        if task in results:
-            r = results[task]
-            parts.append(
-                f"{name} {r['AP'] / 100:.3f} (AP50 {r['AP50'] / 100:.3f}, "
-                f"AP75 {r['AP75'] / 100:.3f})"
-            )
-    if minutes is not None:
-        parts.append(f"{minutes:.1f} min")
-    return f"{prefix}: " + ", ".join(parts)
-
-
-def train_net_main(args, trainer_cls=MultiTaskTrainer, add_config_fns=(), prefix="train_net"):
-    """The body of a train_net script (detectron2's flags): train, or ``--eval-only`` evaluate
-    MODEL.WEIGHTS (plus TEST.AUG test-time augmentation when enabled); then write
-    ``results_<dataset>.json`` next to the checkpoints and print one summary line per dataset.
-    The config has ``trainer_cls.add_config``'s keys and those of ``add_config_fns``."""
-    with contextlib.ExitStack() as lock_stack:  # OUTPUT_DIR's run lock, held to the end
-        return _train_net_main(args, trainer_cls, add_config_fns, prefix, lock_stack)
-
-
-def _train_net_main(args, trainer_cls, add_config_fns, prefix, lock_stack):
-    start = time.perf_counter()
-    if getattr(args, "allow_random_weights", False):  # the scripts' --allow-random-weights
-        args.opts = [*args.opts, "MODEL.ALLOW_RANDOM_WEIGHTS", "True"]
-    cfg = setup_cfg(args, (trainer_cls.add_config, *add_config_fns), lock_stack=lock_stack,
-                    stage=trainer_cls.stage)  # fmt: skip
-    if args.eval_only:
-        model = trainer_cls.build_model(cfg)
-        checkpointer = checkpointer_for(cfg, trainer_cls.checkpointer_class)(
-            model, save_dir=cfg.OUTPUT_DIR
-        )
-        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        check_trained_weights(model, checkpointer, cfg.MODEL.WEIGHTS,
-                              allow=cfg.MODEL.ALLOW_RANDOM_WEIGHTS)  # fmt: skip
-        results = trainer_cls.test(cfg, model)
-        if cfg.TEST.AUG.ENABLED:  # flip/multi-scale test-time augmentation, keypoints included
-            results.update(trainer_cls.test_with_TTA(cfg, model))
-        if comm.is_main_process():
-            verify_results(cfg, results)
-    else:
-        trainer = trainer_cls(cfg)
-        trainer.resume_or_load(resume=args.resume)
-        trainer.train()
-        results = getattr(trainer, "_last_eval_results", None) or {}
-    if comm.is_main_process() and results:
-        # detectron2 unwraps the results of a single test dataset.
-        per_dataset = results if len(cfg.DATASETS.TEST) > 1 else {cfg.DATASETS.TEST[0]: results}
-        minutes = (time.perf_counter() - start) / 60
-        for name, res in per_dataset.items():
-            # Kept next to the checkpoints so scripts can read the figures without parsing logs.
-            write_json_atomic(os.path.join(cfg.OUTPUT_DIR, f"results_{name}.json"), res, indent=1)
-            print(results_summary(res, minutes, prefix=f"{prefix} {name}"))
-            tta = {k[: -len("_TTA")]: v for k, v in res.items() if k.endswith("_TTA")}
-            if tta:
-                print(results_summary(tta, minutes, prefix=f"{prefix} {name} TTA"))
-    return results

@@ -231,7 +231,7 @@ def test_datasets_register_from_the_config_and_join_training(tmp_path):
     match the head); bad entries are named."""
     from detectron2.data import MetadataCatalog
 
-    from multitask_pose.engine.trainer import check_datasets
+    from multitask_pose.engine.setup import check_datasets
 
     aic = samples_root() / "aic"
     entry = f"(('joint_test_cfg_aic', '{aic / 'test_aic.json'}', '{aic}', 'aic'),)"

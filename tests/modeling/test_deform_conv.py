@@ -338,7 +338,7 @@ def test_bad_deform_keys():
 
 def test_detectron2_deformable_backbone_on_cpu_is_refused_with_the_fix():
     from multitask_pose.engine.cli import ConfigError
-    from multitask_pose.engine.trainer import check_device
+    from multitask_pose.engine.setup import check_device
 
     cfg = cfg_for(COCO, "MODEL.RESNETS.DEFORM_ON_PER_STAGE", "[False, True, True, True]")
     with pytest.raises(
