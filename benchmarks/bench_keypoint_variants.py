@@ -26,7 +26,6 @@ Prints tables and a one-line summary to paste into a note. ``--quick``: 1 round,
 import argparse
 import os
 import statistics
-import sys
 import warnings
 
 warnings.filterwarnings(
@@ -40,8 +39,6 @@ from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.engine import DefaultPredictor  # noqa: E402
 from detectron2.structures import heatmaps_to_keypoints  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torchvision.ops import deform_conv2d  # noqa: E402
 
 import multitask_pose  # noqa: E402

@@ -155,9 +155,6 @@ def main():
         args.batch, args.repeats = 4, 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    import sys
-
-    sys.path.insert(0, TOPDOWN)
     rows = bench_networks(args.batch, args.repeats)
     t, persons = bench_per_image(args.repeats)
     ref = rows["HRNet-W32"]
