@@ -113,9 +113,10 @@ def bench_per_image(repeats):
                                            "MODEL.ENSEMBLE.CONFIGS", str(configs),
                                            "MODEL.ENSEMBLE.WEIGHTS", str(weights)))  # fmt: skip
     # PoseFix as the recipe runs it: its estimator (pose-extent crop, coordinate flip test) and
-    # soft-argmax codec, every input keypoint drawn.
+    # soft-argmax head and codec, every input keypoint drawn.
     refiner = TopDownPredictor(cfg_of("MODEL.META_ARCHITECTURE", "PoseFixEstimator",
                                       "MODEL.TOPDOWN.POSE_NET", "PoseFixHRNet",
+                                      "MODEL.TOPDOWN.HEAD.NAME", "SoftArgmaxHead",
                                       "MODEL.TOPDOWN.CUE", "PoseCue",
                                       "MODEL.TOPDOWN.LOSS_NAME", "PoseFixLoss",
                                       "MODEL.TOPDOWN.CODEC.NAME", "SoftArgmaxCodec",

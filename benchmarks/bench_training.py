@@ -3,6 +3,7 @@
 share of iteration time spent waiting for data, and peak memory.
 
     python benchmarks/bench_training.py [--configs A.yaml ...] [--iters N] [--warmup N] [--quick]
+                                        [--mixed [--force-bf16]]
                                         [-- KEY VALUE ...]   (config overrides for every recipe)
 
 Each recipe (default: every yaml under configs/Synthetic/ and projects/TopDown/configs/Synthetic/)
@@ -18,6 +19,10 @@ iterations:
 - peak memory: the largest sum of PSS (proportional set size: shared pages counted once) over the
   training process and its data-loader workers, sampled every 0.25 s from /proc (Linux only), and
   the training process's own peak RSS (``getrusage``). The goal: at most 3 GB for every recipe.
+``--mixed``: each recipe also with SOLVER.AMP.ENABLED True, right after its fp32 run, and the
+speed ratio mixed / fp32 (the precision each run trained in is in its row: bf16 on a CPU with
+native bf16, fp32 where the CPU lacks it). ``--force-bf16``: the mixed runs in bf16 even without
+native bf16 (emulated), to measure what the fp32 fallback avoids.
 Prints a table and a last line to paste into a note. About 15 minutes on a quiet 2-core CPU for
 all recipes; --quick: the two main recipes, 10 iterations.
 """
@@ -99,15 +104,19 @@ class PeakMemory(threading.Thread):
         return self.peak
 
 
-def worker(config, iters, warmup, extra_opts=()):
+def worker(config, iters, warmup, extra_opts=(), force_bf16=False):
     """Train ``config`` for warmup + iters iterations in this process; print the result line."""
     import resource
 
+    import torch
     from detectron2.engine import default_argument_parser, hooks
 
     import multitask_pose  # noqa: F401  (registers models and datasets)
-    from multitask_pose.engine import MultiTaskTrainer
+    from multitask_pose.engine import MultiTaskTrainer, mixed_precision
     from multitask_pose.engine.setup import setup_cfg
+
+    if force_bf16:
+        mixed_precision.cpu_has_native_bf16 = lambda: True
 
     if is_topdown(config):
         import pose_topdown  # noqa: F401  (registers the top-down models)
@@ -125,6 +134,8 @@ def worker(config, iters, warmup, extra_opts=()):
         args = default_argument_parser().parse_args(["--config-file", config, *opts])
         cfg = setup_cfg(args, (trainer_cls.add_config,))
         trainer = trainer_cls(cfg)
+        loop = trainer._trainer
+        precision = str(getattr(loop, "dtype", torch.float32)).replace("torch.", "")
         trainer.resume_or_load(resume=False)
         # Evaluation (detectron2 evaluates after the last iteration even with period 0) and
         # checkpoints are not training throughput.
@@ -151,6 +162,8 @@ def worker(config, iters, warmup, extra_opts=()):
     result = {
         "config": os.path.relpath(config, ROOT),
         "batch": cfg.SOLVER.IMS_PER_BATCH,
+        "precision": precision + (" (AMP on, no native bf16)" if cfg.SOLVER.AMP.ENABLED
+                                  and precision == "float32" else ""),  # fmt: skip
         "unit": "crops" if is_topdown(config) else "images",
         "s_per_iter": total / iters,
         "per_s": cfg.SOLVER.IMS_PER_BATCH * iters / total,
@@ -162,9 +175,10 @@ def worker(config, iters, warmup, extra_opts=()):
     print(RESULT_TAG + json.dumps(result), flush=True)
 
 
-def run_recipe(config, iters, warmup, opts):
+def run_recipe(config, iters, warmup, opts, force_bf16=False):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", config, "--iters", str(iters),
-           "--warmup", str(warmup), "--", *opts]  # fmt: skip
+           "--warmup", str(warmup), *(["--force-bf16"] if force_bf16 else []),
+           "--", *opts]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
     if proc.returncode != 0 or not lines:
@@ -179,6 +193,10 @@ def main():
     ap.add_argument("--iters", type=int, default=20, help="measured iterations per recipe")
     ap.add_argument("--warmup", type=int, default=5, help="iterations before measuring")
     ap.add_argument("--quick", action="store_true", help="the two main recipes, 10 iterations")
+    ap.add_argument("--mixed", action="store_true",
+                    help="each recipe also with SOLVER.AMP.ENABLED True (fp32 vs mixed)")
+    ap.add_argument("--force-bf16", action="store_true",
+                    help="--mixed runs in bf16 even on a CPU without native bf16 (emulated)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, after --")
     args = ap.parse_args()
@@ -186,7 +204,7 @@ def main():
     if len(opts) % 2:
         ap.error(f"overrides come in KEY VALUE pairs, got {opts}")
     if args.worker:
-        return worker(args.worker, args.iters, args.warmup, opts)
+        return worker(args.worker, args.iters, args.warmup, opts, args.force_bf16)
     if args.iters < 1 or args.warmup < 0:
         ap.error("--iters must be at least 1 and --warmup at least 0")
     configs = args.configs or (MAIN_RECIPES if args.quick else default_recipes())
@@ -199,21 +217,31 @@ def main():
         raise SystemExit("bench_training: peak memory is read from /proc, which needs Linux")
     from multitask_pose.env import cpu_model
 
-    print("| recipe | batch | s/iter | throughput | data wait | workers | peak PSS (tree) | "
-          "main max RSS |\n|---|---|---|---|---|---|---|---|", flush=True)  # fmt: skip
-    rows = []
+    if args.force_bf16 and not args.mixed:
+        ap.error("--force-bf16 applies to the --mixed runs")
+    print("| recipe | precision | batch | s/iter | throughput | data wait | workers | peak PSS"
+          " (tree) | main max RSS |\n" + "|---" * 9 + "|", flush=True)  # fmt: skip
+    rows, ratios = [], []
     for c in configs:
-        t = time.perf_counter()
-        r = run_recipe(os.path.abspath(c), args.iters, args.warmup, opts)
-        rows.append(r)
-        print(f"| {os.path.basename(r['config'])[:-5]} | {r['batch']} | {r['s_per_iter']:.2f} | "
-              f"{r['per_s']:.1f} {r['unit']}/s | {100 * r['data_wait']:.1f}% | {r['workers']} | "
-              f"{r['peak_pss_gb']:.2f} GB | {r['main_max_rss_gb']:.2f} GB |"
-              f" <!-- {time.perf_counter() - t:.0f} s -->", flush=True)  # fmt: skip
+        for amp in (False, True) if args.mixed else (False,):
+            t = time.perf_counter()
+            amp_opts = [*opts, "SOLVER.AMP.ENABLED", str(amp)]
+            r = run_recipe(os.path.abspath(c), args.iters, args.warmup, amp_opts, args.force_bf16)
+            rows.append(r)
+            print(f"| {os.path.basename(r['config'])[:-5]} | {r['precision']} | {r['batch']} |"
+                  f" {r['s_per_iter']:.2f} | {r['per_s']:.1f} {r['unit']}/s |"
+                  f" {100 * r['data_wait']:.1f}% | {r['workers']} | {r['peak_pss_gb']:.2f} GB |"
+                  f" {r['main_max_rss_gb']:.2f} GB | <!-- {time.perf_counter() - t:.0f} s -->",
+                  flush=True)  # fmt: skip
+        if args.mixed:
+            fp32, mixed = rows[-2:]
+            ratios.append(f"{os.path.basename(c)[:-5]} {mixed['precision']} /"
+                          f" fp32 {fp32['s_per_iter'] / mixed['s_per_iter']:.2f}x")  # fmt: skip
     worst_wait = max(rows, key=lambda r: r["data_wait"])
     worst_mem = max(rows, key=lambda r: r["peak_pss_gb"])
     items = ", ".join(
-        f"{os.path.basename(r['config'])[:-5]} {r['per_s']:.1f} {r['unit']}/s"
+        f"{os.path.basename(r['config'])[:-5]}{' ' + r['precision'] if args.mixed else ''}"
+        f" {r['per_s']:.1f} {r['unit']}/s"
         f" wait {100 * r['data_wait']:.1f}% {r['peak_pss_gb']:.2f} GB"
         for r in rows
     )
@@ -222,6 +250,7 @@ def main():
         f" ({os.path.basename(worst_wait['config'])[:-5]}; goal <= 5%), worst peak"
         f" {worst_mem['peak_pss_gb']:.2f} GB ({os.path.basename(worst_mem['config'])[:-5]};"
         f" goal <= 3 GB); {args.warmup} + {args.iters} iterations each"
+        f"{'; mixed-precision speed: ' + ', '.join(ratios) if ratios else ''}"
         f"{'; overrides ' + ' '.join(opts) if opts else ''}; {cpu_model()}"
     )
 

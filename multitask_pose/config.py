@@ -103,6 +103,10 @@ def add_pose_config(cfg: CN) -> CN:
     # in the short from-scratch CPU schedules; Adam when WEIGHT_DECAY is 0) or "RMSprop" (the
     # stacked hourglass's). All use SOLVER.BASE_LR, WEIGHT_DECAY* and clipping.
     cfg.SOLVER.OPTIMIZER = "SGD"
+    # detectron2's mixed-precision switch, for both stages and on CPUs too
+    # (engine/mixed_precision.py): fp16 with a grad scaler on CUDA, bf16 on a CPU with native
+    # bf16 (AVX-512 BF16 or AMX), fp32 with a warning on other CPUs.
+    cfg.SOLVER.AMP.ENABLED = False
     # Learning-rate factor of the DCNv2 offset/modulation predictors (DeformConv2d.offset), 0.1 as
     # in the DCNv2 paper; at 1.0 from-scratch CPU runs grew offsets of 4-7 feature pixels in
     # res4-res5.

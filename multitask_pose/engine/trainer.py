@@ -25,6 +25,7 @@ from ..modeling.meta_arch import MultiTaskRCNN
 from .checkpoint import SafeCheckpointer, UnsafeCheckpointError, checkpointer_for
 from .cli import ConfigError
 from .launch import create_ddp_model
+from .mixed_precision import build_train_loop
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,12 @@ class PoseTrainer(DefaultTrainer):
 
     def __init__(self, cfg):
         # DefaultTrainer wraps the model with detectron2's create_ddp_model, which gives CPU
-        # modules device ids that DistributedDataParallel rejects; use the CPU-aware one.
+        # modules device ids that DistributedDataParallel rejects; use the CPU-aware one. Its
+        # AMPTrainer (SOLVER.AMP.ENABLED) runs on CUDA alone: ours chooses the precision per
+        # device (mixed_precision.py).
         with (
             mock.patch.object(d2_defaults, "create_ddp_model", create_ddp_model),
+            mock.patch.object(d2_defaults, "AMPTrainer", build_train_loop(cfg)),
             mock.patch.object(
                 d2_defaults, "DetectionCheckpointer", checkpointer_for(cfg, self.checkpointer_class)
             ),
