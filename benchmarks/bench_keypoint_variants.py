@@ -53,7 +53,7 @@ from bench_inference import (  # noqa: E402
 from multitask_pose.codecs import RoIHeatmapCodec  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
 from multitask_pose.layers.deform_conv import sampled_deform_conv2d  # noqa: E402
-from multitask_pose.shared.timing import median_seconds  # noqa: E402
+from multitask_pose.shared.timing import median_ms  # noqa: E402
 
 OFFSETS = ["MODEL.ROI_KEYPOINT_HEAD.NAME", "KeypointOffsetHead"]
 RB = [
@@ -94,10 +94,6 @@ def parse_args(argv=None):
     return args
 
 
-def median_ms(fn, calls=20):
-    return 1000 * median_seconds(fn, calls)
-
-
 def bench_decode(n_rois, seed):
     gen = torch.Generator().manual_seed(seed)
     K, S = 17, 56
@@ -115,9 +111,9 @@ def bench_decode(n_rois, seed):
     # tops a separate, slightly higher bicubic bump can lie further away. Count those.
     same = ((ours - ref[..., :2]).abs().amax(dim=-1) < 1e-3).float().mean().item()
     return (
-        median_ms(lambda: heatmaps_to_keypoints(maps, rois)),
-        median_ms(lambda: codec.decode(maps, rois)),
-        median_ms(lambda: codec.decode(maps, rois, offsets)),
+        median_ms(lambda: heatmaps_to_keypoints(maps, rois), 20),
+        median_ms(lambda: codec.decode(maps, rois), 20),
+        median_ms(lambda: codec.decode(maps, rois, offsets), 20),
         same,
     )
 

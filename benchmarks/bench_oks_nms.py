@@ -37,7 +37,7 @@ import numpy as np
 import multitask_pose  # noqa: F401  (registers the datasets)
 from multitask_pose.env import cpu_model
 from multitask_pose.shared import oks_nms
-from multitask_pose.shared.timing import median_seconds
+from multitask_pose.shared.timing import median_ms
 
 SIGMAS = np.array(
     [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87,
@@ -197,10 +197,6 @@ def real_sets(rng, dup=8):
         areas = np.repeat(h * np.array([a["bbox"][2] for a in anns]), dup)
         sets.append((kp, rng.uniform(0, 1, len(kp)), areas))
     return sets
-
-
-def median_ms(fn, repeats):
-    return 1000 * median_seconds(fn, repeats)
 
 
 def main():

@@ -6,7 +6,7 @@ import statistics
 import time
 from typing import Callable
 
-__all__ = ["median_seconds"]
+__all__ = ["median_ms", "median_seconds"]
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -22,3 +22,8 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """:func:`median_seconds` in milliseconds."""
+    return 1000 * median_seconds(fn, repeats, warmup)
