@@ -38,14 +38,15 @@ from multitask_pose.shared.visualizer import (
 )
 
 PREDICTOR_ENTRY_POINTS = "multitask_pose.predictors"  # {stage: its predictor factory} (setup.py)
+NO_TOPDOWN = ("--topdown: the top-down stage is not installed (pip install -e . in the repository"
+              " root installs both stages)")  # fmt: skip
 
 
 def stage_config(stage: str):
     """A fresh config with the keys of ``stage`` ("rcnn" or "topdown", ``stage_configs``)."""
     builders = stage_configs()
-    if stage not in builders:
-        raise ConfigError(f"--{stage}: the {stage} stage is not installed (pip install -e . in the"
-                          " repository root installs both stages)")  # fmt: skip
+    if stage not in builders:  # (the R-CNN's is the core's own)
+        raise ConfigError(NO_TOPDOWN)
     return builders[stage]()
 
 
@@ -54,8 +55,7 @@ def topdown_predictor(cfg, dataset, listing, inputs):
     ``predictor_and_boxes``, found through the ``multitask_pose.predictors`` entry point)."""
     found = entry_points(group=PREDICTOR_ENTRY_POINTS, name="topdown")
     if not found:
-        raise ConfigError("--topdown: the top-down stage is not installed (pip install -e . in the"
-                          " repository root installs both stages)")  # fmt: skip
+        raise ConfigError(NO_TOPDOWN)
     return next(iter(found)).load()(cfg, dataset, listing, inputs)
 
 

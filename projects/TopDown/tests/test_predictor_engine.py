@@ -145,7 +145,7 @@ def test_demo_finds_the_top_down_stage_through_its_entry_points(monkeypatch, cap
     assert demo.main(["--topdown", "--config-file", "x.yaml", "--input", ".", "--output",
                       "out"]) == 2  # fmt: skip
     assert capsys.readouterr().err.strip() == (
-        "demo: --topdown: the topdown stage is not installed (pip install -e . in the"
+        "demo: --topdown: the top-down stage is not installed (pip install -e . in the"
         " repository root installs both stages)"
     )
     monkeypatch.setattr(demo, "entry_points", lambda **k: ())
