@@ -18,10 +18,10 @@ __all__ = ["UnknownDatasetError", "check_datasets", "check_device", "setup_cfg"]
 def setup_cfg(args, add_config_fns=(), base_cfg=None, lock_stack=None, stage=None):
     """Build the config from ``--config-file`` and ``opts`` on top of the project's keys (a
     config of the other ``stage`` or an unknown key is a one-line :class:`ConfigError`, see
-    :func:`cli.load_config`), check the device, and run detectron2's ``default_setup`` (logging,
-    output dir, seed). With an
-    ``contextlib.ExitStack`` as ``lock_stack``, rank 0 first takes OUTPUT_DIR's run lock
-    (:mod:`run_lock`) on it, before anything is written there."""
+    :func:`cli.load_config`), check the device and the datasets, and run detectron2's
+    ``default_setup`` (logging, output dir, seed); both packages' loggers also write to
+    OUTPUT_DIR/log.txt. With a ``contextlib.ExitStack`` as ``lock_stack``, rank 0 first takes
+    OUTPUT_DIR's run lock (:mod:`run_lock`) on it, before anything is written there."""
     cfg = base_cfg if base_cfg is not None else get_pose_cfg()
     for fn in add_config_fns:
         fn(cfg)
