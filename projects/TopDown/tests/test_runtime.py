@@ -324,6 +324,11 @@ def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, tmp_path):
     assert resolve_backend("auto", "cpu", fp32=True) == "onnxruntime"  # an ONNX file's run
     assert resolve_backend("auto", "cuda") == "fused"  # bf16 on CUDA only when asked for
     assert resolve_backend("bf16", "cpu") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="'bf16': cuda does not compute bf16"):
+        resolve_backend("bf16", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_backend("bf16", "cuda") == "bf16"
     # An ONNX file runs with onnxruntime under "auto", native bf16 or not.
     net, size = build_net("PoseHighResolutionNet")
     path = str(tmp_path / "net.onnx")
