@@ -14,7 +14,9 @@
 - ``"auto"`` (default): the fastest that the environment has for the model's device: bf16 on a
   CPU with native bf16; else onnxruntime on CPU when it imports; otherwise fused (the README's
   performance section has the figures). On CUDA "auto" stays fp32 ("fused"): no GPU measurement
-  here shows what bf16 gains there, and it changes the outputs; ask for "bf16" to use it.
+  here shows what bf16 gains there, and it changes the outputs; ask for "bf16" to use it. A
+  network whose bf16 outputs miss ``BF16_TOLERANCE`` runs with "auto"'s fp32 choice, with a
+  warning (asked for by name, bf16 refuses it as every backend does).
 
 ``InferenceNet`` keeps the built network and rebuilds it only when the weights change (a training
 step, ``load_state_dict``, a move to another device), so the evaluator hook during training sees
