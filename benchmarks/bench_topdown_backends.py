@@ -8,11 +8,14 @@ per second at batch 1, 8 and 32 for each TEST.TOPDOWN.BACKEND against the refere
 Reference: our PoseHighResolutionNet module as the official code runs it: plain eager forward,
 BatchNorm unfolded, contiguous (NCHW) memory, under ``torch.inference_mode()``, same thread count.
 Rows: "fused" (BatchNorm folded, channels-last), "onnxruntime" (exported in memory, ONNX Runtime's
-CPU provider) and "auto" (what the default picks here). Random weights with He-initialised
+CPU provider), "bf16" (fused under bf16 autocast: fast only on a CPU with native bf16, AVX-512
+BF16 or AMX; emulated and slower than fp32 elsewhere, which the summary says) and "auto" (what
+the default picks here). Random weights with He-initialised
 convolutions and random BatchNorm statistics (speed does not depend on the values; the outputs are
 far from zero, so the printed max relative difference to the reference means something). Each
 figure is the median of --repeats timed runs after one warm-up. The goal: every backend
-row that "auto" can pick at least 1.5x the reference at each batch, outputs within 1e-4.
+row that "auto" can pick at least 1.5x the reference at each batch, outputs within 1e-4 (bf16:
+within its BF16_TOLERANCE, 2.5% of the largest output).
 
 Prints a table and a last line to paste into a note (about 3 minutes on a quiet 2-core CPU).
 """
@@ -27,10 +30,11 @@ warnings.filterwarnings(
 )
 
 import torch  # noqa: E402
-from bench_topdown import median_time  # noqa: E402  (the same timing as the other benchmarks)
 
 import multitask_pose  # noqa: E402,F401  (registers the datasets)
+from multitask_pose.engine.mixed_precision import cpu_has_native_bf16  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
+from multitask_pose.shared.timing import median_seconds  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "projects", "TopDown", "configs")
 
@@ -78,7 +82,7 @@ def main():
     gmac = counter.total() / 1e9
     print(f"{name} {w}x{h}: {gmac:.2f} GMAC per crop", flush=True)
     auto = resolve_backend("auto", "cpu")
-    backends = ["fused", "onnxruntime"]
+    backends = ["fused", "onnxruntime", "bf16"]
     runners = {}
     for b in backends:
         t = time.perf_counter()
@@ -90,7 +94,7 @@ def main():
         x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(batch))
         with torch.inference_mode():
             ref_out = net(x)[net.prediction]
-            t_ref = median_time(lambda: net(x), args.repeats)
+            t_ref = median_seconds(lambda: net(x), args.repeats)
         scale = max(1.0, float(ref_out.abs().max()))
         line = (
             f"batch {batch:3d}: reference {batch / t_ref:6.1f} crops/s"
@@ -100,7 +104,7 @@ def main():
         for b in backends:
             out = runners[b].infer(net, x)
             err = float((out - ref_out).abs().max()) / scale
-            t = median_time(lambda: runners[b].infer(net, x), args.repeats)
+            t = median_seconds(lambda: runners[b].infer(net, x), args.repeats)
             rows[batch][b] = (batch / t, t_ref / t, err)
             line += (
                 f" | {b} {batch / t:6.1f} crops/s ({gmac * batch / t:.0f} GMAC/s)"
@@ -113,12 +117,14 @@ def main():
         for batch, row in rows.items()
     )
     worst_auto = min(row[auto][1] for row in rows.values())
-    worst_err = max(r[2] for row in rows.values() for r in row.values())
+    worst_err = max(r[2] for row in rows.values() for b, r in row.items() if b != "bf16")
+    bf16_err = max(row["bf16"][2] for row in rows.values())
+    native = "native bf16" if cpu_has_native_bf16() else "NO native bf16 (emulated, slow)"
     print(
         f"bench_topdown_backends: {name} {w}x{h} vs eager inference_mode reference ({cells});"
         f" {gmac:.2f} GMAC/crop; auto = {auto}, worst {worst_auto:.2f}x (goal 1.5x:"
-        f" {'met' if worst_auto >= 1.5 else 'NOT met'}); max relative difference {worst_err:.1e};"
-        f" {cpu_model()}, {torch.get_num_threads()} threads"
+        f" {'met' if worst_auto >= 1.5 else 'NOT met'}); max relative difference {worst_err:.1e}"
+        f" (bf16 {bf16_err:.1e}); {cpu_model()}, {native}, {torch.get_num_threads()} threads"
     )
 
 

@@ -193,7 +193,10 @@ def add_topdown_config(cfg: CN) -> CN:
     tt.HINT.PEAK_STRIDE = 4  # "heatmap_peaks": image pixels per cell of the pasted heatmap
     # How inference runs the pose network (pose_topdown/runtime.py): "eager" (as trained), "fused"
     # (BatchNorm folded into the convolutions, channels-last), "onnxruntime" (exported to ONNX and
-    # run by ONNX Runtime on CPU) or "auto": onnxruntime on CPU when it imports, else fused.
+    # run by ONNX Runtime on CPU), "bf16" (fused under bf16 autocast, fp32 outputs; heatmaps within
+    # 2.5% of eager's maximum: slower than fp32 on a CPU without native bf16, so it warns there) or
+    # "auto": bf16 on a CPU with native bf16 (AVX-512 BF16 or AMX), else onnxruntime on CPU when it
+    # imports, else fused (also on CUDA, where bf16 is unmeasured: ask for it by name).
     tt.BACKEND = "auto"
     # An ONNX file of this model's weights (tools/export_model.py) for the onnxruntime backend;
     # "": export in memory whenever the weights change.

@@ -1,9 +1,11 @@
 """Inference backends (pose_topdown/runtime.py): the folded + channels-last network and the ONNX
 Runtime export give the eager forward's prediction within 1e-4 for every registered top-down
-network, on random weights with non-trivial BatchNorm statistics; an exported file runs only with
-the weights it came from; the built network follows the weights as they change; bad settings are
-refused."""
+network, on random weights with non-trivial BatchNorm statistics; the bf16 network within its own
+tolerance, and a network too ill-conditioned for bf16 is refused; "auto" picks bf16 only on a CPU
+with native bf16; an exported file runs only with the weights it came from; the built network
+follows the weights as they change; bad settings are refused."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,13 +13,17 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
-from pose_topdown import get_topdown_cfg
+from pose_topdown import get_topdown_cfg, runtime
 from pose_topdown.data import TopDownTestMapper
 from pose_topdown.modeling import build_pose_net
 from pose_topdown.modeling.build import POSE_NET_REGISTRY
 from pose_topdown.runtime import (
+    _BF16,
+    BF16_TOLERANCE,
     TOLERANCE,
+    InferenceNet,
     OnnxPoseNet,
+    OutputMismatch,
     _Fused,
     check_outputs,
     export_onnx,
@@ -204,7 +210,9 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="CPU provider.*cuda"):
         resolve_backend("onnxruntime", "cuda")
     assert resolve_backend("auto", "cuda") == "fused"
-    assert resolve_backend("auto", "cpu") == "onnxruntime"  # the set-up installs it
+    # The set-up installs onnxruntime; a CPU with native bf16 runs bf16 (tested below).
+    want = "bf16" if runtime.cpu_has_native_bf16() else "onnxruntime"
+    assert resolve_backend("auto", "cpu") == want
 
 
 def test_export_tool_writes_a_checked_file_that_the_pipeline_runs(tmp_path, capsys):
@@ -255,3 +263,95 @@ def test_stage_times_cover_the_inference_stages():
     with StageTimes() as again:  # usable again after the block
         _poses(model, x)
     assert set(again.seconds) == stages
+
+
+# --- bf16 --------------------------------------------------------------------------------------
+
+
+def test_bf16_is_within_its_tolerance_of_the_eager_forward():
+    net, size = build_net("PoseHighResolutionNet")
+    bf16 = _BF16(net, size)
+    err = check_outputs(bf16, net, size, "bf16", BF16_TOLERANCE)
+    # Above fp32's tolerance: the network really ran in bf16 (1.7% measured).
+    assert 10 * TOLERANCE < err <= BF16_TOLERANCE
+    images = torch.randn(5, 3, size[1], size[0])
+    with torch.inference_mode():
+        ref = net(images)[net.prediction]
+        got = bf16(images)
+    assert got.dtype == torch.float32 and got.shape == ref.shape
+    assert float((got - ref).abs().max()) / float(ref.abs().max()) <= BF16_TOLERANCE
+
+
+def ill_conditioned(net):
+    """The network with its final convolution's output offset by 1024x the heatmaps' largest
+    magnitude and the offset removed after it: equal in fp32, but bf16's 8 significant bits at
+    the offset are coarser than the heatmaps themselves."""
+    images, _ = runtime.example_inputs(net, (64, 96))
+    with torch.inference_mode():
+        offset = 1024 * float(net(images)[net.prediction].abs().max())
+    with torch.no_grad():
+        net.final_layer.bias.add_(offset)
+    net.final_layer.register_forward_hook(lambda m, i, out: out - offset)
+    return net
+
+
+def test_bf16_refuses_a_network_it_cannot_run_within_its_tolerance(monkeypatch, caplog):
+    net, size = build_net("PoseHighResolutionNet")
+    ill_conditioned(net)
+    assert check_outputs(_Fused(net, size), net, size, "fused") <= 1e-3  # fine in fp32
+    images = torch.randn(2, 3, size[1], size[0])
+    with pytest.raises(OutputMismatch, match=r"the bf16 network: outputs differ from the eager"
+                                             r" forward by .* above 0.025"):  # fmt: skip
+        InferenceNet("bf16", input_size=size).infer(net, images)
+    # "auto" chose bf16 for speed alone: it says so and runs the network in fp32.
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    auto = InferenceNet("auto", input_size=size)
+    with caplog.at_level(logging.WARNING, logger=runtime.__name__):
+        got = auto.infer(net, images)
+    assert auto.resolved == "onnxruntime"
+    assert "TEST.TOPDOWN.BACKEND 'auto' runs it with 'onnxruntime' instead" in caplog.text
+    with torch.inference_mode():
+        ref = net(images)[net.prediction]
+    assert float((got - ref).abs().max()) <= 1e-3 * float(ref.abs().max())
+
+
+def test_auto_picks_bf16_only_on_a_cpu_with_native_bf16(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert resolve_backend("auto", "cpu") == "onnxruntime"
+    assert resolve_backend("auto", "cuda") == "fused"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert resolve_backend("auto", "cpu") == "bf16"
+    assert resolve_backend("auto", "cpu", fp32=True) == "onnxruntime"  # an ONNX file's run
+    assert resolve_backend("auto", "cuda") == "fused"  # bf16 on CUDA only when asked for
+    assert resolve_backend("bf16", "cpu") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="'bf16': cuda does not compute bf16"):
+        resolve_backend("bf16", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_backend("bf16", "cuda") == "bf16"
+    # An ONNX file runs with onnxruntime under "auto", native bf16 or not.
+    net, size = build_net("PoseHighResolutionNet")
+    path = str(tmp_path / "net.onnx")
+    export_onnx(net, path, size)
+    auto = InferenceNet("auto", onnx_file=path, input_size=size)
+    auto.infer(net, torch.randn(1, 3, size[1], size[0]))
+    assert auto.resolved == "onnxruntime"
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_asked_for_without_native_bf16_warns_once(native, monkeypatch, caplog):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    model = _model("TEST.TOPDOWN.BACKEND", "bf16")
+    crops = torch.randn(3, 3, 96, 64)
+    with caplog.at_level(logging.WARNING, logger=runtime.__name__):
+        got = model._outputs(crops, None, inference=True)["heatmap"]
+        with torch.no_grad():  # a weight change rebuilds the network, without a second warning
+            next(model.pose_net.parameters()).mul_(0.9)
+        model._outputs(crops, None, inference=True)
+    assert model.runner.resolved == "bf16"
+    warned = [r for r in caplog.records if "no native bf16" in r.getMessage()]
+    if native:
+        assert not warned
+    else:
+        assert len(warned) == 1 and "emulated, slower than fp32" in warned[0].getMessage()
+    assert got.dtype == torch.float32
