@@ -38,10 +38,10 @@ warnings.filterwarnings(
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from bench_topdown import median_time  # noqa: E402  (the same timing as the other benchmarks)
 
 import multitask_pose  # noqa: E402,F401  (registers the datasets)
 from multitask_pose.env import cpu_model  # noqa: E402
+from multitask_pose.shared.timing import median_seconds  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CONFIGS = os.path.join(ROOT, "projects", "TopDown", "configs", "Synthetic")
@@ -86,7 +86,7 @@ def bench_persons(cfg, counts, repeats, rng):
         size = rng.uniform(60, min(300, h), (n, 1))
         lo = rng.uniform(0, 1, (n, 2)) * (np.array([w, h]) - size * np.array([0.5, 1.0]))
         boxes = np.concatenate([lo, lo + size * np.array([0.5, 1.0])], 1)
-        t = median_time(lambda: predictor(image, boxes=boxes), repeats)
+        t = median_seconds(lambda: predictor(image, boxes=boxes), repeats)
         with StageTimes() as st:
             for _ in range(repeats):
                 predictor(image, boxes=boxes)
