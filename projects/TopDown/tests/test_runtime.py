@@ -283,12 +283,13 @@ def test_bf16_is_within_its_tolerance_of_the_eager_forward():
 
 
 def ill_conditioned(net):
-    """The network with its final convolution's output offset by 1024x the heatmaps' largest
-    magnitude and the offset removed after it: equal in fp32, but bf16's 8 significant bits at
-    the offset are coarser than the heatmaps themselves."""
+    """The network with its final convolution's output offset by 256x the heatmaps' largest
+    magnitude and the offset removed after it: equal in fp32 (24 significant bits: about 2e-5 of
+    the heatmaps at the offset), but bf16's 8 significant bits at the offset are coarser than the
+    heatmaps themselves. (At 1024x, fp32's own rounding reached the 1e-4 tolerance on 2 threads.)"""
     images, _ = runtime.example_inputs(net, (64, 96))
     with torch.inference_mode():
-        offset = 1024 * float(net(images)[net.prediction].abs().max())
+        offset = 256 * float(net(images)[net.prediction].abs().max())
     with torch.no_grad():
         net.final_layer.bias.add_(offset)
     net.final_layer.register_forward_hook(lambda m, i, out: out - offset)
