@@ -194,9 +194,10 @@ def add_topdown_config(cfg: CN) -> CN:
     # How inference runs the pose network (pose_topdown/runtime.py): "eager" (as trained), "fused"
     # (BatchNorm folded into the convolutions, channels-last), "onnxruntime" (exported to ONNX and
     # run by ONNX Runtime on CPU), "bf16" (fused under bf16 autocast, fp32 outputs; heatmaps within
-    # 2.5% of eager's maximum: slower than fp32 on a CPU without native bf16, so it warns there) or
-    # "auto": bf16 on a CPU with native bf16 (AVX-512 BF16 or AMX), else onnxruntime on CPU when it
-    # imports, else fused (also on CUDA, where bf16 is unmeasured: ask for it by name).
+    # 2.5% of eager's maximum; fast only with native bf16, AVX-512 BF16 or AMX on a CPU: elsewhere
+    # emulated and slower than fp32, so it warns there) or "auto": the fastest fp32 backend,
+    # onnxruntime on CPU when it imports, else fused (never bf16: the default's results do not
+    # depend on the machine).
     tt.BACKEND = "auto"
     # An ONNX file of this model's weights (tools/export_model.py) for the onnxruntime backend;
     # "": export in memory whenever the weights change.

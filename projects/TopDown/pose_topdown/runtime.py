@@ -11,12 +11,10 @@
 - ``"onnxruntime"``: the network exported to ONNX (in memory, or the file ``TEST.TOPDOWN.ONNX_FILE``
   that ``tools/export_model.py`` wrote) and run by ONNX Runtime's CPU provider, with as many
   threads as torch uses.
-- ``"auto"`` (default): the fastest that the environment has for the model's device: bf16 on a
-  CPU with native bf16; else onnxruntime on CPU when it imports; otherwise fused (the README's
-  performance section has the figures). On CUDA "auto" stays fp32 ("fused"): no GPU measurement
-  here shows what bf16 gains there, and it changes the outputs; ask for "bf16" to use it. A
-  network whose bf16 outputs miss ``BF16_TOLERANCE`` runs with "auto"'s fp32 choice, with a
-  warning (asked for by name, bf16 refuses it as every backend does).
+- ``"auto"`` (default): the fastest fp32 backend the environment has for the model's device:
+  onnxruntime on CPU when it imports, otherwise fused (the README's performance section has the
+  figures). It never picks bf16, whose outputs differ from eager's by up to ``BF16_TOLERANCE``:
+  the default's results do not depend on the machine; ask for "bf16" by name.
 
 ``InferenceNet`` keeps the built network and rebuilds it only when the weights change (a training
 step, ``load_state_dict``, a move to another device), so the evaluator hook during training sees
@@ -84,16 +82,14 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def resolve_backend(name: str, device, fp32: bool = False) -> str:
-    """The backend ``name`` ("auto" resolved, to an fp32 one with ``fp32``) for a model on
-    ``device``; a clear error for an unknown name, or a backend where it cannot run."""
+def resolve_backend(name: str, device) -> str:
+    """The backend ``name`` ("auto" resolved) for a model on ``device``; a clear error for an
+    unknown name, or a backend where it cannot run."""
     if name not in BACKENDS:
         raise ValueError(f"TEST.TOPDOWN.BACKEND must be one of {BACKENDS}, got {name!r}")
     kind = torch.device(device).type
     cpu = kind == "cpu"
     if name == "auto":
-        if cpu and not fp32 and cpu_has_native_bf16():
-            return "bf16"
         return "onnxruntime" if cpu and onnxruntime_available() else "fused"
     if name == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(
@@ -360,22 +356,13 @@ class InferenceNet:
         )
 
     def _build(self, net: nn.Module, device):
-        # An ONNX file runs with onnxruntime: "auto" then means that, never bf16.
-        name = resolve_backend(self.backend, device, fp32=bool(self.onnx_file))
+        name = resolve_backend(self.backend, device)
         if self.onnx_file and name != "onnxruntime":
             raise ValueError(
                 f"TEST.TOPDOWN.ONNX_FILE {self.onnx_file} needs the onnxruntime backend, which"
                 f" does not run on {device}"
             )
-        try:
-            built = self._build_backend(name, net, device)
-        except OutputMismatch as e:
-            # "auto" chose bf16 for speed: a network too ill-conditioned for it runs in fp32.
-            if not (self.backend == "auto" and name == "bf16"):
-                raise
-            name = resolve_backend("auto", device, fp32=True)
-            logger.warning(f"{e}: TEST.TOPDOWN.BACKEND 'auto' runs it with {name!r} instead")
-            built = self._build_backend(name, net, device)
+        built = self._build_backend(name, net, device)
         if name != self.resolved:
             logger.info(f"Top-down inference backend: {name} (TEST.TOPDOWN.BACKEND {self.backend})")
         self.resolved = name
