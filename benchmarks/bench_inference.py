@@ -398,7 +398,8 @@ def main(argv=None):
         "exported rows (the mask+kp model; resize + exported forward + detector_postprocess):"
         " largest relative difference of the raw outputs to PyTorch at export "
         + ", ".join(f"{name} {d:.1e}" for name, d in export_diff.items())
-        + f" (tolerance {RANDOM_WEIGHTS_TOLERANCE}); of the post-processed boxes to the eager model's in every round "
+        + f" (tolerance {RANDOM_WEIGHTS_TOLERANCE}); of the post-processed boxes to the eager"
+        " model's in every round "
         + ", ".join(f"{name} {d:.1e}" for name, d in box_diff.items())
         + f" (tolerance {RCNN_TOLERANCE}, same classes and counts)"
     )
