@@ -361,8 +361,9 @@ def test_trace_rcnn_gives_an_in_memory_export_checked_against_pytorch():
 
     cfg = get_multitask_cfg()
     cfg.merge_from_file(str(RECIPE))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-                         "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.RPN.POST_NMS_TOPK_TEST", "50"])  # fmt: skip
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+            "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.RPN.POST_NMS_TOPK_TEST", "50"]  # fmt: skip
+    cfg.merge_from_list(opts)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     gen = torch.Generator().manual_seed(0)
