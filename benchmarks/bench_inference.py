@@ -43,9 +43,9 @@ model run its mask/keypoint heads on the same fixed number of boxes. The script 
 models return the same boxes with finite outputs, and prints the detections per image. The
 exported rows are checked on every image of every round against ``ours mask+kp`` (eager), after
 post-processing: the same number of boxes, the same classes, and boxes equal within the
-exporter's ``RCNN_TOLERANCE`` (1e-4) of the largest box coordinate, i.e. within 0.13 px on an
-800 x 1333 image (TorchScript's are bit-identical in practice, ONNX Runtime's kernels differ by
-about 1e-5 of that); the largest difference seen is printed. Before that, the exporter checks
+exporter's ``RCNN_TOLERANCE`` (1e-4) of the largest box coordinate, i.e. within 0.064 px on a
+640-px COCO image (measured: TorchScript's bit-identical, ONNX Runtime's within about 1e-5 of
+the largest coordinate); the largest difference seen is printed. Before that, the exporter checks
 all raw outputs (boxes, scores, masks, heatmaps, keypoints) against PyTorch, refusing the export
 otherwise, within ``RANDOM_WEIGHTS_TOLERANCE`` (1e-3: the random weights' heatmap logits are
 small, so the same absolute kernel differences weigh more than on a trained model).
@@ -71,8 +71,8 @@ Arguments:
   --quick     smoke run: 1 round, 2 images at 320 px (explicit arguments still win)
 
 Prints a table and, last, a one-line summary to paste into a note (flagged NOISY when a call's
-time varied by more than 50% between rounds). The default run takes about 8 minutes on a quiet
-2-core CPU, ``--quick`` about 1 minute.
+time varied by more than 50% between rounds). The default run takes roughly 7 minutes on a quiet
+2-core CPU (the three eager rows took 3), ``--quick`` about 1 minute.
 """
 
 import argparse
