@@ -71,8 +71,8 @@ Arguments:
   --quick     smoke run: 1 round, 2 images at 320 px (explicit arguments still win)
 
 Prints a table and, last, a one-line summary to paste into a note (flagged NOISY when a call's
-time varied by more than 50% between rounds). The default run takes about 8 minutes on a lightly loaded
-2-core CPU (2 threads; the three eager rows alone took 3), ``--quick`` about 1 minute.
+time varied by more than 50% between rounds). The default run takes about 8 minutes on a lightly
+loaded 2-core CPU (2 threads; the three eager rows alone took 3), ``--quick`` about 1 minute.
 """
 
 import argparse
