@@ -7,13 +7,26 @@
 
 Times detectron2's ``DefaultPredictor`` (what a user times: resize, forward, post-processing) on
 the real COCO person sample (``coco_person_sample``, 4 images), for three models built in the
-same run with the same backbone:
+same run with the same backbone, and the multitask model exported two ways:
 
 - ``stock``: detectron2's Keypoint R-CNN (model zoo ``COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x``,
   ``StandardROIHeads``, no mask head), the reference of every ratio;
 - ``ours kp-only``: ``MultiTaskROIHeads`` with the mask head off, expected at 1.00x: the check
   that the multitask wrapper costs nothing at inference;
-- ``ours mask+kp``: the multitask model (box + mask + keypoints), showing what the mask head costs.
+- ``ours mask+kp``: the multitask model (box + mask + keypoints), showing what the mask head costs;
+- ``ours TorchScript`` and ``ours ONNX Runtime``: that same model (same weights, calibrated) traced
+  by the exporter's ``multitask_pose.export.trace_rcnn`` (what ``tools/export_model.py`` writes,
+  kept in memory): TorchScript run by torch, ONNX run by ONNX Runtime's CPU provider on
+  ``--threads`` threads. Each call is what a user of the exported file does for DefaultPredictor's
+  job, and all of it is timed: the same BGR->model-format flip and ``ResizeShortestEdge`` as
+  DefaultPredictor (its ``aug``), the uint8 image to a (3, H, W) tensor, the exported forward
+  (normalisation, padding, backbone, RPN, ROI heads with their inference: box NMS, mask
+  probabilities, keypoint decode, all inside the file), the flat outputs back to ``Instances`` and
+  detectron2's ``detector_postprocess`` to the original image size (boxes and keypoints rescaled,
+  boxes clipped, 28x28 masks pasted into full-image bitmasks at 0.5), as ``GeneralizedRCNN`` does
+  after its forward. The ONNX file decodes keypoints with the vectorised ``RoIHeatmapCodec`` (the
+  exporter's choice: detectron2's decode does not export), the TorchScript one with
+  detectron2's; tracing and the exporter's own check are not timed.
 
 ``--config r50`` (default): ``configs/COCO-MultiTask/{multitask,keypoint}_rcnn_R_50_FPN_1x.yaml``
 against the stock config as is (the two differ only in the ROI heads class and the mask head).
@@ -27,11 +40,23 @@ weights under FrozenBatchNorm give exploding activations and no detections, so t
 run sets each norm layer's statistics from the activations it sees (a calibrated backbone, like a
 trained one); then ``SCORE_THRESH_TEST 0`` and ``TEST.DETECTIONS_PER_IMAGE`` (``--dets``) make every
 model run its mask/keypoint heads on the same fixed number of boxes. The script checks that all
-models return the same boxes with finite outputs, and prints the detections per image.
+models return the same boxes with finite outputs, and prints the detections per image. The
+exported rows are checked on every image of every round against ``ours mask+kp`` (eager), after
+post-processing: the same number of boxes, the same classes, and boxes equal within the
+exporter's ``RCNN_TOLERANCE`` (1e-4) of the largest box coordinate, i.e. within 0.064 px on a
+640-px COCO image (measured: TorchScript's bit-identical, ONNX Runtime's within about 1e-5 of
+the largest coordinate); the largest difference seen is printed. Before that, the exporter checks
+all raw outputs (boxes, scores, masks, heatmaps, keypoints) against PyTorch, refusing the export
+otherwise, within ``RANDOM_WEIGHTS_TOLERANCE`` (1e-3: the random weights' heatmap logits are
+small, so the same absolute kernel differences weigh more than on a trained model).
+
+The goal set for the exported model: at most 0.8x stock's ms/img at R50-FPN 800 px (the default
+run); the summary says whether it is met (other sizes and ``--config r18`` only report ratios).
 
 Timing: ``--warmup`` runs per model, then ``--repeats`` rounds; in each round every image is run
 through every model in turn (model order rotated), so drift hits all models alike. A model's
 ms/img is the mean over images of the per-image median over rounds; ratios divide by stock's.
+Mixed precision is not among the rows: bf16 is emulated (slow) on a CPU without native bf16.
 
 Arguments:
   --config    r50 (default) or r18, see above
@@ -46,8 +71,8 @@ Arguments:
   --quick     smoke run: 1 round, 2 images at 320 px (explicit arguments still win)
 
 Prints a table and, last, a one-line summary to paste into a note (flagged NOISY when a call's
-time varied by more than 50% between rounds). The default run takes about 3 minutes on a quiet
-2-core CPU, ``--quick`` about 30 s.
+time varied by more than 50% between rounds). The default run takes about 8 minutes on a lightly
+loaded 2-core CPU (2 threads; the three eager rows alone took 3), ``--quick`` about 1 minute.
 """
 
 import argparse
@@ -70,10 +95,18 @@ from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.engine import DefaultPredictor  # noqa: E402
 from detectron2.layers import FrozenBatchNorm2d  # noqa: E402
+from detectron2.modeling.postprocessing import detector_postprocess  # noqa: E402
 
 import multitask_pose  # noqa: E402  (registers MultiTaskROIHeads and coco_person_sample)
 from multitask_pose.config import flatten_config  # noqa: E402
+from multitask_pose.engine.mixed_precision import cpu_has_native_bf16  # noqa: E402
 from multitask_pose.env import cpu_model  # noqa: E402
+from multitask_pose.export import (  # noqa: E402
+    RCNN_TOLERANCE,
+    ExportCheckError,
+    relative_difference,
+    trace_rcnn,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOCK_CONFIG = "COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x.yaml"
@@ -96,6 +129,13 @@ STOCK_OWN_KEYS = (
 TRAINING_ONLY = ("TRAIN", "BATCH_SIZE_PER_IMAGE")  # keys that do not change inference, left alone
 NORM_TYPES = (FrozenBatchNorm2d, torch.nn.BatchNorm2d)
 NOISY = 0.5  # round-to-round variation flagged as disturbed (10-35% is usual on a quiet 2-core VM)
+EXPORTS = (("ours TorchScript", False), ("ours ONNX Runtime", True))  # (row, ONNX?)
+GOAL = 0.8  # exported multitask R-CNN ms/img at most this times stock's, at R50-FPN 800 px
+# The exporter's check of the raw outputs, relative to each output's largest value (at least 1),
+# loosened from its RCNN_TOLERANCE: random weights give heatmap logits of about 7 (a trained model's
+# reach about 60), so ONNX Runtime's absolute kernel differences (about 2e-3 on these logits)
+# weigh about 10x more. Boxes and the post-processed boxes' check keep RCNN_TOLERANCE.
+RANDOM_WEIGHTS_TOLERANCE = 1e-3
 
 
 def add_model_timing_args(parser):
@@ -210,10 +250,58 @@ def check_outputs(name, instances, reference):
         )
 
 
-def run_rounds(predictors, images, repeats, check=check_outputs):
+class ExportedPredictor:
+    """DefaultPredictor's call around an exported R-CNN (``trace_rcnn``'s result): the same
+    pre-processing (``predictor``'s input format and resize), the exported forward, and
+    ``detector_postprocess`` to the original size, as ``GeneralizedRCNN`` does after its forward."""
+
+    def __init__(self, predictor, exported):
+        self.aug, self.input_format, self.exported = predictor.aug, predictor.input_format, exported
+        self.model = predictor.model  # the eager model it was traced from (for the table)
+
+    def resized(self, original_image):
+        """The (3, H, W) uint8 tensor the exported model takes."""
+        if self.input_format == "RGB":
+            original_image = original_image[:, :, ::-1]
+        image = self.aug.get_transform(original_image).apply_image(original_image)
+        return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+    def __call__(self, original_image):
+        with torch.no_grad():
+            height, width = original_image.shape[:2]
+            raw = self.exported.instances(self.exported.run(self.resized(original_image)))
+            return {"instances": detector_postprocess(raw, height, width)}
+
+
+def check_exported(name, instances, reference, worst):
+    """Finite outputs, and ``reference``'s (the eager model's) detections: the same count and
+    classes, boxes within ``RCNN_TOLERANCE`` relative to the largest coordinate; the relative
+    difference is kept in ``worst[name]``."""
+    check_outputs(name, instances, None)
+    if len(instances) != len(reference) or not torch.equal(
+        instances.pred_classes, reference.pred_classes
+    ):
+        raise AssertionError(
+            f"{name}: {len(instances)} detections against the eager model's {len(reference)}"
+            " or other classes"
+        )
+    diff = relative_difference(instances.pred_boxes.tensor, reference.pred_boxes.tensor)
+    worst[name] = max(worst.get(name, 0.0), diff)
+    if diff > RCNN_TOLERANCE:
+        raise AssertionError(
+            f"{name}: boxes differ from the eager model's by {diff:.1e} of the largest coordinate"
+            f" (> {RCNN_TOLERANCE})"
+        )
+
+
+def run_rounds(predictors, images, repeats, check=check_outputs, references=None):
     """Time every model on every image, ``repeats`` rounds, models interleaved per image;
-    ``check(name, instances, first model's instances or None)`` vets each output.
-    Returns seconds ``[model][image] -> [per round]``, detections and mean box size per image."""
+    ``check(name, instances, reference instances or None)`` vets each output, the reference being
+    model ``references[m]``'s output on the same image (default: the first model's, none for the
+    first). Returns seconds ``[model][image] -> [per round]``, detections and mean box size per
+    image."""
+    if references is None:
+        references = [None] + [0] * (len(predictors) - 1)
     n = len(predictors)
     times = [[[] for _ in images] for _ in predictors]
     dets = [[0] * len(images) for _ in predictors]
@@ -226,7 +314,8 @@ def run_rounds(predictors, images, repeats, check=check_outputs):
                 outputs[m] = predictors[m][1](image)["instances"]
                 times[m][i].append(time.perf_counter() - t0)
             for m, instances in enumerate(outputs):
-                check(predictors[m][0], instances, outputs[0] if m else None)
+                ref = references[m]
+                check(predictors[m][0], instances, None if ref is None else outputs[ref])
                 dets[m][i] = len(instances)
                 box_px[m][i] = (
                     instances.pred_boxes.area().sqrt().mean().item() if len(instances) else 0.0
@@ -252,8 +341,32 @@ def main(argv=None):
         for _ in range(args.warmup - 1):
             predictor(images[0])
         predictors.append((name, predictor))
+    eager = predictors[-1][1]  # ours mask+kp, calibrated: the model exported
+    resized = [ExportedPredictor(eager, None).resized(image) for image in images]
+    export_diff, refused = {}, {}
+    for name, onnx in EXPORTS:
+        try:
+            exported = trace_rcnn(eager.model, resized, onnx, RANDOM_WEIGHTS_TOLERANCE)
+        except ExportCheckError as e:  # reported as the row's result; the other rows still run
+            refused[name] = str(e)
+            continue
+        export_diff[name] = exported.max_difference
+        predictor = ExportedPredictor(eager, exported)
+        for _ in range(args.warmup):
+            predictor(images[0])
+        predictors.append((name, predictor))
+
+    box_diff = {}
+
+    def check(name, instances, reference):
+        if name in export_diff:
+            check_exported(name, instances, reference, box_diff)
+        else:
+            check_outputs(name, instances, reference)
+
+    references = [None, 0, 0] + [2] * len(export_diff)
     start = time.perf_counter()
-    times, dets, box_px = run_rounds(predictors, images, args.repeats)
+    times, dets, box_px = run_rounds(predictors, images, args.repeats, check, references)
     timed = time.perf_counter() - start
 
     medians = [[statistics.median(t) for t in per_image] for per_image in times]
@@ -262,7 +375,8 @@ def main(argv=None):
     jitter = max(max(t) / min(t) for per_image in times for t in per_image) - 1
     backbone = f"R{configs[0][1].MODEL.RESNETS.DEPTH}-FPN"
     size = configs[0][1].INPUT.MIN_SIZE_TEST
-    machine = f"{cpu_model()}, {torch.get_num_threads()} threads"
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    machine = f"{cpu_model()} ({bf16}), {torch.get_num_threads()} threads"
 
     print(
         f"bench_inference: {backbone}, DefaultPredictor on {len(images)} COCO images @{size}px, "
@@ -289,6 +403,28 @@ def main(argv=None):
         " ratio; min ms: same with the fastest round; box px: mean sqrt(box area) in the original"
         " image)"
     )
+    print(
+        "exported rows (the mask+kp model; resize + exported forward + detector_postprocess):"
+        " largest relative difference of the raw outputs to PyTorch at export "
+        + ", ".join(f"{name} {d:.1e}" for name, d in export_diff.items())
+        + f" (tolerance {RANDOM_WEIGHTS_TOLERANCE}); of the post-processed boxes to the eager"
+        " model's in every round "
+        + ", ".join(f"{name} {d:.1e}" for name, d in box_diff.items())
+        + f" (tolerance {RCNN_TOLERANCE}, same classes and counts)"
+    )
+    for name, reason in refused.items():
+        print(f"{name}: not timed, the exporter refused it: {reason}")
+    goal_run = args.config == "r50" and size == 800
+    best_export = min(ms[3:], default=float("inf")) / ms[0]
+    goal = (
+        f"goal <= {GOAL}x stock at R50-FPN 800 px: {'met' if best_export <= GOAL else 'NOT met'}"
+        if goal_run
+        else f"goal <= {GOAL}x stock is set at R50-FPN 800 px, not this run"
+    )
+    print(goal)
+    rows = [f"{name[5:]} {ms[m]:.0f} ms/img = {ms[m] / ms[0]:.2f}x" for m, name in
+            enumerate((p[0] for p in predictors)) if name in export_diff]  # fmt: skip
+    rows += [f"{name[5:]} refused by the export check" for name in refused]
     noisy = jitter > NOISY
     if args.repeats == 1:
         print(f"timed part {timed:.0f} s; 1 round, so no measure of the noise")
@@ -306,8 +442,9 @@ def main(argv=None):
     print(
         f"bench_inference: multitask(mask+kp) {backbone} {ms[2]:.0f} ms/img ="
         f" {ms[2] / ms[0]:.2f}x stock Keypoint R-CNN ({ms[0]:.0f} ms/img); kp-only"
-        f" {ms[1] / ms[0]:.2f}x; {len(images)} COCO images "
-        f"@{size}px, {args.dets} dets/img, {machine}"
+        f" {ms[1] / ms[0]:.2f}x; exported (resize + forward + postprocess, boxes = eager's):"
+        f" {', '.join(rows)} stock ({goal}); {len(images)} COCO images "
+        f"@{size}px, {args.dets} dets/img, {machine}, fp32"
         + (f"; NOISY: a call varied by up to {100 * jitter:.0f}%" if noisy else "")
     )
 

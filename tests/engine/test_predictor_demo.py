@@ -17,7 +17,7 @@ from pycocotools.cocoeval import COCOeval
 
 from conftest import MEMORISE_OPTS, RECIPE, ROOT
 from multitask_pose import get_multitask_cfg
-from multitask_pose.export import rcnn_images
+from multitask_pose.export import ExportCheckError, rcnn_images, trace_rcnn
 from multitask_pose.shared.onnx_runtime import rcnn_onnx_runner
 
 SAMPLES = ROOT / "datasets" / "samples" / "coco"
@@ -351,6 +351,36 @@ def test_rcnn_exports_to_torchscript_and_onnx_with_pytorchs_outputs(
             assert int((got["scores"] > 0.5).sum()) >= people - 1
     assert f"keypoints equal to detectron2's decode {same}/{total};" in summary
     assert same >= 0.8 * total
+
+
+def test_trace_rcnn_gives_an_in_memory_export_checked_against_pytorch():
+    """trace_rcnn on a small random R-CNN (no checkpoint, nothing written): the TorchScript
+    callable gives the eager outputs on an image of another size than the traced one, rebuilt
+    into detectron2's Instances; an ONNX export outside a zero tolerance is refused by name."""
+    from detectron2.modeling import build_model
+
+    cfg = get_multitask_cfg()
+    cfg.merge_from_file(str(RECIPE))
+    opts = ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+            "TEST.DETECTIONS_PER_IMAGE", "3", "MODEL.RPN.POST_NMS_TOPK_TEST", "50"]  # fmt: skip
+    cfg.merge_from_list(opts)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
+              for h, w in ((96, 128), (128, 96), (112, 112))]  # fmt: skip
+    traced = trace_rcnn(model, images[:2], onnx=False)
+    assert traced.max_difference <= 1e-6 and traced.detections == [3, 3]
+    with torch.no_grad():
+        got = traced.instances(traced.run(images[2]))
+        ref = model.inference([{"image": images[2]}], do_postprocess=False)[0]
+    assert got.image_size == ref.image_size == (112, 112)
+    assert sorted(got.get_fields()) == sorted(ref.get_fields()) and len(got) == 3
+    assert torch.equal(got.pred_boxes.tensor, ref.pred_boxes.tensor)
+    assert torch.allclose(got.pred_masks, ref.pred_masks, atol=1e-6)
+    refused = r"relative to its outputs \(> 0.0\), most in pred_"
+    with pytest.raises(ExportCheckError, match=refused):
+        trace_rcnn(model, images[:2], onnx=True, tolerance=0.0)
 
 
 def test_rcnn_with_the_offset_head_exports_with_its_offsets(memorised_rcnn, tmp_path, capsys):
