@@ -174,8 +174,9 @@ def trace_rcnn(
                     f"the exported R-CNN's outputs {shapes[0]} differ from PyTorch's {shapes[1]}"
                 )
             for name, a, b in zip(names, got, ref):
-                if relative_difference(a, b) > err:
-                    err, worst = relative_difference(a, b), name
+                diff = relative_difference(a, b)
+                if diff > err:
+                    err, worst = diff, name
             counts.append(len(ref[0]))
     if err > tolerance:
         raise ExportCheckError(

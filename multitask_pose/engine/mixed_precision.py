@@ -20,7 +20,7 @@ import time
 from typing import Optional
 
 import torch
-from detectron2.engine import AMPTrainer
+from detectron2.engine import AMPTrainer, SimpleTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,6 @@ def build_train_loop(cfg):
     """The factory ``DefaultTrainer`` calls in place of ``AMPTrainer`` when SOLVER.AMP.ENABLED:
     :class:`MixedPrecisionTrainer` at :func:`training_precision`, or detectron2's
     ``SimpleTrainer`` when that is fp32."""
-    from detectron2.engine import SimpleTrainer
-
     dtype = training_precision(cfg)
     device_type = "cuda" if cfg.MODEL.DEVICE.startswith("cuda") else "cpu"
 
