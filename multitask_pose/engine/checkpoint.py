@@ -118,8 +118,25 @@ class SafeCheckpointer(DetectionCheckpointer):
         # What the last load left out (fvcore's _IncompatibleKeys), None before any load: read
         # by weights_check.check_trained_weights.
         self.incompatible_keys = None
+        # State-dict prefixes the next loads leave out (MODEL.WEIGHTS_EXCLUDE, set by the
+        # trainer for the run's starting weights only).
+        self.exclude = ()
 
     def _load_model(self, checkpoint):
+        if self.exclude:
+            model = checkpoint["model"]
+            left_out = [k for k in model if k.startswith(tuple(self.exclude))]
+            if not left_out:
+                raise ValueError(
+                    f"MODEL.WEIGHTS_EXCLUDE {list(self.exclude)}: no key of the weights starts"
+                    f" with any of them (the weights' first keys: {list(model)[:3]})"
+                )
+            kept = {k: v for k, v in model.items() if not k.startswith(tuple(self.exclude))}
+            checkpoint = dict(checkpoint, model=kept)
+            logger.info(
+                "MODEL.WEIGHTS_EXCLUDE %s: %d of the weights' %d tensors not loaded; those"
+                " modules start as built", list(self.exclude), len(left_out), len(model),
+            )  # fmt: skip
         self.incompatible_keys = super()._load_model(checkpoint)
         return self.incompatible_keys
 

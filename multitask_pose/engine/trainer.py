@@ -132,6 +132,9 @@ class PoseTrainer(DefaultTrainer):
         name, a missing file) or one that does not load (a run killed while writing it), the
         newest checkpoint of OUTPUT_DIR that loads instead, with a warning, and ``last_checkpoint``
         pointed at it. Raises RuntimeError naming OUTPUT_DIR when none loads."""
+        # MODEL.WEIGHTS_EXCLUDE applies to the starting weights, never to the run's own checkpoints
+        starting = not (resume and self.checkpointer.has_checkpoint())
+        self.checkpointer.exclude = tuple(self.cfg.MODEL.WEIGHTS_EXCLUDE) if starting else ()
         try:
             super().resume_or_load(resume)
             return self._start_data_at_iteration()

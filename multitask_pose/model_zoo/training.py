@@ -4,34 +4,28 @@ A leg runs the entry's stage's ``train_net.py --resume`` on the entry's recipe i
 folder, so a killed leg continues from its last checkpoint (the recipe checkpoints every few
 minutes). ``export`` writes the newest checkpoint's model as the entry's fp16 file and record, at
 the end of the training or of a session (``--export``); ``--finish`` (after the last iteration)
-also evaluates every SynthPeople level and draws the learning curve.
+also evaluates every SynthPeople level. Each export draws the learning curve and measures the
+entry's compatibility figure (check.py).
 """
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from ..engine.learning_curves import plot_learning_curves, read_learning_curves
+from ..env import cpu_model
 from ..shared.atomic_io import write_json_atomic
 from . import ENTRIES, ROOT, ZOO_DIR, export_fp16, zoo_record, zoo_run_dir, zoo_weights_file
+from .check import TRAIN_SCRIPTS, eval_only, measure, run_logged
 
 __all__ = ["LEVELS", "evaluate_levels", "export", "resumes_from", "train_leg"]
 
-TRAIN_SCRIPTS = {
-    "topdown": ROOT / "projects" / "TopDown" / "train_net.py",
-    "rcnn": ROOT / "tools" / "train_net.py",
-}
 # The SynthPeople validation splits every entry is measured on (the zoo table's columns).
 LEVELS = ("synth_people_basic_val", "synth_people_val", "synth_people_crowd_val")
-
-
-def _run(cmd: List[str]) -> None:
-    print("+ " + " ".join(str(c) for c in cmd), flush=True)
-    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT)
 
 
 def _last_checkpoint(run_dir: Path) -> Optional[Path]:
@@ -60,22 +54,43 @@ def train_leg(name: str, python: str = sys.executable) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     legs = run_dir / "legs.json"
     history = json.loads(legs.read_text()) if legs.is_file() else []
-    history.append({"started": time.strftime("%Y-%m-%d %H:%M"), "from": resumes_from(run_dir)})
+    history.append({
+        "started": time.strftime("%Y-%m-%d %H:%M"),
+        "from": resumes_from(run_dir),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),  # OMP_NUM_THREADS, which the leg inherits
+    })  # fmt: skip
     write_json_atomic(legs, history, indent=1)
-    _run([python, TRAIN_SCRIPTS[entry.stage], "--config-file", ROOT / entry.config, "--resume",
-          "OUTPUT_DIR", run_dir])  # fmt: skip
+    script = TRAIN_SCRIPTS[entry.stage]
+    run_logged([python, script, "--config-file", ROOT / entry.config, "--resume",
+                "OUTPUT_DIR", run_dir])  # fmt: skip
     return run_dir
 
 
 def evaluate_levels(name: str, python: str = sys.executable) -> Dict[str, Dict]:
-    """Evaluate the entry's final checkpoint on every level of :data:`LEVELS`."""
-    entry = ENTRIES[name]
+    """Evaluate the entry's final checkpoint (the whole model, also where the entry stores part of
+    it) on every level of :data:`LEVELS`."""
     run_dir = zoo_run_dir(name)
-    out = run_dir / "levels"
-    _run([python, TRAIN_SCRIPTS[entry.stage], "--config-file", ROOT / entry.config, "--eval-only",
-          "MODEL.WEIGHTS", run_dir / "model_final.pth", "OUTPUT_DIR", out,
-          "DATASETS.TEST", repr(LEVELS)])  # fmt: skip
-    return {lvl: json.loads((out / f"results_{lvl}.json").read_text()) for lvl in LEVELS}
+    return eval_only(name, run_dir / "model_final.pth", run_dir / "levels", LEVELS, python)
+
+
+def training_hours(metrics_file: Path, legs: List[Dict]) -> Tuple[float, Optional[float]]:
+    """Hours of training in the model (evaluations and checkpoints not counted) and CPU-hours
+    (hours x each leg's threads; None when a leg did not record its threads). detectron2 logs
+    every 20 iterations the median time of the last 20; an iteration a resumed leg ran again
+    counts once, as its last run (the work a killed leg lost is not in the model)."""
+    logged = {}
+    for line in metrics_file.read_text().splitlines():
+        m = json.loads(line) if line.strip() else {}
+        if "time" in m:
+            logged[m["iteration"]] = m["time"] * 20 / 3600
+    starts = sorted(((leg["from"], leg.get("threads")) for leg in legs), key=lambda x: x[0])
+    hours, cpu_hours = 0.0, 0.0
+    for it, h in logged.items():
+        threads = next((t for start, t in reversed(starts) if start <= it), None)
+        hours += h
+        cpu_hours = None if cpu_hours is None or threads is None else cpu_hours + h * threads
+    return hours, cpu_hours
 
 
 def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
@@ -88,13 +103,14 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
         raise FileNotFoundError(
             f"{run_dir}: no checkpoint yet; train with tools/train_zoo.py {name}"
         )
-    sha = export_fp16(str(checkpoint), zoo_weights_file(name))
+    sha = export_fp16(str(checkpoint), zoo_weights_file(name), entry.keep)
+    check = measure(name)
     iteration = torch.load(checkpoint, map_location="cpu", weights_only=True).get("iteration")
-    metrics = [json.loads(x) for x in (run_dir / "metrics.json").read_text().splitlines() if x]
-    # detectron2 logs every 20 iterations the median iteration time of the last 20: about the
-    # training time (evaluations and checkpoints not counted).
-    seconds = sum(m.get("time", 0.0) for m in metrics) * 20
     legs_file = run_dir / "legs.json"
+    legs = json.loads(legs_file.read_text()) if legs_file.is_file() else []
+    hours, cpu_hours = training_hours(run_dir / "metrics.json", legs)
+    curves = read_learning_curves(run_dir, name)
+    plot_learning_curves([curves], run_dir / "learning_curve.png")
     record = {
         "name": name,
         "what": entry.what,
@@ -102,15 +118,26 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
         "checkpoint": checkpoint.name,
         # detectron2 stores the last iteration run (0-based); model_final's is MAX_ITER - 1
         "iterations": int(iteration) + 1 if iteration is not None else None,
-        "legs": json.loads(legs_file.read_text()) if legs_file.is_file() else [],
-        "training_hours": round(seconds / 3600, 2),
+        "legs": legs,
+        "training_hours": round(hours, 2),
+        "cpu_hours": round(cpu_hours, 2) if cpu_hours is not None else None,
         "sha256": sha,
+        "stored": list(entry.keep) or "the whole model",
+        # measured again by tests/model_zoo (multitask_pose/model_zoo/check.py)
+        "check": check,
+        # the learning curve on the recipe's DATASETS.TEST (the PNG: learning_curve.png in the run)
+        "curve": {
+            key: [[it, round(v, 4)] for it, v in zip(*series)]
+            for key, series in sorted(curves.ap.items())
+            if key.endswith("/AP")
+        },
         "levels": levels if levels is not None else zoo_record(name).get("levels", {}),
     }
     write_json_atomic(ZOO_DIR / f"{name}.json", record, indent=1)
     size = zoo_weights_file(name).stat().st_size / 2**20
     return (
         f"train_zoo {name}: {record['iterations']} iterations in {len(record['legs'])} legs,"
-        f" {record['training_hours']} h of training; model_zoo/{name}.pth {size:.1f} MB"
-        f" sha256 {sha[:12]}"
+        f" {record['training_hours']} h of training ({record['cpu_hours']} CPU-hours);"
+        f" model_zoo/{name}.pth {size:.1f} MB"
+        f" sha256 {sha[:12]}; " + ", ".join(f"{k} {v:.4f}" for k, v in check.items())
     )

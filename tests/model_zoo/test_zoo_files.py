@@ -2,6 +2,8 @@
 detectron2's PathManager and loaded by the safe checkpointer, clear errors for unknown or
 untrained entries."""
 
+import json
+
 import pytest
 import torch
 from detectron2.utils.file_io import PathManager
@@ -88,3 +90,24 @@ def test_a_leg_records_the_iteration_it_resumes_from(tmp_path):
     torch.save({"model": {}, "iteration": 19999}, tmp_path / "model_final.pth")
     (tmp_path / "last_checkpoint").write_text("model_final.pth")
     assert resumes_from(tmp_path) == 20000
+
+
+def test_training_hours_count_each_iteration_once_with_its_leg_s_threads(tmp_path):
+    """A resumed leg runs again the iterations after its checkpoint: they count once (the last
+    run), at the threads of the leg that ran them; a leg without threads gives no CPU-hours."""
+    from multitask_pose.model_zoo.training import training_hours
+
+    lines = [
+        {"iteration": 19, "time": 1.8},
+        {"iteration": 39, "time": 1.8},  # run again by leg 2 (killed after 39, resumed at 20)
+        {"iteration": 39, "time": 0.9},
+        {"iteration": 59, "time": 0.9},
+        {"iteration": 60, "bbox/AP": 50.0},  # an evaluation: no time
+    ]
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    legs = [{"from": 0, "threads": 1}, {"from": 20, "threads": 2}]
+    hours, cpu_hours = training_hours(metrics, legs)
+    assert hours == pytest.approx((1.8 + 0.9 + 0.9) * 20 / 3600)
+    assert cpu_hours == pytest.approx((1.8 * 1 + 0.9 * 2 + 0.9 * 2) * 20 / 3600)
+    assert training_hours(metrics, [{"from": 0, "threads": 1}, {"from": 20}])[1] is None
