@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..engine.learning_curves import plot_learning_curves, read_learning_curves
+from ..engine.weights_check import WeightsFileNotFoundError
 from ..env import cpu_model
 from ..shared.atomic_io import write_json_atomic
 from . import ENTRIES, ROOT, ZOO_DIR, export_fp16, zoo_record, zoo_run_dir, zoo_weights_file
@@ -100,7 +101,7 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
     run_dir = zoo_run_dir(name)
     checkpoint = _last_checkpoint(run_dir)
     if checkpoint is None:
-        raise FileNotFoundError(
+        raise WeightsFileNotFoundError(
             f"{run_dir}: no checkpoint yet; train with tools/train_zoo.py {name}"
         )
     sha = export_fp16(str(checkpoint), zoo_weights_file(name), entry.keep)

@@ -111,3 +111,14 @@ def test_training_hours_count_each_iteration_once_with_its_leg_s_threads(tmp_pat
     assert hours == pytest.approx((1.8 + 0.9 + 0.9) * 20 / 3600)
     assert cpu_hours == pytest.approx((1.8 * 1 + 0.9 * 2 + 0.9 * 2) * 20 / 3600)
     assert training_hours(metrics, [{"from": 0, "threads": 1}, {"from": 20}])[1] is None
+
+
+def test_exporting_before_the_first_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
+    from multitask_pose.commands import train_zoo
+
+    monkeypatch.setenv("MTP_CACHE", str(tmp_path))
+    assert train_zoo.main([NAME, "--export"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"train_zoo: {tmp_path}/zoo/{NAME}: no checkpoint yet; train with tools/train_zoo.py {NAME}"
+    )
