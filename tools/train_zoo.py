@@ -4,6 +4,7 @@
   $PY tools/train_zoo.py hrnet_w18_small_synthpeople            # train (or continue) a leg
   $PY tools/train_zoo.py hrnet_w18_small_synthpeople --export   # store the newest checkpoint
   $PY tools/train_zoo.py hrnet_w18_small_synthpeople --finish   # evaluate every level, store
+  $PY tools/train_zoo.py --table                                 # the zoo table (markdown)
 
 The run lives in $MTP_CACHE/zoo/<name> (default ~/.cache/multitask_pose/zoo/<name>); a killed
 leg continues from its last checkpoint. Use it in a config as MODEL.WEIGHTS zoo://<name>.

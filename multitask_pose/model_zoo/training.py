@@ -23,7 +23,15 @@ from ..shared.atomic_io import write_json_atomic
 from . import ENTRIES, ROOT, ZOO_DIR, export_fp16, zoo_record, zoo_run_dir, zoo_weights_file
 from .check import TRAIN_SCRIPTS, eval_only, measure, run_logged
 
-__all__ = ["LEVELS", "evaluate_levels", "export", "resumes_from", "train_leg"]
+__all__ = [
+    "LEVELS",
+    "evaluate_levels",
+    "export",
+    "resumes_from",
+    "train_leg",
+    "training_hours",
+    "zoo_table",
+]
 
 # The SynthPeople validation splits every entry is measured on (the zoo table's columns).
 LEVELS = ("synth_people_basic_val", "synth_people_val", "synth_people_crowd_val")
@@ -142,3 +150,35 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
         f" model_zoo/{name}.pth {size:.1f} MB"
         f" sha256 {sha[:12]}; " + ", ".join(f"{k} {v:.4f}" for k, v in check.items())
     )
+
+
+def _level_ap(results: Dict) -> str:
+    parts = [f"{label} {results[task]['AP'] / 100:.3f}"
+             for task, label in (("keypoints", "kp"), ("bbox", "box")) if task in results]
+    return " / ".join(parts)  # fmt: skip
+
+
+def zoo_table() -> str:
+    """The zoo's markdown table, one row per entry with a record (the README's)."""
+    head = (
+        "| entry | trained on | stored | iterations (legs) | hours (CPU-hours), CPU"
+        " | " + " | ".join(f"`{lvl}` AP" for lvl in LEVELS) + " | check | MB, sha256 |"
+    )
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name in sorted(ENTRIES):
+        r = zoo_record(name)
+        if not r:
+            rows.append(f"| `{name}` | not trained yet |" + " |" * (head.count("|") - 3))
+            continue
+        cpus = sorted({f"{leg.get('cpu', '?')} x{leg.get('threads', '?')}" for leg in r["legs"]})
+        stored = r["stored"] if isinstance(r["stored"], str) else ", ".join(r["stored"])
+        levels = [_level_ap(r["levels"][lvl]) if lvl in r["levels"] else "-" for lvl in LEVELS]
+        check = ", ".join(f"{k.split(' ', 1)[1]} {v:.3f}" for k, v in r["check"].items())
+        weights = zoo_weights_file(name)
+        size = weights.stat().st_size / 2**20 if weights.is_file() else 0
+        rows.append(
+            f"| `{name}` | {r['what']} | {stored} | {r['iterations']} ({len(r['legs'])})"
+            f" | {r['training_hours']} ({r['cpu_hours']}), {'; '.join(cpus)} | "
+            + " | ".join(levels) + f" | {check} | {size:.1f}, `{r['sha256'][:12]}` |"
+        )
+    return "\n".join(rows)

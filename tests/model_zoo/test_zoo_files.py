@@ -122,3 +122,27 @@ def test_exporting_before_the_first_checkpoint_is_one_line(tmp_path, monkeypatch
     assert err == (
         f"train_zoo: {tmp_path}/zoo/{NAME}: no checkpoint yet; train with tools/train_zoo.py {NAME}"
     )
+
+
+def test_the_zoo_table_shows_each_record(tmp_path, monkeypatch):
+    from multitask_pose.model_zoo.training import LEVELS, zoo_table
+
+    monkeypatch.setattr(zoo, "ZOO_DIR", tmp_path)
+    (tmp_path / f"{NAME}.pth").write_bytes(b"x" * 2**20)
+    results = {"keypoints": {"AP": 61.234}, "bbox": {"AP": 100.0}}
+    record = {
+        "what": "HRNet", "stored": "the whole model", "iterations": 20000, "training_hours": 3.5,
+        "cpu_hours": 6.1, "sha256": "ab" * 32, "check": {f"{LEVELS[0]} keypoint AP": 0.6123},
+        "legs": [{"cpu": "AMD EPYC", "threads": 2}, {"cpu": "AMD EPYC", "threads": 1}],
+        "levels": {lvl: results for lvl in LEVELS},
+    }  # fmt: skip
+    (tmp_path / f"{NAME}.json").write_text(json.dumps(record))
+    lines = zoo_table().splitlines()
+    assert len(lines) == 2 + len(zoo.ENTRIES)
+    (row,) = [x for x in lines if x.startswith(f"| `{NAME}`")]
+    assert row == (
+        f"| `{NAME}` | HRNet | the whole model | 20000 (2) | 3.5 (6.1), AMD EPYC x1; AMD EPYC x2"
+        " | kp 0.612 / box 1.000 | kp 0.612 / box 1.000 | kp 0.612 / box 1.000"
+        f" | keypoint AP 0.612 | 1.0, `{'ab' * 6}` |"
+    )
+    assert all(x.count("|") == lines[0].count("|") for x in lines)
