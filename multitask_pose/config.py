@@ -119,10 +119,10 @@ def add_pose_config(cfg: CN) -> CN:
     # with the full pickle: only for trusted legacy files it refuses (see README, Safety).
     cfg.MODEL.TRUST_PICKLED_WEIGHTS = False
     # State-dict prefixes of MODEL.WEIGHTS a training run does not load, so that those modules
-    # start as built: ("roi_heads.", "proposal_generator.") starts an R-CNN from a zoo entry's
-    # backbone and FPN, ("pose_net.final_layer.",) an HRNet without its heatmap layer, as
-    # detectron2's recipes start from ImageNet weights. Resuming from OUTPUT_DIR and evaluating
-    # load everything; a prefix that matches no key of the weights is an error (a typo).
+    # start as built: ("proposal_generator.",) starts an R-CNN from the zoo entry's backbone and
+    # FPN, ("pose_net.final_layer.",) an HRNet without its heatmap layer, as detectron2's recipes
+    # start from ImageNet weights. Resuming from OUTPUT_DIR and evaluating load everything; a
+    # prefix that matches no key of the weights is an error (a typo).
     cfg.MODEL.WEIGHTS_EXCLUDE = ()
     # The tools that predict or evaluate refuse an empty MODEL.WEIGHTS (or DETECTOR_WEIGHTS) and
     # a checkpoint that leaves part of the model at its random initialisation, naming the

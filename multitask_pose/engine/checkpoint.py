@@ -125,12 +125,13 @@ class SafeCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint):
         if self.exclude:
             model = checkpoint["model"]
-            left_out = [k for k in model if k.startswith(tuple(self.exclude))]
-            if not left_out:
+            unmatched = [p for p in self.exclude if not any(k.startswith(p) for k in model)]
+            if unmatched:
                 raise ValueError(
                     f"MODEL.WEIGHTS_EXCLUDE {list(self.exclude)}: no key of the weights starts"
-                    f" with any of them (the weights' first keys: {list(model)[:3]})"
+                    f" with {unmatched} (the weights' first keys: {list(model)[:3]})"
                 )
+            left_out = [k for k in model if k.startswith(tuple(self.exclude))]
             kept = {k: v for k, v in model.items() if not k.startswith(tuple(self.exclude))}
             checkpoint = dict(checkpoint, model=kept)
             logger.info(
