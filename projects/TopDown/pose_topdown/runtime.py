@@ -468,7 +468,7 @@ def check_keypoints(fast, net: nn.Module, crops: torch.Tensor, what: str):
     confident = v_ref >= INT8_CONFIDENT * v_ref.amax(1, keepdim=True)
     shift = (p_got - p_ref).norm(dim=-1)[confident]
     median = float(shift.median())
-    within = float((shift <= INT8_CELLS).float().mean())
+    within = float((shift <= INT8_CELLS).double().mean())
     if not (within >= INT8_WITHIN and median <= INT8_MEDIAN_CELLS):
         raise OutputMismatch(
             f"{what}: decoded keypoints moved from the eager forward's by a median"
