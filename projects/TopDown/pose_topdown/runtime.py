@@ -378,8 +378,10 @@ def calibration_crops(
     std = np.asarray(pixel_std, np.float32)
     crops, n = [], 0
     for record in DatasetCatalog.get(dataset):
+        if n >= count:
+            break
         anns = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
-        if not anns or n >= count:
+        if not anns:
             continue
         anns = anns[: count - n]
         boxes = np.array(
@@ -544,7 +546,8 @@ class _Int8(OnnxPoseNet):
         ).hexdigest()[:32]
         path = os.path.join(os.path.expanduser(cache_dir), f"int8-{key}.onnx") if cache_dir else ""
         if path and os.path.exists(path):
-            data = open(path, "rb").read()
+            with open(path, "rb") as f:
+                data = f.read()
             logger.info(f"int8 network from the cache: {path}")
         else:
             t = time.perf_counter()
