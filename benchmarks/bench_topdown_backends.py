@@ -9,13 +9,17 @@ Reference: our PoseHighResolutionNet module as the official code runs it: plain 
 BatchNorm unfolded, contiguous (NCHW) memory, under ``torch.inference_mode()``, same thread count.
 Rows: "fused" (BatchNorm folded, channels-last), "onnxruntime" (exported in memory, ONNX Runtime's
 CPU provider), "bf16" (fused under bf16 autocast: fast only on a CPU with native bf16, AVX-512
-BF16 or AMX; emulated and slower than fp32 elsewhere, which the summary says) and "auto" (what
-the default picks here). Random weights with He-initialised
+BF16 or AMX; emulated and slower than fp32 elsewhere, which the summary says), "int8" (ONNX
+Runtime static int8, calibrated on the real COCO sample's person crops; fastest with AVX-512 VNNI
+or AVX-VNNI, which the summary says; --no-int8 leaves it out: quantizing takes about a minute)
+and "auto" (what the default picks here). Random weights with He-initialised
 convolutions and random BatchNorm statistics (speed does not depend on the values; the outputs are
 far from zero, so the printed max relative difference to the reference means something). Each
 figure is the median of --repeats timed runs after one warm-up. The goal: every backend
 row that "auto" can pick at least 1.5x the reference at each batch, outputs within 1e-4 (bf16:
-within its BF16_TOLERANCE, 2.5% of the largest output).
+within its BF16_TOLERANCE, 2.5% of the largest output; int8's difference on these random
+networks says nothing of its keypoints: its build-time check, decoded keypoints on real crops,
+needs trained weights; see the README's figures).
 
 Prints a table and a last line to paste into a note (about 3 minutes on a quiet 2-core CPU).
 """
@@ -60,14 +64,31 @@ def random_net(config):
     return net, tuple(cfg.MODEL.TOPDOWN.INPUT_SIZE), cfg.MODEL.TOPDOWN.POSE_NET
 
 
+def cpu_int8_instructions() -> str:
+    """The CPU's int8 dot-product instructions, from /proc/cpuinfo's flags: VNNI (AVX-512 or AVX)
+    or, without it, AVX2's vpmaddubsw (uint8 x int8 pairs summed in int16, which can saturate:
+    hence the reduced activation range)."""
+    flags = set()
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    vnni = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    if vnni:
+        return "int8 via " + "+".join(vnni)
+    return "int8 via AVX2 vpmaddubsw, NO VNNI" if "avx2" in flags else "int8: no AVX2 or VNNI"
+
+
 def main():
-    from pose_topdown.runtime import InferenceNet, resolve_backend
+    from pose_topdown.runtime import InferenceNet, _Int8, calibration_crops, resolve_backend
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads")
     ap.add_argument("--config", default="COCO/hrnet_w32_256x192.yaml", help="under configs/")
+    ap.add_argument("--no-int8", action="store_true", help="leave out the int8 row")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,12 +103,20 @@ def main():
     gmac = counter.total() / 1e9
     print(f"{name} {w}x{h}: {gmac:.2f} GMAC per crop", flush=True)
     auto = resolve_backend("auto", "cpu")
-    backends = ["fused", "onnxruntime", "bf16"]
+    backends = ["fused", "onnxruntime", "bf16"] + ([] if args.no_int8 else ["int8"])
     runners = {}
     for b in backends:
         t = time.perf_counter()
-        runners[b] = InferenceNet(b, input_size=(w, h))
-        runners[b].infer(net, torch.zeros(1, 3, h, w))  # builds (and checks) once
+        if b == "int8":
+            # Built directly: the random weights make no keypoints for its check to compare.
+            crops = calibration_crops(
+                "coco_person_sample", 14, (w, h), (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+            )
+            fast = _Int8(net, (w, h), lambda: crops)
+            runners[b] = argparse.Namespace(infer=lambda net, x, fast=fast: fast(x))
+        else:
+            runners[b] = InferenceNet(b, input_size=(w, h))
+            runners[b].infer(net, torch.zeros(1, 3, h, w))  # builds (and checks) once
         print(f"{b}: built and checked in {time.perf_counter() - t:.1f} s", flush=True)
     rows = {}
     for batch in args.batches:
@@ -117,9 +146,15 @@ def main():
         for batch, row in rows.items()
     )
     worst_auto = min(row[auto][1] for row in rows.values())
-    worst_err = max(r[2] for row in rows.values() for b, r in row.items() if b != "bf16")
+    fp32 = ("fused", "onnxruntime")
+    worst_err = max(r[2] for row in rows.values() for b, r in row.items() if b in fp32)
     bf16_err = max(row["bf16"][2] for row in rows.values())
     native = "native bf16" if cpu_has_native_bf16() else "NO native bf16 (emulated, slow)"
+    if "int8" in backends:
+        int8 = ", ".join(
+            f"{row['int8'][0] / row['onnxruntime'][0]:.2f}x" for row in rows.values()
+        )
+        native += f"; int8 / onnxruntime {int8}, {cpu_int8_instructions()}"
     print(
         f"bench_topdown_backends: {name} {w}x{h} vs eager inference_mode reference ({cells});"
         f" {gmac:.2f} GMAC/crop; auto = {auto}, worst {worst_auto:.2f}x (goal 1.5x:"

@@ -202,6 +202,16 @@ def add_topdown_config(cfg: CN) -> CN:
     # An ONNX file of this model's weights (tools/export_model.py) for the onnxruntime backend;
     # "": export in memory whenever the weights change.
     tt.ONNX_FILE = ""
+    # The "int8" backend (ONNX Runtime static int8; asked for by name, never by "auto"): its
+    # activation ranges are calibrated on person crops of a registered dataset, the ground-truth
+    # boxes of its images in order, cropped as inference does, each also mirrored as the flip test
+    # runs it. "" calibrates on the first of DATASETS.TRAIN; never calibrate on the data you
+    # evaluate on (a dataset only in DATASETS.TEST is refused).
+    tt.INT8_CALIBRATION_DATASET = ""
+    tt.INT8_CALIBRATION_CROPS = 64  # persons taken (so twice as many crops with their mirrors)
+    # Where quantized networks are kept, keyed on the weights' digest and the calibration crops
+    # (quantizing HRNet-W32 takes about 30 s on a 2-core CPU); "": quantize at every build.
+    tt.INT8_CACHE_DIR = ""
     for add in _KEY_ADDERS:
         add(cfg)
     return cfg

@@ -11,10 +11,17 @@
 - ``"onnxruntime"``: the network exported to ONNX (in memory, or the file ``TEST.TOPDOWN.ONNX_FILE``
   that ``tools/export_model.py`` wrote) and run by ONNX Runtime's CPU provider, with as many
   threads as torch uses.
+- ``"int8"``: the ONNX export quantized to int8 by ONNX Runtime (static, QDQ: int8 weights per
+  output channel, uint8 activations with the reduced 7-bit range that x86 CPUs without VNNI need
+  to avoid saturating their uint8 x int8 products), its activation ranges calibrated on person
+  crops of a dataset (``calibration``: TEST.TOPDOWN.INT8_CALIBRATION_*; the training split by
+  default) and checked on those crops: decoded keypoints within ``INT8_CELLS`` of a heatmap cell of
+  eager's (see ``check_keypoints``). Networks with cue channels are refused.
 - ``"auto"`` (default): the fastest fp32 backend the environment has for the model's device:
   onnxruntime on CPU when it imports, otherwise fused (the README's performance section has the
-  figures). It never picks bf16, whose outputs differ from eager's by up to ``BF16_TOLERANCE``:
-  the default's results do not depend on the machine; ask for "bf16" by name.
+  figures). It never picks bf16 or int8, whose outputs differ from eager's (bf16: up to
+  ``BF16_TOLERANCE``; int8: ``check_keypoints``): the default's results do not depend on the
+  machine; ask for them by name.
 
 ``InferenceNet`` keeps the built network and rebuilds it only when the weights change (a training
 step, ``load_state_dict``, a move to another device), so the evaluator hook during training sees
@@ -42,13 +49,17 @@ from multitask_pose.shared.onnx_runtime import cpu_session
 __all__ = [
     "BACKENDS",
     "BF16_TOLERANCE",
+    "INT8_CELLS",
     "InferenceNet",
     "OutputMismatch",
     "OnnxPoseNet",
     "StageTimes",
     "TOLERANCE",
+    "calibration_crops",
+    "check_keypoints",
     "export_onnx",
     "fold_batchnorm",
+    "int8_calibration",
     "resolve_backend",
     "stage",
     "weights_digest",
@@ -56,7 +67,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "eager", "fused", "onnxruntime", "bf16")
+BACKENDS = ("auto", "eager", "fused", "onnxruntime", "bf16", "int8")
 TOLERANCE = 1e-4  # max |backend - eager| / max(1, max |eager|) on the check batch
 # The same measure for bf16 (8 significant bits: each rounding is up to 2^-9 = 0.2%). In keypoint
 # terms: the peak of a Gaussian heatmap of amplitude A and sigma s cells, perturbed by at most
@@ -68,6 +79,17 @@ TOLERANCE = 1e-4  # max |backend - eager| / max(1, max |eager|) on the check bat
 # within 0.1 cell; keypoint AP unchanged, 0.956); random He-initialised networks (outputs up to
 # 1e10, worse conditioned than trained ones) 1.2-2.9%.
 BF16_TOLERANCE = 0.025
+# The int8 check (``check_keypoints``) on the calibration crops, in heatmap cells: of the joints
+# whose peak is at least INT8_CONFIDENT of the crop's highest, INT8_WITHIN must move at most
+# INT8_CELLS (a quarter cell) and their median at most INT8_MEDIAN_CELLS. Not a bound on every
+# joint: where two cells hold nearly equal maxima, a rounding can move the peak a cell or more.
+# Measured on a 2-core EPYC (AVX2, no VNNI), HRNet-W18-small 64x96: memorised on the COCO sample,
+# median 0.034 cell, 97.7% within a quarter cell; trained on synth_people_basic, on its val split
+# 0.033 and 97.9%, on the COCO sample's real crops 0.052 and 91.3%; heatmap maxima within 3-8%.
+INT8_CELLS = 0.25
+INT8_WITHIN = 0.9
+INT8_MEDIAN_CELLS = 0.1
+INT8_CONFIDENT = 0.3
 OPSET = 17
 _META_DIGEST = "multitask_pose.weights_sha256"
 _META_INPUTS = "multitask_pose.inputs"  # "HxW+C": crop size and cue channels
@@ -95,16 +117,16 @@ def resolve_backend(name: str, device) -> str:
         raise ValueError(
             f"TEST.TOPDOWN.BACKEND 'bf16': {device} does not compute bf16; use 'fused' or 'auto'"
         )
-    if name == "onnxruntime":
+    if name in ("onnxruntime", "int8"):
         if not onnxruntime_available():
             raise ImportError(
-                "TEST.TOPDOWN.BACKEND 'onnxruntime' needs the onnxruntime package (the project's"
+                f"TEST.TOPDOWN.BACKEND {name!r} needs the onnxruntime package (the project's"
                 " set-up installs it; `pip install onnxruntime onnx` in your own environment),"
                 " or choose 'fused' / 'eager'"
             )
         if not cpu:
             raise ValueError(
-                f"TEST.TOPDOWN.BACKEND 'onnxruntime' runs ONNX Runtime's CPU provider, but the"
+                f"TEST.TOPDOWN.BACKEND {name!r} runs ONNX Runtime's CPU provider, but the"
                 f" model is on {device}: use 'fused' or 'auto' there"
             )
     return name
@@ -325,12 +347,240 @@ class _BF16(_Fused):
             return super().__call__(images, cues).float()
 
 
+def calibration_crops(
+    dataset: str,
+    count: int,
+    input_size: Sequence[int],
+    pixel_mean: Sequence[float],
+    pixel_std: Sequence[float],
+    input_format: str = "RGB",
+    padding: float = 1.25,
+) -> torch.Tensor:
+    """(N, 3, H, W) normalised person crops of a registered dataset for int8 calibration: the
+    ground-truth boxes (not crowd) of its images in order, cropped as inference crops them
+    (``box_to_center_size`` with ``padding``, no rotation), until ``count`` crops; then the mirror
+    image of each, as the flip test feeds them (N = 2 x min(count, persons))."""
+    import numpy as np
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.detection_utils import read_image
+    from detectron2.structures import BoxMode
+
+    from .affine import box_to_center_size, crop_affine, warp_crops
+
+    if dataset not in DatasetCatalog.list():
+        raise ValueError(
+            f"int8 calibration dataset {dataset!r} is not registered (TEST.TOPDOWN."
+            "INT8_CALIBRATION_DATASET, or the first of DATASETS.TRAIN): name a registered"
+            " dataset with person boxes"
+        )
+    w, h = input_size
+    mean = np.asarray(pixel_mean, np.float32)
+    std = np.asarray(pixel_std, np.float32)
+    crops, n = [], 0
+    for record in DatasetCatalog.get(dataset):
+        if n >= count:
+            break
+        anns = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
+        if not anns:
+            continue
+        anns = anns[: count - n]
+        boxes = np.array(
+            [BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in anns]
+        )
+        center, size = box_to_center_size(boxes, w / h, padding)
+        image = read_image(record["file_name"], format=input_format).astype(np.float32)
+        affine = crop_affine(center, size, 0.0, (w, h))
+        crops.append((warp_crops(image, affine, (w, h)) - mean) / std)
+        n += len(anns)
+    if not n:
+        raise ValueError(f"int8 calibration dataset {dataset!r} has no person boxes to crop")
+    x = torch.from_numpy(np.concatenate(crops)).permute(0, 3, 1, 2).contiguous()
+    return torch.cat([x, x.flip(-1)])
+
+
+def int8_calibration(cfg):
+    """The config's int8 calibration crops as a function (called when the network is built):
+    TEST.TOPDOWN.INT8_CALIBRATION_DATASET, or the first of DATASETS.TRAIN; a ValueError for a
+    dataset that is not registered, or that is evaluated but not trained on."""
+    import functools
+
+    from detectron2.data import DatasetCatalog
+
+    t = cfg.TEST.TOPDOWN
+    dataset = t.INT8_CALIBRATION_DATASET or (cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else "")
+    if not dataset:
+        raise ValueError(
+            "TEST.TOPDOWN.BACKEND 'int8' calibrates on person crops: set"
+            " TEST.TOPDOWN.INT8_CALIBRATION_DATASET (or DATASETS.TRAIN) to a registered dataset"
+        )
+    if dataset in cfg.DATASETS.TEST and dataset not in cfg.DATASETS.TRAIN:
+        raise ValueError(
+            f"TEST.TOPDOWN.INT8_CALIBRATION_DATASET {dataset!r} is evaluated (DATASETS.TEST) but"
+            " not trained on: calibrate on training data, not on the data you measure"
+        )
+    if dataset not in DatasetCatalog.list():
+        raise ValueError(
+            f"TEST.TOPDOWN.INT8_CALIBRATION_DATASET {dataset!r} is not a registered dataset"
+        )
+    if t.INT8_CALIBRATION_CROPS < 1:
+        raise ValueError(
+            f"TEST.TOPDOWN.INT8_CALIBRATION_CROPS must be positive, got {t.INT8_CALIBRATION_CROPS}"
+        )
+    return functools.partial(
+        calibration_crops, dataset, t.INT8_CALIBRATION_CROPS, tuple(cfg.MODEL.TOPDOWN.INPUT_SIZE),
+        tuple(cfg.MODEL.PIXEL_MEAN), tuple(cfg.MODEL.PIXEL_STD), cfg.INPUT.FORMAT,
+        cfg.INPUT.TOPDOWN.PADDING,
+    )  # fmt: skip
+
+
+def _peaks(maps: torch.Tensor):
+    """(N, K, 2) heatmap peaks in cells (x, y): the argmax refined by a parabola through it and its
+    two neighbours on each axis (within half a cell), and (N, K) the maxima."""
+    n, k, h, w = maps.shape
+    flat = maps.reshape(n, k, -1)
+    val, idx = flat.max(-1)
+    y, x = idx // w, idx % w
+
+    def at(dy, dx):
+        yy, xx = (y + dy).clamp(0, h - 1), (x + dx).clamp(0, w - 1)
+        return flat.gather(-1, (yy * w + xx)[..., None])[..., 0]
+
+    def refine(lo, hi, inside):
+        curv = lo - 2 * val + hi
+        off = torch.where(curv < 0, 0.5 * (lo - hi) / curv.clamp(max=-1e-12), torch.zeros_like(val))
+        return off.clamp(-0.5, 0.5) * inside
+
+    px = x + refine(at(0, -1), at(0, 1), (x > 0) & (x < w - 1))
+    py = y + refine(at(-1, 0), at(1, 0), (y > 0) & (y < h - 1))
+    return torch.stack([px, py], -1), val
+
+
+def check_keypoints(fast, net: nn.Module, crops: torch.Tensor, what: str):
+    """Peak shifts (heatmap cells) of ``fast``'s heatmaps from eager's on ``crops``: median and
+    fraction within ``INT8_CELLS`` over the confident joints (peak at least ``INT8_CONFIDENT`` of
+    the crop's highest); OutputMismatch unless the fraction is at least ``INT8_WITHIN`` and the
+    median at most ``INT8_MEDIAN_CELLS``. Returns (median, fraction)."""
+    with torch.inference_mode():
+        ref = net(crops, None)[net.prediction].float().cpu()
+        got = fast(crops, None).float().cpu()
+    if got.shape != ref.shape:
+        raise OutputMismatch(f"{what}: output shape {tuple(got.shape)} != {tuple(ref.shape)}")
+    p_ref, v_ref = _peaks(ref)
+    p_got, _ = _peaks(got)
+    confident = v_ref >= INT8_CONFIDENT * v_ref.amax(1, keepdim=True)
+    shift = (p_got - p_ref).norm(dim=-1)[confident]
+    median = float(shift.median())
+    within = float((shift <= INT8_CELLS).double().mean())
+    if not (within >= INT8_WITHIN and median <= INT8_MEDIAN_CELLS):
+        raise OutputMismatch(
+            f"{what}: decoded keypoints moved from the eager forward's by a median"
+            f" {median:.3f} heatmap cell (at most {INT8_MEDIAN_CELLS:g}), {within:.1%} within"
+            f" {INT8_CELLS:g} cell (at least {INT8_WITHIN:.0%}) on {len(crops)} calibration"
+            " crops; use TEST.TOPDOWN.BACKEND 'onnxruntime' (fp32)"
+        )
+    return median, within
+
+
+def quantize_int8(net: nn.Module, input_size: Sequence[int], crops: torch.Tensor) -> bytes:
+    """The network exported to ONNX and quantized by ONNX Runtime (static, QDQ, per-channel int8
+    weights, uint8 activations in the reduced range), activation ranges from ``crops`` (MinMax)."""
+    import os
+    import tempfile
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Crops(CalibrationDataReader):
+        def __init__(self, x, batch=8):
+            self.batches = iter(
+                [{"images": x[i : i + batch].numpy()} for i in range(0, len(x), batch)]
+            )
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as d:
+        fp32, pre, q = (os.path.join(d, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        export_onnx(net, fp32, input_size)
+        # ONNX Runtime's recommended preprocessing (shape inference, graph optimisation); its
+        # symbolic shape inference cannot follow the dynamic batch through HRNet: skipped.
+        quant_pre_process(fp32, pre, skip_symbolic_shape=True)
+        quantize_static(
+            pre, q, _Crops(crops.float().contiguous()), quant_format=QuantFormat.QDQ,
+            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )  # fmt: skip
+        with open(q, "rb") as f:
+            return f.read()
+
+
+class _Int8(OnnxPoseNet):
+    """The int8 ONNX Runtime network (``quantize_int8``), calibrated on ``calibration()``'s crops;
+    with ``cache_dir``, the quantized file is kept there under a key of the weights' digest, the
+    calibration crops and the ONNX Runtime version, and reused."""
+
+    def __init__(self, net: nn.Module, input_size: Sequence[int], calibration, cache_dir=""):
+        import os
+
+        import onnxruntime
+
+        if net.cue_channels:
+            raise ValueError(
+                "TEST.TOPDOWN.BACKEND 'int8' calibrates on image crops alone: a network with cue"
+                " channels is not supported (use 'onnxruntime')"
+            )
+        if calibration is None:
+            raise ValueError(
+                "TEST.TOPDOWN.BACKEND 'int8' needs calibration crops (TEST.TOPDOWN."
+                "INT8_CALIBRATION_DATASET or DATASETS.TRAIN)"
+            )
+        self.crops = calibration()
+        key = hashlib.sha256(
+            f"{weights_digest(net)};{onnxruntime.__version__};{tuple(self.crops.shape)};".encode()
+            + self.crops.float().contiguous().numpy().tobytes()
+        ).hexdigest()[:32]
+        path = os.path.join(os.path.expanduser(cache_dir), f"int8-{key}.onnx") if cache_dir else ""
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            logger.info(f"int8 network from the cache: {path}")
+        else:
+            t = time.perf_counter()
+            data = quantize_int8(net, input_size, self.crops)
+            logger.info(f"int8 network quantized in {time.perf_counter() - t:.1f} s")
+            if path:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+        super().__init__(data)
+
+
 class InferenceNet:
     """The pose network as ``TEST.TOPDOWN.BACKEND`` runs it, rebuilt when the weights change.
 
     ``infer(net, images, cues)`` returns ``net``'s prediction (on the images' device)."""
 
-    def __init__(self, backend: str = "auto", onnx_file: str = "", input_size=(192, 256)):
+    def __init__(
+        self,
+        backend: str = "auto",
+        onnx_file: str = "",
+        input_size=(192, 256),
+        calibration=None,
+        cache_dir: str = "",
+    ):
+        """
+        Args:
+            calibration: for "int8", a function returning the calibration crops
+                (``calibration_crops``), called when the network is built.
+            cache_dir: for "int8", where quantized networks are kept ("" none).
+        """
         if backend not in BACKENDS:
             raise ValueError(f"TEST.TOPDOWN.BACKEND must be one of {BACKENDS}, got {backend!r}")
         if onnx_file and backend not in ("onnxruntime", "auto"):
@@ -339,6 +589,7 @@ class InferenceNet:
                 " runs only with 'onnxruntime' (or 'auto')"
             )
         self.backend, self.onnx_file, self.input_size = backend, onnx_file, tuple(input_size)
+        self.calibration, self.cache_dir = calibration, cache_dir
         self._built = None
         self._key = None
         self.resolved = None  # the backend in use, once built
@@ -384,6 +635,14 @@ class InferenceNet:
                 )
             built = _BF16(net, self.input_size)
             check_outputs(built, net, self.input_size, "the bf16 network", BF16_TOLERANCE)
+        elif name == "int8":
+            built = _Int8(net, self.input_size, self.calibration, self.cache_dir)
+            median, within = check_keypoints(built, net, built.crops, "the int8 network")
+            logger.info(
+                f"int8 network checked on {len(built.crops)} calibration crops: keypoints moved"
+                f" a median {median:.3f} heatmap cell, {within:.1%} within {INT8_CELLS:g} cell"
+            )
+            del built.crops
         else:
             if self.onnx_file:
                 built = OnnxPoseNet(self.onnx_file)
@@ -411,7 +670,9 @@ class InferenceNet:
 
     def __deepcopy__(self, memo):
         # A copied model (or a pickled one) rebuilds its own network: sessions do not copy.
-        return InferenceNet(self.backend, self.onnx_file, self.input_size)
+        return InferenceNet(
+            self.backend, self.onnx_file, self.input_size, self.calibration, self.cache_dir
+        )
 
     def __getstate__(self):
         return {**self.__dict__, "_built": None, "_key": None}

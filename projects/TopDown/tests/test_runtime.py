@@ -5,12 +5,17 @@ tolerance, and a network too ill-conditioned for bf16 is refused; "auto" never p
 on every machine); an exported file runs only with the weights it came from; the built network
 follows the weights as they change; bad settings are refused."""
 
+import copy
+import io
 import logging
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog
+from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
 
 from pose_topdown import get_topdown_cfg, runtime
@@ -343,3 +348,152 @@ def test_bf16_asked_for_without_native_bf16_warns_once(native, monkeypatch, capl
     else:
         assert len(warned) == 1 and "emulated, slower than fp32" in warned[0].getMessage()
     assert got.dtype == torch.float32
+
+
+# --- int8 --------------------------------------------------------------------------------------
+
+
+class _GaussianNet(torch.nn.Module):
+    """Heatmaps of Gaussians (sigma 2 cells) at given sub-cell positions, one crop per row of
+    ``centers`` (N, K, 2): a network whose decoded keypoints are known."""
+
+    prediction = "heatmap"
+    cue_channels = 0
+
+    def __init__(self, centers, h=24, w=16):
+        super().__init__()
+        self.centers, self.h, self.w = centers, h, w
+
+    def forward(self, images, cues=None):
+        ys, xs = torch.meshgrid(torch.arange(self.h), torch.arange(self.w), indexing="ij")
+        c = self.centers[..., None, None]
+        d2 = (xs - c[:, :, 0]) ** 2 + (ys - c[:, :, 1]) ** 2
+        return {"heatmap": torch.exp(-d2 / 8.0)}
+
+
+def test_the_int8_check_counts_keypoints_within_a_quarter_cell():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.rand(4, 10, 2, generator=g) * torch.tensor([10.0, 18.0]) + 3
+    net, crops = _GaussianNet(centers), torch.zeros(4, 3, 96, 64)
+
+    def moved(shift):
+        return lambda images, cues=None: _GaussianNet(centers + shift)(images)["heatmap"]
+
+    # The peak fit of a sampled Gaussian measures shifts to within a few hundredths of a cell.
+    median, within = runtime.check_keypoints(moved(torch.tensor([0.05, 0.0])), net, crops, "q")
+    assert median == pytest.approx(0.05, abs=0.03) and within == 1.0
+    with pytest.raises(OutputMismatch, match=r"q: decoded keypoints moved .* median 0.[23]\d\d"
+                                             r" heatmap cell \(at most 0.1\), 0.0% within 0.25"):
+        runtime.check_keypoints(moved(torch.tensor([0.3, 0.0])), net, crops, "q")
+    # A few joints may jump (near-equal maxima): one in ten of every crop by two cells passes ...
+    one = torch.zeros(10, 2)
+    one[0] = torch.tensor([2.0, 0.0])
+    assert runtime.check_keypoints(moved(one), net, crops, "q")[1] == pytest.approx(0.9)
+    # ... two in ten do not.
+    one[1] = torch.tensor([0.0, 2.0])
+    with pytest.raises(OutputMismatch, match=r"80.0% within 0.25 cell \(at least 90%\)"):
+        runtime.check_keypoints(moved(one), net, crops, "q")
+
+
+def _int8_model(monkeypatch, *opts):
+    """A small model with the int8 backend whose quantizer is replaced by the fp32 export of the
+    network it is given (or of a perturbed copy), recording the calibration crops."""
+    seen = {}
+
+    def fake_quantize(net, input_size, crops):
+        seen["crops"] = crops
+        net = copy.deepcopy(net)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p) * seen.get("perturb", 0.0))
+        buf = io.BytesIO()
+        export_onnx(net, buf, input_size)
+        return buf.getvalue()
+
+    monkeypatch.setattr(runtime, "quantize_int8", fake_quantize)
+    return _model("TEST.TOPDOWN.BACKEND", "int8", *opts), seen
+
+
+def test_int8_calibrates_on_the_configured_dataset_and_is_checked(monkeypatch, tmp_path):
+    crops = torch.randn(3, 3, 96, 64)
+    for opts, dataset, persons in [
+        ((), "coco_person_sample", 14),  # the default: DATASETS.TRAIN's first
+        (("TEST.TOPDOWN.INT8_CALIBRATION_DATASET", "aic_person_sample"), "aic_person_sample", 9),
+        (("TEST.TOPDOWN.INT8_CALIBRATION_CROPS", "5"), "coco_person_sample", 5),
+    ]:
+        model, seen = _int8_model(monkeypatch, *opts)
+        model._outputs(crops, None, inference=True)
+        assert model.runner.resolved == "int8"
+        got = seen["crops"]
+        assert got.shape == (2 * persons, 3, 96, 64)  # each person's crop and its mirror
+        torch.testing.assert_close(got[persons:], got[:persons].flip(-1))
+        cfg = sample_cfg(*SMALL)
+        want = runtime.calibration_crops(dataset, persons, (64, 96), cfg.MODEL.PIXEL_MEAN,
+                                         cfg.MODEL.PIXEL_STD, "RGB", 1.25)  # fmt: skip
+        torch.testing.assert_close(got, want)
+    # The first crop is the first annotated person's box, padded 1.25x to the 2:3 crop.
+    d = DatasetCatalog.get("coco_person_sample")[0]
+    x, y, w, h = d["annotations"][0]["bbox"]
+    img = read_image(d["file_name"], format="RGB").astype("float32")
+    hh = max(h, w * 1.5) * 1.25
+    scale = 64 / (hh / 1.5)
+    m = np.array([[scale, 0, 32 - scale * (x + w / 2)], [0, scale, 48 - scale * (y + h / 2)]])
+    crop = cv2.warpAffine(img, m, (64, 96), flags=cv2.INTER_LINEAR)
+    crop = (crop - np.array(cfg.MODEL.PIXEL_MEAN)) / np.array(cfg.MODEL.PIXEL_STD)
+    np.testing.assert_allclose(want[0].permute(1, 2, 0).numpy(), crop, atol=1e-3)
+    # A quantized network whose keypoints move is refused at build time, naming the check.
+    model, seen = _int8_model(monkeypatch)
+    seen["perturb"] = 0.05
+    with pytest.raises(OutputMismatch, match="the int8 network: decoded keypoints moved"):
+        model._outputs(crops, None, inference=True)
+
+
+def test_int8_refuses_bad_calibration_sources_and_auto_never_picks_it(monkeypatch):
+    with pytest.raises(ValueError, match="'no_such_set' is not a registered dataset"):
+        _model("TEST.TOPDOWN.BACKEND", "int8", "TEST.TOPDOWN.INT8_CALIBRATION_DATASET",
+               "no_such_set")  # fmt: skip
+    with pytest.raises(ValueError, match="'coco_person_sample' is evaluated .* but not trained"):
+        _model("TEST.TOPDOWN.BACKEND", "int8", "TEST.TOPDOWN.INT8_CALIBRATION_DATASET",
+               "coco_person_sample", "DATASETS.TRAIN", "('synth_people_mini_train',)")  # fmt: skip
+    with pytest.raises(ValueError, match=r"set TEST.TOPDOWN.INT8_CALIBRATION_DATASET \(or"):
+        _model("TEST.TOPDOWN.BACKEND", "int8", "DATASETS.TRAIN", "()")
+    with pytest.raises(ValueError, match="must be positive, got 0"):
+        _model("TEST.TOPDOWN.BACKEND", "int8", "TEST.TOPDOWN.INT8_CALIBRATION_CROPS", "0")
+    net, size = build_net("HintPoseHRNet")
+    with pytest.raises(ValueError, match="'int8' calibrates on image crops alone"):
+        runtime._Int8(net, size, lambda: torch.zeros(2, 3, size[1], size[0]))
+    assert resolve_backend("auto", "cpu") == "onnxruntime"
+    with pytest.raises(ValueError, match="'int8' runs ONNX Runtime's CPU provider.*cuda"):
+        resolve_backend("int8", "cuda")
+
+
+def test_int8_quantizes_every_convolution_per_channel_and_caches(tmp_path, caplog):
+    import onnx
+    import onnx.numpy_helper
+
+    net, size = build_net("PoseHighResolutionNet")
+    crops = torch.randn(4, 3, size[1], size[0])
+    model = onnx.load_from_string(runtime.quantize_int8(net, size, crops))
+    init = {t.name: t for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    producer = {o: n for n in model.graph.node for o in n.output}
+    assert len(convs) > 10
+    for conv in convs:
+        dq = producer[conv.input[1]]  # weights: int8, one scale per output channel
+        assert dq.op_type == "DequantizeLinear", conv.name
+        assert init[dq.input[0]].data_type == onnx.TensorProto.INT8
+        assert init[dq.input[1]].dims == [init[dq.input[0]].dims[0]]
+        # ... in the reduced 7-bit range (no VNNI: AVX2's uint8 x int8 pair sums saturate int16)
+        assert 32 < np.abs(onnx.numpy_helper.to_array(init[dq.input[0]])).max() <= 64
+        act = producer[conv.input[0]]  # activations: uint8
+        assert act.op_type == "DequantizeLinear"
+        assert init[act.input[2]].data_type == onnx.TensorProto.UINT8
+    # The cache: a second build with the same weights and crops reads the file.
+    with caplog.at_level(logging.INFO, logger=runtime.__name__):
+        a = runtime._Int8(net, size, lambda: crops, str(tmp_path))
+        b = runtime._Int8(net, size, lambda: crops, str(tmp_path))
+    assert len(list(tmp_path.glob("int8-*.onnx"))) == 1
+    assert [r.getMessage().startswith("int8 network from the cache") for r in caplog.records] == [
+        False, True]  # fmt: skip
+    images = torch.randn(2, 3, size[1], size[0])
+    torch.testing.assert_close(a(images), b(images))

@@ -37,7 +37,7 @@ from ..codec import build_topdown_codec
 from ..data.boxes import PersonDetector, filter_person_boxes
 from ..data.cues import build_cue, crop_sample_points
 from ..data.hints import HintSource
-from ..runtime import InferenceNet, stage
+from ..runtime import InferenceNet, int8_calibration, stage
 from .base import TopDownPoseNet
 from .build import build_pose_net
 from .heads import TopDownHead, build_topdown_head
@@ -131,6 +131,8 @@ class TopDownPoseEstimator(nn.Module):
         hint_source: Optional[HintSource] = None,
         backend: str = "auto",
         onnx_file: str = "",
+        int8_calibration=None,
+        int8_cache_dir: str = "",
     ):
         """
         Args:
@@ -154,6 +156,8 @@ class TopDownPoseEstimator(nn.Module):
             hint_source: gives a hint cue its inference hints (``pose_topdown/data/hints.py``);
                 None: the box centre.
             backend, onnx_file: how inference runs the network (``pose_topdown/runtime.py``).
+            int8_calibration, int8_cache_dir: the "int8" backend's calibration crops (a function,
+                ``runtime.int8_calibration``) and cache of quantized networks.
         """
         super().__init__()
         name = type(pose_net).__name__
@@ -215,7 +219,9 @@ class TopDownPoseEstimator(nn.Module):
         )
         # Not a submodule: the detector keeps its own weights and checkpoints.
         self.__dict__["detector"] = detector
-        self.runner = InferenceNet(backend, onnx_file, codec.input_size)
+        self.runner = InferenceNet(
+            backend, onnx_file, codec.input_size, int8_calibration, int8_cache_dir
+        )
 
     @classmethod
     def keypoint_score_scale_from_config(cls, cfg) -> str:
@@ -275,6 +281,8 @@ class TopDownPoseEstimator(nn.Module):
             detector=detector,
             backend=t.BACKEND,
             onnx_file=t.ONNX_FILE,
+            int8_calibration=int8_calibration(cfg) if t.BACKEND == "int8" else None,
+            int8_cache_dir=t.INT8_CACHE_DIR,
         )
 
     @property
