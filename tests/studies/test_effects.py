@@ -260,3 +260,119 @@ def test_document_has_a_section_per_setting_and_the_unmeasured_claims():
     assert "below the bounds" in parts[2] and effects.SAME not in parts[2]
     assert parts[3].startswith("Claimed by the reports, not measured by this study")
     assert len(parts[3].strip().splitlines()) == 2 + len(study.not_measured)
+
+
+# Each study's main writes effects.md beside its table: fake runs (no training), the runner's
+# steps replaced; each row's keypoint AP (AP75) per seed, in AP points.
+FAKE = {
+    "hrnet": [(60.0, 45.0), (61.0, 46.0)], "pcr": [(63.0, 47.0), (62.5, 48.0)],
+    "posefix": [(60.5, 45.0), (61.5, 45.5)], "ensemble": [(64.0, 50.0), (65.0, 50.0)],
+    "baseline": [(50.0, 35.0), (51.0, 36.0)], "aic": [(49.0, 34.0), (53.0, 35.0)],
+    "inconsistent": [(45.0, 30.0), (46.0, 30.0)],
+    "inconsistent_selected": [(48.0, 33.0), (48.6, 33.0)],
+    "gt": [(58.0, 41.0)],
+}  # fmt: skip
+
+
+def fake_eval(config, eval_dir, dataset, opts, what, topdown, prefix="ablate"):
+    model, seed = what.split()[0], int(what.split()[2])
+    ap, ap75 = FAKE["gt" if model == "the" else model][seed - 1]
+    return {"keypoints": {"AP": ap, "AP75": ap75}}
+
+
+def fake_run(name, path, args, out_root, seed):
+    return {"name": name, "seed": seed, "dataset": "synth_people_basic_val", "box": 40.0 + seed,
+            "mask": 30.0, "kp": 30.0 + 2 * seed + (name == "dcn_rb") * 3, "kp50": 50.0,
+            "kp75": 16.0, "train_min": 1.0, "infer_ms": 10.0}  # fmt: skip
+
+
+def effects_lines(path):
+    return {ln.split(" | ")[0].split("[")[-1].rstrip("] "): ln
+            for ln in path.read_text().splitlines() if ln.startswith("| ") and "[" in ln}
+
+
+def test_rcnn_ablation_writes_effects(tmp_path, monkeypatch):
+    from multitask_pose.studies import rcnn_ablation
+
+    monkeypatch.setattr(rcnn_ablation, "run_one", fake_run)
+    rcnn_ablation.main(["--output", str(tmp_path), "--seeds", "1", "2", "--configs", "plain",
+                        "dcn_rb"])  # fmt: skip
+    text = (tmp_path / "effects.md").read_text()
+    assert "## On synth_people_basic_val\n\nBaseline plain: keypoint AP 0.330, AP75 0.160" in text
+    # dcn_rb 3 points above plain in both seeds, each row spread 2 (kp 32/34 vs 35/37)
+    line = effects_lines(tmp_path / "effects.md")["rb_kp"]
+    assert "| +0.030 (spread 0.020; 2/2 seeds) | opposite, beyond the spread |" in line
+    assert effects_lines(tmp_path / "effects.md")["balanced"].endswith("| - | not run |  |")
+
+
+def test_topdown_study_writes_effects_per_setting(tmp_path, monkeypatch):
+    from multitask_pose.studies import runner, topdown_methods
+
+    monkeypatch.setattr(runner, "run_one", lambda *a: {"dataset": "d", "train_min": 1.0})
+    monkeypatch.setattr(runner, "evaluate_run", fake_eval)
+    topdown_methods.main(["--output", str(tmp_path), "--seeds", "1", "2", "--no-detector",
+                          "--models", "hrnet", "pcr", "--ensemble", "hrnet", "pcr",
+                          "--datasets", "a", "b"])  # fmt: skip
+    doc = (tmp_path / "effects.md").read_text()
+    assert doc.count("\n## a, ground-truth boxes\n\nBaseline hrnet: keypoint AP 0.605") == 1
+    assert "\n## b, ground-truth boxes\n" in doc
+    rows = effects_lines(tmp_path / "effects.md")
+    assert "| +0.022 (spread 0.010; 2/2 seeds) | same direction, beyond the spread |" in rows["pcr"]
+    assert "| posefix vs hrnet |" in rows["posefix"] and "+0.005 (spread 0.010" in rows["posefix"]
+    assert "| +0.018 (spread 0.010; 2/2 seeds) | same direction" in rows["ensemble_pcr"]
+    assert rows["cue"].endswith("| - | not run |  |")
+
+
+def test_detector_study_writes_effects_per_dataset(tmp_path, monkeypatch):
+    from multitask_pose.studies import detector_study, runner
+
+    td = tmp_path / "td"
+    td.mkdir()
+    (td / "config.yaml").write_text("")
+    (td / "model_final.pth").write_text("")
+    boxes = {"faster": (30.0, 50.0), "cascade": (38.0, 52.0), "htc": (39.0, 53.0)}
+
+    def run(name, path, args, out_root, seed):
+        return {"train_min": 1.0, "infer_ms": 1.0, "stem": name, "seed": seed}
+
+    monkeypatch.setattr(runner, "run_one", run)
+    monkeypatch.setattr(runner, "detect_persons", lambda det, d, path, prefix: det / d)
+    monkeypatch.setattr(detector_study, "box_ap_ar", lambda det, d: (
+        boxes[det.parent.parent.name.split("_")[0]][0] + int(det.parent.name[-1]),
+        boxes[det.parent.parent.name.split("_")[0]][1]))  # fmt: skip
+    monkeypatch.setattr(runner, "evaluate_run", lambda *a, **k: {"keypoints": {"AP": 58.0,
+                                                                               "AP75": 41.0}})
+    cfgs = detector_study.DETECTORS
+    names = ["faster_rcnn_R_18_FPN_synth_basic", "cascade_mask_rcnn_R_18_FPN_synth_basic",
+             "htc_R_18_FPN_synth_basic"]  # fmt: skip
+    detector_study.main(["--output", str(tmp_path / "ds"), "--seeds", "1", "2", "--topdown",
+                         str(td), "--datasets", "a", "--configs",
+                         *(str(cfgs / f"{n}.yaml") for n in names)])  # fmt: skip
+    doc = (tmp_path / "ds" / "effects.md").read_text()
+    assert "## a\n\nBaseline gt: keypoint AP 0.580, AP75 0.410 (mean of 1 seeds), within" in doc
+    rows = effects_lines(tmp_path / "ds" / "effects.md")
+    # box AP 39+seed against 38+seed: +0.010, spread 0.010 -> within
+    assert "| +0.010 (spread 0.010; 2/2 seeds) | within the spread |" in rows["htc_cascade"]
+    assert "| +0.090 (spread 0.010; 2/2 seeds) | same direction" in rows["htc_faster"]
+    assert "| +0.000 (1/2 seeds) | one seed: no verdict |" in rows["gt_boxes"]
+
+
+def test_data_study_writes_effects_per_box_source(tmp_path, monkeypatch):
+    from multitask_pose.studies import data_study, runner
+
+    dets = tmp_path / "dets.json"
+    dets.write_text("[]")
+    monkeypatch.setattr(runner, "run_one", lambda *a: {"train_min": 1.0})
+    monkeypatch.setattr(runner, "evaluate_run", fake_eval)
+    monkeypatch.setattr(data_study, "data_counts", lambda *a: [])
+    data_study.main(["--output", str(tmp_path / "ds"), "--seeds", "1", "2", "--rows", "baseline",
+                     "aic", "inconsistent", "inconsistent_selected", "--val", "v",
+                     "--detections", f"v={dets}"])  # fmt: skip
+    doc = (tmp_path / "ds" / "effects.md").read_text()
+    assert "## v, GT boxes\n\nBaseline baseline: keypoint AP 0.505, AP75 0.355" in doc
+    assert "## v, detector boxes\n" in doc
+    rows = effects_lines(tmp_path / "ds" / "effects.md")
+    assert "| +0.005 (spread 0.040; 2/2 seeds) | within the spread |" in rows["aic_000"]
+    assert "| +0.028 (spread 0.010; 2/2 seeds) | same direction" in rows["selection"]
+    assert "| -0.050 (spread 0.010; 2/2 seeds) | same direction" in rows["inconsistent"]
+    assert rows["pseudo"].endswith("| - | not run |  |")
