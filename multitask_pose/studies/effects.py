@@ -326,12 +326,13 @@ TOPDOWN_METHODS = StudyEffects(
                     "002 Tables 1, 3, 4; 004 Tables 1, 2",
                     "the evaluator reports keypoint AR for CrowdPose data only"),
         NotMeasured("PCR's CAM branches SE, HDC, AD (R50)", "0.704 -> 0.728 / 0.726 / 0.730,"
-                    " all 0.738", "002 §3.3 Table 3", "no study row (ablation recipes only)"),
+                    " all 0.738", "002 §3.3 Table 3",
+                    "recipes pcr_..._se_only / hdc_only / ad_only exist, no study row"),
         NotMeasured("box rescoring by keypoint score", "box score 0.703 -> rescoring 0.715"
                     " (keypoint score alone 0.561)", "001 Box Candidates Rescoring",
-                    "no study row"),
+                    "a switch (TEST.TOPDOWN.RESCORE), no study row"),
         NotMeasured("IoU-NMS then OKS-NMS", "0.715 -> 0.717", "001 Experiment Results",
-                    "no study row"),
+                    "a switch (TEST.TOPDOWN.IOU_NMS_THRESH), no study row"),
         NotMeasured("pose network architectures", "8-stack hourglass 0.734, Inception-ResNet-v2"
                     " 0.694, ResNet-269 0.697; 2 stacks 0.701, searched network 0.705",
                     "001 Explore new architecture", "no study row"),
