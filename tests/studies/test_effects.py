@@ -354,7 +354,7 @@ def test_detector_study_writes_effects_per_dataset(tmp_path, monkeypatch):
                          str(td), "--datasets", "a", "--configs",
                          *(str(cfgs / f"{n}.yaml") for n in names)])  # fmt: skip
     doc = (tmp_path / "ds" / "effects.md").read_text()
-    assert "## a\n\nBaseline gt: keypoint AP 0.580, AP75 0.410 (mean of 1 seeds), within" in doc
+    assert "## a\n\nBaseline gt: keypoint AP 0.580, AP75 0.410 (mean of 1 seed), within" in doc
     rows = effects_lines(tmp_path / "ds" / "effects.md")
     # box AP 39+seed against 38+seed: +0.010, spread 0.010 -> within
     assert "| +0.010 (spread 0.010; 2/2 seeds) | within the spread |" in rows["htc_cascade"]
