@@ -20,7 +20,7 @@ from ..data.selection import unlabel_inconsistent
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
-from . import jobs, runner, tables
+from . import effects, jobs, runner, tables
 
 __all__ = ["HNDM_SETTINGS", "RECIPE", "ROWS", "build_parser", "data_counts", "main",
            "needed_detections", "parse_args", "table", "variant_opts"]  # fmt: skip
@@ -269,7 +269,8 @@ def main(argv=None, parser=None):
                     f"{row} seed {seed} on {args.val}, {label}", True, "data_study",
                 )  # fmt: skip
                 by_row.setdefault(row, {}).setdefault(label, []).append(
-                    {"kp": res["keypoints"]["AP"], "train_min": r["train_min"]}
+                    {"kp": res["keypoints"]["AP"], "kp75": res["keypoints"]["AP75"],
+                     "train_min": r["train_min"]}  # fmt: skip
                 )
 
     if args.seeds_only:
@@ -286,6 +287,12 @@ def main(argv=None, parser=None):
     text = table(rows, list(cols.values()), note) + "".join(f"\n- {n}" for n in notes) + "\n"
     write_text_atomic(out_root / "data_study.md", text)
     print(text)
+    sections = [(f"{args.val}, {label}", {row: by_row[row][label] for row in args.rows})
+                for label in cols.values()]  # fmt: skip
+    write_text_atomic(
+        out_root / "effects.md", effects.effects_document(effects.DATA_STUDY, sections)
+    )
+    print(f"data_study: effects the reports claim in {out_root / 'effects.md'}", flush=True)
     print(
         "data_study: "
         + "; ".join(

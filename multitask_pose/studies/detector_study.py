@@ -17,7 +17,7 @@ from ..engine.cli import ConfigError
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
-from . import jobs, runner, tables
+from . import effects, jobs, runner, tables
 
 __all__ = ["DATASETS", "DETECTORS", "ORDER", "box_ap_ar", "build_parser", "main", "parse_args",
            "table"]  # fmt: skip
@@ -112,7 +112,7 @@ def main(argv=None, parser=None):
             td / "config.yaml", eval_dir, dataset, td_opts + box_opts, what, True,
             "detector_study",
         )  # fmt: skip
-        return res["keypoints"]["AP"]
+        return res["keypoints"]["AP"], res["keypoints"]["AP75"]
 
     jobs.run_seeds_in_parallel(SCRIPT, argv, args, out_root, "detector_study")
     rows = []
@@ -126,7 +126,7 @@ def main(argv=None, parser=None):
                     run_dir, d, run_dir / "detections" / f"{d}.json", "detector_study"
                 )
                 r[f"box_{d}"], r[f"ar_{d}"] = box_ap_ar(det, d)
-                r[f"kp_{d}"] = topdown_ap(
+                r[f"kp_{d}"], r[f"kp75_{d}"] = topdown_ap(
                     run_dir / "topdown" / d,
                     d,
                     ["TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", str(det)],
@@ -139,7 +139,7 @@ def main(argv=None, parser=None):
     gt = {"train_min": float("nan"), "infer_ms": float("nan")}
     for d in args.datasets:
         gt[f"box_{d}"], gt[f"ar_{d}"] = 100.0, 100.0
-        gt[f"kp_{d}"] = topdown_ap(
+        gt[f"kp_{d}"], gt[f"kp75_{d}"] = topdown_ap(
             out_root / "topdown_gt_boxes" / d,
             d,
             ["TEST.TOPDOWN.BOX_SOURCE", "gt"],
@@ -155,6 +155,16 @@ def main(argv=None, parser=None):
     text = table(rows, gt, args.datasets, note)
     write_text_atomic(out_root / "detector_study.md", text)
     print(text)
+    sections = [
+        (d, {name: [{"box": r[f"box_{d}"], "ar": r[f"ar_{d}"], "kp": r[f"kp_{d}"],
+                     "kp75": r[f"kp75_{d}"]} for r in runs]
+             for name, runs in rows + [("gt", [gt])]})
+        for d in args.datasets
+    ]  # fmt: skip
+    write_text_atomic(
+        out_root / "effects.md", effects.effects_document(effects.DETECTOR_STUDY, sections)
+    )
+    print(f"detector_study: effects the reports claim in {out_root / 'effects.md'}", flush=True)
     print(
         "detector_study: "
         + "; ".join(

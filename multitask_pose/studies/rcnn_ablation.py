@@ -9,6 +9,7 @@ from ..engine.cli import ConfigError
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
+from . import effects
 from .jobs import add_jobs_argument, parse_overrides, run_seeds_in_parallel
 from .runner import add_overrides, run_one, study_parser
 from .tables import cell, markdown, versus_first
@@ -100,6 +101,11 @@ def main(argv=None, parser=None):
     text = table(groups, note)
     write_text_atomic(out_root / "ablation.md", text)
     print(text)
+    effects_md = effects.effects_document(
+        effects.RCNN_ABLATION, [(f"On {groups[0][1][0]['dataset']}", dict(groups))]
+    )
+    write_text_atomic(out_root / "effects.md", effects_md)
+    print(f"ablate: effects the reports claim in {out_root / 'effects.md'}", flush=True)
     print(
         "ablate: "
         + "; ".join(

@@ -2,7 +2,7 @@
 minutes), the keypoint AP difference from the first row judged against the seed spread, and the
 markdown table every study writes."""
 
-__all__ = ["cell", "fmt", "markdown", "mean_minutes", "versus_first"]
+__all__ = ["cell", "fmt", "markdown", "mean_difference", "mean_minutes", "versus_first"]
 
 
 def fmt(ap):
@@ -19,16 +19,23 @@ def cell(runs, key):
     return f"{fmt(sum(vals) / len(vals))} ({', '.join(fmt(v) for v in vals)})"
 
 
+def mean_difference(runs, first, key="kp"):
+    """(the difference of the means of ``key`` over the seeds of ``runs`` from those of
+    ``first``, the seed spread: the larger max - min over seeds of the two); the studies call a
+    difference real only when its size exceeds the spread."""
+    vals, vals0 = [r[key] for r in runs], [r[key] for r in first]
+    spread = max(max(v) - min(v) for v in (vals, vals0))
+    return sum(vals) / len(vals) - sum(vals0) / len(vals0), spread
+
+
 def versus_first(runs, first):
     """Keypoint AP difference of the means from the first config's, and whether it exceeds the
-    seed spread: the larger max - min over seeds of the two configs ("-" without keypoints)."""
+    seed spread (:func:`mean_difference`; "-" without keypoints)."""
     if any(r["kp"] is None for r in (*runs, *first)):
         return "-"
-    mean = sum(r["kp"] for r in runs) / len(runs)
-    mean0 = sum(r["kp"] for r in first) / len(first)
-    spread = max(max(r["kp"] for r in rs) - min(r["kp"] for r in rs) for rs in (runs, first))
-    verdict = "yes" if abs(mean - mean0) > spread else "no"
-    return f"{(mean - mean0) / 100:+.3f} (spread {spread / 100:.3f}: {verdict})"
+    diff, spread = mean_difference(runs, first)
+    verdict = "yes" if abs(diff) > spread else "no"
+    return f"{diff / 100:+.3f} (spread {spread / 100:.3f}: {verdict})"
 
 
 def mean_minutes(runs):

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
-from . import jobs, runner, tables
+from . import effects, jobs, runner, tables
 
 __all__ = ["DATASETS", "HINTED", "MODELS", "POSEFIX", "build_parser", "hint_opts", "main",
            "parse_args", "settings", "table"]  # fmt: skip
@@ -186,6 +186,7 @@ def main(argv=None, parser=None):
                 by_col.setdefault(name, []).append(row(res, r["train_min"]))
         by_model[model] = by_col
     table_rows = [(MODELS[m][1], by_model[m]) for m in args.models]
+    by_key = dict(by_model)  # the effects' row names
 
     # 4. PoseFix on HRNet's results
     if args.posefix:
@@ -210,6 +211,7 @@ def main(argv=None, parser=None):
                 )
                 by_col.setdefault(name, []).append(row(res, r["train_min"]))
         table_rows.append((label, by_col))
+        by_key["posefix"] = by_col
 
     # 5. the ensemble
     if args.ensemble:
@@ -246,6 +248,7 @@ def main(argv=None, parser=None):
                 )
                 by_col.setdefault(name, []).append(row(res))
         table_rows.append((label, by_col))
+        by_key["ensemble"] = by_col
 
     # 6. the table
     budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each recipe's own schedule"
@@ -265,6 +268,15 @@ def main(argv=None, parser=None):
     text = table(table_rows, names, note)
     write_text_atomic(out_root / "study.md", text)
     print(text)
+    sections = [
+        (f"{dataset}, {'ground-truth' if box == 'gt' else 'detector'} boxes",
+         {key: by_col[name] for key, by_col in by_key.items()})
+        for name, dataset, box in cols
+    ]  # fmt: skip
+    write_text_atomic(
+        out_root / "effects.md", effects.effects_document(effects.TOPDOWN_METHODS, sections)
+    )
+    print(f"study: effects the reports claim in {out_root / 'effects.md'}", flush=True)
     print(
         "study: "
         + "; ".join(
