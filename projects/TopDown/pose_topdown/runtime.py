@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from multitask_pose.engine.mixed_precision import cpu_has_native_bf16
+from multitask_pose.shared.atomic_io import atomic_write
 from multitask_pose.shared.onnx_runtime import cpu_session
 
 __all__ = [
@@ -553,12 +554,9 @@ class _Int8(OnnxPoseNet):
             t = time.perf_counter()
             data = quantize_int8(net, input_size, self.crops)
             logger.info(f"int8 network quantized in {time.perf_counter() - t:.1f} s")
-            if path:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                tmp = f"{path}.{os.getpid()}.tmp"
-                with open(tmp, "wb") as f:
+            if path:  # atomic_write makes the folder
+                with atomic_write(path, "wb") as f:
                     f.write(data)
-                os.replace(tmp, path)
         super().__init__(data)
 
 
