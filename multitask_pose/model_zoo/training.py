@@ -35,6 +35,9 @@ __all__ = [
 
 # The SynthPeople validation splits every entry is measured on (the zoo table's columns).
 LEVELS = ("synth_people_basic_val", "synth_people_val", "synth_people_crowd_val")
+# The AP each stage's record and table show (a top-down entry's box AP is that of the
+# ground-truth boxes it is given: 1.0, not a measurement).
+TASKS = {"topdown": ("keypoints",), "rcnn": ("keypoints", "bbox", "segm")}
 
 
 def _last_checkpoint(run_dir: Path) -> Optional[Path]:
@@ -114,7 +117,6 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
         )
     sha = export_fp16(str(checkpoint), zoo_weights_file(name), entry.keep)
     check = measure(name)
-    iteration = torch.load(checkpoint, map_location="cpu", weights_only=True).get("iteration")
     legs_file = run_dir / "legs.json"
     legs = json.loads(legs_file.read_text()) if legs_file.is_file() else []
     hours, cpu_hours = training_hours(run_dir / "metrics.json", legs)
@@ -125,8 +127,7 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
         "what": entry.what,
         "config": entry.config,
         "checkpoint": checkpoint.name,
-        # detectron2 stores the last iteration run (0-based); model_final's is MAX_ITER - 1
-        "iterations": int(iteration) + 1 if iteration is not None else None,
+        "iterations": resumes_from(run_dir),  # the iterations in the checkpoint
         "legs": legs,
         "training_hours": round(hours, 2),
         "cpu_hours": round(cpu_hours, 2) if cpu_hours is not None else None,
@@ -138,7 +139,7 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
         "curve": {
             key: [[it, round(v, 4)] for it, v in zip(*series)]
             for key, series in sorted(curves.ap.items())
-            if key.endswith("/AP")
+            if key.endswith("/AP") and key.split("/")[0] in TASKS[entry.stage]
         },
         "levels": levels if levels is not None else zoo_record(name).get("levels", {}),
     }
@@ -152,10 +153,10 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
     )
 
 
-def _level_ap(results: Dict) -> str:
-    parts = [f"{label} {results[task]['AP'] / 100:.3f}"
-             for task, label in (("keypoints", "kp"), ("bbox", "box")) if task in results]
-    return " / ".join(parts)  # fmt: skip
+def _level_ap(results: Dict, stage: str) -> str:
+    labels = {"keypoints": "kp", "bbox": "box", "segm": "mask"}
+    return " / ".join(f"{labels[task]} {results[task]['AP'] / 100:.3f}"
+                      for task in TASKS[stage] if task in results)  # fmt: skip
 
 
 def zoo_table() -> str:
@@ -172,7 +173,10 @@ def zoo_table() -> str:
             continue
         cpus = sorted({f"{leg.get('cpu', '?')} x{leg.get('threads', '?')}" for leg in r["legs"]})
         stored = r["stored"] if isinstance(r["stored"], str) else ", ".join(r["stored"])
-        levels = [_level_ap(r["levels"][lvl]) if lvl in r["levels"] else "-" for lvl in LEVELS]
+        stage = ENTRIES[name].stage
+        levels = [
+            _level_ap(r["levels"][lvl], stage) if lvl in r["levels"] else "-" for lvl in LEVELS
+        ]
         check = ", ".join(f"{k.split(' ', 1)[1]} {v:.3f}" for k, v in r["check"].items())
         weights = zoo_weights_file(name)
         size = weights.stat().st_size / 2**20 if weights.is_file() else 0
