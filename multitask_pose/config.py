@@ -114,6 +114,12 @@ def add_pose_config(cfg: CN) -> CN:
     # Periodic checkpoints kept in OUTPUT_DIR, the newest ones (a resumed run's earlier ones
     # included; model_final is never removed); 0 keeps every one (detectron2's behaviour).
     cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP = 0
+    # The iteration a run started from MODEL.WEIGHTS (not resumed from its own checkpoint)
+    # begins at: the learning-rate schedule, the data stream and MAX_ITER go on from there, and
+    # the warm-up (SOLVER.WARMUP_*) is repeated from there, since the optimizer starts afresh.
+    # It continues a training whose checkpoint kept only the weights (a zoo entry's fp16 file,
+    # tools/train_zoo.py); 0 starts at the beginning, as detectron2 does.
+    cfg.SOLVER.START_ITER = 0
     # Weights files (MODEL.WEIGHTS, --resume, TEST.TOPDOWN.DETECTOR_WEIGHTS) load through
     # SafeCheckpointer, which refuses any pickled object that could run code. True loads them
     # with the full pickle: only for trusted legacy files it refuses (see README, Safety).

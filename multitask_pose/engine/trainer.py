@@ -6,6 +6,7 @@ import logging
 import os
 import pickle
 import random
+import warnings
 from unittest import mock
 
 import numpy as np
@@ -15,6 +16,7 @@ from detectron2.engine import defaults as d2_defaults
 from detectron2.engine import hooks as d2_hooks
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
+from fvcore.common.param_scheduler import ParamScheduler
 
 from ..config import add_multitask_config, add_pose_config
 from ..data.build import build_rcnn_train_loader, build_test_loader
@@ -33,7 +35,7 @@ logger = logging.getLogger(__name__)
 # a checkpoint.
 _LOAD_ERRORS = (AssertionError, EOFError, OSError, RuntimeError, pickle.UnpicklingError)
 
-__all__ = ["MultiTaskTrainer", "PoseTrainer", "scale_lr"]
+__all__ = ["MultiTaskTrainer", "PoseTrainer", "RepeatedWarmup", "scale_lr"]
 
 
 class PoseTrainer(DefaultTrainer):
@@ -94,6 +96,32 @@ class PoseTrainer(DefaultTrainer):
         )
 
     @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        """detectron2's; with SOLVER.START_ITER its warm-up is repeated from that iteration."""
+        start, max_iter = cfg.SOLVER.START_ITER, cfg.SOLVER.MAX_ITER
+        if not 0 <= start < max_iter:
+            raise ConfigError(f"SOLVER.START_ITER={start}: expected 0 <= it < SOLVER.MAX_ITER"
+                              f" ({max_iter})")  # fmt: skip
+        if start and not cfg.MODEL.WEIGHTS:
+            raise ConfigError(
+                f"SOLVER.START_ITER={start} continues a training from its weights: set"
+                " MODEL.WEIGHTS to them (an empty one would start from random weights midway)"
+            )
+        scheduler = super().build_lr_scheduler(cfg, optimizer)
+        if start:
+            # detectron2's LRMultiplier keeps its fvcore schedule in _multiplier and computes
+            # each step's lr from it alone (its state_dict holds the position only), so
+            # wrapping that schedule changes the lr of every later step, resumed ones included.
+            scheduler._multiplier = RepeatedWarmup(
+                scheduler._multiplier,
+                start / max_iter,
+                cfg.SOLVER.WARMUP_ITERS / max_iter,
+                cfg.SOLVER.WARMUP_FACTOR,
+                cfg.SOLVER.WARMUP_METHOD,
+            )
+        return scheduler
+
+    @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return PoseCOCOEvaluator.from_cfg(cfg, dataset_name, output_dir=output_folder)
@@ -137,6 +165,8 @@ class PoseTrainer(DefaultTrainer):
         self.checkpointer.exclude = tuple(self.cfg.MODEL.WEIGHTS_EXCLUDE) if starting else ()
         try:
             super().resume_or_load(resume)
+            if starting:
+                self._start_at(self.cfg.SOLVER.START_ITER)
             return self._start_data_at_iteration()
         except UnsafeCheckpointError:
             raise  # refused for safety: never replaced by another file
@@ -184,6 +214,25 @@ class PoseTrainer(DefaultTrainer):
                 "the checkpoint has no optimizer state (written before it was saved): the "
                 "optimizer starts afresh from the loaded weights"
             )
+
+    def _start_at(self, iteration):
+        """Begin a run started from MODEL.WEIGHTS at ``iteration`` (SOLVER.START_ITER): the
+        scheduler's position too, so that the first step's lr is that of ``iteration``."""
+        if not iteration:
+            return
+        self.start_iter = iteration
+        self.scheduler.last_epoch = iteration - 1
+        with warnings.catch_warnings():
+            # torch warns of a scheduler step before any optimizer step; this one only moves
+            # the schedule to where the run begins
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
+        logger.info(
+            "SOLVER.START_ITER: training continues at iteration %d from %s with a fresh"
+            " optimizer, lr %.3g (the warm-up repeated over %d iterations)",
+            iteration, self.cfg.MODEL.WEIGHTS, self.optimizer.param_groups[0]["lr"],
+            self.cfg.SOLVER.WARMUP_ITERS,
+        )  # fmt: skip
 
     def _start_data_at_iteration(self):
         """Point an exactly resumable loader at the iteration training continues from."""
@@ -251,6 +300,29 @@ class MultiTaskTrainer(PoseTrainer):
         ]
         results = cls.test(cfg, MultiTaskRCNNWithTTA(cfg, model), evaluators)
         return OrderedDict((k + "_TTA", v) for k, v in results.items())
+
+
+class RepeatedWarmup(ParamScheduler):
+    """``schedule`` (an fvcore ParamScheduler over the fraction of training done) with its
+    warm-up repeated from ``start``: over the following ``length`` the value rises from
+    ``factor`` x the schedule's to the schedule's, linearly ("linear") or in one jump at the end
+    ("constant"), as detectron2's WarmupParamScheduler does from 0. Neither detectron2 nor fvcore
+    has a warm-up that starts midway (their composite schedulers join schedules, they do not
+    multiply them)."""
+
+    def __init__(self, schedule, start, length, factor, method="linear"):
+        if method not in ("linear", "constant"):
+            raise ValueError(f"warm-up method {method!r}; expected 'linear' or 'constant'")
+        self.schedule, self.start, self.length = schedule, start, length
+        self.factor, self.method = factor, method
+
+    def __call__(self, where):
+        value = self.schedule(where)
+        done = (where - self.start) / self.length if self.length > 0 else 1.0
+        if 0 <= done < 1:
+            linear = self.method == "linear"
+            value *= self.factor + (1 - self.factor) * done if linear else self.factor
+        return value
 
 
 def scale_lr(param_groups, chosen, factor):

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_ENTRY_BYTES",
     "ZooEntry",
     "export_fp16",
+    "sha256_of",
     "zoo_record",
     "zoo_run_dir",
     "zoo_weights_file",
@@ -65,10 +66,7 @@ ENTRIES: Dict[str, ZooEntry] = {
             "rcnn",
             "configs/Zoo/multitask_rcnn_R_18_FPN_synthpeople.yaml",
             "multitask R-CNN R-18-FPN (box, mask, keypoints; 320 px images),"
-            " synth_people_basic_train and synth_people_train; stored: backbone, FPN and RPN",
-            # The whole model is 25.1 MB in fp16 (ResNet-18 alone 21.4); the recipes start from
-            # the backbone and FPN, as detectron2's from ImageNet weights.
-            keep=("backbone.", "proposal_generator."),
+            " synth_people_basic_train and synth_people_train",
         ),
     )
 }
@@ -100,6 +98,11 @@ def zoo_record(name: str) -> Dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def sha256_of(path) -> str:
+    """The file's sha256, hex."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def export_fp16(checkpoint: str, output: Path, keep: Tuple[str, ...] = ()) -> str:
     """Write the model of a training checkpoint as an fp16 state dict (``{"model": ...}``;
     floating tensors in fp16, integer buffers as they are) to ``output``; returns its sha256.
@@ -123,7 +126,7 @@ def export_fp16(checkpoint: str, output: Path, keep: Tuple[str, ...] = ()) -> st
             f"{output}: {size / 2**20:.1f} MB is above the zoo's"
             f" {MAX_ENTRY_BYTES / 2**20:g} MB per entry"
         )
-    return hashlib.sha256(Path(output).read_bytes()).hexdigest()
+    return sha256_of(output)
 
 
 class ZooHandler(PathHandler):

@@ -2,13 +2,18 @@
 
 A leg runs the entry's stage's ``train_net.py --resume`` on the entry's recipe in its cache
 folder, so a killed leg continues from its last checkpoint (the recipe checkpoints every few
-minutes). ``export`` writes the newest checkpoint's model as the entry's fp16 file and record, at
-the end of the training or of a session (``--export``); ``--finish`` (after the last iteration)
-also evaluates every SynthPeople level. Each export draws the learning curve and measures the
-entry's compatibility figure (check.py).
+minutes). A machine without that folder (a new one, or a cleared cache) continues from the
+entry's weights committed in the repository at the iteration its record gives: the optimizer
+restarts there with the recipe's warm-up (SOLVER.START_ITER), and the record's legs, hours and
+curve carry over. ``export`` writes the newest checkpoint's model as the entry's fp16 file and
+record, at the end of the training or of a session (``--export``: commit them, so that the next
+machine continues from there); ``--finish`` (after the last iteration) also evaluates every
+SynthPeople level. Each export draws the learning curve and measures the entry's compatibility
+figure (check.py).
 """
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,11 +25,21 @@ from ..engine.learning_curves import plot_learning_curves, read_learning_curves
 from ..engine.weights_check import WeightsFileNotFoundError
 from ..env import cpu_model
 from ..shared.atomic_io import write_json_atomic
-from . import ENTRIES, ROOT, ZOO_DIR, export_fp16, zoo_record, zoo_run_dir, zoo_weights_file
+from . import (
+    ENTRIES,
+    ROOT,
+    ZOO_DIR,
+    export_fp16,
+    sha256_of,
+    zoo_record,
+    zoo_run_dir,
+    zoo_weights_file,
+)
 from .check import TRAIN_SCRIPTS, eval_only, measure, run_logged
 
 __all__ = [
     "LEVELS",
+    "continue_from_repository",
     "evaluate_levels",
     "export",
     "resumes_from",
@@ -48,15 +63,52 @@ def _last_checkpoint(run_dir: Path) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+# In a run continued from the repository's weights: the record they came with, and the weights.
+EARLIER_RECORD, EARLIER_WEIGHTS = "continued_from.json", "continued_from.pth"
+
+
+def _earlier(run_dir: Path) -> Dict:
+    path = run_dir / EARLIER_RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def resumes_from(run_dir: Path) -> int:
-    """The iteration a resumed run continues from: that of its last checkpoint (0 without one;
-    detectron2 names a checkpoint after its last iteration run, 0-based)."""
+    """The iteration a resumed run continues from: that of its last checkpoint (detectron2 names
+    a checkpoint after its last iteration run, 0-based); without one, that of the repository's
+    weights it continues from, or 0."""
     checkpoint = _last_checkpoint(run_dir)
     if checkpoint is None:
-        return 0
+        return _earlier(run_dir).get("iterations", 0)
     if checkpoint.stem == "model_final":
         return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["iteration"]) + 1
     return int(checkpoint.stem.rsplit("_", 1)[1]) + 1
+
+
+def continue_from_repository(name: str, run_dir: Path) -> int:
+    """Set up an empty run folder to continue from the entry's weights in the repository (copied
+    into it with their record, so that a later export cannot change them under the run);
+    returns their iteration, 0 when the repository has none. ValueError when they cannot be
+    continued: stored in part, of another recipe, or not the recorded file."""
+    record = zoo_record(name)
+    weights = zoo_weights_file(name)
+    if not record.get("iterations") or not weights.is_file():
+        return 0
+    entry = ENTRIES[name]
+    why = None
+    if record.get("stored") != "the whole model":
+        why = f"it stores only {record.get('stored')}"
+    elif record.get("config") != entry.config:
+        why = f"it was trained with {record.get('config')}, not {entry.config}"
+    elif sha256_of(weights) != record.get("sha256"):
+        why = f"{weights} is not the file its record names (sha256 differs)"
+    if why:
+        raise ValueError(
+            f"cannot continue zoo entry {name} from the repository's weights: {why}; remove"
+            f" model_zoo/{name}.pth and .json to train it from the start"
+        )
+    shutil.copyfile(weights, run_dir / EARLIER_WEIGHTS)
+    write_json_atomic(run_dir / EARLIER_RECORD, record, indent=1)
+    return record["iterations"]
 
 
 def train_leg(name: str, python: str = sys.executable) -> Path:
@@ -66,16 +118,28 @@ def train_leg(name: str, python: str = sys.executable) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     legs = run_dir / "legs.json"
     history = json.loads(legs.read_text()) if legs.is_file() else []
-    history.append({
+    if _last_checkpoint(run_dir) is None and not (run_dir / EARLIER_RECORD).is_file():
+        continue_from_repository(name, run_dir)
+    leg = {
         "started": time.strftime("%Y-%m-%d %H:%M"),
         "from": resumes_from(run_dir),
         "cpu": cpu_model(),
         "threads": torch.get_num_threads(),  # OMP_NUM_THREADS, which the leg inherits
-    })  # fmt: skip
+    }
+    opts = []
+    earlier = _earlier(run_dir)
+    if earlier:
+        # every leg of a continued run: its first starts at the weights' iteration; the later
+        # ones resume from the run's own checkpoints, with the same (repeated) warm-up schedule
+        opts = ["MODEL.WEIGHTS", run_dir / EARLIER_WEIGHTS,
+                "SOLVER.START_ITER", earlier["iterations"]]  # fmt: skip
+        if leg["from"] == earlier["iterations"]:
+            leg["note"] = "from the repository's fp16 weights, the optimizer restarted (warm-up)"
+    history.append(leg)
     write_json_atomic(legs, history, indent=1)
     script = TRAIN_SCRIPTS[entry.stage]
     run_logged([python, script, "--config-file", ROOT / entry.config, "--resume",
-                "OUTPUT_DIR", run_dir])  # fmt: skip
+                "OUTPUT_DIR", run_dir, *opts])  # fmt: skip
     return run_dir
 
 
@@ -121,6 +185,16 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
     legs = json.loads(legs_file.read_text()) if legs_file.is_file() else []
     hours, cpu_hours = training_hours(run_dir / "metrics.json", legs)
     curves = read_learning_curves(run_dir, name)
+    earlier = _earlier(run_dir)  # the record of the weights a continued run started from
+    if earlier:
+        legs = earlier["legs"] + legs
+        hours += earlier["training_hours"]
+        both = cpu_hours is not None and earlier["cpu_hours"] is not None
+        cpu_hours = cpu_hours + earlier["cpu_hours"] if both else None
+        for key, points in earlier["curve"].items():
+            its, values = curves.ap.setdefault(key, ([], []))  # all after the earlier points
+            merged = [tuple(p) for p in points] + list(zip(its, values))
+            curves.ap[key] = ([it for it, _ in merged], [v for _, v in merged])
     plot_learning_curves([curves], run_dir / "learning_curve.png")
     record = {
         "name": name,

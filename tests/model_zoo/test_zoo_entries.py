@@ -5,7 +5,6 @@ it. Also the record's integrity (sha256, size) and the figure's arithmetic."""
 
 import hashlib
 
-import numpy as np
 import pytest
 
 import multitask_pose.model_zoo as zoo
@@ -35,10 +34,3 @@ def test_the_entry_measures_its_recorded_figure(name):
     for key, want in record["check"].items():
         # the same weights and data: only the order of float sums may differ between machines
         assert measured[key] == pytest.approx(want, abs=0.003), key
-
-
-def test_average_recall_counts_each_box_at_each_coco_threshold():
-    # best IoUs of four boxes: recalled at 10, 5, 1 and 0 of the ten thresholds 0.50:0.05:0.95
-    ious = np.array([0.97, 0.72, 0.52, 0.3])
-    assert check.average_recall(ious) == pytest.approx((10 + 5 + 1 + 0) / 40)
-    assert check.average_recall(np.array([0.5, 0.95])) == pytest.approx((10 + 1) / 20)

@@ -148,7 +148,95 @@ def test_the_zoo_table_shows_each_record(tmp_path, monkeypatch):
     assert all(x.count("|") == lines[0].count("|") for x in lines)
     rcnn = "multitask_rcnn_R_18_FPN_synthpeople"
     results = {"keypoints": {"AP": 35.0}, "bbox": {"AP": 61.0}, "segm": {"AP": 50.0}}
-    record.update(levels={LEVELS[0]: results}, check={f"{LEVELS[0]} proposal AR@100": 0.7})
+    check = {f"{LEVELS[0]} keypoint AP": 0.35, f"{LEVELS[0]} box AP": 0.61}
+    record.update(levels={LEVELS[0]: results}, check=check)
     (tmp_path / f"{rcnn}.json").write_text(json.dumps(record))
     (row,) = [x for x in zoo_table().splitlines() if x.startswith(f"| `{rcnn}`")]
-    assert " | kp 0.350 / box 0.610 / mask 0.500 | - | - | proposal AR@100 0.700 |" in row
+    assert " | kp 0.350 / box 0.610 / mask 0.500 | - | - | keypoint AP 0.350, box AP 0.610 |" in row
+
+
+@pytest.fixture
+def committed(tmp_path, monkeypatch):
+    """The repository's weights and record of an entry trained for 6000 iterations in two legs,
+    and an empty cache (a new machine): where train_zoo.py's runs go is captured."""
+    from multitask_pose.model_zoo import training
+
+    zoo_dir = tmp_path / "model_zoo"
+    zoo_dir.mkdir()
+    monkeypatch.setattr(zoo, "ZOO_DIR", zoo_dir)
+    monkeypatch.setattr(training, "ZOO_DIR", zoo_dir)
+    monkeypatch.setenv("MTP_CACHE", str(tmp_path / "cache"))
+    net, checkpoint = _trained(tmp_path)
+    record = {
+        "config": zoo.ENTRIES[NAME].config, "iterations": 6000, "stored": "the whole model",
+        "sha256": zoo.export_fp16(str(checkpoint), zoo_dir / f"{NAME}.pth"),
+        "legs": [{"from": 0, "threads": 2}, {"from": 3000, "threads": 1}],
+        "training_hours": 3.0, "cpu_hours": 4.5,
+        "curve": {"keypoints/AP": [[2000, 0.27], [6000, 0.51]]},
+    }  # fmt: skip
+    (zoo_dir / f"{NAME}.json").write_text(json.dumps(record))
+    runs = []
+    monkeypatch.setattr(training, "run_logged", lambda cmd: runs.append([str(c) for c in cmd]))
+    return net, record, runs
+
+
+def _opt(cmd, key):
+    return cmd[cmd.index(key) + 1]
+
+
+def test_a_new_machine_continues_from_the_repository_s_weights(committed):
+    from multitask_pose.model_zoo import training
+
+    net, record, runs = committed
+    run_dir = training.train_leg(NAME)
+    weights = run_dir / training.EARLIER_WEIGHTS
+    assert (_opt(runs[0], "MODEL.WEIGHTS"), _opt(runs[0], "SOLVER.START_ITER")) == (
+        str(weights), "6000")
+    assert weights.read_bytes() == zoo.zoo_weights_file(NAME).read_bytes()  # a copy: an export
+    leg = json.loads((run_dir / "legs.json").read_text())[-1]  # cannot change it under the run
+    assert leg["from"] == 6000 and "optimizer restarted" in leg["note"]
+    # the continued run's next leg resumes from its own checkpoint, on the same schedule
+    (run_dir / "model_0006249.pth").write_bytes(b"")
+    (run_dir / "last_checkpoint").write_text("model_0006249.pth")
+    training.train_leg(NAME)
+    assert _opt(runs[1], "SOLVER.START_ITER") == "6000" and "--resume" in runs[1]
+    assert json.loads((run_dir / "legs.json").read_text())[-1]["from"] == 6250
+
+
+def test_a_continued_run_s_export_carries_the_earlier_record_over(committed, monkeypatch):
+    from multitask_pose.model_zoo import training
+
+    net, record, runs = committed
+    run_dir = training.train_leg(NAME)
+    torch.save({"model": net.state_dict(), "iteration": 6999}, run_dir / "model_0006999.pth")
+    (run_dir / "last_checkpoint").write_text("model_0006999.pth")
+    lines = [{"iteration": i, "time": 1.8, "total_loss": 1.0} for i in range(6019, 7000, 20)]
+    lines.append({"iteration": 6999, "keypoints/AP": 55.0})
+    (run_dir / "metrics.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    monkeypatch.setattr(training, "measure", lambda name: {"check": 0.55})
+    training.export(NAME)
+    new = zoo.zoo_record(NAME)
+    assert new["iterations"] == 7000
+    assert [leg["from"] for leg in new["legs"]] == [0, 3000, 6000]
+    hours, threads = 50 * 1.8 * 20 / 3600, new["legs"][-1]["threads"]  # this process's
+    assert new["training_hours"] == pytest.approx(3.0 + hours, abs=0.01)
+    assert new["cpu_hours"] == pytest.approx(4.5 + hours * threads, abs=0.01)
+    assert new["curve"]["keypoints/AP"] == [[2000, 0.27], [6000, 0.51], [7000, 0.55]]
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"stored": ["backbone."]}, "it stores only \\['backbone.'\\]"),
+        ({"config": "other.yaml"}, "it was trained with other.yaml, not projects/"),
+        ({"sha256": "0" * 64}, f".*/{NAME}.pth is not the file its record names"),
+    ],
+)
+def test_weights_that_cannot_be_continued_are_refused(committed, change, why):
+    from multitask_pose.model_zoo import training
+
+    _, record, runs = committed
+    (zoo.ZOO_DIR / f"{NAME}.json").write_text(json.dumps({**record, **change}))
+    with pytest.raises(ValueError, match=f"cannot continue zoo entry {NAME} .*: {why}"):
+        training.train_leg(NAME)
+    assert runs == []
