@@ -138,6 +138,14 @@ class SafeCheckpointer(DetectionCheckpointer):
                 "MODEL.WEIGHTS_EXCLUDE %s: %d of the weights' %d tensors not loaded; those"
                 " modules start as built", list(self.exclude), len(left_out), len(model),
             )  # fmt: skip
+        # A module whose layer takes the weights of another shape (PoseFix's conv1: image and
+        # pose channels, from an HRNet's image-only one) adapts them before fvcore's shape check,
+        # which would skip that layer.
+        for name, module in self.model.named_modules():
+            adapt = getattr(module, "adapt_loaded_weights", None)
+            if callable(adapt):
+                model = adapt(dict(checkpoint["model"]), f"{name}." if name else "")
+                checkpoint = dict(checkpoint, model=model)
         self.incompatible_keys = super()._load_model(checkpoint)
         return self.incompatible_keys
 

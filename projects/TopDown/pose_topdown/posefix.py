@@ -10,7 +10,10 @@ another model's pose and outputs the corrected pose.
   score (main/gen_batch.py:443-444; the recipe's ``TEST.TOPDOWN.HINT.SCORE_THRESH`` 0).
 - :class:`PoseFixHRNet` (``MODEL.TOPDOWN.POSE_NET "PoseFixHRNet"``): HRNet whose first conv takes
   the 3 image channels and the K pose channels (the official concatenates them at ResNet's conv1,
-  lib/nets/basemodel.py:57). Its maps are logits.
+  lib/nets/basemodel.py:57). Its maps are logits. Started from a pose network's weights (an
+  HRNet's 3-channel conv1), the image channels of its conv1 take them and the pose channels keep
+  their initialisation, as the official code loads ImageNet weights (lib/tfflat/saver.py:51-56,
+  72-74: conv1 restored into all but its last num_kps input channels).
 - :class:`PoseFixLoss` (``MODEL.TOPDOWN.LOSS_NAME "PoseFixLoss"``): softmax cross-entropy of each
   map against a bilinear one-hot target plus the L1 distance of the soft-argmax coordinates, in
   heatmap cells, summed with weight 1 (main/model.py:156-175); the targets and the decoding are
@@ -43,6 +46,7 @@ it (main/gen_batch.py:76-78, lib/tfflat/base.py:321-324); without it they stay e
 of zeros).
 """
 
+import logging
 import math
 from typing import Dict, Optional, Tuple
 
@@ -70,6 +74,8 @@ from .modeling.heads import TOPDOWN_HEAD_REGISTRY, TopDownHead
 from .modeling.hrnet import PoseHighResolutionNet
 from .modeling.losses import TOPDOWN_LOSS_REGISTRY
 from .modeling.meta_arch import TopDownPoseEstimator
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["OFFICIAL_RATES", "PoseCue", "PoseFixEstimator", "PoseFixHRNet", "PoseFixLoss",
            "SoftArgmaxHead", "official_rates", "pose_extent_boxes", "synthesize_pose"]  # fmt: skip
@@ -387,8 +393,8 @@ class PoseCue:
 @POSE_NET_REGISTRY.register()
 class PoseFixHRNet(PoseHighResolutionNet):
     """HRNet taking the image and a K-channel input pose (:class:`PoseCue`) at its first conv;
-    every other layer keeps HRNet's name and shape, so an HRNet checkpoint loads into all of them
-    (``conv1`` is reported as of another shape)."""
+    every other layer keeps HRNet's name and shape, so an HRNet checkpoint loads into all of them,
+    and its 3-channel ``conv1`` into this one's image channels (:meth:`adapt_loaded_weights`)."""
 
     @configurable
     def __init__(self, **hrnet_kwargs):
@@ -399,6 +405,25 @@ class PoseFixHRNet(PoseHighResolutionNet):
             nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
         else:
             nn.init.normal_(self.conv1.weight, std=0.001)
+
+    def adapt_loaded_weights(self, state: Dict[str, torch.Tensor], prefix: str) -> Dict:
+        """Called by the project's checkpointer on the weights being loaded (``prefix``: this
+        module's key prefix) before their shapes are checked: an image-only ``conv1`` (3 input
+        channels, otherwise this one's shape) becomes this conv1 with its image channels from
+        the weights and its pose channels as they are. Other weights pass unchanged."""
+        key = prefix + "conv1.weight"
+        loaded, own = state.get(key), self.conv1.weight
+        if loaded is None or loaded.shape[1] != 3 or own.shape[1] == 3:
+            return state
+        if loaded.shape[0] != own.shape[0] or loaded.shape[2:] != own.shape[2:]:
+            return state  # not an HRNet stem: fvcore reports the shapes
+        full = own.detach().clone()
+        full[:, :3] = torch.as_tensor(loaded).to(full)
+        logger.info(
+            "%s: the weights' 3 image channels loaded, the %d pose channels keep their"
+            " initialisation (PoseFix's way with ImageNet weights)", key, self.cue_channels,
+        )  # fmt: skip
+        return {**state, key: full}
 
     def forward(self, x: torch.Tensor, cues=None) -> Dict[str, torch.Tensor]:
         """

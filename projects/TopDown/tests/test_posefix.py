@@ -275,6 +275,39 @@ def test_pose_fix_network_by_hand_and_its_config_errors():
         build_model(sample_cfg(*POSEFIX, "TEST.TOPDOWN.HINT.SOURCE", "center"))
 
 
+def test_an_hrnet_s_weights_load_into_the_refiner_conv1_image_channels_included(tmp_path):
+    """Started from a pose network's weights (the zoo HRNet), the refiner takes them all, its
+    conv1's image channels included, the pose channels keeping their initialisation: the
+    official code's way with ImageNet weights (lib/tfflat/saver.py:51-56, 72-74)."""
+    from multitask_pose.engine.checkpoint import SafeCheckpointer
+    from pose_topdown.modeling import PoseHighResolutionNet
+    from pose_topdown.posefix import PoseFixHRNet
+
+    torch.manual_seed(0)
+    hrnet = PoseHighResolutionNet(width=18)
+    weights = {f"pose_net.{k}": v.half() for k, v in hrnet.state_dict().items()}  # as the zoo's
+    torch.save({"model": weights}, tmp_path / "hrnet.pth")
+    torch.manual_seed(1)
+    model = torch.nn.Module()
+    model.pose_net = PoseFixHRNet(width=18)
+    built = model.pose_net.conv1.weight.detach().clone()
+    checkpointer = SafeCheckpointer(model)
+    checkpointer.load(str(tmp_path / "hrnet.pth"))
+    conv1 = model.pose_net.conv1.weight
+    assert torch.equal(conv1[:, :3], weights["pose_net.conv1.weight"].float())
+    assert torch.equal(conv1[:, 3:], built[:, 3:])
+    assert not checkpointer.incompatible_keys.missing_keys
+    assert not checkpointer.incompatible_keys.incorrect_shapes
+    for k, v in model.state_dict().items():
+        if k != "pose_net.conv1.weight":
+            assert torch.equal(v, weights[k].to(v.dtype)), k
+    # its own checkpoint (17 + 3 channels) loads as it is
+    own = {k: v + 1 if torch.is_floating_point(v) else v for k, v in model.state_dict().items()}
+    torch.save({"model": own}, tmp_path / "own.pth")
+    checkpointer.load(str(tmp_path / "own.pth"))
+    assert torch.equal(model.pose_net.conv1.weight, own["pose_net.conv1.weight"])
+
+
 @pytest.mark.slow
 def test_a_trained_refiner_lowers_the_keypoint_error_of_a_results_file(tmp_path):
     """A small PoseFix refiner trained on the COCO sample's persons with synthesised errors (default
