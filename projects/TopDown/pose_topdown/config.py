@@ -69,6 +69,10 @@ def add_topdown_config(cfg: CN) -> CN:
     # Weight each keypoint type by the reciprocal of its share of labelled keypoints in the batch
     # (multitask_pose/shared/balanced_loss.py, shared with the R-CNN head).
     td.BALANCED_LOSS = False
+    # The pose network in channels-last memory (NHWC weights, so NHWC activations), in training
+    # and eager inference; the faster layout for CPU convolutions (oneDNN's native one):
+    # benchmarks/bench_training.py --channels-last measures each recipe both ways.
+    td.CHANNELS_LAST = False
 
     td.CODEC = CN()
     # A CODEC_REGISTRY name (multitask_pose/codecs): makes the mapper's targets, decodes outputs.

@@ -1,4 +1,5 @@
 """Registry of the top-down pose networks."""
+import torch
 from detectron2.utils.registry import Registry
 
 POSE_NET_REGISTRY = Registry("POSE_NET")
@@ -9,4 +10,9 @@ by ``MODEL.TOPDOWN.POSE_NET`` and built as ``POSE_NET_REGISTRY.get(name)(cfg)``.
 
 
 def build_pose_net(cfg):
-    return POSE_NET_REGISTRY.get(cfg.MODEL.TOPDOWN.POSE_NET)(cfg)
+    """The network ``MODEL.TOPDOWN.POSE_NET``, in channels-last memory with
+    ``MODEL.TOPDOWN.CHANNELS_LAST`` (loading weights and the optimizer's state keep that)."""
+    net = POSE_NET_REGISTRY.get(cfg.MODEL.TOPDOWN.POSE_NET)(cfg)
+    if cfg.MODEL.TOPDOWN.CHANNELS_LAST:
+        net = net.to(memory_format=torch.channels_last)
+    return net
