@@ -3,7 +3,7 @@
 share of iteration time spent waiting for data, and peak memory.
 
     python benchmarks/bench_training.py [--configs A.yaml ...] [--iters N] [--warmup N] [--quick]
-                                        [--mixed [--force-bf16]]
+                                        [--mixed [--force-bf16]] [--channels-last]
                                         [-- KEY VALUE ...]   (config overrides for every recipe)
 
 Each recipe (default: every yaml under configs/Synthetic/ and projects/TopDown/configs/Synthetic/)
@@ -22,7 +22,9 @@ iterations:
 ``--mixed``: each recipe also with SOLVER.AMP.ENABLED True, right after its fp32 run, and the
 speed ratio mixed / fp32 (the precision each run trained in is in its row: bf16 on a CPU with
 native bf16, fp32 where the CPU lacks it). ``--force-bf16``: the mixed runs in bf16 even without
-native bf16 (emulated), to measure what the fp32 fallback avoids.
+native bf16 (emulated), to measure what the fp32 fallback avoids. ``--channels-last``: each
+top-down recipe also with MODEL.TOPDOWN.CHANNELS_LAST flipped, right after its own run, and the
+speed ratio channels-last / contiguous.
 Prints a table and a last line to paste into a note. About 15 minutes on a quiet 2-core CPU for
 all recipes; --quick: the two main recipes, 10 iterations.
 """
@@ -163,7 +165,9 @@ def worker(config, iters, warmup, extra_opts=(), force_bf16=False):
         "config": os.path.relpath(config, ROOT),
         "batch": cfg.SOLVER.IMS_PER_BATCH,
         "precision": precision + (" (AMP on, no native bf16)" if cfg.SOLVER.AMP.ENABLED
-                                  and precision == "float32" else ""),  # fmt: skip
+                                  and precision == "float32" else "")
+        + (" channels-last" if is_topdown(config) and cfg.MODEL.TOPDOWN.CHANNELS_LAST
+           else ""),  # fmt: skip
         "unit": "crops" if is_topdown(config) else "images",
         "s_per_iter": total / iters,
         "per_s": cfg.SOLVER.IMS_PER_BATCH * iters / total,
@@ -173,6 +177,16 @@ def worker(config, iters, warmup, extra_opts=(), force_bf16=False):
         "main_max_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
     print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def _channels_last(config, opts):
+    """MODEL.TOPDOWN.CHANNELS_LAST of a top-down recipe with the command line's overrides."""
+    from pose_topdown import get_topdown_cfg
+
+    cfg = get_topdown_cfg()
+    cfg.merge_from_file(config)
+    cfg.merge_from_list(list(opts))
+    return cfg.MODEL.TOPDOWN.CHANNELS_LAST
 
 
 def run_recipe(config, iters, warmup, opts, force_bf16=False):
@@ -197,6 +211,8 @@ def main():
                     help="each recipe also with SOLVER.AMP.ENABLED True (fp32 vs mixed)")
     ap.add_argument("--force-bf16", action="store_true",
                     help="--mixed runs in bf16 even on a CPU without native bf16 (emulated)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="each top-down recipe also with MODEL.TOPDOWN.CHANNELS_LAST flipped")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, after --")
     args = ap.parse_args()
@@ -221,22 +237,31 @@ def main():
         ap.error("--force-bf16 applies to the --mixed runs")
     print("| recipe | precision | batch | s/iter | throughput | data wait | workers | peak PSS"
           " (tree) | main max RSS |\n" + "|---" * 9 + "|", flush=True)  # fmt: skip
-    rows, ratios = [], []
+    rows, ratios, layouts = [], [], []
     for c in configs:
-        for amp in (False, True) if args.mixed else (False,):
+        variants = [[]] + ([["SOLVER.AMP.ENABLED", "True"]] if args.mixed else [])
+        if args.channels_last and is_topdown(c):
+            variants.append(["MODEL.TOPDOWN.CHANNELS_LAST", str(not _channels_last(c, opts))])
+        for variant in variants:
             t = time.perf_counter()
-            amp_opts = [*opts, "SOLVER.AMP.ENABLED", str(amp)]
-            r = run_recipe(os.path.abspath(c), args.iters, args.warmup, amp_opts, args.force_bf16)
+            r = run_recipe(os.path.abspath(c), args.iters, args.warmup, [*opts, *variant],
+                           args.force_bf16)  # fmt: skip
             rows.append(r)
             print(f"| {os.path.basename(r['config'])[:-5]} | {r['precision']} | {r['batch']} |"
                   f" {r['s_per_iter']:.2f} | {r['per_s']:.1f} {r['unit']}/s |"
                   f" {100 * r['data_wait']:.1f}% | {r['workers']} | {r['peak_pss_gb']:.2f} GB |"
                   f" {r['main_max_rss_gb']:.2f} GB | <!-- {time.perf_counter() - t:.0f} s -->",
                   flush=True)  # fmt: skip
+        runs = rows[-len(variants):]
         if args.mixed:
-            fp32, mixed = rows[-2:]
+            fp32, mixed = runs[:2]
             ratios.append(f"{os.path.basename(c)[:-5]} {mixed['precision']} /"
                           f" fp32 {fp32['s_per_iter'] / mixed['s_per_iter']:.2f}x")  # fmt: skip
+        if len(variants) > 1 + args.mixed:
+            flat, nhwc = sorted((runs[0], runs[-1]),
+                                key=lambda r: "channels-last" in r["precision"])  # fmt: skip
+            layouts.append(f"{os.path.basename(c)[:-5]} channels-last / contiguous"
+                           f" {flat['s_per_iter'] / nhwc['s_per_iter']:.2f}x")  # fmt: skip
     worst_wait = max(rows, key=lambda r: r["data_wait"])
     worst_mem = max(rows, key=lambda r: r["peak_pss_gb"])
     items = ", ".join(
@@ -251,6 +276,7 @@ def main():
         f" {worst_mem['peak_pss_gb']:.2f} GB ({os.path.basename(worst_mem['config'])[:-5]};"
         f" goal <= 3 GB); {args.warmup} + {args.iters} iterations each"
         f"{'; mixed-precision speed: ' + ', '.join(ratios) if ratios else ''}"
+        f"{'; memory layout speed: ' + ', '.join(layouts) if layouts else ''}"
         f"{'; overrides ' + ' '.join(opts) if opts else ''}; {cpu_model()}"
     )
 
