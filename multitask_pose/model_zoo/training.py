@@ -120,6 +120,13 @@ def train_leg(name: str, python: str = sys.executable) -> Path:
     history = json.loads(legs.read_text()) if legs.is_file() else []
     if _last_checkpoint(run_dir) is None and not (run_dir / EARLIER_RECORD).is_file():
         continue_from_repository(name, run_dir)
+    committed = zoo_record(name).get("iterations", 0)
+    if resumes_from(run_dir) < committed:
+        raise ValueError(
+            f"{run_dir} is at iteration {resumes_from(run_dir)}, behind the repository's weights"
+            f" of zoo entry {name} ({committed} iterations): move that folder away to continue"
+            " from the repository's"
+        )
     leg = {
         "started": time.strftime("%Y-%m-%d %H:%M"),
         "from": resumes_from(run_dir),

@@ -240,3 +240,18 @@ def test_weights_that_cannot_be_continued_are_refused(committed, change, why):
     with pytest.raises(ValueError, match=f"cannot continue zoo entry {NAME} .*: {why}"):
         training.train_leg(NAME)
     assert runs == []
+
+
+def test_a_run_behind_the_repository_s_weights_is_refused(committed):
+    """A machine whose cache kept an older run of the entry must not train on from it (and
+    export older weights over the repository's newer ones)."""
+    from multitask_pose.model_zoo import training
+
+    _, record, runs = committed
+    run_dir = zoo.zoo_run_dir(NAME)
+    run_dir.mkdir(parents=True)
+    (run_dir / "model_0004999.pth").write_bytes(b"")
+    (run_dir / "last_checkpoint").write_text("model_0004999.pth")
+    with pytest.raises(ValueError, match="at iteration 5000, behind the repository's weights"):
+        training.train_leg(NAME)
+    assert runs == []
