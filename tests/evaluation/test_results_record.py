@@ -148,7 +148,8 @@ def test_describe_config_asks_the_classes_the_config_names():
     assert soft["score_scale"] == "softmax_probability"  # from the codec, not the model's name
     posefix = topdown("posefix_hrnet_w18_small_synth_basic.yaml")
     assert posefix == {"producer": "PoseFixEstimator / PoseFixHRNet",
-                       "score_scale": "person_score", "weights": ""}  # fmt: skip
+                       "score_scale": "person_score",
+                       "weights": "zoo://hrnet_w18_small_synthpeople"}  # fmt: skip
 
 
 # ---------------------------------------------------------------- writers
