@@ -227,7 +227,8 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
     write_json_atomic(ZOO_DIR / f"{name}.json", record, indent=1)
     size = zoo_weights_file(name).stat().st_size / 2**20
     return (
-        f"train_zoo {name}: {record['iterations']} iterations in {len(record['legs'])} legs,"
+        f"train_zoo {name}: {record['iterations']} iterations in {len(record['legs'])}"
+        f" leg{'s' if len(record['legs']) != 1 else ''},"
         f" {record['training_hours']} h of training ({record['cpu_hours']} CPU-hours);"
         f" model_zoo/{name}.pth {size:.1f} MB"
         f" sha256 {sha[:12]}; " + ", ".join(f"{k} {v:.4f}" for k, v in check.items())
