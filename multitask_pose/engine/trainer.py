@@ -99,7 +99,7 @@ class PoseTrainer(DefaultTrainer):
     def build_lr_scheduler(cls, cfg, optimizer):
         """detectron2's; with SOLVER.START_ITER its warm-up is repeated from that iteration."""
         start, max_iter = cfg.SOLVER.START_ITER, cfg.SOLVER.MAX_ITER
-        if not 0 <= start < max_iter:
+        if start < 0 or (start and start >= max_iter):  # 0 stays valid for any MAX_ITER
             raise ConfigError(f"SOLVER.START_ITER={start}: expected 0 <= it < SOLVER.MAX_ITER"
                               f" ({max_iter})")  # fmt: skip
         if start and not cfg.MODEL.WEIGHTS:
