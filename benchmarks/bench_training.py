@@ -179,16 +179,6 @@ def worker(config, iters, warmup, extra_opts=(), force_bf16=False):
     print(RESULT_TAG + json.dumps(result), flush=True)
 
 
-def _channels_last(config, opts):
-    """MODEL.TOPDOWN.CHANNELS_LAST of a top-down recipe with the command line's overrides."""
-    from pose_topdown import get_topdown_cfg
-
-    cfg = get_topdown_cfg()
-    cfg.merge_from_file(config)
-    cfg.merge_from_list(list(opts))
-    return cfg.MODEL.TOPDOWN.CHANNELS_LAST
-
-
 def run_recipe(config, iters, warmup, opts, force_bf16=False):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", config, "--iters", str(iters),
            "--warmup", str(warmup), *(["--force-bf16"] if force_bf16 else []),
@@ -241,8 +231,11 @@ def main():
     for c in configs:
         variants = [[]] + ([["SOLVER.AMP.ENABLED", "True"]] if args.mixed else [])
         if args.channels_last and is_topdown(c):
-            variants.append(["MODEL.TOPDOWN.CHANNELS_LAST", str(not _channels_last(c, opts))])
+            variants.append(None)  # the layout the first run did not train in (its row says)
         for variant in variants:
+            if variant is None:
+                flip = "channels-last" not in rows[-len(variants) + 1]["precision"]
+                variant = ["MODEL.TOPDOWN.CHANNELS_LAST", str(flip)]
             t = time.perf_counter()
             r = run_recipe(os.path.abspath(c), args.iters, args.warmup, [*opts, *variant],
                            args.force_bf16)  # fmt: skip

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 from detectron2.utils.file_io import PathManager
@@ -45,10 +45,7 @@ class ZooEntry:
     name: str
     stage: str  # "topdown" (projects/TopDown/train_net.py) or "rcnn" (tools/train_net.py)
     config: str  # the training recipe, relative to the repository root
-    what: str  # one line for the zoo table
-    # The state-dict prefixes stored (empty: the whole model). An entry whose whole model is above
-    # MAX_ENTRY_BYTES stores what the recipes start from; its run keeps the whole model.
-    keep: Tuple[str, ...] = ()
+    what: str  # one line for the zoo table (each entry stores its whole model)
 
 
 ENTRIES: Dict[str, ZooEntry] = {
@@ -103,17 +100,12 @@ def sha256_of(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def export_fp16(checkpoint: str, output: Path, keep: Tuple[str, ...] = ()) -> str:
+def export_fp16(checkpoint: str, output: Path) -> str:
     """Write the model of a training checkpoint as an fp16 state dict (``{"model": ...}``;
     floating tensors in fp16, integer buffers as they are) to ``output``; returns its sha256.
-    ``keep``: the key prefixes stored (empty: all). ValueError above :data:`MAX_ENTRY_BYTES`
-    or when ``keep`` matches no key."""
+    ValueError above :data:`MAX_ENTRY_BYTES`."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = state.get("model", state)
-    if keep:
-        model = {k: v for k, v in model.items() if k.startswith(tuple(keep))}
-        if not model:
-            raise ValueError(f"{checkpoint}: no model key starts with any of {list(keep)}")
     half = {
         k: (v.half() if torch.is_floating_point(v) else v).contiguous() for k, v in model.items()
     }

@@ -88,16 +88,14 @@ def continue_from_repository(name: str, run_dir: Path) -> int:
     """Set up an empty run folder to continue from the entry's weights in the repository (copied
     into it with their record, so that a later export cannot change them under the run);
     returns their iteration, 0 when the repository has none. ValueError when they cannot be
-    continued: stored in part, of another recipe, or not the recorded file."""
+    continued: of another recipe, or not the recorded file."""
     record = zoo_record(name)
     weights = zoo_weights_file(name)
     if not record.get("iterations") or not weights.is_file():
         return 0
     entry = ENTRIES[name]
     why = None
-    if record.get("stored") != "the whole model":
-        why = f"it stores only {record.get('stored')}"
-    elif record.get("config") != entry.config:
+    if record.get("config") != entry.config:
         why = f"it was trained with {record.get('config')}, not {entry.config}"
     elif sha256_of(weights) != record.get("sha256"):
         why = f"{weights} is not the file its record names (sha256 differs)"
@@ -186,7 +184,7 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
         raise WeightsFileNotFoundError(
             f"{run_dir}: no checkpoint yet; train with tools/train_zoo.py {name}"
         )
-    sha = export_fp16(str(checkpoint), zoo_weights_file(name), entry.keep)
+    sha = export_fp16(str(checkpoint), zoo_weights_file(name))
     check = measure(name)
     legs_file = run_dir / "legs.json"
     legs = json.loads(legs_file.read_text()) if legs_file.is_file() else []
@@ -213,7 +211,6 @@ def export(name: str, levels: Optional[Dict[str, Dict]] = None) -> str:
         "training_hours": round(hours, 2),
         "cpu_hours": round(cpu_hours, 2) if cpu_hours is not None else None,
         "sha256": sha,
-        "stored": list(entry.keep) or "the whole model",
         # measured again by tests/model_zoo (multitask_pose/model_zoo/check.py)
         "check": check,
         # the learning curve on the recipe's DATASETS.TEST (the PNG: learning_curve.png in the run)
@@ -244,7 +241,7 @@ def _level_ap(results: Dict, stage: str) -> str:
 def zoo_table() -> str:
     """The zoo's markdown table, one row per entry with a record (the README's)."""
     head = (
-        "| entry | trained on | stored | iterations (legs) | hours (CPU-hours), CPU"
+        "| entry | trained on | iterations (legs) | hours (CPU-hours), CPU"
         " | " + " | ".join(f"`{lvl}` AP" for lvl in LEVELS) + " | check | MB, sha256 |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -254,7 +251,6 @@ def zoo_table() -> str:
             rows.append(f"| `{name}` | not trained yet |" + " |" * (head.count("|") - 3))
             continue
         cpus = sorted({f"{leg.get('cpu', '?')} x{leg.get('threads', '?')}" for leg in r["legs"]})
-        stored = r["stored"] if isinstance(r["stored"], str) else ", ".join(r["stored"])
         stage = ENTRIES[name].stage
         levels = [
             _level_ap(r["levels"][lvl], stage) if lvl in r["levels"] else "-" for lvl in LEVELS
@@ -263,7 +259,7 @@ def zoo_table() -> str:
         weights = zoo_weights_file(name)
         size = weights.stat().st_size / 2**20 if weights.is_file() else 0
         rows.append(
-            f"| `{name}` | {r['what']} | {stored} | {r['iterations']} ({len(r['legs'])})"
+            f"| `{name}` | {r['what']} | {r['iterations']} ({len(r['legs'])})"
             f" | {r['training_hours']} ({r['cpu_hours']}), {'; '.join(cpus)} | "
             + " | ".join(levels) + f" | {check} | {size:.1f}, `{r['sha256'][:12]}` |"
         )

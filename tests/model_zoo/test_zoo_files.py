@@ -131,7 +131,7 @@ def test_the_zoo_table_shows_each_record(tmp_path, monkeypatch):
     (tmp_path / f"{NAME}.pth").write_bytes(b"x" * 2**20)
     results = {"keypoints": {"AP": 61.234}, "bbox": {"AP": 100.0}}
     record = {
-        "what": "HRNet", "stored": "the whole model", "iterations": 20000, "training_hours": 3.5,
+        "what": "HRNet", "iterations": 20000, "training_hours": 3.5,
         "cpu_hours": 6.1, "sha256": "ab" * 32, "check": {f"{LEVELS[0]} keypoint AP": 0.6123},
         "legs": [{"cpu": "AMD EPYC", "threads": 2}, {"cpu": "AMD EPYC", "threads": 1}],
         "levels": {lvl: results for lvl in LEVELS},
@@ -141,7 +141,7 @@ def test_the_zoo_table_shows_each_record(tmp_path, monkeypatch):
     assert len(lines) == 2 + len(zoo.ENTRIES)
     (row,) = [x for x in lines if x.startswith(f"| `{NAME}`")]
     assert row == (
-        f"| `{NAME}` | HRNet | the whole model | 20000 (2) | 3.5 (6.1), AMD EPYC x1; AMD EPYC x2"
+        f"| `{NAME}` | HRNet | 20000 (2) | 3.5 (6.1), AMD EPYC x1; AMD EPYC x2"
         " | kp 0.612 | kp 0.612 | kp 0.612"  # a top-down entry: its GT boxes' AP is no figure
         f" | keypoint AP 0.612 | 1.0, `{'ab' * 6}` |"
     )
@@ -168,7 +168,7 @@ def committed(tmp_path, monkeypatch):
     monkeypatch.setenv("MTP_CACHE", str(tmp_path / "cache"))
     net, checkpoint = _trained(tmp_path)
     record = {
-        "config": zoo.ENTRIES[NAME].config, "iterations": 6000, "stored": "the whole model",
+        "config": zoo.ENTRIES[NAME].config, "iterations": 6000,
         "sha256": zoo.export_fp16(str(checkpoint), zoo_dir / f"{NAME}.pth"),
         "legs": [{"from": 0, "threads": 2}, {"from": 3000, "threads": 1}],
         "training_hours": 3.0, "cpu_hours": 4.5,
@@ -227,7 +227,6 @@ def test_a_continued_run_s_export_carries_the_earlier_record_over(committed, mon
 @pytest.mark.parametrize(
     "change, why",
     [
-        ({"stored": ["backbone."]}, "it stores only \\['backbone.'\\]"),
         ({"config": "other.yaml"}, "it was trained with other.yaml, not projects/"),
         ({"sha256": "0" * 64}, f".*/{NAME}.pth is not the file its record names"),
     ],

@@ -19,8 +19,8 @@ def test_the_summary_names_the_starting_weights_and_the_from_scratch_figure():
     _, recipe, _, scratch = mj.PIPELINES["topdown"]
     cfg = mj.recipe_config("topdown", recipe)
     assert mj.starting_point(cfg, scratch) == (
-        "from zoo://hrnet_w18_small_synthpeople less pose_net.final_layer. (from random weights:"
-        " keypoint AP 0.056, measured once, not re-run)"
+        "from zoo://hrnet_w18_small_synthpeople less pose_net.final_layer.",
+        " (from random weights: keypoint AP 0.056, measured once, not re-run)",
     )
     cfg.MODEL.WEIGHTS = ""
-    assert mj.starting_point(cfg, scratch) == "from random weights"
+    assert mj.starting_point(cfg, scratch) == ("from random weights", "")
