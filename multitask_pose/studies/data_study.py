@@ -263,14 +263,16 @@ def main(argv=None, parser=None):
             run_dir = out_root / row / f"seed{seed}"
             for box, label in cols.items():
                 weights = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
+                eval_dir = run_dir / "eval" / f"{args.val}_{box}"
                 res = runner.evaluate_run(
-                    run_dir / "config.yaml", run_dir / "eval" / f"{args.val}_{box}", args.val,
+                    run_dir / "config.yaml", eval_dir, args.val,
                     [*weights, *runner.box_opts(box, det[args.val])],
                     f"{row} seed {seed} on {args.val}, {label}", True, "data_study",
                 )  # fmt: skip
                 by_row.setdefault(row, {}).setdefault(label, []).append(
                     {"kp": res["keypoints"]["AP"], "kp75": res["keypoints"]["AP75"],
-                     "train_min": r["train_min"]}  # fmt: skip
+                     "train_min": r["train_min"], "dataset": args.val,
+                     "results": str(runner.results_file(eval_dir, args.val))}  # fmt: skip
                 )
 
     if args.seeds_only:

@@ -126,6 +126,7 @@ def main(argv=None, parser=None):
                     run_dir, d, run_dir / "detections" / f"{d}.json", "detector_study"
                 )
                 r[f"box_{d}"], r[f"ar_{d}"] = box_ap_ar(det, d)
+                r[f"results_{d}"] = str(runner.results_file(run_dir / "topdown" / d, d))
                 r[f"kp_{d}"], r[f"kp75_{d}"] = topdown_ap(
                     run_dir / "topdown" / d,
                     d,
@@ -139,6 +140,7 @@ def main(argv=None, parser=None):
     gt = {"train_min": float("nan"), "infer_ms": float("nan")}
     for d in args.datasets:
         gt[f"box_{d}"], gt[f"ar_{d}"] = 100.0, 100.0
+        gt[f"results_{d}"] = str(runner.results_file(out_root / "topdown_gt_boxes" / d, d))
         gt[f"kp_{d}"], gt[f"kp75_{d}"] = topdown_ap(
             out_root / "topdown_gt_boxes" / d,
             d,
@@ -157,7 +159,8 @@ def main(argv=None, parser=None):
     print(text)
     sections = [
         (d, {name: [{"box": r[f"box_{d}"], "ar": r[f"ar_{d}"], "kp": r[f"kp_{d}"],
-                     "kp75": r[f"kp75_{d}"]} for r in runs]
+                     "kp75": r[f"kp75_{d}"], "results": r[f"results_{d}"], "dataset": d}
+                    for r in runs]
              for name, runs in rows + [("gt", [gt])]})
         for d in args.datasets
     ]  # fmt: skip

@@ -11,6 +11,7 @@ method's row first, then the compared row's."""
 
 from dataclasses import dataclass
 
+from .reasons import LEGEND, reasons_for
 from .tables import fmt, markdown, mean_difference
 
 __all__ = [
@@ -199,14 +200,17 @@ def effects_table(claims, runs_by_row, check=None, reasons=None):
     return text + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
-def effects_document(study, sections, reasons=None):
+def effects_document(study, sections):
     """A study's ``effects.md``: for each (title, runs_by_row) of ``sections`` (e.g. one per
-    evaluation setting), its baseline check and effects table; then the claims the study cannot
-    measure."""
+    evaluation setting), its baseline check and effects table, with the reasons the error
+    analysis finds where the runs name their keypoint results (:mod:`.reasons`: "results" and
+    "dataset" in each seed's dict); then the claims the study cannot measure."""
     parts = [f"# Effects the reports claim, measured by the {study.name}\n"]
     for title, runs_by_row in sections:
         check = baseline_check(runs_by_row.get(study.baseline), study.kind, study.baseline)
-        parts.append(f"## {title}\n\n" + effects_table(study.claims, runs_by_row, check, reasons))
+        reasons = reasons_for(study.claims, runs_by_row)
+        table = effects_table(study.claims, runs_by_row, check, reasons)
+        parts.append(f"## {title}\n\n" + table + (f"\n{LEGEND}\n" if reasons else ""))
     if study.not_measured:
         parts.append(
             "## Claimed by the reports, not measured by this study\n\n"

@@ -118,7 +118,7 @@ def run_one(name, path, args, out_root, seed):
     name_s = f"{name} seed {seed}"
     if done.exists():
         print(f"ablate: {name_s}: finished earlier, reading {done}", flush=True)
-        return json.loads(done.read_text())
+        return _with_results(json.loads(done.read_text()), out)
     out.mkdir(parents=True, exist_ok=True)
     opts = budget_opts(path, args.max_iter) + [
         "SEED",
@@ -179,7 +179,14 @@ def run_one(name, path, args, out_root, seed):
         f"in {row['train_min']:.1f} min",
         flush=True,
     )
-    return row
+    return _with_results(row, out)
+
+
+def _with_results(row, out):
+    """``row`` with "results": the results file of the run's final evaluation (the effects
+    tables' error analysis, studies/reasons.py), where it wrote one."""
+    found = results_file(out, row["dataset"])
+    return dict(row, results=str(found)) if found.is_file() else row
 
 
 def run_logged(cmd, log, what, prefix="ablate", env=None):

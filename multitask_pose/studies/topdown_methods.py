@@ -111,13 +111,18 @@ def settings(args):
     return [(f"{d}_{b}", d, b) for d in args.datasets for b in boxes]
 
 
-def row(res, train_min=float("nan")):
-    return {
+def row(res, train_min=float("nan"), eval_dir=None, dataset=None):
+    """One seed's cell: its APs and training minutes; with ``eval_dir`` and ``dataset``, the
+    evaluation's results file (the effects tables' error analysis)."""
+    out = {
         "box": res.get("bbox", {}).get("AP"),
         "kp": res["keypoints"]["AP"],
         "kp75": res["keypoints"]["AP75"],
         "train_min": train_min,
     }
+    if eval_dir is not None:
+        out.update(results=str(runner.results_file(eval_dir, dataset)), dataset=dataset)
+    return out
 
 
 def table(rows, cols, note):
@@ -183,7 +188,7 @@ def main(argv=None, parser=None):
                     run_dir / "config.yaml", eval_dir, dataset, opts, what, True, "study"
                 )
                 results[model, seed, name] = runner.results_file(eval_dir, dataset)
-                by_col.setdefault(name, []).append(row(res, r["train_min"]))
+                by_col.setdefault(name, []).append(row(res, r["train_min"], eval_dir, dataset))
         by_model[model] = by_col
     table_rows = [(MODELS[m][1], by_model[m]) for m in args.models]
     by_key = dict(by_model)  # the effects' row names
@@ -209,7 +214,9 @@ def main(argv=None, parser=None):
                     topdown=True,
                     prefix="study",
                 )
-                by_col.setdefault(name, []).append(row(res, r["train_min"]))
+                by_col.setdefault(name, []).append(
+                    row(res, r["train_min"], run_dir / "eval" / name, dataset)
+                )
         table_rows.append((label, by_col))
         by_key["posefix"] = by_col
 
@@ -246,7 +253,9 @@ def main(argv=None, parser=None):
                     topdown=True,
                     prefix="study",
                 )
-                by_col.setdefault(name, []).append(row(res))
+                by_col.setdefault(name, []).append(
+                    row(res, eval_dir=ens_dir / "eval" / name, dataset=dataset)
+                )
         table_rows.append((label, by_col))
         by_key["ensemble"] = by_col
 

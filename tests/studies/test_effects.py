@@ -3,6 +3,7 @@ catalogues against the report lines it comes from (quoted here; checked against 
 text where they are on this machine), the verdicts against hand-computed cases, the baseline
 bounds, the markdown layout, and each study writing ``effects.md`` from fake runs (no training)."""
 
+import json
 import re
 from pathlib import Path
 
@@ -279,18 +280,61 @@ def fake_eval(config, eval_dir, dataset, opts, what, topdown, prefix="ablate"):
     model, seed = what.split()[0], int(what.split()[2])
     ap, ap75 = FAKE["gt" if model == "the" else model][seed - 1]
     low = 30.0 * (dataset == "b" or what.endswith("detector boxes"))
-    return {"keypoints": {"AP": ap - low, "AP75": ap75 - low}}
+    return fake_results(eval_dir, dataset, ap - low, ap75 - low)
+
+
+def fake_results(eval_dir, dataset, ap, ap75=16.0):
+    """An evaluation's results, and a results file where the study's runner expects it that
+    names its keypoint AP (for :func:`fake_costs`)."""
+    from multitask_pose.studies import runner
+
+    path = runner.results_file(eval_dir, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"kp": ap, "dataset": dataset}))
+    return {"keypoints": {"AP": ap, "AP75": ap75}}
+
+
+@pytest.fixture(autouse=True)
+def fake_costs(monkeypatch):
+    """The error analysis replaced: a fake results file's AP is all it knows, and everything it
+    lacks of 1 is jitter; the reasons then show which files fed which rows."""
+    from multitask_pose.studies import reasons
+
+    def costs(path, dataset):
+        info = json.loads(Path(path).read_text())
+        assert info["dataset"] == dataset
+        c = {"AP": info["kp"] / 100, "corrected": 1.0, **{k: 0.0 for k, _ in reasons.COSTS}}
+        c["jitter"] = 1.0 - c["AP"]
+        return {"AP": c, "AP75": c}
+
+    monkeypatch.setattr(reasons, "error_costs", costs)
+
+
+def jitter(base_aps, row_aps):
+    """The reason :func:`fake_costs` gives for rows of these keypoint APs per seed (AP points),
+    computed as the reason does (means over seeds of each file's costs)."""
+    b, r = (sum(1.0 - a / 100 for a in aps) / len(aps) for aps in (base_aps, row_aps))
+    diff = sum(a / 100 for a in row_aps) / len(row_aps) - sum(a / 100 for a in base_aps) / len(
+        base_aps
+    )
+    return f"| {diff:+.3f}: jitter {b:.3f} -> {r:.3f} ({b - r:+.3f}), "
 
 
 def fake_run(name, path, args, out_root, seed):
-    return {"name": name, "seed": seed, "dataset": "synth_people_basic_val", "box": 40.0 + seed,
-            "mask": 30.0, "kp": 30.0 + 2 * seed + (name == "dcn_rb") * 3, "kp50": 50.0,
-            "kp75": 16.0, "train_min": 1.0, "infer_ms": 10.0}  # fmt: skip
+    """A finished run's row, as the runner gives it with its final evaluation's results."""
+    from multitask_pose.studies import runner
+
+    kp, dataset = 30.0 + 2 * seed + (name == "dcn_rb") * 3, "synth_people_basic_val"
+    out = out_root / name / f"seed{seed}"
+    fake_results(out, dataset, kp)
+    return {"name": name, "seed": seed, "dataset": dataset, "box": 40.0 + seed,
+            "mask": 30.0, "kp": kp, "kp50": 50.0, "kp75": 16.0, "train_min": 1.0,
+            "infer_ms": 10.0, "results": str(runner.results_file(out, dataset))}  # fmt: skip
 
 
-def effects_lines(path):
-    """The first section's table rows of an effects.md, by claim key."""
-    first = path.read_text().split("\n## ")[1]
+def effects_lines(path, section=1):
+    """A section's table rows of an effects.md (the first by default), by claim key."""
+    first = path.read_text().split("\n## ")[section]
     return {ln.split(" | ")[0].split("[")[-1].rstrip("] "): ln
             for ln in first.splitlines() if ln.startswith("| ") and "[" in ln}
 
@@ -306,6 +350,7 @@ def test_rcnn_ablation_writes_effects(tmp_path, monkeypatch):
     # dcn_rb 3 points above plain in both seeds, each row spread 2 (kp 32/34 vs 35/37)
     line = effects_lines(tmp_path / "effects.md")["rb_kp"]
     assert "| +0.030 (spread 0.020; 2/2 seeds) | opposite, beyond the spread |" in line
+    assert jitter((32.0, 34.0), (35.0, 37.0)) in line
     assert effects_lines(tmp_path / "effects.md")["balanced"].endswith("| - | not run |  |")
 
 
@@ -325,6 +370,12 @@ def test_topdown_study_writes_effects_per_setting(tmp_path, monkeypatch):
     assert "| +0.022 (spread 0.010; 2/2 seeds) | same direction, beyond the spread |" in rows["pcr"]
     assert "| posefix vs hrnet |" in rows["posefix"] and "+0.005 (spread 0.010" in rows["posefix"]
     assert "| +0.018 (spread 0.010; 2/2 seeds) | same direction" in rows["ensemble_pcr"]
+    # each row's reason from its own evaluations' results
+    assert jitter((60.0, 61.0), (63.0, 62.5)) in rows["pcr"]
+    assert jitter((60.0, 61.0), (60.5, 61.5)) in rows["posefix"]
+    assert jitter((63.0, 62.5), (64.0, 65.0)) in rows["ensemble_pcr"]
+    on_b = effects_lines(tmp_path / "effects.md", 2)  # dataset b
+    assert jitter((30.0, 31.0), (33.0, 32.5)) in on_b["pcr"]
     assert rows["cue"].endswith("| - | not run |  |")
 
 
@@ -345,8 +396,10 @@ def test_detector_study_writes_effects_per_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(detector_study, "box_ap_ar", lambda det, d: (
         boxes[det.parent.parent.name.split("_")[0]][0] + int(det.parent.name[-1]),
         boxes[det.parent.parent.name.split("_")[0]][1]))  # fmt: skip
-    monkeypatch.setattr(runner, "evaluate_run", lambda *a, **k: {"keypoints": {"AP": 58.0,
-                                                                               "AP75": 41.0}})
+    # the top-down model's AP on each box source: 58 on GT boxes, 50 + seed on a detector's
+    monkeypatch.setattr(runner, "evaluate_run", lambda cfg, eval_dir, d, *a, **k: fake_results(
+        eval_dir, d, 58.0 if eval_dir.parent.name != "topdown" else
+        50.0 + int(eval_dir.parent.parent.name[-1]), 41.0))  # fmt: skip
     cfgs = detector_study.DETECTORS
     names = ["faster_rcnn_R_18_FPN_synth_basic", "cascade_mask_rcnn_R_18_FPN_synth_basic",
              "htc_R_18_FPN_synth_basic"]  # fmt: skip
@@ -359,7 +412,9 @@ def test_detector_study_writes_effects_per_dataset(tmp_path, monkeypatch):
     # box AP 39+seed against 38+seed: +0.010, spread 0.010 -> within
     assert "| +0.010 (spread 0.010; 2/2 seeds) | within the spread |" in rows["htc_cascade"]
     assert "| +0.090 (spread 0.010; 2/2 seeds) | same direction" in rows["htc_faster"]
-    assert "| +0.000 (1/2 seeds) | one seed: no verdict |" in rows["gt_boxes"]
+    assert "| +0.065 (1/2 seeds) | one seed: no verdict |" in rows["gt_boxes"]
+    # from the results on the Faster R-CNN's boxes (per seed) and on the GT boxes
+    assert jitter((51.0, 52.0), (58.0,)) in rows["gt_boxes"]
 
 
 def test_data_study_writes_effects_per_box_source(tmp_path, monkeypatch):
@@ -380,4 +435,6 @@ def test_data_study_writes_effects_per_box_source(tmp_path, monkeypatch):
     assert "| +0.005 (spread 0.040; 2/2 seeds) | within the spread |" in rows["aic_000"]
     assert "| +0.028 (spread 0.010; 2/2 seeds) | same direction" in rows["selection"]
     assert "| -0.050 (spread 0.010; 2/2 seeds) | same direction" in rows["inconsistent"]
+    assert jitter((45.0, 46.0), (48.0, 48.6)) in rows["selection"]
+    assert jitter((50.0, 51.0), (45.0, 46.0)) in rows["inconsistent"]
     assert rows["pseudo"].endswith("| - | not run |  |")
