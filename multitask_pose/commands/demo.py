@@ -35,6 +35,8 @@ from multitask_pose.shared.visualizer import (
     KEYPOINT_DRAW_THRESHOLDS,
     PoseVisualizer,
     default_keypoint_threshold,
+    limbs_drawn,
+    limbs_summary,
 )
 
 PREDICTOR_ENTRY_POINTS = "multitask_pose.predictors"  # {stage: its predictor factory} (setup.py)
@@ -224,7 +226,7 @@ def main(argv=None, parser=None):
         print(f"demo: {n} frames, {persons} persons, {fps:.2f} frames/s -> {args.output}")
         return 0
 
-    results, start = [], time.perf_counter()
+    results, limbs, start = [], [], time.perf_counter()
     bar = tqdm.tqdm(list(listing.images), desc="demo", unit="img")
     for i, path in bar:
         try:
@@ -239,6 +241,8 @@ def main(argv=None, parser=None):
         vis = PoseVisualizer(img[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE,
                              keypoint_threshold=args.keypoint_threshold)  # fmt: skip
         drawn = vis.draw_instance_predictions(instances).get_image()[:, :, ::-1]
+        if instances.has("pred_keypoints"):
+            limbs.extend(limbs_drawn(instances.pred_keypoints, metadata, args.keypoint_threshold))
         ok, jpeg = cv2.imencode(".jpg", drawn)
         if not ok:
             raise RuntimeError(f"JPEG encoding of the drawing of {path} failed")
@@ -255,6 +259,7 @@ def main(argv=None, parser=None):
     ms = 1000 * (time.perf_counter() - start) / max(len(listing.images), 1)
     for line in listing.damaged_lines():
         print(f"demo: skipped {line}", file=sys.stderr)
-    print(f"demo: {len(listing.images)} images, {len(results)} persons, {ms:.0f} ms/image"
+    drawn = f" ({limbs_summary(limbs, metadata)})" if limbs else ""
+    print(f"demo: {len(listing.images)} images, {len(results)} persons{drawn}, {ms:.0f} ms/image"
           f" -> {args.output}{listing.summary()}")  # fmt: skip
     return 0

@@ -9,9 +9,16 @@ even where the keypoint is right, a top-down heatmap peak is near 1. So the thre
 option, with a default per score scale (:data:`KEYPOINT_DRAW_THRESHOLDS`).
 """
 
+import numpy as np
 from detectron2.utils.visualizer import Visualizer
 
-__all__ = ["KEYPOINT_DRAW_THRESHOLDS", "PoseVisualizer", "default_keypoint_threshold"]
+__all__ = [
+    "KEYPOINT_DRAW_THRESHOLDS",
+    "PoseVisualizer",
+    "default_keypoint_threshold",
+    "limbs_drawn",
+    "limbs_summary",
+]
 
 # Default drawing threshold per keypoint score scale (results_record.SCORE_SCALES's keys).
 KEYPOINT_DRAW_THRESHOLDS = {
@@ -40,6 +47,28 @@ def default_keypoint_threshold(score_scale) -> float:
     """The drawing threshold of keypoints on ``score_scale`` (None or unknown: detectron2's)."""
     unknown = KEYPOINT_DRAW_THRESHOLDS["unknown"]
     return KEYPOINT_DRAW_THRESHOLDS.get(score_scale or "unknown", unknown)
+
+
+def limbs_drawn(keypoints, metadata, keypoint_threshold: float) -> np.ndarray:
+    """(N,) how many limbs (the metadata's ``keypoint_connection_rules``) :class:`PoseVisualizer`
+    draws for each of ``keypoints`` (N, K, 3: x, y, score; array or tensor): those whose two
+    keypoints score above ``keypoint_threshold``, as its ``draw_and_connect_keypoints``."""
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, len(metadata.keypoint_names), 3)
+    index = {name: i for i, name in enumerate(metadata.keypoint_names)}
+    rules = metadata.get("keypoint_connection_rules", ())
+    if not rules:
+        return np.zeros(len(kp), dtype=np.int64)
+    ends = np.array([(index[a], index[b]) for a, b, _ in rules])
+    shown = kp[..., 2] > keypoint_threshold
+    return (shown[:, ends[:, 0]] & shown[:, ends[:, 1]]).sum(1)
+
+
+def limbs_summary(counts, metadata) -> str:
+    """What :func:`limbs_drawn`'s ``counts`` (one per drawn person) say, for a summary line."""
+    counts = np.asarray(counts)
+    total = len(metadata.get("keypoint_connection_rules", ()))
+    return (f"all {total} limbs drawn for {int((counts == total).sum())} of {len(counts)}"
+            f" persons, none for {int((counts == 0).sum())}")  # fmt: skip
 
 
 class PoseVisualizer(Visualizer):

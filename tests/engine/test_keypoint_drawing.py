@@ -3,6 +3,7 @@ that draws the skeletons of the R-CNN memorising the COCO sample (conftest.memor
 detectron2's fixed 0.05 leaves most limbs out; the person threshold says which config key it
 sets."""
 
+import json
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from conftest import MEMORISE_OPTS, RECIPE, ROOT
 from multitask_pose import get_multitask_cfg
 from multitask_pose.evaluation.results_record import SCORE_SCALES, describe_config
+from multitask_pose.shared import visualizer
 from multitask_pose.shared.visualizer import (
     KEYPOINT_DRAW_THRESHOLDS,
     PoseVisualizer,
@@ -138,6 +140,9 @@ def test_default_thresholds_draw_every_limb(memorised_rcnn, tmp_path, monkeypatc
     with_defaults = fractions(lines)
     assert len(with_defaults) == 12, with_defaults  # the sample's persons with 10+ keypoints
     assert min(with_defaults) >= 0.8, with_defaults
+    # the summary counts the limbs drawn: here every detected person's
+    n = len(json.loads((tmp_path / "results.json").read_text()))
+    assert f"demo: 4 images, {n} persons (all 14 limbs drawn for {n} of {n} persons, none" in printed
     # The option is what decides: above the memorised model's labelled scores (median 0.7),
     # limbs are left out.
     strict = fractions(run_demo_recording_lines(
@@ -194,3 +199,27 @@ def test_the_video_path_draws_by_the_keypoint_threshold(tmp_path, monkeypatch, c
     assert demo.main(["--keypoint-threshold", str(threshold), *argv]) == 0
     drawn = [int((s > threshold).sum()) for s in scores]
     assert circles == drawn and 0 < sum(drawn) < sum(map(len, scores))
+
+
+def test_limbs_drawn_counts_the_lines_the_visualizer_draws(monkeypatch):
+    """limbs_drawn (the demo's summary) against the visualizer itself: per person, the limb lines
+    draw_and_connect_keypoints draws (the connection rules' colours; the mid-shoulder and
+    mid-hip lines it adds are red)."""
+    meta = MetadataCatalog.get(SAMPLE)
+    rng = np.random.default_rng(0)
+    kp = np.concatenate([rng.uniform(0, 100, (40, 17, 2)), rng.uniform(0, 1, (40, 17, 1))], 2)
+    kp[0, :, 2], kp[1, :, 2] = 1.0, 0.0  # every limb; none
+    colors = []
+    monkeypatch.setattr(PoseVisualizer, "draw_line", lambda self, x, y, color, **k: colors.append(
+        color))  # fmt: skip
+    vis = PoseVisualizer(np.zeros((100, 100, 3), np.uint8), meta, keypoint_threshold=0.4)
+    want = []
+    for person in kp:
+        colors.clear()
+        vis.draw_and_connect_keypoints(person)
+        want.append(sum(c != (1.0, 0, 0) for c in colors))
+    got = visualizer.limbs_drawn(kp, meta, 0.4)
+    assert got.tolist() == want and want[0] == 14 and want[1] == 0 and 0 < min(want[2:]) < 14
+    assert visualizer.limbs_summary(got, meta) == (
+        f"all 14 limbs drawn for {want.count(14)} of 40 persons, none for {want.count(0)}"
+    )
