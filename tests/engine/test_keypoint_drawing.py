@@ -142,7 +142,7 @@ def test_default_thresholds_draw_every_limb(memorised_rcnn, tmp_path, monkeypatc
     assert min(with_defaults) >= 0.8, with_defaults
     # the summary counts the limbs drawn: here every detected person's
     n = len(json.loads((tmp_path / "results.json").read_text()))
-    assert f"demo: 4 images, {n} persons (all 14 limbs drawn for {n} of {n} persons, none" in printed
+    assert f"demo: 4 images, {n} persons (all 14 limbs drawn for {n} of {n} persons" in printed
     # The option is what decides: above the memorised model's labelled scores (median 0.7),
     # limbs are left out.
     strict = fractions(run_demo_recording_lines(
