@@ -50,8 +50,10 @@ def build_parser(doc=None):
     parser = runner.study_parser(doc, "output/data_study")
     parser.add_argument(
         "--detector",
-        help="a trained person detector's output folder (config.yaml, model_final.pth), e.g. "
-        "make demo's multitask R-CNN; its boxes on the datasets --detections does not cover",
+        help="a trained person detector: a finished run's folder (config.yaml, "
+        "model_final.pth), e.g. make demo's multitask R-CNN, or a model zoo entry "
+        "(zoo://multitask_rcnn_R_18_FPN_synthpeople); its boxes on the datasets --detections "
+        "does not cover",
     )
     parser.add_argument(
         "--detections",
@@ -207,7 +209,7 @@ def data_counts(args, det, out_root):
 def _box_sources(args, det):
     given = [f"{d} {f}" for d, f in det.items() if d in args.detections]
     ran = [d for d in det if d not in args.detections]
-    return ", ".join(given + ([f"detector {Path(args.detector).resolve()} on {', '.join(ran)}"]
+    return ", ".join(given + ([f"detector {jobs.run_files(args.detector)[1]} on {', '.join(ran)}"]
                               if ran else []))  # fmt: skip
 
 

@@ -139,9 +139,34 @@ def run_seeds_in_parallel(script, argv, args, out_root, prefix="ablate"):
             t.join(timeout=5)
 
 
+def run_files(path):
+    """(config file, weights) of a trained model as the studies take them: a finished training
+    run's folder (its config.yaml and model_final.pth) or a model zoo entry, ``zoo://<name>``
+    (its recipe and stored weights)."""
+    from ..model_zoo import ENTRIES, PREFIX
+
+    path = str(path)
+    if path.startswith(PREFIX):
+        name = path[len(PREFIX):]
+        if name not in ENTRIES:
+            raise KeyError(f"{path}: no such model zoo entry; the entries: {sorted(ENTRIES)}")
+        return ROOT / ENTRIES[name].config, path
+    return Path(path).resolve() / "config.yaml", str(Path(path).resolve() / "model_final.pth")
+
+
 def check_run_dir(parser, flag, path):
-    """A finished training run's folder, as the studies take them: config.yaml and
-    model_final.pth, or a parser error naming ``flag``."""
-    for f in ("config.yaml", "model_final.pth"):
-        if not (Path(path) / f).is_file():
-            parser.error(f"{flag} {path}: no {f} there (a finished training run?)")
+    """A finished training run's folder (config.yaml and model_final.pth) or a model zoo entry
+    with stored weights (:func:`run_files`), or a parser error naming ``flag``."""
+    from ..model_zoo import PREFIX, zoo_weights_file
+
+    try:
+        config, weights = run_files(path)
+    except KeyError as e:
+        parser.error(f"{flag} {e.args[0]}")
+    if str(path).startswith(PREFIX):
+        if not zoo_weights_file(str(path)[len(PREFIX):]).is_file():
+            parser.error(f"{flag} {path}: the entry has no weights in this clone yet")
+        return
+    for f in (config, Path(weights)):
+        if not f.is_file():
+            parser.error(f"{flag} {path}: no {f.name} there (a finished training run?)")

@@ -16,7 +16,7 @@ from detectron2.config import get_cfg
 from ..engine.cli import argument_parser
 from ..shared.atomic_io import write_json_atomic
 from ..shared.paths import REPO_ROOT as ROOT
-from .jobs import divided_threads
+from .jobs import divided_threads, run_files
 from .tables import fmt
 
 __all__ = [
@@ -200,19 +200,20 @@ def run_logged(cmd, log, what, prefix="ablate", env=None):
 
 
 def detect_persons(detector, dataset, path, prefix="ablate", processes=1):
-    """tools/detect_persons.py with a trained detector's folder (config.yaml, model_final.pth)
-    on ``dataset`` into ``path`` (kept if it exists; a cut run resumes), its images shared among
-    ``processes`` (its --num-gpus: CPU processes without CUDA; the CPU's threads divided among
-    them unless OMP_NUM_THREADS is set); returns ``path``."""
+    """tools/detect_persons.py with a trained detector (a finished run's folder or a model zoo
+    entry, :func:`jobs.run_files`) on ``dataset`` into ``path`` (kept if it exists; a cut run
+    resumes), its images shared among ``processes`` (its --num-gpus: CPU processes without
+    CUDA; the CPU's threads divided among them unless OMP_NUM_THREADS is set); returns
+    ``path``."""
     path = Path(path)
     if not path.exists():
-        det = Path(detector).resolve()
-        print(f"{prefix}: detecting persons in {dataset} with {det}", flush=True)
+        config, weights = run_files(detector)
+        print(f"{prefix}: detecting persons in {dataset} with {weights}", flush=True)
         cmd = [
             sys.executable,
             str(ROOT / "tools" / "detect_persons.py"),
             "--config-file",
-            str(det / "config.yaml"),
+            str(config),
             "--dataset",
             dataset,
             "--output",
@@ -222,7 +223,7 @@ def detect_persons(detector, dataset, path, prefix="ablate", processes=1):
             "--num-gpus",
             str(processes),
             "MODEL.WEIGHTS",
-            str(det / "model_final.pth"),
+            weights,
         ]
         env = divided_threads(processes) if processes > 1 else None
         run_logged(cmd, path.with_suffix(".log"), f"detect_persons on {dataset}", prefix, env)

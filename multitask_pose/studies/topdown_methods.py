@@ -40,8 +40,9 @@ def build_parser(doc=None):
     parser = runner.study_parser(doc, "output/study_topdown_basic")
     parser.add_argument(
         "--detector",
-        help="a trained multitask R-CNN output folder (config.yaml and model_final.pth), e.g. "
-        "make demo's; its boxes give the detector-box columns",
+        help="a trained multitask R-CNN: a finished run's folder (config.yaml and "
+        "model_final.pth), e.g. make demo's, or a model zoo entry "
+        "(zoo://multitask_rcnn_R_18_FPN_synthpeople); its boxes give the detector-box columns",
     )
     parser.add_argument(
         "--no-detector",
@@ -69,7 +70,9 @@ def parse_args(argv=None, parser=None):
     parser = parser or build_parser()
     args = jobs.parse_overrides(parser, argv)
     if bool(args.detector) == args.no_detector:
-        parser.error("give --detector RUN_DIR (a trained multitask R-CNN) or --no-detector")
+        parser.error(
+            "give --detector RUN_DIR or zoo://NAME (a trained multitask R-CNN) or --no-detector"
+        )
     if args.detector:
         jobs.check_run_dir(parser, "--detector", args.detector)
     hinted = [m for m in args.models if m in HINTED]
@@ -267,7 +270,7 @@ def main(argv=None, parser=None):
         det_ap = "; detector box AP " + ", ".join(
             f"{d} {tables.cell(base[f'{d}_det'], 'box')}" for d in args.datasets
         )
-        det_ap += f" ({Path(args.detector).resolve()})"
+        det_ap += f" ({jobs.run_files(args.detector)[1]})"
     note = (
         f"Top-down study: {budget}, SEED {', '.join(map(str, args.seeds))}"
         + (f", overrides {' '.join(args.opts)}" if args.opts else "")

@@ -33,6 +33,7 @@ def test_argument_errors(tmp_path, capsys):
                                             "--no-posefix")  # fmt: skip
     assert "two members" in error("--no-detector", "--ensemble", "hrnet")
     assert "KEY VALUE pairs" in error("--no-detector", "--", "SEED")
+    assert "no such model zoo entry" in error("--detector", "zoo://nothing")
     args = topdown_methods.parse_args(["--no-detector", "--datasets", "a", "b", "--", "SEED", "3"])
     assert topdown_methods.settings(args) == [("a_gt", "a", "gt"), ("b_gt", "b", "gt")]
     assert args.opts == ["SEED", "3"] and args.ensemble == ["hrnet", "pcr", "hintpose_refine_only"]
@@ -139,3 +140,24 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
     again = capsys.readouterr().out
     assert "training" not in again and "evaluating" not in again and "detecting" not in again
     assert (out / "study.md").read_text() == table
+
+
+def test_a_zoo_entry_is_a_detector(tmp_path, monkeypatch):
+    """--detector zoo://<name>: the entry's recipe and stored weights detect the persons."""
+    from conftest import ROOT
+    from multitask_pose.model_zoo import zoo_weights_file
+    from multitask_pose.studies import jobs, runner
+
+    name = "zoo://multitask_rcnn_R_18_FPN_synthpeople"
+    recipe = ROOT / "configs" / "Zoo" / "multitask_rcnn_R_18_FPN_synthpeople.yaml"
+    assert jobs.run_files(name) == (recipe, name)
+    assert jobs.run_files(tmp_path) == (tmp_path / "config.yaml", str(tmp_path / "model_final.pth"))
+    if zoo_weights_file("multitask_rcnn_R_18_FPN_synthpeople").is_file():
+        args = topdown_methods.parse_args(["--detector", name])
+        assert args.detector == name
+    ran = []
+    monkeypatch.setattr(runner, "run_logged", lambda cmd, *a, **k: ran.append(cmd))
+    runner.detect_persons(name, "d", tmp_path / "d.json")
+    cmd = ran[0]
+    assert cmd[cmd.index("--config-file") + 1] == str(recipe)
+    assert cmd[cmd.index("MODEL.WEIGHTS") + 1] == name
