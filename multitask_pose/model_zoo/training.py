@@ -35,7 +35,7 @@ from . import (
     zoo_run_dir,
     zoo_weights_file,
 )
-from .check import TRAIN_SCRIPTS, eval_only, measure, run_logged
+from .check import CHECK_DATASET, CHECK_IMAGES, TRAIN_SCRIPTS, eval_only, measure, run_logged
 
 __all__ = [
     "LEVELS",
@@ -242,7 +242,8 @@ def zoo_table() -> str:
     """The zoo's markdown table, one row per entry with a record (the README's)."""
     head = (
         "| entry | trained on | iterations (legs) | hours (CPU-hours), CPU"
-        " | " + " | ".join(f"`{lvl}` AP" for lvl in LEVELS) + " | check | MB, sha256 |"
+        " | " + " | ".join(f"`{lvl}` AP" for lvl in LEVELS)
+        + f" | check (first {CHECK_IMAGES} images of `{CHECK_DATASET}`) | MB, sha256 |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for name in sorted(ENTRIES):

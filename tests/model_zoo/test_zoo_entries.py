@@ -34,3 +34,28 @@ def test_the_entry_measures_its_recorded_figure(name):
     for key, want in record["check"].items():
         # the same weights and data: only the order of float sums may differ between machines
         assert measured[key] == pytest.approx(want, abs=0.003), key
+
+
+def test_the_check_subset_is_the_splits_first_images_with_all_their_persons(tmp_path):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from pycocotools.coco import COCO
+
+    name, json_file, image_root = check.check_subset(tmp_path)
+    full = COCO(MetadataCatalog.get(check.CHECK_DATASET).json_file)
+    first = [img["id"] for img in full.dataset["images"][: check.CHECK_IMAGES]]
+    sub = COCO(json_file)
+    assert name == f"{check.CHECK_DATASET}_first{check.CHECK_IMAGES}"
+    assert [img["id"] for img in sub.dataset["images"]] == first
+    want = sorted(a["id"] for a in full.loadAnns(full.getAnnIds(imgIds=first)))
+    assert sorted(a["id"] for a in sub.dataset["annotations"]) == want and len(want) > 100
+    assert sub.dataset["categories"] == full.dataset["categories"]
+    assert image_root == MetadataCatalog.get(check.CHECK_DATASET).image_root
+    # what the eval-only run registers from it loads those images
+    from multitask_pose.data.datasets import register_config_datasets
+
+    register_config_datasets([(name, json_file, image_root)])
+    try:
+        assert [d["image_id"] for d in DatasetCatalog.get(name)] == first
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
