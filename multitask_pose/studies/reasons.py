@@ -86,10 +86,16 @@ def _mean_costs(runs: Sequence[Dict], metric: str) -> Optional[Dict[str, float]]
 def effect_reason(metric: str, runs: Sequence[Dict], base_runs: Sequence[Dict]) -> str:
     """The reason for the difference in ``metric`` ("kp" or "kp75") of ``runs`` (one dict per
     seed, with "results": a keypoint results file, and "dataset") from ``base_runs``; "" where
-    either row has no results file or the metric is not a keypoint one."""
+    either row has no results file or the metric is not a keypoint one; what the analysis
+    refuses (an empty results file) is said in the cell instead."""
     if metric not in _METRIC:
         return ""
-    row, base = (_mean_costs(r, _METRIC[metric]) for r in (runs, base_runs))
+    from ..evaluation.error_analysis.loading import AnalysisInputError
+
+    try:
+        row, base = (_mean_costs(r, _METRIC[metric]) for r in (runs, base_runs))
+    except AnalysisInputError as e:  # e.g. a model that found nobody: the table still stands
+        return f"no error analysis: {e}"
     if row is None or base is None:
         return ""
     # each kind's share of the difference: the row's AP is higher where it costs less

@@ -100,6 +100,11 @@ def test_the_reason_explains_pycocotools_difference_by_the_changed_error(tmp_pat
 
     runs = [{"results": str(third), "dataset": SAMPLE}]
     assert reasons.effect_reason("box", runs, runs) == ""  # not a keypoint metric
+    # a model that found nobody: said in the cell, the study's table still written
+    (tmp_path / "empty.json").write_text("[]")
+    empty = [{"results": str(tmp_path / "empty.json"), "dataset": SAMPLE}]
+    assert reasons.effect_reason("kp", empty, runs).startswith("no error analysis: ")
+    assert "empty" in reasons.effect_reason("kp", empty, runs)
     assert reasons.effect_reason("kp", runs, [{"results": str(tmp_path / "none.json")}]) == ""
 
 
