@@ -35,8 +35,9 @@ PIPELINES = {
     "rcnn": (
         ROOT / "tools" / "train_net.py",
         ROOT / "configs" / "Synthetic" / "multitask_rcnn_R_18_FPN_synth_basic.yaml",
-        {"bbox": 0.60, "keypoints": 0.25},
-        {},
+        {"bbox": 0.60, "keypoints": 0.30},
+        # 360 iterations from random weights (MODEL.WEIGHTS ""), 2026-12-01, 2-core AMD EPYC
+        {"bbox": 0.360, "keypoints": 0.021},
     ),
     "topdown": (
         ROOT / "projects" / "TopDown" / "train_net.py",

@@ -1,12 +1,15 @@
 """The recipes that start from a zoo entry take every weight of it their network shares, less the
 layers they train anew (MODEL.WEIGHTS_EXCLUDE): what each method adds to the trunk, and nothing
-else, starts as built."""
+else, starts as built. The top-down recipes start from the zoo HRNet less its heatmap layer; every
+R-CNN recipe of the basic level (make demo's, the ablation's, the detector study's) from the zoo
+R-CNN's backbone and FPN."""
 
 import pytest
 from detectron2.modeling import build_model
 
 import multitask_pose.model_zoo as zoo
 from conftest import ROOT
+from multitask_pose.config import get_multitask_cfg
 from multitask_pose.engine.checkpoint import SafeCheckpointer
 from pose_topdown import get_topdown_cfg
 
@@ -38,3 +41,38 @@ def test_a_method_takes_the_zoo_trunk_and_trains_its_own_layers(recipe):
     fresh = {k for k in model.state_dict() if k.startswith(FRESH[recipe])
              and not k.endswith("num_batches_tracked")}  # fvcore does not report those  # fmt: skip
     assert fresh and set(keys.missing_keys) == fresh
+
+
+RCNN = ROOT / "configs" / "Synthetic"
+RCNN_RECIPES = sorted(
+    str(p.relative_to(RCNN))
+    for p in [RCNN / "multitask_rcnn_R_18_FPN_synth_basic.yaml", *RCNN.glob("*/*_synth_basic.yaml"),
+              *(RCNN / "ablation").glob("*.yaml")]
+)  # fmt: skip
+# The deformable variants' offset convs (res3-res5, two blocks each; the deformable conv takes the
+# plain conv's kernel, the offsets start at zero as the reports' ImageNet-started DCN models)
+DCN = {"ablation/dcn_rb.yaml", "ablation/dcn_rb_h.yaml", "ablation/dcn_rb_h_offset.yaml"}
+
+
+def test_every_basic_rcnn_recipe_is_listed():
+    assert len(RCNN_RECIPES) == 13 and DCN < set(RCNN_RECIPES)
+
+
+@pytest.mark.parametrize("recipe", RCNN_RECIPES)
+def test_an_rcnn_recipe_takes_the_zoo_backbone_and_fpn_only(recipe):
+    if not zoo.zoo_weights_file("multitask_rcnn_R_18_FPN_synthpeople").is_file():
+        pytest.skip("the zoo R-CNN has no weights in this clone yet (tools/train_zoo.py)")
+    cfg = get_multitask_cfg()
+    cfg.merge_from_file(str(RCNN / recipe))
+    assert cfg.MODEL.WEIGHTS == "zoo://multitask_rcnn_R_18_FPN_synthpeople"
+    model = build_model(cfg)
+    checkpointer = SafeCheckpointer(model)
+    checkpointer.exclude = tuple(cfg.MODEL.WEIGHTS_EXCLUDE)
+    checkpointer.load(cfg.MODEL.WEIGHTS)
+    keys = checkpointer.incompatible_keys
+    assert not keys.incorrect_shapes
+    state = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    offsets = {k for k in state if ".conv2.offset." in k}
+    assert len(offsets) == (12 if recipe in DCN else 0)
+    heads = {k for k in state if k.startswith(("proposal_generator.", "roi_heads."))}
+    assert heads and set(keys.missing_keys) == heads | offsets

@@ -24,3 +24,8 @@ def test_the_summary_names_the_starting_weights_and_the_from_scratch_figure():
     )
     cfg.MODEL.WEIGHTS = ""
     assert mj.starting_point(cfg, scratch) == ("from random weights", "")
+    _, recipe, _, scratch = mj.PIPELINES["rcnn"]
+    assert mj.starting_point(mj.recipe_config("rcnn", recipe), scratch) == (
+        "from zoo://multitask_rcnn_R_18_FPN_synthpeople less proposal_generator., roi_heads.",
+        " (from random weights: box AP 0.360, keypoint AP 0.021, measured once, not re-run)",
+    )
