@@ -76,3 +76,19 @@ def test_an_rcnn_recipe_takes_the_zoo_backbone_and_fpn_only(recipe):
     assert len(offsets) == (12 if recipe in DCN else 0)
     heads = {k for k in state if k.startswith(("proposal_generator.", "roi_heads."))}
     assert heads and set(keys.missing_keys) == heads | offsets
+
+
+@pytest.mark.parametrize("recipe", RCNN_RECIPES)
+def test_an_rcnn_recipe_trains_its_backbone_from_res3_on(recipe):
+    # the stem and res2 stay as the zoo made them (MODEL.BACKBONE.FREEZE_AT 2, BN frozen too)
+    cfg = get_multitask_cfg()
+    cfg.merge_from_file(str(RCNN / recipe))
+    model = build_model(cfg)
+    bottom_up = model.backbone.bottom_up
+    grads = {n: p.requires_grad for n, p in bottom_up.named_parameters()}
+    frozen = [g for n, g in grads.items() if n.startswith(("stem.", "res2."))]
+    trained = [g for n, g in grads.items() if n.startswith(("res3.", "res4.", "res5."))]
+    assert frozen and not any(frozen) and trained and all(trained)
+    norms = [type(m).__name__ for n, m in bottom_up.named_modules()
+             if n.startswith("res2.") and n.endswith(".norm")]  # fmt: skip
+    assert norms and set(norms) == {"FrozenBatchNorm2d"}
