@@ -2,8 +2,7 @@
 """Person detectors compared on SynthPeople, and what their boxes give the top-down stage.
 
     PY=$(tools/install/setup_env.sh)
-    $PY tools/detector_study.py --seeds 42 43 --jobs 2 \\
-        --topdown output/study_topdown_basic/hrnet_w18_small_synth_basic/seed42
+    $PY tools/detector_study.py --seeds 42 43 --jobs 2 --topdown zoo://hrnet_w18_small_synthpeople
 
 ``--jobs 2``: the seeds in two processes at once (multitask_pose/studies/jobs.py), the
 table once both have finished.
@@ -17,7 +16,8 @@ Steps, each skipped when its output exists, so a killed study resumes with the s
 2. its person detections on each evaluation dataset with tools/detect_persons.py (top 100 per
    image, score >= 0.05): ``<run>/detections/<dataset>.json``;
 3. person box AP and AR@100 of those files against the dataset's annotations (pycocotools);
-4. the keypoint AP of a trained top-down model (``--topdown``: its output folder) on those boxes
+4. the keypoint AP of a trained top-down model (``--topdown``: its output folder, or a model zoo
+   entry such as ``zoo://hrnet_w18_small_synthpeople``) on those boxes
    (``--eval-only`` with TEST.TOPDOWN.BOX_SOURCE "file" into ``<run>/topdown/<dataset>``), and on
    the ground-truth boxes for reference;
 5. the table: ``mean (seed values)`` per cell, written to ``<output>/detector_study.md`` and

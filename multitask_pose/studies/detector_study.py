@@ -45,10 +45,23 @@ def build_parser(doc=None):
     parser.add_argument(
         "--topdown",
         required=True,
-        help="a trained top-down output folder (config.yaml, model_final.pth) run on the boxes",
+        help="the top-down model run on the boxes: a trained output folder (config.yaml, "
+        "model_final.pth) or a model zoo entry (zoo://hrnet_w18_small_synthpeople)",
     )
     jobs.add_jobs_argument(parser)
     return runner.add_overrides(parser)
+
+
+def topdown_keypoint_ap(topdown, eval_dir, dataset, box_opts, what):
+    """(keypoint AP, AP75) of the top-down model ``topdown`` (a finished run's folder or a model zoo
+    entry, :func:`jobs.run_files`) on ``dataset`` with the boxes ``box_opts`` select, evaluated
+    into ``eval_dir`` (kept if it exists)."""
+    config, weights = jobs.run_files(topdown)
+    res = runner.evaluate_run(
+        config, eval_dir, dataset, ["MODEL.WEIGHTS", weights, *box_opts], what, True,
+        "detector_study",
+    )  # fmt: skip
+    return res["keypoints"]["AP"], res["keypoints"]["AP75"]
 
 
 def parse_args(argv=None, parser=None):
@@ -104,15 +117,9 @@ def main(argv=None, parser=None):
     if missing:
         raise ConfigError(f"no such config {', '.join(missing)}")
     train_args = SimpleNamespace(max_iter=args.max_iter, opts=["TEST.EVAL_PERIOD", "0", *args.opts])
-    td = Path(args.topdown).resolve()
-    td_opts = ["MODEL.WEIGHTS", str(td / "model_final.pth")]
 
     def topdown_ap(eval_dir, dataset, box_opts, what):
-        res = runner.evaluate_run(
-            td / "config.yaml", eval_dir, dataset, td_opts + box_opts, what, True,
-            "detector_study",
-        )  # fmt: skip
-        return res["keypoints"]["AP"], res["keypoints"]["AP75"]
+        return topdown_keypoint_ap(args.topdown, eval_dir, dataset, box_opts, what)
 
     jobs.run_seeds_in_parallel(SCRIPT, argv, args, out_root, "detector_study")
     rows = []
@@ -152,7 +159,7 @@ def main(argv=None, parser=None):
     note = (
         f"Detector study: {budget}, SEED {', '.join(map(str, args.seeds))}"
         + (f", overrides {' '.join(args.opts)}" if args.opts else "")
-        + f"; top-down model {td}; {cpu_model()}."
+        + f"; top-down model {jobs.run_files(args.topdown)[1]}; {cpu_model()}."
     )
     text = table(rows, gt, args.datasets, note)
     write_text_atomic(out_root / "detector_study.md", text)

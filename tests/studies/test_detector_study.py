@@ -114,3 +114,30 @@ def test_detector_study_end_to_end(tmp_path, capsys):
     again = capsys.readouterr().out
     assert "training" not in again and "evaluating" not in again and "detecting" not in again
     assert (tmp_path / "ds" / "detector_study.md").read_text() == table
+
+
+def test_a_zoo_entry_is_the_topdown_model(tmp_path, monkeypatch, capsys):
+    """--topdown zoo://<name>: the entry's recipe and stored weights run on the boxes."""
+    from multitask_pose.model_zoo import zoo_weights_file
+    from multitask_pose.studies import runner
+
+    name = "zoo://hrnet_w18_small_synthpeople"
+    recipe = ROOT / "projects" / "TopDown" / "configs" / "Zoo" / "hrnet_w18_small_synthpeople.yaml"
+    if zoo_weights_file("hrnet_w18_small_synthpeople").is_file():
+        assert detector_study.parse_args(["--topdown", name]).topdown == name
+    with pytest.raises(SystemExit):
+        detector_study.parse_args(["--topdown", "zoo://nothing"])
+    assert "no such model zoo entry" in capsys.readouterr().err
+    ran = []
+
+    def evaluate_run(config, eval_dir, dataset, opts, *a):
+        ran.append((config, opts))
+        return {"keypoints": {"AP": 61.0, "AP75": 70.0}}
+
+    monkeypatch.setattr(runner, "evaluate_run", evaluate_run)
+    box = ["TEST.TOPDOWN.BOX_SOURCE", "gt"]
+    assert detector_study.topdown_keypoint_ap(name, tmp_path, "d", box, "x") == (61.0, 70.0)
+    assert ran == [(recipe, ["MODEL.WEIGHTS", name, *box])]
+    detector_study.topdown_keypoint_ap(tmp_path, tmp_path, "d", box, "x")
+    weights = str(tmp_path / "model_final.pth")
+    assert ran[1] == (tmp_path / "config.yaml", ["MODEL.WEIGHTS", weights, *box])
