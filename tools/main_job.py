@@ -78,10 +78,10 @@ def starting_point(cfg, from_scratch):
     the AP the same recipe reached from random weights ("" when it starts from them)."""
     if not cfg.MODEL.WEIGHTS:
         return "from random weights", ""
-    left_out = ", ".join(cfg.MODEL.WEIGHTS_EXCLUDE)
+    left_out = " and ".join(p.rstrip(".") for p in cfg.MODEL.WEIGHTS_EXCLUDE)
     scratch = ", ".join(f"{TASK_NAMES[t]} AP {ap:.3f}" for t, ap in from_scratch.items())
     return (
-        f"from {cfg.MODEL.WEIGHTS}" + (f" less {left_out}" if left_out else ""),
+        f"from {cfg.MODEL.WEIGHTS}" + (f", its {left_out} trained anew" if left_out else ""),
         f" (from random weights: {scratch}, measured once, not re-run)" if scratch else "",
     )
 
