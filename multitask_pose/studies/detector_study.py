@@ -118,9 +118,6 @@ def main(argv=None, parser=None):
         raise ConfigError(f"no such config {', '.join(missing)}")
     train_args = SimpleNamespace(max_iter=args.max_iter, opts=["TEST.EVAL_PERIOD", "0", *args.opts])
 
-    def topdown_ap(eval_dir, dataset, box_opts, what):
-        return topdown_keypoint_ap(args.topdown, eval_dir, dataset, box_opts, what)
-
     jobs.run_seeds_in_parallel(SCRIPT, argv, args, out_root, "detector_study")
     rows = []
     for path in paths:
@@ -134,7 +131,8 @@ def main(argv=None, parser=None):
                 )
                 r[f"box_{d}"], r[f"ar_{d}"] = box_ap_ar(det, d)
                 r[f"results_{d}"] = str(runner.results_file(run_dir / "topdown" / d, d))
-                r[f"kp_{d}"], r[f"kp75_{d}"] = topdown_ap(
+                r[f"kp_{d}"], r[f"kp75_{d}"] = topdown_keypoint_ap(
+                    args.topdown,
                     run_dir / "topdown" / d,
                     d,
                     ["TEST.TOPDOWN.BOX_SOURCE", "file", "TEST.TOPDOWN.DET_FILE", str(det)],
@@ -148,7 +146,8 @@ def main(argv=None, parser=None):
     for d in args.datasets:
         gt[f"box_{d}"], gt[f"ar_{d}"] = 100.0, 100.0
         gt[f"results_{d}"] = str(runner.results_file(out_root / "topdown_gt_boxes" / d, d))
-        gt[f"kp_{d}"], gt[f"kp75_{d}"] = topdown_ap(
+        gt[f"kp_{d}"], gt[f"kp75_{d}"] = topdown_keypoint_ap(
+            args.topdown,
             out_root / "topdown_gt_boxes" / d,
             d,
             ["TEST.TOPDOWN.BOX_SOURCE", "gt"],

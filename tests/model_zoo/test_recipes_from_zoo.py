@@ -25,6 +25,17 @@ FRESH = {
 }  # fmt: skip
 
 
+def built_and_loaded(cfg):
+    """The recipe's model with its MODEL.WEIGHTS loaded less MODEL.WEIGHTS_EXCLUDE, as the
+    trainer loads them, and the keys the checkpoint did not fill (no shape may differ)."""
+    model = build_model(cfg)
+    checkpointer = SafeCheckpointer(model)
+    checkpointer.exclude = tuple(cfg.MODEL.WEIGHTS_EXCLUDE)  # as the trainer sets it
+    checkpointer.load(cfg.MODEL.WEIGHTS)
+    assert not checkpointer.incompatible_keys.incorrect_shapes
+    return model, checkpointer.incompatible_keys
+
+
 @pytest.mark.parametrize("recipe", sorted(FRESH))
 def test_a_method_takes_the_zoo_trunk_and_trains_its_own_layers(recipe):
     if not zoo.zoo_weights_file("hrnet_w18_small_synthpeople").is_file():
@@ -32,12 +43,7 @@ def test_a_method_takes_the_zoo_trunk_and_trains_its_own_layers(recipe):
     cfg = get_topdown_cfg()
     cfg.merge_from_file(str(SYNTH / f"{recipe}.yaml"))
     assert cfg.MODEL.WEIGHTS == "zoo://hrnet_w18_small_synthpeople"
-    model = build_model(cfg)
-    checkpointer = SafeCheckpointer(model)
-    checkpointer.exclude = tuple(cfg.MODEL.WEIGHTS_EXCLUDE)  # as the trainer sets it
-    checkpointer.load(cfg.MODEL.WEIGHTS)
-    keys = checkpointer.incompatible_keys
-    assert not keys.incorrect_shapes
+    model, keys = built_and_loaded(cfg)
     fresh = {k for k in model.state_dict() if k.startswith(FRESH[recipe])
              and not k.endswith("num_batches_tracked")}  # fvcore does not report those  # fmt: skip
     assert fresh and set(keys.missing_keys) == fresh
@@ -65,12 +71,7 @@ def test_an_rcnn_recipe_takes_the_zoo_backbone_and_fpn_only(recipe):
     cfg = get_multitask_cfg()
     cfg.merge_from_file(str(RCNN / recipe))
     assert cfg.MODEL.WEIGHTS == "zoo://multitask_rcnn_R_18_FPN_synthpeople"
-    model = build_model(cfg)
-    checkpointer = SafeCheckpointer(model)
-    checkpointer.exclude = tuple(cfg.MODEL.WEIGHTS_EXCLUDE)
-    checkpointer.load(cfg.MODEL.WEIGHTS)
-    keys = checkpointer.incompatible_keys
-    assert not keys.incorrect_shapes
+    model, keys = built_and_loaded(cfg)
     state = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
     offsets = {k for k in state if ".conv2.offset." in k}
     assert len(offsets) == (12 if recipe in DCN else 0)
