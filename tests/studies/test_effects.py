@@ -85,6 +85,7 @@ FIGURES = {
     "hintpose": (*HP1, ("I.C. + R.R.\t<b>78.1</b>\t<b>82.6</b>", 0), (HP_BASE1, 0)),
     "hintpose_testdev": (*HP2, ("I.C. + R.R.\t76.2\t81.0", 0), (HP_BASE2, 0)),
     "cue_on_refine": (*HP1, ("I.C. + R.R.\t<b>78.1</b>\t<b>82.6</b>", 0), (RR1, 0)),
+    "cue_on_refine_testdev": (*HP2, ("I.C. + R.R.\t76.2\t81.0", 0), (RR2, 0)),
     "posefix": (*HP2, ("Ensemble model + PoseFix\t<b>77.8</b>\t<b>82.2</b>", 0), (ENS2, 0)),
     "ensemble_pcr": (*PCR1, (PCR_ENS, 0), (PCR_HR48, 0)),
     "ensemble_pcr_kp75": (*PCR1, (PCR_ENS, 2), (PCR_HR48, 2)),
