@@ -4,7 +4,7 @@ only, refinement only), HRNet + PoseFix and a heatmap ensemble, with one trainin
 same seeds, on ground-truth and detector boxes of each evaluation dataset.
 
     PY=$(tools/install/setup_env.sh)
-    $PY projects/TopDown/study.py --detector output/long/rcnn_basic_1080 --seeds 42 43
+    $PY projects/TopDown/study.py --detector zoo://multitask_rcnn_R_18_FPN_synthpeople --seeds 42 43
 
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 
