@@ -3,7 +3,8 @@
 basic level alone, and with each strategy, at one training budget and the same seeds.
 
     PY=$(tools/install/setup_env.sh)
-    $PY tools/data_study.py --detector zoo://multitask_rcnn_R_18_FPN_synthpeople --seeds 42 43 --jobs 2
+    $PY tools/data_study.py --detector zoo://multitask_rcnn_R_18_FPN_synthpeople \
+        --seeds 42 43 --jobs 2
 
 Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iterations):
 

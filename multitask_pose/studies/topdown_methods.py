@@ -14,8 +14,8 @@ from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
 from . import effects, jobs, runner, tables
 
-__all__ = ["DATASETS", "HINTED", "MODELS", "POSEFIX", "build_parser", "hint_opts", "main",
-           "parse_args", "settings", "table"]  # fmt: skip
+__all__ = ["DATASETS", "HINTED", "HINTPOSE_ENSEMBLE", "MODELS", "POSEFIX", "build_parser",
+           "ensembles", "hint_opts", "main", "parse_args", "settings", "table"]  # fmt: skip
 
 CONFIGS = runner.TOPDOWN / "configs" / "Synthetic"
 # Study name -> (the recipe's config stem, the table's label).
@@ -32,6 +32,10 @@ MODELS = {
 POSEFIX = ("posefix_hrnet_w18_small_synth_basic", "HRNet + PoseFix")
 # Models with an instance cue: their hint source differs by box source (module docstring).
 HINTED = {"hintpose", "hintpose_cue_only"}
+# The HintPose report's ensemble (004 footnote 2: the heatmaps of two models of each kind, cue and
+# refinement, cue only, refinement only, averaged): here one model of each kind of the same seed,
+# so that the seeds give the row its spread.
+HINTPOSE_ENSEMBLE = ["hintpose", "hintpose_cue_only", "hintpose_refine_only"]
 DATASETS = ["synth_people_basic_val", "synth_people_crowd_val"]
 
 
@@ -62,6 +66,13 @@ def build_parser(doc=None):
         default=["hrnet", "pcr", "hintpose_refine_only"],
         help="members of the ensemble row (none: no ensemble row)",
     )
+    parser.add_argument(
+        "--hintpose-ensemble",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the HintPose report's ensemble row: one model of each HintPose kind (cue and"
+        " refinement, cue only, refinement only) of the same seed, heatmaps averaged",
+    )
     return runner.add_overrides(parser)
 
 
@@ -90,7 +101,26 @@ def parse_args(argv=None, parser=None):
             parser.error(f"--ensemble members {missing} are not in --models {args.models}")
         if len(args.ensemble) < 2:
             parser.error("--ensemble needs two members or more")
+    missing = [m for m in HINTPOSE_ENSEMBLE if m not in args.models]
+    if args.hintpose_ensemble and missing:
+        parser.error(
+            f"the HintPose ensemble row needs {missing} in --models: add them or give"
+            " --no-hintpose-ensemble"
+        )
     return args
+
+
+def ensembles(args):
+    """(row key, table label, members) of each ensemble row: ``--ensemble``'s, then the HintPose
+    report's (``--hintpose-ensemble``)."""
+    rows = []
+    if args.ensemble:
+        label = "ensemble: " + " + ".join(MODELS[m][1] for m in args.ensemble)
+        rows.append(("ensemble", label, list(args.ensemble)))
+    if args.hintpose_ensemble:
+        rows.append(("hintpose_ensemble", "HintPose ensemble: one model of each kind",
+                     HINTPOSE_ENSEMBLE))  # fmt: skip
+    return rows
 
 
 def with_hrnet_results(train_args, runs, seed, key):
@@ -223,16 +253,15 @@ def main(argv=None, parser=None):
         table_rows.append((label, by_col))
         by_key["posefix"] = by_col
 
-    # 5. the ensemble
-    if args.ensemble:
-        label = "ensemble: " + " + ".join(MODELS[m][1] for m in args.ensemble)
+    # 5. the ensembles
+    for key, label, names in ensembles(args):
         by_col = {}
-        cued = [m for m in args.ensemble if m in HINTED]
+        cued = [m for m in names if m in HINTED]
         for seed in args.seeds:
-            members = [runs[m][seed][0] for m in args.ensemble]
+            members = [runs[m][seed][0] for m in names]
             # The ensemble renders a cued member's cue (its config is the base), for all of them.
             base = runs[cued[0]][seed][0] if cued else members[0]
-            ens_dir = out_root / ("ensemble_" + "+".join(args.ensemble)) / f"seed{seed}"
+            ens_dir = out_root / ("ensemble_" + "+".join(names)) / f"seed{seed}"
             ens_opts = [
                 "MODEL.TOPDOWN.POSE_NET",
                 "HeatmapEnsemble",
@@ -252,7 +281,7 @@ def main(argv=None, parser=None):
                     ens_dir / "eval" / name,
                     dataset,
                     opts,
-                    f"ensemble seed {seed} {name}",
+                    f"{key} seed {seed} {name}",
                     topdown=True,
                     prefix="study",
                 )
@@ -260,7 +289,7 @@ def main(argv=None, parser=None):
                     row(res, eval_dir=ens_dir / "eval" / name, dataset=dataset)
                 )
         table_rows.append((label, by_col))
-        by_key["ensemble"] = by_col
+        by_key[key] = by_col
 
     # 6. the table
     budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each recipe's own schedule"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The report models compared on SynthPeople: HRNet, PCR, HintPose (with cue and refinement, cue
-only, refinement only), HRNet + PoseFix and a heatmap ensemble, with one training budget and the
+only, refinement only), HRNet + PoseFix and heatmap ensembles, with one training budget and the
 same seeds, on ground-truth and detector boxes of each evaluation dataset.
 
     PY=$(tools/install/setup_env.sh)
@@ -20,9 +20,10 @@ Steps, each skipped when its output exists, so a killed study resumes with the s
    evaluation too, so HRNet trains first), on detector boxes by the detector's own keypoints;
 4. the PoseFix refiner per seed (trained on GT poses with synthesised errors, so independent of
    HRNet's training), then evaluated on HRNet's results of the same seed, dataset and boxes;
-5. the ensemble of ``--ensemble`` models of the same seed (MODEL.TOPDOWN.POSE_NET
-   "HeatmapEnsemble", equal weights; members with a cue get it, as in the HintPose report's
-   ensemble of cue and no-cue models), evaluated like the models;
+5. the ensembles, each of models of the same seed (MODEL.TOPDOWN.POSE_NET "HeatmapEnsemble",
+   equal weights; members with a cue get it): ``--ensemble``'s, and the HintPose report's
+   (``--hintpose-ensemble``: one model of each kind, cue and refinement, cue only, refinement
+   only; the report averages two of each), evaluated like the models;
 6. the table: keypoint AP per (dataset, boxes) as ``mean (seed values)``, keypoint AP75 on the
    first, and whether each row's difference from HRNet on the first setting exceeds the seed
    spread; written to ``<output>/study.md`` and printed, with a one-line summary.

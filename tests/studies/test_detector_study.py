@@ -86,7 +86,8 @@ def test_detector_study_end_to_end(tmp_path, capsys):
     tiny = ["DATASETS.TRAIN", f"('{SAMPLE}',)", "DATASETS.TEST", f"('{SAMPLE}',)",
             "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0"]  # fmt: skip
     topdown_methods.main(["--output", str(tmp_path / "td"), "--seeds", "1", "--max-iter", "2",
-                "--no-detector", "--no-posefix", "--ensemble", "--models", "hrnet",
+                "--no-detector", "--no-posefix", "--ensemble", "--no-hintpose-ensemble",
+                "--models", "hrnet",
                 "--datasets", SAMPLE, "--", *tiny])  # fmt: skip
     td = tmp_path / "td" / "hrnet_w18_small_synth_basic" / "seed1"
     det = ROOT / "configs" / "Synthetic" / "detectors"

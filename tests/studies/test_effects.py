@@ -269,6 +269,9 @@ def test_document_has_a_section_per_setting_and_the_unmeasured_claims():
 FAKE = {
     "hrnet": [(60.0, 45.0), (61.0, 46.0)], "pcr": [(63.0, 47.0), (62.5, 48.0)],
     "posefix": [(60.5, 45.0), (61.5, 45.5)], "ensemble": [(64.0, 50.0), (65.0, 50.0)],
+    "hintpose": [(61.0, 46.0), (62.0, 46.0)], "hintpose_cue_only": [(60.0, 45.0), (62.0, 46.0)],
+    "hintpose_refine_only": [(62.0, 47.0), (62.0, 47.5)],
+    "hintpose_ensemble": [(66.0, 51.0), (67.0, 51.0)],
     "baseline": [(50.0, 35.0), (51.0, 36.0)], "aic": [(49.0, 34.0), (53.0, 35.0)],
     "inconsistent": [(45.0, 30.0), (46.0, 30.0)],
     "inconsistent_selected": [(48.0, 33.0), (48.6, 33.0)],
@@ -361,7 +364,8 @@ def test_topdown_study_writes_effects_per_setting(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "run_one", lambda *a: {"dataset": "d", "train_min": 1.0})
     monkeypatch.setattr(runner, "evaluate_run", fake_eval)
     topdown_methods.main(["--output", str(tmp_path), "--seeds", "1", "2", "--no-detector",
-                          "--models", "hrnet", "pcr", "--ensemble", "hrnet", "pcr",
+                          "--models", "hrnet", "pcr", "hintpose", "hintpose_cue_only",
+                          "hintpose_refine_only", "--ensemble", "hrnet", "pcr",
                           "--datasets", "a", "b"])  # fmt: skip
     doc = (tmp_path / "effects.md").read_text()
     assert doc.count("\n## a, ground-truth boxes\n\nBaseline hrnet: keypoint AP 0.605") == 1
@@ -377,7 +381,12 @@ def test_topdown_study_writes_effects_per_setting(tmp_path, monkeypatch):
     assert jitter((63.0, 62.5), (64.0, 65.0)) in rows["ensemble_pcr"]
     on_b = effects_lines(tmp_path / "effects.md", 2)  # dataset b
     assert jitter((30.0, 31.0), (33.0, 32.5)) in on_b["pcr"]
-    assert rows["cue"].endswith("| - | not run |  |")
+    # the HintPose report's ensemble row against its best member and against the baseline
+    assert "| hintpose_ensemble vs hintpose_refine_only |" in rows["ensemble_refine"]
+    assert "| +0.045 (spread 0.010; 2/2 seeds) | same direction" in rows["ensemble_refine"]
+    assert "| +0.060 (spread 0.010; 2/2 seeds) | same direction" in rows["ensemble_hrnet"]
+    assert jitter((62.0, 62.0), (66.0, 67.0)) in rows["ensemble_refine"]
+    assert "| +0.005 (spread 0.020; 2/2 seeds) | within the spread" in rows["cue"]
 
 
 def test_detector_study_writes_effects_per_dataset(tmp_path, monkeypatch):

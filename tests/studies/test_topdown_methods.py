@@ -32,11 +32,24 @@ def test_argument_errors(tmp_path, capsys):
     assert "add hrnet to --models" in error("--no-detector", "--models", "hintpose",
                                             "--no-posefix")  # fmt: skip
     assert "two members" in error("--no-detector", "--ensemble", "hrnet")
+    assert "HintPose ensemble row needs ['hintpose_cue_only']" in error(
+        "--no-detector", "--models", "hrnet", "hintpose", "hintpose_refine_only",
+        "--ensemble")  # fmt: skip
     assert "KEY VALUE pairs" in error("--no-detector", "--", "SEED")
     assert "no such model zoo entry" in error("--detector", "zoo://nothing")
     args = topdown_methods.parse_args(["--no-detector", "--datasets", "a", "b", "--", "SEED", "3"])
     assert topdown_methods.settings(args) == [("a_gt", "a", "gt"), ("b_gt", "b", "gt")]
     assert args.opts == ["SEED", "3"] and args.ensemble == ["hrnet", "pcr", "hintpose_refine_only"]
+    # the study's two ensemble rows: --ensemble's, and the HintPose report's kinds of one seed
+    assert topdown_methods.ensembles(args) == [
+        ("ensemble", "ensemble: HRNet-W18-small + PCR-HRNet-W18-small + HintPose refinement only",
+         ["hrnet", "pcr", "hintpose_refine_only"]),
+        ("hintpose_ensemble", "HintPose ensemble: one model of each kind",
+         ["hintpose", "hintpose_cue_only", "hintpose_refine_only"]),
+    ]  # fmt: skip
+    args = topdown_methods.parse_args(["--no-detector", "--models", "hrnet", "pcr", "--ensemble",
+                                       "--no-hintpose-ensemble"])  # fmt: skip
+    assert topdown_methods.ensembles(args) == []
 
 
 def test_every_model_has_its_recipe():
@@ -83,6 +96,7 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
         "--datasets", "coco_person_sample",
         "--models", "hrnet", "hintpose_cue_only", "hintpose_refine_only",
         "--ensemble", "hrnet", "hintpose_cue_only", "hintpose_refine_only",
+        "--no-hintpose-ensemble",
         "--", "DATASETS.TRAIN", "('coco_person_sample',)", "DATASETS.TEST",
         "('coco_person_sample',)", "SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0",
     ]  # fmt: skip
