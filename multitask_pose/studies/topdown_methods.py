@@ -1,8 +1,8 @@
 """The top-down methods study (projects/TopDown/study.py): the report models (:data:`MODELS`),
-HRNet + PoseFix and a heatmap ensemble trained with one budget and seeds, evaluated on
-ground-truth and detector boxes of each dataset (:func:`settings`), a cued model cued as in
-training (:func:`hint_opts`), and the table with each row's difference from HRNet against the
-seed spread."""
+HRNet + PoseFix and heatmap ensembles (:func:`ensembles`) trained with one budget and seeds,
+evaluated on ground-truth and detector boxes of each dataset (:func:`settings`), a cued model
+cued as in training (:func:`hint_opts`), and the table with each row's difference from HRNet
+against the seed spread."""
 
 import argparse
 import os
