@@ -3,8 +3,7 @@
 basic level alone, and with each strategy, at one training budget and the same seeds.
 
     PY=$(tools/install/setup_env.sh)
-    $PY tools/data_study.py --detector zoo://multitask_rcnn_R_18_FPN_synthpeople \
-        --seeds 42 43 --jobs 2
+    $PY tools/data_study.py --detector zoo://multitask_rcnn_R_18_FPN_synthpeople --seeds 42 43
 
 Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iterations):
 
@@ -25,8 +24,9 @@ Rows (every training the same recipe, hrnet_w18_small_synth_basic.yaml, and iter
   from their boxes), DATASETS.TRAIN_RATIOS 1:1, without and with data selection
   (DATASETS.KEYPOINT_SELECTION).
 
-``--jobs 2``: the detector's boxes computed by two processes, then the seeds in two processes at
-once (multitask_pose/studies/jobs.py), the table once both have finished.
+``--jobs 2`` (added to the command): the detector's boxes computed by two processes, then the
+seeds in two processes at once (multitask_pose/studies/jobs.py), the table once both have
+finished.
 
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 the detector's boxes on the training, unlabelled and validation sets (tools/detect_persons.py);
