@@ -5,7 +5,6 @@ the difference from the baseline against the seed spread, and what each strategy
 negatives, data selection's decisions, the pseudo-labels' quality)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from ..data.selection import unlabel_inconsistent
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
-from . import effects, jobs, runner, tables
+from . import effects, jobs, records, runner, tables
 
 __all__ = ["HNDM_SETTINGS", "RECIPE", "ROWS", "build_parser", "data_counts", "main",
            "needed_detections", "parse_args", "table", "variant_opts"]  # fmt: skip
@@ -235,7 +234,7 @@ def main(argv=None, parser=None):
     help, each skipped when its output exists; the table in ``<output>/data_study.md``, printed
     with the data counts and a one-line summary."""
     args = parse_args(argv, parser)
-    out_root = Path(args.output) if os.path.isabs(args.output) else ROOT / args.output
+    out_root, record = runner.study_dirs(args)
     base_opts = ["TEST.EVAL_PERIOD", "0", "DATASETS.TEST", f"('{args.val}',)"]
     det = {
         d: args.detections.get(d)
@@ -245,6 +244,7 @@ def main(argv=None, parser=None):
         )  # fmt: skip
         for d in needed_detections(args)
     }
+    records.save(record, out_root, *(f for d, f in det.items() if d not in args.detections))
     # (the boxes above first, once: every seed's process reads them)
     jobs.run_seeds_in_parallel(SCRIPT, argv, args, out_root, "data_study")
     cols = {"gt": "GT boxes", "det": "detector boxes"}
@@ -255,14 +255,20 @@ def main(argv=None, parser=None):
             if row == "pseudo":
                 base_dir = out_root / "baseline" / f"seed{seed}"
                 pseudo, ap, line = pseudo_labels(args, out_root, base_dir, seed, det)
+                records.save(record, out_root, base_dir, pseudo, pseudo.with_suffix(".txt"))
                 pseudo_notes.append(
                     f"seed {seed}: baseline kp AP {tables.fmt(ap)} on {args.unlabelled}'s hidden"
                     f" labels; {line}"
                 )
             opts = [*base_opts, *variant_opts(row, args, det, pseudo), *args.opts]
-            r = runner.run_one(row, RECIPE, SimpleNamespace(max_iter=args.max_iter, opts=opts),
-                               out_root, seed)  # fmt: skip
             run_dir = out_root / row / f"seed{seed}"
+            # its weights: for its evaluations, and the baseline's for the pseudo-labels
+            needs = not all((run_dir / "eval" / f"{args.val}_{box}" / f"results_{args.val}.json")
+                            .is_file() for box in cols) or (
+                row == "baseline" and "pseudo" in args.rows
+                and not (out_root / "pseudo_labels" / f"seed{seed}.json").is_file())  # fmt: skip
+            r = runner.run_one(row, RECIPE, SimpleNamespace(max_iter=args.max_iter, opts=opts),
+                               out_root, seed, needs)  # fmt: skip
             for box, label in cols.items():
                 weights = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
                 eval_dir = run_dir / "eval" / f"{args.val}_{box}"
@@ -276,6 +282,7 @@ def main(argv=None, parser=None):
                      "train_min": r["train_min"], "dataset": args.val,
                      "results": str(runner.results_file(eval_dir, args.val))}  # fmt: skip
                 )
+            records.save(record, out_root, run_dir)
 
     if args.seeds_only:
         return

@@ -5,7 +5,6 @@ top-down model reaches on them (and on the ground-truth boxes for reference)."""
 import contextlib
 import io
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +16,7 @@ from ..engine.cli import ConfigError
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
-from . import effects, jobs, runner, tables
+from . import effects, jobs, records, runner, tables
 
 __all__ = ["DATASETS", "DETECTORS", "ORDER", "box_ap_ar", "build_parser", "main", "parse_args",
            "table"]  # fmt: skip
@@ -109,7 +108,7 @@ def main(argv=None, parser=None):
     help, each skipped when its output exists; the table in ``<output>/detector_study.md``,
     printed with a one-line summary."""
     args = parse_args(argv, parser)
-    out_root = Path(args.output) if os.path.isabs(args.output) else ROOT / args.output
+    out_root, record = runner.study_dirs(args)
     paths = [Path(p) for p in args.configs] if args.configs else [
         DETECTORS / f"{n}.yaml" for n in ORDER
     ]  # fmt: skip
@@ -123,12 +122,13 @@ def main(argv=None, parser=None):
     for path in paths:
         name, runs = path.stem, []
         for seed in args.seeds:
-            r = runner.run_one(name, path, train_args, out_root, seed)
             run_dir = out_root / name / f"seed{seed}"
+            dets = {d: run_dir / "detections" / f"{d}.json" for d in args.datasets}
+            needs = not all(dets[d].is_file() and (run_dir / "topdown" / d / f"results_{d}.json")
+                            .is_file() for d in args.datasets)  # fmt: skip
+            r = runner.run_one(name, path, train_args, out_root, seed, needs)
             for d in args.datasets:
-                det = runner.detect_persons(
-                    run_dir, d, run_dir / "detections" / f"{d}.json", "detector_study"
-                )
+                det = runner.detect_persons(run_dir, d, dets[d], "detector_study")
                 r[f"box_{d}"], r[f"ar_{d}"] = box_ap_ar(det, d)
                 r[f"results_{d}"] = str(runner.results_file(run_dir / "topdown" / d, d))
                 r[f"kp_{d}"], r[f"kp75_{d}"] = topdown_keypoint_ap(
@@ -139,6 +139,8 @@ def main(argv=None, parser=None):
                     f"the top-down model on {name} seed {seed}'s boxes of {d}",
                 )
             runs.append(r)
+            # the detection files too: the table's box AP and AR are computed from them
+            records.save(record, out_root, run_dir, *dets.values())
         rows.append((name, runs))
     if args.seeds_only:
         return
@@ -153,6 +155,7 @@ def main(argv=None, parser=None):
             ["TEST.TOPDOWN.BOX_SOURCE", "gt"],
             f"the top-down model on the ground-truth boxes of {d}",
         )
+    records.save(record, out_root, out_root / "topdown_gt_boxes")
 
     budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each config's own schedule"
     note = (

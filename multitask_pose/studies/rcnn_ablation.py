@@ -2,16 +2,15 @@
 configs/Synthetic/ablation config in the study's order, trained with one budget and seeds by the
 runner, and their table of box/mask/keypoint AP and cost."""
 
-import os
 from pathlib import Path
 
 from ..engine.cli import ConfigError
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
-from . import effects
+from . import effects, records
 from .jobs import add_jobs_argument, parse_overrides, run_seeds_in_parallel
-from .runner import add_overrides, run_one, study_parser
+from .runner import add_overrides, run_one, study_dirs, study_parser
 from .tables import cell, markdown, versus_first
 
 __all__ = ["ABLATION_DIR", "ORDER", "build_parser", "main", "parse_args", "resolve", "table"]
@@ -83,12 +82,15 @@ def main(argv=None, parser=None):
     args = parse_args(argv, parser)
     names = args.configs or [n for n in ORDER if (ABLATION_DIR / f"{n}.yaml").exists()]
     configs = [resolve(n) for n in names]
-    out_root = (ROOT / args.output) if not os.path.isabs(args.output) else Path(args.output)
+    out_root, record = study_dirs(args)
     run_seeds_in_parallel(SCRIPT, argv, args, out_root)
-    groups = [
-        (name, [run_one(name, path, args, out_root, seed) for seed in args.seeds])
-        for name, path in configs
-    ]
+    groups = []
+    for name, path in configs:
+        runs = []
+        for seed in args.seeds:
+            runs.append(run_one(name, path, args, out_root, seed))
+            records.save(record, out_root, out_root / name / f"seed{seed}")
+        groups.append((name, runs))
     if args.seeds_only:
         return
     budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each config's own schedule"

@@ -15,17 +15,19 @@ The reason names the kinds of error whose cost changed most, each with its cost 
 row and in the method's row (means over the seeds with results), and how much of the difference
 they make. A claim on box or mask AP gets no reason (the analysis is of keypoints).
 
-Each results file is analysed once: its costs are kept beside it (``<results>.costs.json``,
-rewritten when the results file is newer).
+Each results file is analysed once: its costs are kept beside it (``<results>.costs.json``, with
+the results' SHA-1: analysed again when the results change).
 """
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ..shared.atomic_io import write_json_atomic
 
-__all__ = ["COSTS", "LEGEND", "error_costs", "effect_reason", "reasons_for"]
+__all__ = ["COSTS", "LEGEND", "analysed", "costs_file", "error_costs", "effect_reason",
+           "reasons_for"]  # fmt: skip
 
 # (name in the reason, the stage of coco-analyze's cumulative chain whose gain is the cost)
 COSTS = (
@@ -53,10 +55,13 @@ def error_costs(results_file, dataset: str) -> Dict[str, Dict[str, float]]:
     kind of error of :data:`COSTS`: its cost}} for "AP" and "AP75" (in [0, 1]) of the keypoint
     results in ``results_file`` on the registered ``dataset``."""
     results_file = Path(results_file)
-    cache = results_file.with_name(results_file.name + ".costs.json")
-    if cache.is_file() and cache.stat().st_mtime >= results_file.stat().st_mtime:
+    cache = costs_file(results_file)
+    digest = _sha1(results_file) if results_file.is_file() else None
+    if cache.is_file():
         cached = json.loads(cache.read_text())
-        if cached.get("dataset") == dataset:
+        # kept while it is the analysis of these results (a study's record keeps the costs of
+        # results it does not keep: there is no file to compare with then)
+        if cached.get("dataset") == dataset and digest in (None, cached.get("sha1")):
             return cached["costs"]
     from ..evaluation.error_analysis.analysis import analyze_keypoint_errors
 
@@ -71,13 +76,32 @@ def error_costs(results_file, dataset: str) -> Dict[str, Dict[str, float]]:
         costs[metric] = {"AP": values[0], "corrected": values[-1]}
         for (name, _), before, after in zip(COSTS, values, values[1:]):
             costs[metric][name] = after - before
-    write_json_atomic(cache, {"dataset": dataset, "results": str(results_file), "costs": costs})
+    write_json_atomic(
+        cache,
+        {"dataset": dataset, "results": str(results_file), "sha1": digest, "costs": costs},
+    )
     return costs
+
+
+def costs_file(results_file) -> Path:
+    """Where :func:`error_costs` keeps the analysis of ``results_file``: beside it."""
+    results_file = Path(results_file)
+    return results_file.with_name(results_file.name + ".costs.json")
+
+
+def analysed(results_file) -> bool:
+    """Whether :func:`error_costs` can answer for ``results_file``: the file or its costs exist
+    (a study's record keeps the costs of results files it does not keep)."""
+    return Path(results_file).is_file() or costs_file(results_file).is_file()
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 def _mean_costs(runs: Sequence[Dict], metric: str) -> Optional[Dict[str, float]]:
     found = [error_costs(r["results"], r["dataset"])[metric] for r in runs
-             if r.get("results") and Path(r["results"]).is_file()]  # fmt: skip
+             if r.get("results") and analysed(r["results"])]  # fmt: skip
     if not found:
         return None
     return {k: sum(c[k] for c in found) / len(found) for k in found[0]}

@@ -5,6 +5,7 @@ repository's scripts, so a study's runs are the runs a user gets from the same c
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from detectron2.config import get_cfg
 from ..engine.cli import argument_parser
 from ..shared.atomic_io import write_json_atomic
 from ..shared.paths import REPO_ROOT as ROOT
+from . import reasons, records
 from .jobs import divided_threads, run_files
 from .tables import fmt
 
@@ -31,6 +33,7 @@ __all__ = [
     "results_file",
     "run_logged",
     "run_one",
+    "study_dirs",
     "train_script",
 ]
 
@@ -60,7 +63,26 @@ def study_parser(doc, output: str, seeds=(42, 43)) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-iter", type=int, help="SOLVER.MAX_ITER of every training (steps scaled to it)"
     )
+    parser.add_argument(
+        "--record",
+        help="a folder that keeps the small files of each finished run (rows, metrics, error"
+        " analysis; no weights), e.g. in the repository: restored into --output at the start,"
+        " so that a study whose output folder was lost resumes from its finished runs",
+    )
     return parser
+
+
+def study_dirs(args):
+    """(output folder, record folder or None) of a study's ``args`` (relative paths from the
+    repository's root), the record restored into the output folder (:mod:`.records`)."""
+    out_root, record = (
+        None if p is None else (Path(p) if os.path.isabs(p) else ROOT / p)
+        for p in (args.output, getattr(args, "record", None))
+    )
+    found = records.restore(record, out_root)
+    if found:
+        print(f"study: restored {found} recorded files from {record}", flush=True)
+    return out_root, record
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -112,10 +134,18 @@ def parse_log(log_text, max_iter):
     return seconds, 1000 * float(infer[-1]) if infer else float("nan")
 
 
-def run_one(name, path, args, out_root, seed):
+def run_one(name, path, args, out_root, seed, needs_weights=False):
+    """Train ``path`` (a config) with ``seed`` and ``args``' budget and overrides into
+    ``<out_root>/<name>/seed<seed>``, resumed where cut; a finished run (its row file) is read
+    back, and trained again only if ``needs_weights`` (later steps load it) and its weights are
+    gone (a run restored from a study's record). Returns its row (APs, minutes)."""
     out = out_root / name / f"seed{seed}"
     done = out / "ablation_row.json"
     name_s = f"{name} seed {seed}"
+    if done.exists() and needs_weights and not (out / "model_final.pth").is_file():
+        print(f"ablate: {name_s}: recorded without its weights, which later steps load: "
+              "training it again", flush=True)  # fmt: skip
+        done.unlink()
     if done.exists():
         print(f"ablate: {name_s}: finished earlier, reading {done}", flush=True)
         return _with_results(json.loads(done.read_text()), out)
@@ -186,7 +216,7 @@ def _with_results(row, out):
     """``row`` with "results": the results file of the run's final evaluation (the effects
     tables' error analysis, studies/reasons.py), where it wrote one."""
     found = results_file(out, row["dataset"])
-    return dict(row, results=str(found)) if found.is_file() else row
+    return dict(row, results=str(found)) if reasons.analysed(found) else row
 
 
 def run_logged(cmd, log, what, prefix="ablate", env=None):

@@ -5,17 +5,15 @@ cued as in training (:func:`hint_opts`), and the table with each row's differenc
 against the seed spread."""
 
 import argparse
-import os
-from pathlib import Path
 from types import SimpleNamespace
 
 from ..env import cpu_model
 from ..shared.atomic_io import write_text_atomic
-from ..shared.paths import REPO_ROOT as ROOT
-from . import effects, jobs, runner, tables
+from . import effects, jobs, records, runner, tables
 
 __all__ = ["DATASETS", "HINTED", "HINTPOSE_ENSEMBLE", "MODELS", "POSEFIX", "build_parser",
-           "ensembles", "hint_opts", "main", "parse_args", "settings", "table"]  # fmt: skip
+           "ensembles", "evaluated", "hint_opts", "main", "parse_args", "settings",
+           "table"]  # fmt: skip
 
 CONFIGS = runner.TOPDOWN / "configs" / "Synthetic"
 # Study name -> (the recipe's config stem, the table's label).
@@ -174,26 +172,22 @@ def table(rows, cols, note):
     return tables.markdown(note, header, lines)
 
 
+def evaluated(run_dir, cols) -> bool:
+    """Whether the run in ``run_dir`` has been evaluated in every setting of ``cols``."""
+    return all((run_dir / "eval" / n / f"results_{d}.json").is_file() for n, d, _ in cols)
+
+
 def main(argv=None, parser=None):
     """The study of ``argv`` (``parser``: the script's, for its help): the steps of the script's
     help, each skipped when its output exists; the table in ``<output>/study.md``, printed with
     a one-line summary."""
     args = parse_args(argv, parser)
-    out_root = Path(args.output) if os.path.isabs(args.output) else ROOT / args.output
+    out_root, record = runner.study_dirs(args)
     cols = settings(args)
     train_args = SimpleNamespace(max_iter=args.max_iter, opts=["TEST.EVAL_PERIOD", "0", *args.opts])
+    models = sorted(args.models, key=lambda m: m != "hrnet")  # HRNet's results cue HintPose
 
-    # 1. training
-    runs = {}  # model -> seed -> (run dir, ablate row)
-    for model in sorted(args.models, key=lambda m: m != "hrnet"):  # HRNet's results cue HintPose
-        stem = MODELS[model][0]
-        for seed in args.seeds:
-            seed_args = train_args
-            if model in HINTED:  # its training's final evaluation, on GT boxes, cued by HRNet's
-                seed_args = with_hrnet_results(train_args, runs, seed, "TEST.TOPDOWN.HINT.FILE")
-            r = runner.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
-            runs.setdefault(model, {})[seed] = (out_root / stem / f"seed{seed}", r)
-    # 2. detector boxes
+    # 1. detector boxes (first: each model is evaluated on them after its training)
     det_files = {}
     if not args.no_detector:
         det_files = {
@@ -202,15 +196,30 @@ def main(argv=None, parser=None):
             )
             for d in args.datasets
         }
+        records.save(record, out_root, *det_files.values())
 
-    # 3. evaluation of the trained models
-    by_model = {}
+    # 2. seed by seed, each model trained and evaluated in every setting (then recorded whole),
+    # PoseFix on HRNet's results, the ensembles of the seed's models
+    runs = {}  # model -> seed -> (run dir, ablate row)
     results = {}  # (model, seed, setting) -> results file, for PoseFix's input and the hints
-    for model in sorted(args.models, key=lambda m: m != "hrnet"):
-        by_col = {}
-        for name, dataset, box in cols:
-            for seed in args.seeds:
-                run_dir, r = runs[model][seed]
+    cells = {}  # row key -> setting -> [row per seed]
+    ens_rows = ensembles(args)
+    for seed in args.seeds:
+        ens_dirs = {key: out_root / ("ensemble_" + "+".join(names)) / f"seed{seed}"
+                    for key, _, names in ens_rows}  # fmt: skip
+        for model in models:
+            stem = MODELS[model][0]
+            run_dir = out_root / stem / f"seed{seed}"
+            seed_args = train_args
+            if model in HINTED:  # its training's final evaluation, on GT boxes, cued by HRNet's
+                seed_args = with_hrnet_results(train_args, runs, seed, "TEST.TOPDOWN.HINT.FILE")
+            # its weights are loaded by its evaluations and by the ensembles it is in
+            needs = not evaluated(run_dir, cols) or any(
+                model in names and not evaluated(ens_dirs[key], cols) for key, _, names in ens_rows
+            )
+            r = runner.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed, needs)
+            runs.setdefault(model, {})[seed] = (run_dir, r)
+            for name, dataset, box in cols:
                 opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
                 opts += runner.box_opts(box, det_files.get(dataset))
                 if model in HINTED:
@@ -221,47 +230,37 @@ def main(argv=None, parser=None):
                     run_dir / "config.yaml", eval_dir, dataset, opts, what, True, "study"
                 )
                 results[model, seed, name] = runner.results_file(eval_dir, dataset)
-                by_col.setdefault(name, []).append(row(res, r["train_min"], eval_dir, dataset))
-        by_model[model] = by_col
-    table_rows = [(MODELS[m][1], by_model[m]) for m in args.models]
-    by_key = dict(by_model)  # the effects' row names
+                cells.setdefault(model, {}).setdefault(name, []).append(
+                    row(res, r["train_min"], eval_dir, dataset)
+                )
+            # HRNet's results are read by later runs: its results files are recorded too
+            records.save(record, out_root, run_dir, inputs=model == "hrnet")
 
-    # 4. PoseFix on HRNet's results
-    if args.posefix:
-        stem, label = POSEFIX
-        by_col = {}
-        for seed in args.seeds:
+        if args.posefix:
+            stem = POSEFIX[0]
             # The training's final evaluation refines HRNet's results of its own evaluation.
             seed_args = with_hrnet_results(train_args, runs, seed, "TEST.TOPDOWN.DET_FILE")
-            r = runner.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed)
             run_dir = out_root / stem / f"seed{seed}"
+            r = runner.run_one(stem, CONFIGS / f"{stem}.yaml", seed_args, out_root, seed,
+                               not evaluated(run_dir, cols))  # fmt: skip
             for name, dataset, _ in cols:
                 opts = ["MODEL.WEIGHTS", str(run_dir / "model_final.pth")]
                 opts += runner.box_opts("det", results["hrnet", seed, name])
                 res = runner.evaluate_run(
-                    run_dir / "config.yaml",
-                    run_dir / "eval" / name,
-                    dataset,
-                    opts,
-                    f"posefix seed {seed} {name}",
-                    topdown=True,
-                    prefix="study",
-                )
-                by_col.setdefault(name, []).append(
+                    run_dir / "config.yaml", run_dir / "eval" / name, dataset, opts,
+                    f"posefix seed {seed} {name}", topdown=True, prefix="study",
+                )  # fmt: skip
+                cells.setdefault("posefix", {}).setdefault(name, []).append(
                     row(res, r["train_min"], run_dir / "eval" / name, dataset)
                 )
-        table_rows.append((label, by_col))
-        by_key["posefix"] = by_col
+            records.save(record, out_root, run_dir)
 
-    # 5. the ensembles
-    for key, label, names in ensembles(args):
-        by_col = {}
-        cued = [m for m in names if m in HINTED]
-        for seed in args.seeds:
+        for key, _, names in ens_rows:
+            cued = [m for m in names if m in HINTED]
             members = [runs[m][seed][0] for m in names]
             # The ensemble renders a cued member's cue (its config is the base), for all of them.
             base = runs[cued[0]][seed][0] if cued else members[0]
-            ens_dir = out_root / ("ensemble_" + "+".join(names)) / f"seed{seed}"
+            ens_dir = ens_dirs[key]
             ens_opts = [
                 "MODEL.TOPDOWN.POSE_NET",
                 "HeatmapEnsemble",
@@ -277,19 +276,20 @@ def main(argv=None, parser=None):
                 if cued:
                     opts += hint_opts(results, seed, name, box)
                 res = runner.evaluate_run(
-                    base / "config.yaml",
-                    ens_dir / "eval" / name,
-                    dataset,
-                    opts,
-                    f"{key} seed {seed} {name}",
-                    topdown=True,
-                    prefix="study",
-                )
-                by_col.setdefault(name, []).append(
+                    base / "config.yaml", ens_dir / "eval" / name, dataset, opts,
+                    f"{key} seed {seed} {name}", topdown=True, prefix="study",
+                )  # fmt: skip
+                cells.setdefault(key, {}).setdefault(name, []).append(
                     row(res, eval_dir=ens_dir / "eval" / name, dataset=dataset)
                 )
-        table_rows.append((label, by_col))
-        by_key[key] = by_col
+            records.save(record, out_root, ens_dir)
+
+    table_rows = [(MODELS[m][1], cells[m]) for m in args.models]
+    if args.posefix:
+        table_rows.append((POSEFIX[1], cells["posefix"]))
+    table_rows += [(label, cells[key]) for key, label, _ in ens_rows]
+    by_key = {k: cells[k] for k in [*args.models, *(["posefix"] * args.posefix),
+                                    *(key for key, _, _ in ens_rows)]}  # fmt: skip
 
     # 6. the table
     budget = f"SOLVER.MAX_ITER {args.max_iter}" if args.max_iter else "each recipe's own schedule"

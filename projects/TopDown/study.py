@@ -8,22 +8,25 @@ same seeds, on ground-truth and detector boxes of each evaluation dataset.
 
 Steps, each skipped when its output exists, so a killed study resumes with the same command:
 
-1. train each model's CPU recipe (``configs/Synthetic/<recipe>_synth_basic*.yaml``) per seed with
-   the studies' runner into ``<output>/<recipe>/seed<seed>`` (TEST.EVAL_PERIOD 0 and the
-   overrides after ``--``; ``--max-iter`` as in tools/ablate.py);
-2. the detector's boxes (and keypoints) on each evaluation dataset, with tools/detect_persons.py
+1. the detector's boxes (and keypoints) on each evaluation dataset, with tools/detect_persons.py
    and the detector run's config.yaml and model_final.pth: ``<output>/detections/<dataset>.json``;
-3. evaluate every trained model on each dataset with both box sources (``--eval-only`` into
-   ``<run>/eval/<dataset>_<gt|det>``); a HintPose with a cue is cued, as in training, by
-   another model's joints (TEST.TOPDOWN.HINT.SOURCE "keypoints", the report's cue): on GT boxes
-   by HRNet's results of the same seed and setting (TEST.TOPDOWN.HINT.FILE; its training's final
-   evaluation too, so HRNet trains first), on detector boxes by the detector's own keypoints;
-4. the PoseFix refiner per seed (trained on GT poses with synthesised errors, so independent of
+2. seed by seed, each model's CPU recipe (``configs/Synthetic/<recipe>_synth_basic*.yaml``)
+   trained with the studies' runner into ``<output>/<recipe>/seed<seed>`` (TEST.EVAL_PERIOD 0
+   and the overrides after ``--``; ``--max-iter`` as in tools/ablate.py), then evaluated on each
+   dataset with both box sources (``--eval-only`` into ``<run>/eval/<dataset>_<gt|det>``); a
+   HintPose with a cue is cued, as in training, by another model's joints
+   (TEST.TOPDOWN.HINT.SOURCE "keypoints", the report's cue): on GT boxes by HRNet's results of
+   the same seed and setting (TEST.TOPDOWN.HINT.FILE; its training's final evaluation too, so
+   HRNet comes first), on detector boxes by the detector's own keypoints;
+3. the seed's PoseFix refiner (trained on GT poses with synthesised errors, so independent of
    HRNet's training), then evaluated on HRNet's results of the same seed, dataset and boxes;
-5. the ensembles, each of models of the same seed (MODEL.TOPDOWN.POSE_NET "HeatmapEnsemble",
-   equal weights; members with a cue get it): ``--ensemble``'s, and the HintPose report's
-   (``--hintpose-ensemble``: one model of each kind, cue and refinement, cue only, refinement
-   only; the report averages two of each), evaluated like the models;
+4. the seed's ensembles (MODEL.TOPDOWN.POSE_NET "HeatmapEnsemble", equal weights; members with
+   a cue get it): ``--ensemble``'s, and the HintPose report's (``--hintpose-ensemble``: one model
+   of each kind, cue and refinement, cue only, refinement only; the report averages two of each),
+   evaluated like the models;
+5. with ``--record DIR``, each run is recorded once evaluated in every setting (rows, metrics,
+   error analysis; HRNet's results and the detection files, which later runs read), and a study
+   whose output folder was lost resumes from the record;
 6. the table: keypoint AP per (dataset, boxes) as ``mean (seed values)``, keypoint AP75 on the
    first, and whether each row's difference from HRNet on the first setting exceeds the seed
    spread; written to ``<output>/study.md`` and printed, with a one-line summary.

@@ -5,6 +5,7 @@ HRNet results of its own seed and setting, HintPose hinted by the detector's key
 boxes, and a second run that trains and evaluates nothing."""
 
 import json
+import shutil
 
 import pytest
 
@@ -93,6 +94,7 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
     out = tmp_path / "study"
     argv = [
         "--output", str(out), "--seeds", "1", "--max-iter", "2", "--detector", str(det),
+        "--record", str(tmp_path / "record"),
         "--datasets", "coco_person_sample",
         "--models", "hrnet", "hintpose_cue_only", "hintpose_refine_only",
         "--ensemble", "hrnet", "hintpose_cue_only", "hintpose_refine_only",
@@ -154,6 +156,17 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
     again = capsys.readouterr().out
     assert "training" not in again and "evaluating" not in again and "detecting" not in again
     assert (out / "study.md").read_text() == table
+    effects_md = (out / "effects.md").read_text()
+
+    # the output folder lost: resumed from the record (no weights in it), nothing run again,
+    # the same table and effects (their reasons from the recorded error analysis)
+    shutil.rmtree(out)
+    topdown_methods.main(argv)
+    again = capsys.readouterr().out
+    assert "study: restored" in again and not list(out.rglob("*.pth"))
+    assert "training" not in again and "evaluating" not in again and "detecting" not in again
+    assert (out / "study.md").read_text() == table
+    assert (out / "effects.md").read_text() == effects_md
 
 
 def test_a_zoo_entry_is_a_detector(tmp_path, monkeypatch):
