@@ -23,6 +23,8 @@ threads divided among them); the table once all have finished.
 Killed half-way? Run the same command again: finished configs are read back from their results
 files, an interrupted one resumes from its last checkpoint (train_net --resume; its training
 minutes then count the resumed part only). A different budget needs a different --output.
+``--record DIR`` keeps each finished run's row, metrics and error analysis (no weights) in DIR
+and restores them from it, so that a study whose output folder was lost resumes from them.
 """
 
 import sys

@@ -35,7 +35,9 @@ evaluation on the unlabelled set (its AP there, against the hidden labels, is th
 quality) and the pseudo-label file; every model's keypoint AP on ``--val`` with ground-truth
 and detector boxes; the table (``mean (seed values)``, the difference from the baseline and
 whether it exceeds the seed spread) in ``<output>/data_study.md``, printed with the data counts
-and a one-line summary.
+and a one-line summary. With ``--record DIR``, each run is recorded once evaluated (rows,
+metrics, error analysis; the pseudo-labels and the detector's boxes; no weights), and a study
+whose output folder was lost resumes from it.
 """
 
 import sys

@@ -15,12 +15,15 @@ Steps, each skipped when its output exists, so a killed study resumes with the s
    overrides after ``--``);
 2. its person detections on each evaluation dataset with tools/detect_persons.py (top 100 per
    image, score >= 0.05): ``<run>/detections/<dataset>.json``;
-3. person box AP and AR@100 of those files against the dataset's annotations (pycocotools);
+3. person box AP and AR@100 of those files against the dataset's annotations (pycocotools):
+   ``<run>/detections/results_<dataset>.json``;
 4. the keypoint AP of a trained top-down model (``--topdown``: its output folder, or a model zoo
    entry such as ``zoo://hrnet_w18_small_synthpeople``) on those boxes
    (``--eval-only`` with TEST.TOPDOWN.BOX_SOURCE "file" into ``<run>/topdown/<dataset>``), and on
    the ground-truth boxes for reference;
-5. the table: ``mean (seed values)`` per cell, written to ``<output>/detector_study.md`` and
+5. with ``--record DIR``, each run is recorded once evaluated on every dataset (rows, metrics,
+   error analysis; no weights), and a study whose output folder was lost resumes from it;
+6. the table: ``mean (seed values)`` per cell, written to ``<output>/detector_study.md`` and
    printed, with a one-line summary.
 """
 

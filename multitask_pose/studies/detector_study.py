@@ -14,7 +14,7 @@ from pycocotools.cocoeval import COCOeval
 
 from ..engine.cli import ConfigError
 from ..env import cpu_model
-from ..shared.atomic_io import write_text_atomic
+from ..shared.atomic_io import write_json_atomic, write_text_atomic
 from ..shared.paths import REPO_ROOT as ROOT
 from . import effects, jobs, records, runner, tables
 
@@ -123,13 +123,22 @@ def main(argv=None, parser=None):
         name, runs = path.stem, []
         for seed in args.seeds:
             run_dir = out_root / name / f"seed{seed}"
-            dets = {d: run_dir / "detections" / f"{d}.json" for d in args.datasets}
-            needs = not all(dets[d].is_file() and (run_dir / "topdown" / d / f"results_{d}.json")
-                            .is_file() for d in args.datasets)  # fmt: skip
+            # per dataset: the detection file, its box AP and AR, the top-down model's results
+            done = {d: [run_dir / "detections" / f"results_{d}.json",
+                        run_dir / "topdown" / d / f"results_{d}.json"]
+                    for d in args.datasets}  # fmt: skip
+            needs = not all(f.is_file() for files in done.values() for f in files)
             r = runner.run_one(name, path, train_args, out_root, seed, needs)
             for d in args.datasets:
-                det = runner.detect_persons(run_dir, d, dets[d], "detector_study")
-                r[f"box_{d}"], r[f"ar_{d}"] = box_ap_ar(det, d)
+                det = run_dir / "detections" / f"{d}.json"
+                if not all(f.is_file() for f in done[d]):
+                    runner.detect_persons(run_dir, d, det, "detector_study")
+                box_file = done[d][0]
+                if not box_file.is_file():
+                    ap, ar = box_ap_ar(det, d)
+                    write_json_atomic(box_file, {"bbox": {"AP": ap, "AR@100": ar}})
+                box = json.loads(box_file.read_text())["bbox"]
+                r[f"box_{d}"], r[f"ar_{d}"] = box["AP"], box["AR@100"]
                 r[f"results_{d}"] = str(runner.results_file(run_dir / "topdown" / d, d))
                 r[f"kp_{d}"], r[f"kp75_{d}"] = topdown_keypoint_ap(
                     args.topdown,
@@ -139,8 +148,7 @@ def main(argv=None, parser=None):
                     f"the top-down model on {name} seed {seed}'s boxes of {d}",
                 )
             runs.append(r)
-            # the detection files too: the table's box AP and AR are computed from them
-            records.save(record, out_root, run_dir, *dets.values())
+            records.save(record, out_root, run_dir)
         rows.append((name, runs))
     if args.seeds_only:
         return

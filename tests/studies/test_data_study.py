@@ -4,6 +4,7 @@ training settings, and (slow) a whole two-iteration study on the real samples wh
 from their files and whose second run trains, labels and evaluates nothing."""
 
 import json
+import shutil
 
 import pytest
 
@@ -123,6 +124,7 @@ def test_data_study_end_to_end(tmp_path, capsys):
     detections as the detector's boxes (about 6 minutes alone)."""
     tiny = ["SOLVER.IMS_PER_BATCH", "4", "DATALOADER.NUM_WORKERS", "0"]
     argv = ["--output", str(tmp_path / "ds"), "--seeds", "1", "--max-iter", "2",
+            "--record", str(tmp_path / "record"),
             "--train", SAMPLE, "--aic", "aic_person_sample", "--unlabelled", SAMPLE,
             "--inconsistent", SAMPLE, "--val", SAMPLE, "--detections", f"{SAMPLE}={SAMPLE_DETS}",
             "--kp-thresh", "0", "--box-thresh", "0", "--min-keypoints", "1",
@@ -157,6 +159,14 @@ def test_data_study_end_to_end(tmp_path, capsys):
     assert clean["INPUT"]["HARD_NEGATIVES"]["RULE"] == "iou"
     data_study.main(argv)
     again = capsys.readouterr().out
+    assert ": training" not in again and "evaluating" not in again
+    assert "pseudo-labels of" not in again
+    assert (out / "data_study.md").read_text() == text
+    # the output folder lost: resumed from the record, the baseline's weights not needed again
+    shutil.rmtree(out)
+    data_study.main(argv)
+    again = capsys.readouterr().out
+    assert "study: restored" in again and not list(out.rglob("*.pth"))
     assert ": training" not in again and "evaluating" not in again
     assert "pseudo-labels of" not in again
     assert (out / "data_study.md").read_text() == text

@@ -4,6 +4,7 @@ a whole two-iteration study whose cells are read from their files and whose seco
 detects and evaluates nothing."""
 
 import json
+import shutil
 
 import pytest
 from detectron2.data import DatasetCatalog
@@ -92,7 +93,7 @@ def test_detector_study_end_to_end(tmp_path, capsys):
     td = tmp_path / "td" / "hrnet_w18_small_synth_basic" / "seed1"
     det = ROOT / "configs" / "Synthetic" / "detectors"
     argv = ["--output", str(tmp_path / "ds"), "--seeds", "1", "--max-iter", "2",
-            "--datasets", SAMPLE, "--topdown", str(td),
+            "--record", str(tmp_path / "record"), "--datasets", SAMPLE, "--topdown", str(td),
             "--configs", str(det / "faster_rcnn_R_18_FPN_synth_basic.yaml"),
             str(det / "htc_keypoint_R_18_FPN_synth_basic.yaml"), "--", *tiny]  # fmt: skip
     capsys.readouterr()
@@ -113,6 +114,14 @@ def test_detector_study_end_to_end(tmp_path, capsys):
         assert f"DET_FILE: {run / 'detections' / f'{SAMPLE}.json'}" in cfg
     detector_study.main(argv)
     again = capsys.readouterr().out
+    assert "training" not in again and "evaluating" not in again and "detecting" not in again
+    assert (tmp_path / "ds" / "detector_study.md").read_text() == table
+    # the output folder lost: resumed from the record (the detection files in it), nothing
+    # trained, detected or evaluated again
+    shutil.rmtree(tmp_path / "ds")
+    detector_study.main(argv)
+    again = capsys.readouterr().out
+    assert "study: restored" in again and not list((tmp_path / "ds").rglob("*.pth"))
     assert "training" not in again and "evaluating" not in again and "detecting" not in again
     assert (tmp_path / "ds" / "detector_study.md").read_text() == table
 

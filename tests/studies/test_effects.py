@@ -398,14 +398,15 @@ def test_detector_study_writes_effects_per_dataset(tmp_path, monkeypatch):
     (td / "model_final.pth").write_text("")
     boxes = {"faster": (30.0, 50.0), "cascade": (38.0, 52.0), "htc": (39.0, 53.0)}
 
-    def run(name, path, args, out_root, seed):
+    def run(name, path, args, out_root, seed, needs_weights=False):
         return {"train_min": 1.0, "infer_ms": 1.0, "stem": name, "seed": seed}
 
     monkeypatch.setattr(runner, "run_one", run)
-    monkeypatch.setattr(runner, "detect_persons", lambda det, d, path, prefix: det / d)
+    monkeypatch.setattr(runner, "detect_persons", lambda run_dir, d, path, prefix: path)
+    # <output>/<detector>/seed<seed>/detections/<dataset>.json
     monkeypatch.setattr(detector_study, "box_ap_ar", lambda det, d: (
-        boxes[det.parent.parent.name.split("_")[0]][0] + int(det.parent.name[-1]),
-        boxes[det.parent.parent.name.split("_")[0]][1]))  # fmt: skip
+        boxes[det.parents[2].name.split("_")[0]][0] + int(det.parents[1].name[-1]),
+        boxes[det.parents[2].name.split("_")[0]][1]))  # fmt: skip
     # the top-down model's AP on each box source: 58 on GT boxes, 50 + seed on a detector's
     monkeypatch.setattr(runner, "evaluate_run", lambda cfg, eval_dir, d, *a, **k: fake_results(
         eval_dir, d, 58.0 if eval_dir.parent.name != "topdown" else

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from multitask_pose.studies import records, reasons, runner
+from multitask_pose.studies import reasons, records, runner
 
 SAMPLE = "coco_person_sample"
 
