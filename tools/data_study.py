@@ -36,8 +36,8 @@ quality) and the pseudo-label file; every model's keypoint AP on ``--val`` with 
 and detector boxes; the table (``mean (seed values)``, the difference from the baseline and
 whether it exceeds the seed spread) in ``<output>/data_study.md``, printed with the data counts
 and a one-line summary. With ``--record DIR``, each run is recorded once evaluated (rows,
-metrics, error analysis; the pseudo-labels and the detector's boxes; no weights), and a study
-whose output folder was lost resumes from it.
+metrics, error analysis; the pseudo-labels; no weights), and a study whose output folder was
+lost resumes from it (the detector's boxes made again).
 """
 
 import sys

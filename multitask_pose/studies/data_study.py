@@ -244,7 +244,6 @@ def main(argv=None, parser=None):
         )  # fmt: skip
         for d in needed_detections(args)
     }
-    records.save(record, out_root, *(f for d, f in det.items() if d not in args.detections))
     # (the boxes above first, once: every seed's process reads them)
     jobs.run_seeds_in_parallel(SCRIPT, argv, args, out_root, "data_study")
     cols = {"gt": "GT boxes", "det": "detector boxes"}

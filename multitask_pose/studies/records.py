@@ -10,8 +10,10 @@ error analysis' costs of every keypoint results file (``*.costs.json``, :mod:`.r
 all the tables and the effects' reasons read. Weights and checkpoints are never recorded (a study
 whose later runs need a recorded run's weights trains it again, :func:`runner.run_one`'s
 ``needs_weights``); a run's COCO results files are recorded (gzip-compressed) only where later runs
-read them (``inputs=True``: the baseline's results that cue or feed other models), and so are the
-files a study gives as inputs (detection files, pseudo-labels)."""
+read them (``inputs=True``: the baseline's results that cue or feed other models), and so are
+files a study makes from a run's weights (pseudo-labels). A detector's boxes are not recorded:
+the studies detect again when the file is missing (a minute or two per dataset from a model zoo
+detector, the same boxes), which keeps megabytes out of the repository."""
 
 import gzip
 import json

@@ -196,7 +196,6 @@ def main(argv=None, parser=None):
             )
             for d in args.datasets
         }
-        records.save(record, out_root, *det_files.values())
 
     # 2. seed by seed, each model trained and evaluated in every setting (then recorded whole),
     # PoseFix on HRNet's results, the ensembles of the seed's models

@@ -25,8 +25,8 @@ Steps, each skipped when its output exists, so a killed study resumes with the s
    of each kind, cue and refinement, cue only, refinement only; the report averages two of each),
    evaluated like the models;
 5. with ``--record DIR``, each run is recorded once evaluated in every setting (rows, metrics,
-   error analysis; HRNet's results and the detection files, which later runs read), and a study
-   whose output folder was lost resumes from the record;
+   error analysis; HRNet's results, which later runs read; no weights), and a study whose output
+   folder was lost resumes from the record (the detector's boxes made again);
 6. the table: keypoint AP per (dataset, boxes) as ``mean (seed values)``, keypoint AP75 on the
    first, and whether each row's difference from HRNet on the first setting exceeds the seed
    spread; written to ``<output>/study.md`` and printed, with a one-line summary.

@@ -44,21 +44,23 @@ def _tree(root):
 def test_save_keeps_the_small_files_and_restore_writes_them_back(tmp_path):
     out, record = tmp_path / "out", tmp_path / "record"
     run = _run(out)
-    det = out / "detections" / "d.json"
-    det.parent.mkdir()
-    det.write_text('[{"image_id": 1, "score": 0.9}]')
+    pseudo = out / "pseudo_labels" / "seed1.json"  # a file a study makes from a run
+    pseudo.parent.mkdir()
+    pseudo.write_text('{"annotations": []}')
     assert records.save(None, out, run) == 0 and not record.exists()  # no record: nothing
 
-    records.save(record, out, run, det)
+    records.save(record, out, run, pseudo)
     kept = {"model/seed1/" + f for f in ("ablation_row.json", "config.yaml", "results_d.json",
             "eval/d_gt/results_d.json",
             "eval/d_gt/inference/d/coco_instances_results.json.costs.json")}  # fmt: skip
-    assert _tree(record) == kept | {"detections/d.json.gz"}
+    assert _tree(record) == kept | {"pseudo_labels/seed1.json.gz"}
     records.save(record, out, run, inputs=True)  # the results files too, compressed
     results = {"model/seed1/inference/d/coco_instances_results.json.gz",
                "model/seed1/eval/d_gt/inference/d/coco_instances_results.json.gz"}  # fmt: skip
-    assert _tree(record) == kept | results | {"detections/d.json.gz"}
-    assert gzip.decompress((record / "detections/d.json.gz").read_bytes()) == det.read_bytes()
+    assert _tree(record) == kept | results | {"pseudo_labels/seed1.json.gz"}
+    assert gzip.decompress((record / "pseudo_labels/seed1.json.gz").read_bytes()) == (
+        pseudo.read_bytes()
+    )
 
     # into a lost output folder: every recorded file, as it was; a second time: nothing
     lost = tmp_path / "lost"

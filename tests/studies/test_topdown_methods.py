@@ -149,7 +149,8 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
         assert f"DET_FILE: {own / 'coco_instances_results.json'}" in cfg(posefix, setting)
     assert "POSE_NET: HeatmapEnsemble" in cfg(ens, "coco_person_sample_det")
     assert "SOURCE: center" not in table + cfg(cued, "coco_person_sample_gt")
-    assert json.loads((out / "detections" / "coco_person_sample.json").read_text())
+    det_text = (out / "detections" / "coco_person_sample.json").read_text()
+    assert json.loads(det_text)
 
     # everything exists: read back, nothing trained, detected or evaluated
     topdown_methods.main(argv)
@@ -158,13 +159,15 @@ def test_study_end_to_end(trained_run, tmp_path, capsys):
     assert (out / "study.md").read_text() == table
     effects_md = (out / "effects.md").read_text()
 
-    # the output folder lost: resumed from the record (no weights in it), nothing run again,
-    # the same table and effects (their reasons from the recorded error analysis)
+    # the output folder lost: resumed from the record (no weights in it), nothing trained or
+    # evaluated again (the detector's boxes made again), the same table and effects (their
+    # reasons from the recorded error analysis)
     shutil.rmtree(out)
     topdown_methods.main(argv)
     again = capsys.readouterr().out
     assert "study: restored" in again and not list(out.rglob("*.pth"))
-    assert "training" not in again and "evaluating" not in again and "detecting" not in again
+    assert "training" not in again and "evaluating" not in again
+    assert (out / "detections" / "coco_person_sample.json").read_text() == det_text
     assert (out / "study.md").read_text() == table
     assert (out / "effects.md").read_text() == effects_md
 
